@@ -1,0 +1,125 @@
+//! Rule evaluation throughput: 1, 10 and 50 active rules on 20- and 200-span
+//! traces, in the wasm sandbox and — same prelude, same rules, same trace
+//! JSON, serialized per iteration on both sides — in native QuickJS on the host (rquickjs, the QuickJS Javy embeds),
+//! the reference for the sandbox's overhead. One iteration = one trace
+//! evaluated by every rule. Run: `make bench` (figures in docs/BENCHMARKS.md).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fluo::rules::{Limits, RuleEngine, Sandbox, abi, compile::compile, source};
+use fluo::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
+use rquickjs::{Context, Function, Module, Runtime};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PRELUDE: &str = include_str!("../rule-sdk/src/prelude.js");
+
+/// Ten rules of the kinds tenants write; `variant` renames the spans they look
+/// for so that 50 rules are 50 distinct rules.
+fn rule_set(count: usize) -> Vec<String> {
+    let templates = [
+        "export default trace.has('payment.charge_card{v}').and(trace.missing('payment.fraud_check{v}'));",
+        "trace.has(s => s.name === 'GET /api/users{v}').and(trace.missing(s => s.name === 'auth.verify{v}'))",
+        "export default trace.count(s => s.name === 'db.query{v}').gt(25);",
+        "export default trace.where(s => s.service === 'payments{v}').has(s => s.status === 'ERROR');",
+        "export default trace.has('lock.acquire{v}').followedBy(trace.has('lock.release{v}')).not();",
+        "export default trace.has('login.failed{v}').and(trace.has('account.locked{v}')).within('5s');",
+        "export default function (t) {\n  return t.filter(s => s.kind === 'SERVER' && s.attributes['http.status_code{v}'] >= 500)\n    .map(s => ({ message: '5xx on ' + s.name, severity: 'high', spans: [s] }));\n}",
+        "export default rule({ name: 'pii{v}', severity: 'critical', when: trace.has(s => s.attributes['pii.accessed{v}'] === true), expect: trace.has('audit.log{v}') });",
+        "export default rule({ name: 'no-bypass{v}', when: trace.has('payment.charge_card{v}'), never: trace.has('payment.bypass{v}') });",
+        "export default t => t.spans.some(s => s.duration > 5000 && s.name === 'slow{v}') ? { message: 'slow span' } : false;",
+    ];
+    (0..count).map(|i| templates[i % templates.len()].replace("{v}", &if i < templates.len() { String::new() } else { format!(".{}", i / templates.len()) })).collect()
+}
+
+fn sample_trace(spans: usize) -> Trace {
+    let resource = Arc::new(Resource { attributes: vec![("service.name".into(), Value::Str("checkout".into()))], service: Some("checkout".into()) });
+    let scope = Arc::new(Scope { name: "bench".into(), version: "1".into() });
+    let names = ["GET /api/users", "auth.verify", "db.query", "cache.get", "payment.charge_card", "payment.fraud_check", "render"];
+    let list = (0..spans)
+        .map(|i| Span {
+            trace_id: [9; 16],
+            span_id: (i as u64 + 1).to_be_bytes(),
+            parent_span_id: if i == 0 { None } else { Some(((i as u64 - 1) / 3 + 1).to_be_bytes()) },
+            name: names[i % names.len()].into(),
+            kind: if i == 0 { SpanKind::Server } else { SpanKind::Internal },
+            status: StatusCode::Ok,
+            status_message: String::new(),
+            start_unix_nano: 1_700_000_000_000_000_000 + i as u64 * 1_000_000,
+            end_unix_nano: 1_700_000_000_000_000_000 + i as u64 * 1_000_000 + 750_000,
+            attributes: vec![
+                ("http.status_code".into(), Value::Int(200)),
+                ("http.route".into(), Value::Str("/api/users/{id}".into())),
+                ("db.system".into(), Value::Str("postgresql".into())),
+                ("retry".into(), Value::Bool(false)),
+            ],
+            events: Vec::new(),
+            links: Vec::new(),
+            resource: resource.clone(),
+            scope: scope.clone(),
+        })
+        .collect();
+    Trace::new([9; 16], list)
+}
+
+struct Native {
+    context: Context,
+    rules: usize,
+}
+
+impl Native {
+    fn new(sources: &[String]) -> Native {
+        let runtime = Runtime::new().expect("runtime");
+        runtime.set_max_stack_size(384 * 1024);
+        let context = Context::full(&runtime).expect("context");
+        context.with(|ctx| {
+            ctx.eval::<(), _>(PRELUDE).expect("prelude");
+            for (i, text) in sources.iter().enumerate() {
+                let prepared = source::prepare(text).expect("prepared");
+                Module::evaluate(ctx.clone(), format!("rule{i}.mjs"), prepared.code).and_then(|promise| promise.finish::<()>()).expect("rule module");
+            }
+        });
+        Native { context, rules: sources.len() }
+    }
+
+    fn evaluate(&self, json: &str) -> usize {
+        self.context.with(|ctx| {
+            let load: Function = ctx.globals().get("__fluo_load").expect("load");
+            let run: Function = ctx.globals().get("__fluo_run").expect("run");
+            load.call::<_, ()>((json,)).expect("loaded");
+            let mut total = 0;
+            for index in 0..self.rules as u32 {
+                let out: String = run.call((index, 65536u32)).expect("ran");
+                total += out.len();
+            }
+            total
+        })
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let engine = RuleEngine::new(Limits::default()).expect("engine");
+    let all_sources = rule_set(50);
+    let compiled: Vec<_> = all_sources.iter().map(|text| compile(&engine, text).expect("rule compiles").1).collect();
+    let mut group = c.benchmark_group("evaluate");
+    group.throughput(Throughput::Elements(1));
+    for spans in [20usize, 200] {
+        let trace = sample_trace(spans);
+        for rules in [1usize, 10, 50] {
+            let mut sandbox = Sandbox::new(engine.clone(), compiled[..rules].to_vec());
+            let check = sandbox.evaluate(&trace);
+            assert!(check.iter().all(|run| run.outcome.kind() == "ok"), "{check:?}");
+            let label = format!("{rules}rules/{spans}spans");
+            group.bench_function(BenchmarkId::new("sandbox", &label), |b| b.iter(|| sandbox.evaluate(&trace)));
+            let native = Native::new(&all_sources[..rules]);
+            group.bench_function(BenchmarkId::new("native_quickjs", &label), |b| b.iter(|| native.evaluate(&String::from_utf8(abi::trace_json(&trace)).expect("utf-8"))));
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30);
+    targets = bench
+}
+criterion_main!(benches);

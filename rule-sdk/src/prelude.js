@@ -1,0 +1,689 @@
+// FLUO rule SDK prelude (ABI fluo_rule_v1).
+//
+// Evaluated once while the plugin is pre-initialized, so it costs nothing per
+// evaluation. It defines the globals a rule may use (`trace`, `rule`, `duration`,
+// `concurrency`, `console`) and the `__fluo_*` entry points the plugin's exports
+// call. The reference for rule authors is docs/rules.md; the typings are
+// rule-sdk/fluo.d.ts. Keep all three in step.
+//
+// Hidden contracts:
+// - the host's trace JSON is described in wit/fluo-rule.wit (`trace-json`);
+// - builtins are captured here and the realm is frozen at the end, so one rule
+//   cannot change what another rule of the same tenant (or this SDK) sees.
+(function () {
+  'use strict';
+
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const isArray = Array.isArray;
+  const freeze = Object.freeze;
+  const keys = Object.keys;
+  const BigIntCtor = BigInt;
+
+  const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
+  const DEFAULT_SEVERITY = 'medium';
+  const LOG_CAP = 4096;
+  const MESSAGE_CAP = 4096;
+
+  // ---------------------------------------------------------------- console --
+  let logs = [];
+  let logBytes = 0;
+  let logsTruncated = false;
+
+  function show(value) {
+    if (typeof value === 'string') return value;
+    if (typeof value === 'bigint') return value.toString() + 'n';
+    if (value instanceof Error) return value.name + ': ' + value.message;
+    try {
+      const text = stringify(value, (k, v) => (typeof v === 'bigint' ? v.toString() + 'n' : v));
+      return text === undefined ? String(value) : text;
+    } catch (error) {
+      return String(value);
+    }
+  }
+
+  function logger(level) {
+    return function (...args) {
+      if (logsTruncated) return;
+      let line = args.map(show).join(' ');
+      if (logBytes + line.length > LOG_CAP) {
+        line = line.slice(0, Math.max(0, LOG_CAP - logBytes));
+        logsTruncated = true;
+      }
+      logBytes += line.length;
+      logs.push({ level, message: line });
+    };
+  }
+
+  const fluoConsole = freeze({
+    log: logger('info'),
+    info: logger('info'),
+    debug: logger('debug'),
+    warn: logger('warn'),
+    error: logger('error'),
+  });
+
+  // ------------------------------------------------------------- durations --
+  const UNITS = {
+    ms: 1, msec: 1, msecs: 1, millisecond: 1, milliseconds: 1,
+    s: 1000, sec: 1000, secs: 1000, second: 1000, seconds: 1000,
+    m: 60000, min: 60000, mins: 60000, minute: 60000, minutes: 60000,
+    h: 3600000, hour: 3600000, hours: 3600000,
+  };
+
+  /** Milliseconds from `'5 seconds'`, `'10s'`, `'500ms'`, `'1 minute'` or a number of ms. */
+  function duration(value) {
+    if (typeof value === 'number') {
+      if (!(value >= 0) || value === Infinity) throw new RangeError('a duration must be a finite number of milliseconds >= 0, got ' + value);
+      return value;
+    }
+    if (typeof value !== 'string') throw new TypeError('a duration must be a number of milliseconds or a string such as "5 seconds"');
+    const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$/.exec(value);
+    const unit = match && UNITS[match[2].toLowerCase()];
+    if (!unit) throw new TypeError('cannot read duration "' + value + '": use e.g. "500ms", "10s", "5 seconds", "1 minute"');
+    return Number(match[1]) * unit;
+  }
+
+  // ------------------------------------------------------------ predicates --
+  function predicate(pred, where) {
+    if (typeof pred === 'function') return pred;
+    if (typeof pred === 'string') {
+      const name = pred;
+      return (span) => span.name === name;
+    }
+    throw new TypeError(where + ': a predicate must be a function (span => boolean) or a span name string');
+  }
+
+  function test(pred, span) {
+    return !!pred(span);
+  }
+
+  function union(a, b) {
+    if (a.length === 0) return b;
+    if (b.length === 0) return a;
+    const out = a.slice();
+    for (const span of b) if (out.indexOf(span) < 0) out.push(span);
+    return out;
+  }
+
+  // --------------------------------------------------------------- patterns --
+  // A pattern is evaluated against a list of spans (sorted by start time) and
+  // answers { ok, w } where `w` are the witness spans that made it true.
+  const NO = freeze({ ok: false, w: freeze([]) });
+
+  class Pattern {
+    constructor(evaluate, description) {
+      this._evaluate = evaluate;
+      this._description = description;
+      freeze(this);
+    }
+    and(other) {
+      const q = toPattern(other, 'and');
+      const p = this;
+      return new Pattern((spans) => {
+        const a = p._evaluate(spans);
+        if (!a.ok) return NO;
+        const b = q._evaluate(spans);
+        if (!b.ok) return NO;
+        return { ok: true, w: union(a.w, b.w) };
+      }, '(' + p._description + ' and ' + q._description + ')');
+    }
+    or(other) {
+      const q = toPattern(other, 'or');
+      const p = this;
+      return new Pattern((spans) => {
+        const a = p._evaluate(spans);
+        const b = q._evaluate(spans);
+        if (!a.ok && !b.ok) return NO;
+        return { ok: true, w: union(a.ok ? a.w : [], b.ok ? b.w : []) };
+      }, '(' + p._description + ' or ' + q._description + ')');
+    }
+    not() {
+      const p = this;
+      return new Pattern((spans) => (p._evaluate(spans).ok ? NO : { ok: true, w: [] }), 'not ' + p._description);
+    }
+    /** Matches when the pattern matches among spans that all start within `d` of each other. */
+    within(d) {
+      const limit = duration(d);
+      const p = this;
+      return new Pattern((spans) => {
+        // Windows [start_i, start_i + limit] anchored at each span's start: any
+        // set of spans that fits in some window fits in one anchored at its
+        // earliest member, so this finds every match of positive patterns.
+        let end = 0;
+        for (let i = 0; i < spans.length; i++) {
+          const from = spans[i].startTime;
+          if (end < i) end = i;
+          while (end < spans.length && spans[end].startTime - from <= limit) end++;
+          const result = p._evaluate(spans.slice(i, end));
+          if (result.ok) return result;
+        }
+        return NO;
+      }, p._description + ' within ' + limit + 'ms');
+    }
+    /** Matches when a span matching `next` starts at or after the end of a witness of this pattern. */
+    followedBy(next) {
+      const q = toPattern(next, 'followedBy');
+      const p = this;
+      return new Pattern((spans) => {
+        const a = p._evaluate(spans);
+        if (!a.ok) return NO;
+        const b = q._evaluate(spans);
+        if (!b.ok) return NO;
+        const firsts = [];
+        const thens = [];
+        for (const first of a.w) {
+          for (const then of b.w) {
+            if (then !== first && then.startTime >= first.endTime) {
+              if (firsts.indexOf(first) < 0) firsts.push(first);
+              if (thens.indexOf(then) < 0) thens.push(then);
+            }
+          }
+        }
+        return firsts.length ? { ok: true, w: union(firsts, thens) } : NO;
+      }, p._description + ' followed by ' + q._description);
+    }
+    /** Evaluates the pattern on a trace: `{ matched, spans }`. */
+    match(t) {
+      const result = this._evaluate(spansOf(t));
+      return { matched: result.ok, spans: result.w.slice() };
+    }
+    /** Whether the pattern matches the trace. */
+    test(t) {
+      return this._evaluate(spansOf(t)).ok;
+    }
+    toString() {
+      return this._description;
+    }
+  }
+
+  function spansOf(t) {
+    if (t && isArray(t.spans)) return t.spans;
+    throw new TypeError('expected a trace (the argument of a check function)');
+  }
+
+  function toPattern(value, where) {
+    if (value instanceof Pattern) return value;
+    if (typeof value === 'function' || typeof value === 'string') return scope(null).has(value);
+    throw new TypeError(where + ': expected a pattern (e.g. trace.has(...)) or a predicate');
+  }
+
+  class Count {
+    constructor(select, pred, description) {
+      this._select = select;
+      this._pred = pred;
+      this._description = description;
+      freeze(this);
+    }
+    _matching(spans) {
+      const domain = this._select(spans);
+      const out = [];
+      for (const span of domain) if (test(this._pred, span)) out.push(span);
+      return out;
+    }
+    _compare(op, symbol, other) {
+      const self = this;
+      if (other instanceof Count) {
+        return new Pattern((spans) => {
+          const a = self._matching(spans);
+          const b = other._matching(spans);
+          return op(a.length, b.length) ? { ok: true, w: union(a, b) } : NO;
+        }, self._description + ' ' + symbol + ' ' + other._description);
+      }
+      if (typeof other !== 'number' || other !== other) throw new TypeError('count(...).' + symbol + ': expected a number or another count(...)');
+      return new Pattern((spans) => {
+        const a = self._matching(spans);
+        return op(a.length, other) ? { ok: true, w: a } : NO;
+      }, self._description + ' ' + symbol + ' ' + other);
+    }
+    gt(n) { return this._compare((a, b) => a > b, 'gt', n); }
+    gte(n) { return this._compare((a, b) => a >= b, 'gte', n); }
+    lt(n) { return this._compare((a, b) => a < b, 'lt', n); }
+    lte(n) { return this._compare((a, b) => a <= b, 'lte', n); }
+    eq(n) { return this._compare((a, b) => a === b, 'eq', n); }
+    ne(n) { return this._compare((a, b) => a !== b, 'ne', n); }
+  }
+
+  /** The pattern builder: the global `trace`, or `trace.where(...)`. */
+  function scope(filter) {
+    const select = filter
+      ? (spans) => {
+          const out = [];
+          for (const span of spans) if (test(filter, span)) out.push(span);
+          return out;
+        }
+      : (spans) => spans;
+    return freeze({
+      has(pred) {
+        const p = predicate(pred, 'has');
+        return new Pattern((spans) => {
+          const w = [];
+          for (const span of select(spans)) if (test(p, span)) w.push(span);
+          return w.length ? { ok: true, w } : NO;
+        }, 'has(' + describe(pred) + ')');
+      },
+      missing(pred) {
+        const p = predicate(pred, 'missing');
+        return new Pattern((spans) => {
+          for (const span of select(spans)) if (test(p, span)) return NO;
+          return { ok: true, w: [] };
+        }, 'missing(' + describe(pred) + ')');
+      },
+      count(pred) {
+        const p = predicate(pred === undefined ? () => true : pred, 'count');
+        return new Count(select, p, 'count(' + describe(pred) + ')');
+      },
+      where(pred) {
+        const p = predicate(pred, 'where');
+        return scope(filter ? (span) => test(filter, span) && test(p, span) : p);
+      },
+      not(pattern) {
+        return toPattern(pattern, 'not').not();
+      },
+    });
+  }
+
+  function describe(pred) {
+    if (typeof pred === 'string') return stringify(pred);
+    if (pred === undefined) return '';
+    return 'fn';
+  }
+
+  // ----------------------------------------------------------------- traces --
+  const PATTERN_BUILDER = scope(null);
+
+  class Trace {
+    constructor(traceId, spans) {
+      this.traceId = traceId;
+      this.spans = spans;
+      let root = null;
+      let first = Infinity;
+      let last = -Infinity;
+      const services = [];
+      for (const span of spans) {
+        if (root === null && span.parentSpanId === null) root = span;
+        if (span.startTime < first) first = span.startTime;
+        if (span.endTime > last) last = span.endTime;
+        if (span.service !== null && services.indexOf(span.service) < 0) services.push(span.service);
+      }
+      this.root = root;
+      this.startTime = spans.length ? first : null;
+      this.endTime = spans.length ? last : null;
+      this.duration = spans.length ? last - first : 0;
+      this.services = freeze(services.sort());
+      // Built on first use; the trace itself is frozen, this holder is not.
+      this._cache = { byId: null, children: null };
+    }
+    _index() {
+      if (this._cache.byId === null) {
+        const byId = new Map();
+        const children = new Map();
+        for (const span of this.spans) byId.set(span.spanId, span);
+        for (const span of this.spans) {
+          if (span.parentSpanId === null) continue;
+          let list = children.get(span.parentSpanId);
+          if (!list) children.set(span.parentSpanId, (list = []));
+          list.push(span);
+        }
+        this._cache.byId = byId;
+        this._cache.children = children;
+      }
+      return this._cache;
+    }
+    has(pred) { return this.find(pred) !== null; }
+    none(pred) { return this.find(pred) === null; }
+    count(pred) {
+      const p = predicate(pred === undefined ? () => true : pred, 'count');
+      let n = 0;
+      for (const span of this.spans) if (test(p, span)) n++;
+      return n;
+    }
+    find(pred) {
+      const p = predicate(pred, 'find');
+      for (const span of this.spans) if (test(p, span)) return span;
+      return null;
+    }
+    filter(pred) {
+      const p = predicate(pred, 'filter');
+      return this.spans.filter((span) => test(p, span));
+    }
+    span(spanId) {
+      return this._index().byId.get(spanId) || null;
+    }
+    children(span) {
+      return (this._index().children.get(idOf(span)) || []).slice();
+    }
+    parent(span) {
+      const s = typeof span === 'string' ? this.span(span) : span;
+      if (!s || s.parentSpanId === null) return null;
+      return this.span(s.parentSpanId);
+    }
+    ancestors(span) {
+      const out = [];
+      const seen = new Set();
+      let current = this.parent(span);
+      while (current && !seen.has(current)) {
+        seen.add(current);
+        out.push(current);
+        current = this.parent(current);
+      }
+      return out;
+    }
+    descendants(span) {
+      const children = this._index().children;
+      const out = [];
+      const seen = new Set();
+      const stack = [idOf(span)];
+      while (stack.length) {
+        const list = children.get(stack.pop());
+        if (!list) continue;
+        for (const child of list) {
+          if (seen.has(child)) continue;
+          seen.add(child);
+          out.push(child);
+          stack.push(child.spanId);
+        }
+      }
+      return out.sort((a, b) => a.startTime - b.startTime);
+    }
+  }
+
+  function idOf(span) {
+    if (typeof span === 'string') return span;
+    if (span && typeof span.spanId === 'string') return span.spanId;
+    throw new TypeError('expected a span or a span id');
+  }
+
+  function deepFreeze(value) {
+    if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
+    freeze(value);
+    for (const key of keys(value)) deepFreeze(value[key]);
+    return value;
+  }
+
+  // 64-bit integers beyond ±2^53 arrive as {"$int": "<decimal>"} and become BigInt.
+  function reviveInts(value) {
+    if (value === null || typeof value !== 'object') return value;
+    if (isArray(value)) {
+      for (let i = 0; i < value.length; i++) value[i] = reviveInts(value[i]);
+      return value;
+    }
+    if (typeof value.$int === 'string' && keys(value).length === 1) return BigIntCtor(value.$int);
+    for (const key of keys(value)) value[key] = reviveInts(value[key]);
+    return value;
+  }
+
+  let currentTrace = null;
+
+  function load(text) {
+    const data = parse(text);
+    const resources = data.resources;
+    const scopes = data.scopes;
+    if (data.bigInts) {
+      for (const resource of resources) resource.attributes = reviveInts(resource.attributes);
+    }
+    for (const resource of resources) deepFreeze(resource);
+    for (const s of scopes) deepFreeze(s);
+    const spans = data.spans;
+    for (const span of spans) {
+      span.resource = resources[span.resource];
+      span.scope = scopes[span.scope];
+      if (data.bigInts) {
+        span.attributes = reviveInts(span.attributes);
+        for (const event of span.events) event.attributes = reviveInts(event.attributes);
+        for (const link of span.links) link.attributes = reviveInts(link.attributes);
+      }
+      deepFreeze(span);
+    }
+    currentTrace = new Trace(data.traceId, freeze(spans));
+    freeze(currentTrace);
+    return '';
+  }
+
+  // ------------------------------------------------------------------ rules --
+  const registry = [];
+  const RULE = Symbol('fluo.rule');
+  const RULE_KEYS = ['name', 'severity', 'description', 'when', 'expect', 'never', 'check', 'message'];
+
+  function checkSeverity(severity, where) {
+    if (severity === undefined) return undefined;
+    if (SEVERITIES.indexOf(severity) < 0) {
+      throw new TypeError(where + ': severity must be one of ' + SEVERITIES.join(', ') + ', got ' + show(severity));
+    }
+    return severity;
+  }
+
+  function checkCondition(value, key) {
+    if (value === undefined) return undefined;
+    if (value instanceof Pattern || typeof value === 'function') return value;
+    throw new TypeError('rule({' + key + '}): expected a pattern (trace.has(...)) or a function (trace => boolean)');
+  }
+
+  /** `rule({...})`: a rule with metadata and explicit polarity. */
+  function rule(spec) {
+    if (spec === null || typeof spec !== 'object') throw new TypeError('rule(...) expects an object');
+    for (const key of keys(spec)) {
+      if (RULE_KEYS.indexOf(key) < 0) throw new TypeError('rule({...}): unknown field "' + key + '" (known: ' + RULE_KEYS.join(', ') + ')');
+    }
+    if (spec.name !== undefined && typeof spec.name !== 'string') throw new TypeError('rule({name}): expected a string');
+    if (spec.description !== undefined && typeof spec.description !== 'string') throw new TypeError('rule({description}): expected a string');
+    if (spec.message !== undefined && typeof spec.message !== 'string' && typeof spec.message !== 'function') {
+      throw new TypeError('rule({message}): expected a string or a function');
+    }
+    if (spec.check !== undefined && typeof spec.check !== 'function') throw new TypeError('rule({check}): expected a function (trace => violations)');
+    const def = {
+      [RULE]: true,
+      form: 'rule',
+      name: spec.name === undefined ? null : spec.name,
+      severity: checkSeverity(spec.severity, 'rule({severity})') || DEFAULT_SEVERITY,
+      description: spec.description === undefined ? null : spec.description,
+      when: checkCondition(spec.when, 'when'),
+      expect: checkCondition(spec.expect, 'expect'),
+      never: checkCondition(spec.never, 'never'),
+      check: spec.check,
+      message: spec.message,
+    };
+    if (!def.when && !def.expect && !def.never && !def.check) {
+      throw new TypeError('rule({...}) needs at least one of when, expect, never or check');
+    }
+    return freeze(def);
+  }
+
+  function define(value) {
+    let def;
+    if (value instanceof Pattern) {
+      def = { form: 'pattern', name: null, severity: DEFAULT_SEVERITY, description: value.toString(), when: value, message: undefined };
+    } else if (typeof value === 'function') {
+      def = { form: 'check', name: value.name || null, severity: DEFAULT_SEVERITY, description: null, check: value, message: undefined };
+    } else if (value && value[RULE] === true) {
+      def = value;
+    } else {
+      throw new TypeError('a rule must export default a pattern (trace.has(...)), a check function (trace => violations) or rule({...}); got ' + show(value));
+    }
+    registry.push(freeze(def));
+  }
+
+  function evalCondition(condition, t) {
+    if (condition instanceof Pattern) return condition._evaluate(t.spans);
+    const value = condition(t);
+    if (value instanceof Pattern) return value._evaluate(t.spans);
+    if (isArray(value)) return value.length ? { ok: true, w: value.filter(isSpan) } : NO;
+    if (isSpan(value)) return { ok: true, w: [value] };
+    return value ? { ok: true, w: [] } : NO;
+  }
+
+  function isSpan(value) {
+    return value !== null && typeof value === 'object' && typeof value.spanId === 'string' && typeof value.name === 'string';
+  }
+
+  function messageOf(def, fallback, witnesses, t) {
+    if (typeof def.message === 'function') {
+      const text = def.message({ trace: t, spans: witnesses });
+      if (typeof text !== 'string') throw new TypeError('rule({message}) function must return a string');
+      return text;
+    }
+    if (typeof def.message === 'string') return def.message;
+    return fallback;
+  }
+
+  function violationsOf(def, t) {
+    if (def.form === 'check') return fromCheck(def.check(t), def, t);
+    const when = def.when ? evalCondition(def.when, t) : { ok: true, w: [] };
+    if (!when.ok) return [];
+    const out = [];
+    const plain = !def.expect && !def.never && !def.check;
+    if (plain) {
+      const fallback = def.name ? def.name + ' matched' : 'pattern matched: ' + (def.when._description || 'condition');
+      out.push({ message: messageOf(def, fallback, when.w, t), severity: def.severity, spans: when.w });
+    }
+    if (def.expect) {
+      const expected = evalCondition(def.expect, t);
+      if (!expected.ok) {
+        const fallback = 'expected ' + (def.expect._description || 'condition') + ' did not hold';
+        out.push({ message: messageOf(def, fallback, when.w, t), severity: def.severity, spans: when.w });
+      }
+    }
+    if (def.never) {
+      const forbidden = evalCondition(def.never, t);
+      if (forbidden.ok) {
+        const spans = union(when.w, forbidden.w);
+        const fallback = 'forbidden ' + (def.never._description || 'condition') + ' held';
+        out.push({ message: messageOf(def, fallback, spans, t), severity: def.severity, spans });
+      }
+    }
+    if (def.check) for (const v of fromCheck(def.check(t), def, t)) out.push(v);
+    return out;
+  }
+
+  function fromCheck(result, def, t) {
+    if (result === undefined || result === null || result === false) return [];
+    if (result === true) return [{ message: messageOf(def, (def.name || 'check') + ' failed', [], t), severity: def.severity, spans: [] }];
+    const list = isArray(result) ? result : [result];
+    const out = [];
+    for (const item of list) {
+      if (item === true) {
+        out.push({ message: messageOf(def, (def.name || 'check') + ' failed', [], t), severity: def.severity, spans: [] });
+        continue;
+      }
+      if (item === null || typeof item !== 'object' || isSpan(item)) {
+        throw new TypeError('a check must return nothing, false, true, a violation {message, severity?, spans?, attributes?} or an array of them; got ' + show(item));
+      }
+      const spans = item.spans === undefined ? [] : isArray(item.spans) ? item.spans : [item.spans];
+      out.push({
+        message: item.message === undefined ? messageOf(def, (def.name || 'check') + ' failed', spans, t) : item.message,
+        severity: item.severity === undefined ? def.severity : checkSeverity(item.severity, 'violation'),
+        spans,
+        attributes: item.attributes,
+      });
+    }
+    return out;
+  }
+
+  // Bounded size estimate, so that a 50 MB string is refused before it is copied.
+  function sizeOf(value, budget) {
+    if (value === undefined || value === null) return 4;
+    switch (typeof value) {
+      case 'string': return value.length + 2;
+      case 'number': case 'boolean': return 8;
+      case 'bigint': return 24;
+      case 'object': {
+        let total = 2;
+        for (const key of keys(value)) {
+          total += key.length + 4 + sizeOf(value[key], budget - total);
+          if (total > budget) return total;
+        }
+        return total;
+      }
+      default: return 8;
+    }
+  }
+
+  function finish(violations, t, cap) {
+    const out = [];
+    let budget = cap;
+    for (const v of violations) {
+      if (typeof v.message !== 'string') throw new TypeError('a violation message must be a string, got ' + show(v.message));
+      if (v.message.length > MESSAGE_CAP) return { overflow: v.message.length };
+      budget -= v.message.length + 64;
+      if (budget < 0) return { overflow: cap - budget };
+      const ids = [];
+      for (const s of v.spans) {
+        const id = typeof s === 'string' ? s : isSpan(s) ? s.spanId : null;
+        if (id === null) throw new TypeError('violation spans must be spans or span ids, got ' + show(s));
+        if (!t.span(id)) throw new TypeError('violation refers to span ' + id + ', which is not in the trace');
+        if (ids.indexOf(id) < 0) ids.push(id);
+      }
+      budget -= ids.length * 20;
+      let attributes = null;
+      if (v.attributes !== undefined && v.attributes !== null) {
+        if (typeof v.attributes !== 'object' || isArray(v.attributes)) throw new TypeError('violation attributes must be an object');
+        budget -= sizeOf(v.attributes, budget + 1);
+        if (budget < 0) return { overflow: cap - budget };
+        attributes = v.attributes;
+      }
+      out.push({ message: v.message, severity: v.severity, spans: ids, attributes });
+    }
+    return { violations: out };
+  }
+
+  function bigIntSafe(key, value) {
+    return typeof value === 'bigint' ? value.toString() : value;
+  }
+
+  function run(index, cap) {
+    logs = [];
+    logBytes = 0;
+    logsTruncated = false;
+    const def = registry[index];
+    if (!def) return stringify({ outcome: 'error', name: 'Error', message: 'no rule registered at index ' + index, stack: '' });
+    if (currentTrace === null) return stringify({ outcome: 'error', name: 'Error', message: 'no trace loaded', stack: '' });
+    try {
+      const result = finish(violationsOf(def, currentTrace), currentTrace, cap);
+      if (result.overflow !== undefined) return stringify({ outcome: 'output_cap', bytes: result.overflow });
+      const text = stringify({ outcome: 'ok', violations: result.violations, logs, logsTruncated }, bigIntSafe);
+      if (text.length > cap) return stringify({ outcome: 'output_cap', bytes: text.length });
+      return text;
+    } catch (error) {
+      const isError = error instanceof Error;
+      return stringify({
+        outcome: 'error',
+        name: isError ? error.name : 'Thrown',
+        message: isError ? String(error.message) : show(error),
+        stack: isError && typeof error.stack === 'string' ? error.stack.slice(0, 2048) : '',
+        logs,
+        logsTruncated,
+      });
+    }
+  }
+
+  function describeRule(index) {
+    const def = registry[index];
+    if (!def) throw new RangeError('no rule registered at index ' + index);
+    return stringify({ form: def.form, name: def.name, severity: def.severity, description: def.description });
+  }
+
+  // ---------------------------------------------------------------- globals --
+  const define_ = (name, value) => Object.defineProperty(globalThis, name, { value, enumerable: false, writable: false, configurable: false });
+  define_('console', fluoConsole);
+  define_('trace', PATTERN_BUILDER);
+  define_('rule', rule);
+  define_('duration', duration);
+  define_('__fluo_define', define);
+  define_('__fluo_load', load);
+  define_('__fluo_run', run);
+  define_('__fluo_describe', describeRule);
+  define_('__fluo_count', () => registry.length);
+
+  // Harden the realm: rules share one JS realm per tenant, so no rule may
+  // change a builtin another rule (or this SDK) relies on.
+  for (const name of Object.getOwnPropertyNames(globalThis)) {
+    const value = globalThis[name];
+    if (value !== null && (typeof value === 'object' || typeof value === 'function')) {
+      freeze(value);
+      if (typeof value === 'function' && value.prototype) freeze(value.prototype);
+    }
+  }
+  freeze(Object.getPrototypeOf(function () {}));
+  freeze(Object.getPrototypeOf([][Symbol.iterator]()));
+  freeze(globalThis);
+})();

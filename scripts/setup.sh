@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs, idempotently, what building and testing FLUO needs on a fresh
+# Debian 12 machine with rustup: the wasm32-wasip1 Rust target and the Debian
+# packages the Javy plugin build uses (clang-19 compiles QuickJS for wasm32,
+# llvm-ar-19 indexes its archive, libclang for rquickjs' bindgen, wasi-libc's
+# headers). Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+  echo "setup: adding the wasm32-wasip1 Rust target"
+  rustup target add wasm32-wasip1
+fi
+
+packages=(clang-19 llvm-19 libclang-19-dev wasi-libc)
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+echo "setup: toolchain ready"

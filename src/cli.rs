@@ -1,0 +1,301 @@
+//! The `fluo` command line: argument parsing and the `rules test` report.
+//! `serve` is handed to [`crate::config`] and the server wiring.
+//!
+//! Exit codes of `fluo rules test`: 0 the rule ran on every trace (whatever
+//! the verdict), 2 the rule does not compile, 3 a trace file is unreadable,
+//! 4 the rule failed on at least one trace (exception, fuel, memory, deadline…).
+
+use crate::ingest::convert;
+use crate::rules::{self, CompileError, Limits, Outcome, RuleEngine, RuleRun, Sandbox};
+use crate::trace::Trace;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "fluo", version, about = "Behavioral assurance for OpenTelemetry traces")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the FLUO server on an embedded sled database.
+    Serve(crate::config::ServeArgs),
+    /// Work with rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Compile a rule and run it on OTLP/JSON traces, exactly as the server would.
+    Test(TestArgs),
+    /// Compile a rule and store it as the next version of a tenant's rule in the
+    /// local database (`fluo serve` loads the latest versions at start).
+    Push(PushArgs),
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// The rule (JavaScript).
+    pub rule: PathBuf,
+    /// The tenant that owns the rule.
+    #[arg(long)]
+    pub tenant: String,
+    /// The rule's name (defaults to the file name without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Directory of the embedded sled database.
+    #[arg(long, env = "FLUO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// The rule (JavaScript).
+    pub rule: PathBuf,
+    /// An OTLP/JSON file (ExportTraceServiceRequest, as written by OpenTelemetry
+    /// file exporters); repeat for more. Spans are grouped by trace id.
+    #[arg(long = "trace", required = true)]
+    pub traces: Vec<PathBuf>,
+    /// Print the result as JSON (shape in docs/rules.md, "fluo rules test").
+    #[arg(long)]
+    pub json: bool,
+    /// Fuel per rule call.
+    #[arg(long, default_value_t = Limits::default().fuel_per_call)]
+    pub fuel: u64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    rule: rules::RuleMeta,
+    plugin_hash: String,
+    compile_ms: f64,
+    traces: Vec<TraceReport>,
+}
+
+#[derive(Serialize)]
+struct TraceReport {
+    file: String,
+    trace_id: String,
+    spans: usize,
+    #[serde(flatten)]
+    run: RuleRun,
+    witnesses: Vec<Witness>,
+}
+
+#[derive(Serialize)]
+struct Witness {
+    span_id: String,
+    name: String,
+}
+
+#[derive(Serialize)]
+struct ErrorReport<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    kind: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<u32>,
+}
+
+fn fail(json: bool, code: u8, body: ErrorBody<'_>) -> ExitCode {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ErrorReport { error: body }).expect("serializable"));
+    } else {
+        let place = match (&body.file, body.line, body.column) {
+            (Some(file), Some(line), Some(column)) => format!("{file}:{line}:{column}: "),
+            (Some(file), Some(line), None) => format!("{file}:{line}: "),
+            (Some(file), _, _) => format!("{file}: "),
+            _ => String::new(),
+        };
+        eprintln!("error: {place}{}", body.message);
+    }
+    ExitCode::from(code)
+}
+
+pub fn rules_test(args: TestArgs) -> ExitCode {
+    let json = args.json;
+    let rule_file = args.rule.display().to_string();
+    let source = match std::fs::read(&args.rule) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => return fail(json, 2, ErrorBody { kind: "io", message: "the rule is not UTF-8 text".into(), file: Some(rule_file), line: None, column: None }),
+        },
+        Err(error) => return fail(json, 2, ErrorBody { kind: "io", message: format!("cannot read the rule: {error}"), file: Some(rule_file), line: None, column: None }),
+    };
+    let mut traces = Vec::new();
+    for path in &args.traces {
+        let file = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) => return fail(json, 3, ErrorBody { kind: "trace_file", message: format!("cannot read the trace file: {error}"), file: Some(file), line: None, column: None }),
+        };
+        let request = match convert::from_json(&bytes) {
+            Ok(request) => request,
+            Err(error) => {
+                return fail(json, 3, ErrorBody {
+                    kind: "trace_file",
+                    message: format!("not an OTLP/JSON ExportTraceServiceRequest: {error}"),
+                    file: Some(file),
+                    line: Some(error.line() as u32),
+                    column: Some(error.column() as u32),
+                });
+            }
+        };
+        let converted = convert::convert(request);
+        if converted.rejected_total() > 0 {
+            return fail(json, 3, ErrorBody { kind: "trace_file", message: format!("invalid spans: {}", converted.rejection_message()), file: Some(file), line: None, column: None });
+        }
+        let grouped = Trace::group(converted.spans);
+        if grouped.is_empty() {
+            traces.push((file.clone(), Trace::new([0; 16], Vec::new())));
+        }
+        for trace in grouped {
+            traces.push((file.clone(), trace));
+        }
+    }
+
+    let limits = Limits { fuel_per_call: args.fuel, ..Limits::default() };
+    let engine = match RuleEngine::new(limits) {
+        Ok(engine) => engine,
+        Err(error) => return fail(json, 4, ErrorBody { kind: "sandbox", message: format!("cannot start the rule engine: {error:#}"), file: None, line: None, column: None }),
+    };
+    let compile_started = Instant::now();
+    let (compiled, loaded) = match rules::compile::compile(&engine, &source) {
+        Ok(result) => result,
+        Err(error) => {
+            let (line, column) = error.line_column();
+            let kind = match error {
+                CompileError::TooLarge { .. } => "too_large",
+                CompileError::Syntax { .. } => "syntax",
+                CompileError::Definition { .. } => "definition",
+                CompileError::Internal(_) => "internal",
+            };
+            let message = match &error {
+                CompileError::Syntax { message, .. } | CompileError::Definition { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            return fail(json, 2, ErrorBody { kind, message, file: Some(rule_file), line, column });
+        }
+    };
+    let compile_ms = compile_started.elapsed().as_secs_f64() * 1e3;
+    let mut sandbox = Sandbox::new(engine.clone(), vec![loaded]);
+    let mut reports = Vec::new();
+    let mut any_failed = false;
+    for (file, trace) in &traces {
+        let run = sandbox.evaluate(trace).pop().expect("one rule, one run");
+        any_failed |= !matches!(run.outcome, Outcome::Ok { .. });
+        let witnesses = run
+            .outcome
+            .violations()
+            .iter()
+            .flat_map(|violation| violation.span_ids.iter())
+            .filter_map(|id| {
+                let bytes: [u8; 8] = hex::decode(id).ok()?.try_into().ok()?;
+                trace.find(&bytes).map(|span| Witness { span_id: id.clone(), name: span.name.clone() })
+            })
+            .collect();
+        reports.push(TraceReport { file: file.clone(), trace_id: hex::encode(trace.trace_id), spans: trace.spans.len(), run, witnesses });
+    }
+    let report = Report { rule: compiled.meta, plugin_hash: compiled.plugin_hash, compile_ms, traces: reports };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+    } else {
+        print_report(&report);
+    }
+    if any_failed { ExitCode::from(4) } else { ExitCode::SUCCESS }
+}
+
+fn print_report(report: &Report) {
+    let rule = &report.rule;
+    println!(
+        "rule {} ({} form, default severity {}) compiled in {:.0} ms",
+        rule.name.as_deref().unwrap_or("(unnamed)"),
+        rule.form,
+        rule.severity,
+        report.compile_ms
+    );
+    for trace in &report.traces {
+        let verdict = match &trace.run.outcome {
+            Outcome::Ok { violations } if violations.is_empty() => "no violations".to_string(),
+            Outcome::Ok { violations } => format!("{} violation(s)", violations.len()),
+            other => format!("FAILED: {}", describe_failure(other)),
+        };
+        println!(
+            "trace {} ({}, {} spans): {verdict}  [fuel {}, {:.3} ms]",
+            trace.trace_id,
+            trace.file,
+            trace.spans,
+            trace.run.fuel_used,
+            trace.run.elapsed.as_secs_f64() * 1e3
+        );
+        for violation in trace.run.outcome.violations() {
+            println!("  [{}] {}", violation.severity.as_str(), violation.message);
+            for id in &violation.span_ids {
+                let name = trace.witnesses.iter().find(|w| &w.span_id == id).map(|w| w.name.as_str()).unwrap_or("?");
+                println!("      span {id}  {name}");
+            }
+        }
+        for log in &trace.run.logs {
+            println!("  log {}: {}", log.level, log.message);
+        }
+    }
+}
+
+pub fn describe_failure(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Ok { .. } => "ok".into(),
+        Outcome::OutOfFuel => "out of fuel".into(),
+        Outcome::Deadline => "deadline exceeded".into(),
+        Outcome::MemoryCap { requested_bytes } => format!("memory cap (asked for {requested_bytes} bytes)"),
+        Outcome::StackOverflow => "stack overflow".into(),
+        Outcome::OutputCap { bytes } => format!("output cap ({bytes} bytes)"),
+        Outcome::Exception { name, message, line, column } => match (line, column) {
+            (Some(line), Some(column)) => format!("{name}: {message} (line {line}, column {column})"),
+            _ => format!("{name}: {message}"),
+        },
+        Outcome::Trap { message } => format!("trap: {message}"),
+    }
+}
+
+pub fn rules_push(args: PushArgs) -> ExitCode {
+    let file = args.rule.display().to_string();
+    let source = match std::fs::read_to_string(&args.rule) {
+        Ok(text) => text,
+        Err(error) => return fail(false, 2, ErrorBody { kind: "io", message: format!("cannot read the rule: {error}"), file: Some(file), line: None, column: None }),
+    };
+    let name = args.name.clone().unwrap_or_else(|| args.rule.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default());
+    let engine = match RuleEngine::new(Limits::default()) {
+        Ok(engine) => engine,
+        Err(error) => return fail(false, 4, ErrorBody { kind: "sandbox", message: format!("cannot start the rule engine: {error:#}"), file: None, line: None, column: None }),
+    };
+    let compiled = match rules::compile::compile(&engine, &source) {
+        Ok((compiled, _)) => compiled,
+        Err(error) => {
+            let (line, column) = error.line_column();
+            return fail(false, 2, ErrorBody { kind: "compile", message: error.to_string(), file: Some(file), line, column });
+        }
+    };
+    let stored = crate::store::Store::open(&args.data_dir)
+        .and_then(|store| store.push_version(&args.tenant, &name, &source, compiled.meta.clone(), &compiled.plugin_hash, &compiled.wasm));
+    match stored {
+        Ok(version) => {
+            println!("stored {}/{name} version {version} ({} bytes of wasm)", args.tenant, compiled.wasm.len());
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(false, 1, ErrorBody { kind: "store", message: format!("{error:#}"), file: None, line: None, column: None }),
+    }
+}

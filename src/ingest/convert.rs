@@ -1,0 +1,212 @@
+//! OTLP → span model: validates ids span by span and maps `AnyValue`s to typed
+//! [`Value`]s. A span with an invalid id is rejected on its own (OTLP partial
+//! success) while the rest of the request is kept.
+//!
+//! It must not allocate without bound on behalf of a client: nesting of
+//! `AnyValue`s is capped at [`MAX_VALUE_DEPTH`].
+
+use crate::trace::{Attributes, Event, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, Value};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use std::sync::Arc;
+
+/// Arrays and key/value lists nested deeper than this become `Empty`.
+pub const MAX_VALUE_DEPTH: usize = 16;
+
+/// Why a span was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    InvalidTraceId,
+    InvalidSpanId,
+    InvalidParentSpanId,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::InvalidTraceId => "invalid trace id (must be 16 bytes, not all zero)",
+            Rejection::InvalidSpanId => "invalid span id (must be 8 bytes, not all zero)",
+            Rejection::InvalidParentSpanId => "invalid parent span id (must be empty or 8 bytes)",
+        }
+    }
+}
+
+/// The accepted spans of a request and the rejected ones, by reason.
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub spans: Vec<Span>,
+    pub rejected: Vec<(Rejection, u64)>,
+}
+
+impl Converted {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().map(|(_, count)| count).sum()
+    }
+
+    /// One line for OTLP's `partial_success.error_message`.
+    pub fn rejection_message(&self) -> String {
+        self.rejected
+            .iter()
+            .map(|(reason, count)| format!("{count} span(s): {}", reason.as_str()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn reject(&mut self, reason: Rejection) {
+        match self.rejected.iter_mut().find(|(known, _)| *known == reason) {
+            Some((_, count)) => *count = count.saturating_add(1),
+            None => self.rejected.push((reason, 1)),
+        }
+    }
+}
+
+pub fn convert(request: ExportTraceServiceRequest) -> Converted {
+    let mut converted = Converted::default();
+    for resource_spans in request.resource_spans {
+        let resource_attributes = resource_spans.resource.map(|resource| attributes(resource.attributes)).unwrap_or_default();
+        let service = resource_attributes.iter().rev().find_map(|(key, value)| match (key.as_str(), value) {
+            ("service.name", Value::Str(name)) => Some(name.clone()),
+            _ => None,
+        });
+        let resource = Arc::new(Resource { attributes: resource_attributes, service });
+        for scope_spans in resource_spans.scope_spans {
+            let scope = Arc::new(
+                scope_spans
+                    .scope
+                    .map(|scope| Scope { name: scope.name, version: scope.version })
+                    .unwrap_or_default(),
+            );
+            for span in scope_spans.spans {
+                let Some(trace_id) = trace_id_of(&span.trace_id) else {
+                    converted.reject(Rejection::InvalidTraceId);
+                    continue;
+                };
+                let Some(span_id) = span_id_of(&span.span_id) else {
+                    converted.reject(Rejection::InvalidSpanId);
+                    continue;
+                };
+                let parent_span_id = match span.parent_span_id.len() {
+                    0 => None,
+                    8 => span_id_of(&span.parent_span_id),
+                    _ => {
+                        converted.reject(Rejection::InvalidParentSpanId);
+                        continue;
+                    }
+                };
+                let status = span.status.unwrap_or_default();
+                converted.spans.push(Span {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    name: span.name,
+                    kind: SpanKind::from_otlp(span.kind),
+                    status: StatusCode::from_otlp(status.code),
+                    status_message: status.message,
+                    start_unix_nano: span.start_time_unix_nano,
+                    end_unix_nano: span.end_time_unix_nano,
+                    attributes: attributes(span.attributes),
+                    events: span
+                        .events
+                        .into_iter()
+                        .map(|event| Event { name: event.name, time_unix_nano: event.time_unix_nano, attributes: attributes(event.attributes) })
+                        .collect(),
+                    links: span
+                        .links
+                        .into_iter()
+                        .filter_map(|link| {
+                            Some(Link { trace_id: trace_id_of(&link.trace_id)?, span_id: span_id_of(&link.span_id)?, attributes: attributes(link.attributes) })
+                        })
+                        .collect(),
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                });
+            }
+        }
+    }
+    converted
+}
+
+fn trace_id_of(bytes: &[u8]) -> Option<TraceId> {
+    let id: TraceId = bytes.try_into().ok()?;
+    (id != [0; 16]).then_some(id)
+}
+
+// All-zero ids are invalid (OTLP); for a parent, it is how some exporters spell "no parent".
+fn span_id_of(bytes: &[u8]) -> Option<SpanId> {
+    let id: SpanId = bytes.try_into().ok()?;
+    (id != [0; 8]).then_some(id)
+}
+
+pub fn attributes(key_values: Vec<KeyValue>) -> Attributes {
+    key_values.into_iter().map(|kv| (kv.key, value(kv.value, 0))).collect()
+}
+
+fn value(any: Option<AnyValue>, depth: usize) -> Value {
+    if depth > MAX_VALUE_DEPTH {
+        return Value::Empty;
+    }
+    match any.and_then(|any| any.value) {
+        None => Value::Empty,
+        Some(any_value::Value::StringValue(text)) => Value::Str(text),
+        Some(any_value::Value::BoolValue(flag)) => Value::Bool(flag),
+        Some(any_value::Value::IntValue(number)) => Value::Int(number),
+        Some(any_value::Value::DoubleValue(number)) => Value::Double(number),
+        Some(any_value::Value::BytesValue(bytes)) => Value::Bytes(bytes),
+        Some(any_value::Value::ArrayValue(array)) => Value::Array(array.values.into_iter().map(|item| value(Some(item), depth + 1)).collect()),
+        Some(any_value::Value::KvlistValue(list)) => {
+            Value::Map(list.values.into_iter().map(|kv| (kv.key, value(kv.value, depth + 1))).collect())
+        }
+    }
+}
+
+/// Reads an OTLP/JSON `ExportTraceServiceRequest` (hex ids, camelCase, as the
+/// OpenTelemetry file exporters write it).
+pub fn from_json(bytes: &[u8]) -> Result<ExportTraceServiceRequest, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+      "scopeSpans":[{"scope":{"name":"manual","version":"1"},"spans":[
+        {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"a","kind":2,
+         "startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000500000000",
+         "attributes":[{"key":"big","value":{"intValue":"9007199254740993"}},{"key":"f","value":{"boolValue":false}}],
+         "status":{"code":2,"message":"boom"},"unknownField":1},
+        {"traceId":"00000000000000000000000000000000","spanId":"b7ad6b7169203332","name":"bad"},
+        {"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"0000000000000000","name":"bad2"}
+      ]}]}]}"#;
+
+    #[test]
+    fn converts_and_rejects_span_by_span() {
+        let converted = convert(from_json(SAMPLE.as_bytes()).expect("valid OTLP/JSON"));
+        assert_eq!(converted.spans.len(), 1);
+        assert_eq!(converted.rejected_total(), 2);
+        let span = &converted.spans[0];
+        assert_eq!(span.name, "a");
+        assert_eq!(span.kind, SpanKind::Server);
+        assert_eq!(span.status, StatusCode::Error);
+        assert_eq!(span.resource.service.as_deref(), Some("checkout"));
+        assert_eq!(span.attributes[0], ("big".to_string(), Value::Int(9007199254740993)));
+        assert_eq!(span.attributes[1], ("f".to_string(), Value::Bool(false)));
+        assert_eq!(span.end_unix_nano - span.start_unix_nano, 500_000_000);
+    }
+
+    #[test]
+    fn deep_values_are_cut() {
+        let mut any = AnyValue { value: Some(any_value::Value::StringValue("leaf".into())) };
+        for _ in 0..100 {
+            any = AnyValue { value: Some(any_value::Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue { values: vec![any] })) };
+        }
+        let mut depth = 0;
+        let mut current = value(Some(any), 0);
+        while let Value::Array(mut items) = current {
+            depth += 1;
+            current = items.pop().unwrap_or(Value::Empty);
+        }
+        assert_eq!(current, Value::Empty);
+        assert_eq!(depth, MAX_VALUE_DEPTH + 1);
+    }
+}

@@ -1,0 +1,19 @@
+//! FLUO: behavioral assurance for OpenTelemetry traces.
+//!
+//! Module map:
+//! - [`trace`]: the span and trace model shared by everything else.
+//! - [`ingest`]: OTLP → span model (`convert`); transports arrive with issue 3.
+//! - [`rules`]: rule compilation (JS → Javy module), the wasmtime engine and
+//!   per-tenant sandboxes, the host↔rule ABI.
+//! - [`cli`]: the `fluo` command line (`serve`, `rules test`).
+//! - [`config`]: typed configuration for `fluo serve`.
+//! - [`store`]: the sled database.
+//!
+//! No logic lives here.
+
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod rules;
+pub mod store;
+pub mod trace;

@@ -1,0 +1,20 @@
+//! The `fluo` binary: parses the command line and hands over to the library.
+
+use clap::Parser;
+use fluo::cli::{Cli, Command, RulesCommand};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Rules(RulesCommand::Test(args)) => fluo::cli::rules_test(args),
+        Command::Rules(RulesCommand::Push(args)) => fluo::cli::rules_push(args),
+        Command::Serve(args) => match fluo::config::Config::from_args(args).and_then(fluo::store::serve) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

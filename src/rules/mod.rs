@@ -1,0 +1,160 @@
+//! The rule engine: JavaScript rules compiled to dynamically linked Javy
+//! modules (`compile`), run in per-tenant wasmtime sandboxes (`sandbox`) on one
+//! shared engine (`engine`), talking the `fluo_rule_v1` ABI (`abi`).
+//!
+//! This module owns the types every caller sees: [`Limits`], [`Outcome`],
+//! [`Violation`], [`RuleRun`]. It must not know about tenants' storage or HTTP.
+
+pub mod abi;
+pub mod compile;
+pub mod engine;
+pub mod plugin;
+pub mod sandbox;
+pub mod source;
+
+use serde::Serialize;
+use std::time::Duration;
+
+pub use abi::{LogDoc, RuleMeta};
+pub use compile::{CompileError, CompiledRule};
+pub use engine::{LoadedRule, RuleEngine};
+pub use sandbox::Sandbox;
+
+/// Limits applied to every rule call (see docs/operations.md for how the
+/// defaults were chosen and measured).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Fuel (roughly, wasm instructions) for one rule on one trace.
+    pub fuel_per_call: u64,
+    /// Fuel for moving one trace into JS, per byte of trace JSON (plus a base).
+    pub fuel_per_trace_byte: u64,
+    /// Linear memory of one sandbox (all rules of a tenant share it).
+    pub memory_bytes: usize,
+    /// Wasm stack; engine-wide.
+    pub wasm_stack_bytes: usize,
+    /// Wall-clock deadline for one call, enforced with epoch interruption.
+    pub deadline: Duration,
+    /// Largest result one call may return (violations and logs).
+    pub output_bytes: usize,
+    /// Largest rule source accepted by the compiler.
+    pub source_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_per_call: 200_000_000,
+            fuel_per_trace_byte: 2_000,
+            memory_bytes: 64 << 20,
+            wasm_stack_bytes: 512 << 10,
+            deadline: Duration::from_millis(100),
+            output_bytes: 64 << 10,
+            source_bytes: 128 << 10,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub fn parse(text: &str) -> Option<Severity> {
+        Some(match text {
+            "critical" => Severity::Critical,
+            "high" => Severity::High,
+            "medium" => Severity::Medium,
+            "low" => Severity::Low,
+            "info" => Severity::Info,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    pub message: String,
+    pub severity: Severity,
+    /// Witness span ids (hex), in the order the rule reported them.
+    pub span_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Value>,
+}
+
+/// How one rule call on one trace ended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The rule ran; no violations means the trace satisfies it.
+    Ok { violations: Vec<Violation> },
+    /// The fuel budget ran out (an endless or too expensive rule).
+    OutOfFuel,
+    /// The wall-clock deadline passed.
+    Deadline,
+    /// The sandbox's linear memory would have grown past its cap.
+    MemoryCap { requested_bytes: u64 },
+    /// The wasm stack overflowed (QuickJS usually raises a RangeError first).
+    StackOverflow,
+    /// The result was larger than the output cap.
+    OutputCap { bytes: u64 },
+    /// The rule threw (or returned something the SDK refuses).
+    Exception { name: String, message: String, line: Option<u32>, column: Option<u32> },
+    /// Any other trap; the message is the engine's.
+    Trap { message: String },
+}
+
+impl Outcome {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Ok { .. } => "ok",
+            Outcome::OutOfFuel => "out_of_fuel",
+            Outcome::Deadline => "deadline",
+            Outcome::MemoryCap { .. } => "memory_cap",
+            Outcome::StackOverflow => "stack_overflow",
+            Outcome::OutputCap { .. } => "output_cap",
+            Outcome::Exception { .. } => "exception",
+            Outcome::Trap { .. } => "trap",
+        }
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        match self {
+            Outcome::Ok { violations } => violations,
+            _ => &[],
+        }
+    }
+}
+
+/// One rule's run on one trace.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleRun {
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub fuel_used: u64,
+    #[serde(serialize_with = "micros")]
+    pub elapsed: Duration,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogDoc>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub logs_truncated: bool,
+}
+
+fn micros<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(elapsed.as_micros() as u64)
+}

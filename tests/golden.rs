@@ -1,0 +1,116 @@
+//! Golden rule cases: every folder under tests/fixtures/rules/ holds a rule, an
+//! OTLP/JSON trace and the expected result; each is compiled with Javy and run
+//! in the sandbox exactly as the server and `fluo rules test` do.
+
+use fluo::ingest::convert;
+use fluo::rules::{Limits, Outcome, RuleEngine, Sandbox, compile::compile};
+use fluo::trace::Trace;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).expect("fixtures folder").map(|entry| entry.expect("entry").path()).filter(|path| path.is_dir()).collect();
+    cases.sort();
+    cases
+}
+
+fn load_trace(path: &Path) -> Trace {
+    let request = convert::from_json(&std::fs::read(path).expect("trace.json")).expect("OTLP/JSON");
+    let converted = convert::convert(request);
+    assert_eq!(converted.rejected_total(), 0, "{}: rejected spans", path.display());
+    let mut traces = Trace::group(converted.spans);
+    assert!(traces.len() <= 1, "{}: one trace per case", path.display());
+    traces.pop().unwrap_or_else(|| Trace::new([0; 16], Vec::new()))
+}
+
+/// Compares one case; returns a description of the mismatch.
+fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
+    let source = std::fs::read_to_string(case.join("rule.js")).map_err(|e| e.to_string())?;
+    let expected: Value = serde_json::from_slice(&std::fs::read(case.join("expected.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let trace = load_trace(&case.join("trace.json"));
+    let (_, loaded) = compile(engine, &source).map_err(|error| format!("compile error: {error}"))?;
+    let mut sandbox = Sandbox::new(engine.clone(), vec![loaded]);
+    let run = sandbox.evaluate(&trace).pop().expect("one run");
+    let want_outcome = expected["outcome"].as_str().expect("outcome");
+    if run.outcome.kind() != want_outcome {
+        return Err(format!("outcome {:?}, expected {want_outcome}", run.outcome));
+    }
+    match &run.outcome {
+        Outcome::Ok { violations } => {
+            let want = expected["violations"].as_array().expect("violations");
+            if violations.len() != want.len() {
+                return Err(format!("{} violations, expected {}: {violations:?}", violations.len(), want.len()));
+            }
+            for (got, want) in violations.iter().zip(want) {
+                if got.severity.as_str() != want["severity"].as_str().expect("severity") {
+                    return Err(format!("severity {:?}, expected {}", got.severity, want["severity"]));
+                }
+                if let Some(message) = want["message"].as_str() {
+                    if got.message != message {
+                        return Err(format!("message {:?}, expected {message:?}", got.message));
+                    }
+                }
+                if let Some(part) = want["message_contains"].as_str() {
+                    if !got.message.contains(part) {
+                        return Err(format!("message {:?} lacks {part:?}", got.message));
+                    }
+                }
+                let mut names: Vec<String> = got
+                    .span_ids
+                    .iter()
+                    .map(|id| {
+                        let bytes: [u8; 8] = hex::decode(id).expect("hex id").try_into().expect("8 bytes");
+                        trace.find(&bytes).map(|span| span.name.clone()).unwrap_or_else(|| format!("unknown {id}"))
+                    })
+                    .collect();
+                let mut want_names: Vec<String> = want["spans"].as_array().expect("spans").iter().map(|n| n.as_str().expect("name").to_string()).collect();
+                names.sort();
+                want_names.sort();
+                if names != want_names {
+                    return Err(format!("witnesses {names:?}, expected {want_names:?}"));
+                }
+            }
+        }
+        Outcome::Exception { message, line, .. } => {
+            if let Some(part) = expected["message_contains"].as_str() {
+                if !message.contains(part) {
+                    return Err(format!("message {message:?} lacks {part:?}"));
+                }
+            }
+            if let Some(want_line) = expected["line"].as_u64() {
+                if *line != Some(want_line as u32) {
+                    return Err(format!("line {line:?}, expected {want_line}"));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[test]
+fn golden_rule_cases() {
+    let cases = cases();
+    assert!(cases.len() >= 30, "at least 30 golden cases, found {}", cases.len());
+    let engine = RuleEngine::new(Limits::default()).expect("engine");
+    // Compiling is the slow part (javy-codegen compiles the plugin per call): two workers.
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let chunks: Vec<Vec<PathBuf>> = (0..2).map(|worker| cases.iter().skip(worker).step_by(2).cloned().collect()).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let engine = engine.clone();
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|case| check(&engine, case).err().map(|why| format!("{}: {why}", case.file_name().unwrap_or_default().to_string_lossy())))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|handle| handle.join().expect("worker")).collect()
+    });
+    assert!(failures.is_empty(), "{} of {} golden cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}

@@ -1,0 +1,213 @@
+//! Hostile rules: each limit of the sandbox is hit on purpose, the outcome is
+//! typed, and the next evaluation in the same sandbox is undisturbed.
+
+use fluo::rules::{Limits, Outcome, RuleEngine, Sandbox, compile::compile};
+use fluo::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+fn engine() -> Arc<RuleEngine> {
+    static ENGINE: OnceLock<Arc<RuleEngine>> = OnceLock::new();
+    ENGINE.get_or_init(|| RuleEngine::new(Limits::default()).expect("engine")).clone()
+}
+
+fn span(name: &str, id: u8, start_ms: u64) -> Span {
+    Span {
+        trace_id: [7; 16],
+        span_id: [0, 0, 0, 0, 0, 0, 0, id],
+        parent_span_id: None,
+        name: name.into(),
+        kind: SpanKind::Server,
+        status: StatusCode::Unset,
+        status_message: String::new(),
+        start_unix_nano: 1_700_000_000_000_000_000 + start_ms * 1_000_000,
+        end_unix_nano: 1_700_000_000_000_000_000 + (start_ms + 5) * 1_000_000,
+        attributes: Vec::new(),
+        events: Vec::new(),
+        links: Vec::new(),
+        resource: Arc::new(Resource { attributes: Vec::new(), service: Some("svc".into()) }),
+        scope: Arc::new(Scope::default()),
+    }
+}
+
+fn sample() -> Trace {
+    Trace::new([7; 16], vec![span("payment.charge_card", 1, 0), span("checkout", 2, 1)])
+}
+
+const GOOD: &str = "export default trace.has('payment.charge_card');";
+
+/// Runs `hostile` then a well-behaved rule in one sandbox, twice (two traces),
+/// and returns the hostile rule's outcomes.
+fn hostile_then_good(engine: &Arc<RuleEngine>, hostile: &str) -> Vec<Outcome> {
+    let (_, bad) = compile(engine, hostile).expect("hostile rule compiles");
+    let (_, good) = compile(engine, GOOD).expect("good rule compiles");
+    let mut sandbox = Sandbox::new(engine.clone(), vec![bad, good]);
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        let runs = sandbox.evaluate(&sample());
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[1].outcome.violations().len(), 1, "the good rule still works after the hostile one: {:?}", runs[1].outcome);
+        outcomes.push(runs[0].outcome.clone());
+    }
+    assert_eq!(outcomes[0].kind(), outcomes[1].kind(), "same outcome on the next trace");
+    outcomes
+}
+
+#[test]
+fn endless_loop_runs_out_of_fuel() {
+    let outcomes = hostile_then_good(&engine(), "export default function (t) { while (true) {} }");
+    assert_eq!(outcomes[0], Outcome::OutOfFuel);
+}
+
+#[test]
+fn endless_loop_hits_the_deadline_when_fuel_would_not_stop_it() {
+    let limits = Limits { fuel_per_call: u64::MAX / 4, deadline: Duration::from_millis(50), ..Limits::default() };
+    let engine = RuleEngine::new(limits).expect("engine");
+    let outcomes = hostile_then_good(&engine, "export default function (t) { for (;;) {} }");
+    assert_eq!(outcomes[0], Outcome::Deadline);
+}
+
+#[test]
+fn growing_an_array_forever_hits_the_memory_cap() {
+    let limits = Limits { fuel_per_call: 20_000_000_000, deadline: Duration::from_secs(10), memory_bytes: 32 << 20, ..Limits::default() };
+    let engine = RuleEngine::new(limits).expect("engine");
+    let outcomes = hostile_then_good(&engine, "export default function (t) {\n  const hoard = [];\n  for (;;) hoard.push(new Array(4096).fill(hoard.length));\n}");
+    assert!(matches!(outcomes[0], Outcome::MemoryCap { requested_bytes } if requested_bytes > 32 << 20), "{:?}", outcomes[0]);
+}
+
+#[test]
+fn unbounded_recursion_is_contained() {
+    let outcomes = hostile_then_good(&engine(), "function down(n) { return down(n + 1) + 1; }\nexport default t => down(0);");
+    match &outcomes[0] {
+        Outcome::Exception { name, message, .. } => assert!(name == "RangeError" || message.contains("stack"), "{outcomes:?}"),
+        Outcome::StackOverflow => {}
+        other => panic!("expected a stack error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_50_mb_message_hits_the_output_cap() {
+    let outcomes = hostile_then_good(&engine(), "export default t => ({ message: 'x'.repeat(50 * 1024 * 1024) });");
+    assert!(matches!(outcomes[0], Outcome::OutputCap { bytes } if bytes >= 50 * 1024 * 1024), "{:?}", outcomes[0]);
+}
+
+#[test]
+fn a_50_mb_attribute_hits_the_output_cap() {
+    let outcomes = hostile_then_good(&engine(), "export default t => ({ message: 'm', attributes: { blob: 'x'.repeat(50 * 1024 * 1024) } });");
+    assert!(matches!(outcomes[0], Outcome::OutputCap { .. }), "{:?}", outcomes[0]);
+}
+
+#[test]
+fn many_violations_hit_the_output_cap() {
+    let outcomes = hostile_then_good(&engine(), "export default t => Array.from({ length: 100000 }, (_, i) => ({ message: 'violation ' + i }));");
+    assert!(matches!(outcomes[0], Outcome::OutputCap { .. }), "{:?}", outcomes[0]);
+}
+
+#[test]
+fn a_thrown_error_carries_its_message_and_line() {
+    let outcomes = hostile_then_good(&engine(), "export default function (t) {\n  if (t.spans.length > 0) {\n    throw new Error('x');\n  }\n}");
+    match &outcomes[0] {
+        Outcome::Exception { name, message, line, column } => {
+            assert_eq!(name, "Error");
+            assert_eq!(message, "x");
+            assert_eq!(*line, Some(3));
+            assert!(column.is_some());
+        }
+        other => panic!("expected an exception, got {other:?}"),
+    }
+}
+
+#[test]
+fn logs_are_capped() {
+    let (_, rule) = compile(&engine(), "export default t => { for (let i = 0; i < 10000; i++) console.log('line', i); return false; }").expect("compiles");
+    let mut sandbox = Sandbox::new(engine(), vec![rule]);
+    let run = sandbox.evaluate(&sample()).pop().expect("run");
+    assert!(matches!(run.outcome, Outcome::Ok { .. }));
+    assert!(run.logs_truncated);
+    let bytes: usize = run.logs.iter().map(|log| log.message.len()).sum();
+    assert!(bytes <= 4096, "{bytes} bytes of logs");
+}
+
+#[test]
+fn nothing_outside_the_sandbox_is_reachable() {
+    let probe = r#"export default function (t) {
+  const reachable = [];
+  for (const name of ['require', 'process', 'fetch', 'XMLHttpRequest', 'WebAssembly', 'std', 'os', 'Deno', 'Bun', 'Javy', 'globalThis.__fluo_secret']) {
+    if (typeof globalThis[name] !== 'undefined') reachable.push(name);
+  }
+  try { eval('1'); reachable.push('eval'); } catch (e) {}
+  try { new Function('return 1')(); reachable.push('Function constructor'); } catch (e) {}
+  try { globalThis.leak = 1; reachable.push('global write'); } catch (e) {}
+  try { Array.prototype.includes = () => true; reachable.push('prototype write'); } catch (e) {}
+  try { trace.has = null; reachable.push('sdk write'); } catch (e) {}
+  return reachable.length ? { message: 'reachable: ' + reachable.join(', ') } : false;
+}"#;
+    let (_, rule) = compile(&engine(), probe).expect("compiles");
+    let mut sandbox = Sandbox::new(engine(), vec![rule]);
+    let run = sandbox.evaluate(&sample()).pop().expect("run");
+    assert_eq!(run.outcome, Outcome::Ok { violations: vec![] }, "{:?}", run.outcome);
+}
+
+#[test]
+fn dynamic_import_is_refused() {
+    let (_, rule) = compile(&engine(), "export default async function (t) { await import('fs'); }").expect("compiles");
+    let mut sandbox = Sandbox::new(engine(), vec![rule]);
+    let run = sandbox.evaluate(&sample()).pop().expect("run");
+    // An async check returns a promise, which is not a violation shape: the SDK refuses it.
+    assert!(matches!(run.outcome, Outcome::Exception { .. }), "{:?}", run.outcome);
+}
+
+#[test]
+fn clock_and_randomness_are_deterministic() {
+    let rule = "export default t => ({ message: Date.now() + ' ' + Math.random() });";
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (_, loaded) = compile(&engine(), rule).expect("compiles");
+        let mut sandbox = Sandbox::new(engine(), vec![loaded]);
+        let run = sandbox.evaluate(&sample()).pop().expect("run");
+        seen.push(run.outcome.violations()[0].message.clone());
+    }
+    assert_eq!(seen[0], seen[1]);
+}
+
+#[test]
+fn tenants_do_not_share_js_state() {
+    // Module-level state lives in the tenant's instance only.
+    let counter = "let seen = 0;\nexport default t => ({ message: 'seen ' + (++seen) });";
+    let (_, a) = compile(&engine(), counter).expect("compiles");
+    let (_, b) = compile(&engine(), counter).expect("compiles");
+    let mut tenant_a = Sandbox::new(engine(), vec![a]);
+    let mut tenant_b = Sandbox::new(engine(), vec![b]);
+    for _ in 0..3 {
+        tenant_a.evaluate(&sample());
+    }
+    let run = tenant_b.evaluate(&sample()).pop().expect("run");
+    assert_eq!(run.outcome.violations()[0].message, "seen 1");
+}
+
+#[test]
+fn top_level_failures_are_compile_errors() {
+    let engine = engine();
+    let cases = [
+        ("export default 42;", "must export default a pattern"),
+        ("const x = 1;\nthrow new TypeError('at load');\nexport default trace.has('a');", "at load"),
+        ("export default rule({ when: trace.has('a'), expcet: trace.has('b') });", "unknown field \"expcet\""),
+        ("export default rule({ severity: 'urgent', when: trace.has('a') });", "severity must be one of"),
+        ("export default trace.has('a').within('soon');", "cannot read duration"),
+        ("while (true) {}\nexport default trace.has('a');", "ran out of fuel"),
+    ];
+    for (source, expected) in cases {
+        let error = compile(&engine, source).expect_err(source);
+        assert!(error.to_string().contains(expected), "{source}: {error}");
+    }
+    let error = compile(&engine, "const a = 1;\nconst b = 2;\nexport default function (t) {\n  return t.spans.map(s => s.name ===);\n}").expect_err("syntax");
+    assert_eq!(error.line_column().0, Some(4), "{error}");
+    let error = compile(&engine, "const x = 1;\nthrow new TypeError('at load');\nexport default trace.has('a');").expect_err("throws");
+    assert_eq!(error.line_column().0, Some(2), "{error}");
+}
+
+#[test]
+fn oversized_sources_are_refused() {
+    let source = format!("export default trace.has('a'); // {}", "x".repeat(200 * 1024));
+    assert!(matches!(compile(&engine(), &source), Err(fluo::rules::CompileError::TooLarge { .. })));
+}
