@@ -37,8 +37,9 @@ static mut RET_AREA: [u32; 3] = [0; 3];
 
 fn config() -> Config {
     let mut config = Config::default();
-    // Rules get no eval: the source a tenant uploads is the code that runs.
-    config.eval(false);
+    // The eval intrinsic stays on: QuickJS needs it to compile modules
+    // (`compile-src`) and to evaluate the prelude. Rules cannot reach it: the
+    // prelude replaces `eval` and the Function constructors before freezing.
     // Cycles (span ⇄ trace) would otherwise never be collected between traces.
     config.gc_threshold(2 * 1024 * 1024);
     // QuickJS raises a catchable RangeError before the C shadow stack (1 MiB,

@@ -557,6 +557,14 @@
 
   function fromCheck(result, def, t) {
     if (result === undefined || result === null || result === false) return [];
+    if (result instanceof Pattern) {
+      const matched = result._evaluate(t.spans);
+      if (!matched.ok) return [];
+      return [{ message: messageOf(def, 'pattern matched: ' + result._description, matched.w, t), severity: def.severity, spans: matched.w }];
+    }
+    if (typeof result === 'object' && typeof result.then === 'function') {
+      throw new TypeError('a check must return its result synchronously (async functions and promises are not supported)');
+    }
     if (result === true) return [{ message: messageOf(def, (def.name || 'check') + ' failed', [], t), severity: def.severity, spans: [] }];
     const list = isArray(result) ? result : [result];
     const out = [];
@@ -674,6 +682,21 @@
   define_('__fluo_describe', describeRule);
   define_('__fluo_count', () => registry.length);
 
+  // No eval for rules: the source a tenant uploads is the code that runs.
+  const refuse = (what) => {
+    const refused = function () {
+      throw new EvalError(what + ' is disabled in FLUO rules');
+    };
+    return refused;
+  };
+  const NoFunction = refuse('the Function constructor');
+  NoFunction.prototype = Function.prototype;
+  Object.defineProperty(globalThis, 'eval', { value: refuse('eval'), writable: false, configurable: false });
+  Object.defineProperty(globalThis, 'Function', { value: NoFunction, writable: false, configurable: false });
+  for (const sample of [function () {}, async function () {}, function* () {}, async function* () {}]) {
+    Object.defineProperty(Object.getPrototypeOf(sample), 'constructor', { value: refuse('the Function constructor'), writable: false, configurable: false });
+  }
+
   // Harden the realm: rules share one JS realm per tenant, so no rule may
   // change a builtin another rule (or this SDK) relies on.
   for (const name of Object.getOwnPropertyNames(globalThis)) {
@@ -683,7 +706,8 @@
       if (typeof value === 'function' && value.prototype) freeze(value.prototype);
     }
   }
-  freeze(Object.getPrototypeOf(function () {}));
+  for (const sample of [function () {}, async function () {}, function* () {}, async function* () {}]) freeze(Object.getPrototypeOf(sample));
+  freeze(Function.prototype);
   freeze(Object.getPrototypeOf([][Symbol.iterator]()));
   freeze(globalThis);
 })();

@@ -156,6 +156,8 @@ fn value(any: Option<AnyValue>, depth: usize) -> Value {
         Some(any_value::Value::KvlistValue(list)) => {
             Value::Map(list.values.into_iter().map(|kv| (kv.key, value(kv.value, depth + 1))).collect())
         }
+        // An index into a profiles string table; meaningless in a trace.
+        Some(any_value::Value::StringValueStrindex(_)) => Value::Empty,
     }
 }
 

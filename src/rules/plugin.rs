@@ -50,8 +50,8 @@ impl Plugin {
                     linker.instantiate_async(store, module).await
                 }),
         )
-        .map_err(|error| anyhow::anyhow!("{error:?}"))
-        .with_context(|| format!("pre-initializing the FLUO plugin ({})", String::from_utf8_lossy(&stderr.contents())))?;
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("pre-initializing the FLUO plugin ({})", String::from_utf8_lossy(&stderr.contents()).trim()))?;
         let hash = hex::encode(Sha256::digest(&wasm));
         Ok(Plugin { wasm, hash })
     }

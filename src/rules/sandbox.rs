@@ -177,7 +177,7 @@ impl Sandbox {
         let mut builder = WasiCtxBuilder::new();
         deterministic_wasi_ctx::add_determinism_to_wasi_ctx_builder(&mut builder);
         builder.stdout(MemoryOutputPipe::new(STDERR_CAP)).stderr(stderr.clone());
-        let state = SandboxState { wasi: builder.build_p1(), limiter: Limiter { cap: engine.limits.memory_bytes, refused: None }, stderr };
+        let state = SandboxState { wasi: builder.build_p1(), limiter: Limiter { cap: engine.limits.memory_bytes, refused: None }, stderr: stderr.clone() };
         let mut store = Store::new(&engine.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();

@@ -76,7 +76,7 @@ pub fn prepare(source: &str) -> Result<Prepared, SourceError> {
             ModuleItem::ModuleDecl(ModuleDecl::ExportNamed(named)) => {
                 let renames_default = named.specifiers.iter().any(|specifier| {
                     matches!(specifier, swc_core::ecma::ast::ExportSpecifier::Named(named)
-                        if named.exported.as_ref().map(|exported| exported.atom() == "default").unwrap_or(false))
+                        if named.exported.as_ref().map(|exported| exported.atom().as_ref() == "default").unwrap_or(false))
                 });
                 if renames_default || named.src.is_some() {
                     let (line, column) = position(named.span.lo);
