@@ -85,21 +85,37 @@ fn unbounded_recursion_is_contained() {
     }
 }
 
+/// Building 50 MB in JS costs more than the default fuel budget (which then
+/// stops the rule first); these tests raise fuel and deadline so that the
+/// output cap itself is what is exercised.
+fn generous_engine() -> Arc<RuleEngine> {
+    static ENGINE: OnceLock<Arc<RuleEngine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| RuleEngine::new(Limits { fuel_per_call: 20_000_000_000, deadline: Duration::from_secs(20), memory_bytes: 256 << 20, ..Limits::default() }).expect("engine"))
+        .clone()
+}
+
+#[test]
+fn a_50_mb_message_with_default_limits_is_stopped_by_fuel() {
+    let outcomes = hostile_then_good(&engine(), "export default t => ({ message: 'x'.repeat(50 * 1024 * 1024) });");
+    assert_eq!(outcomes[0], Outcome::OutOfFuel);
+}
+
 #[test]
 fn a_50_mb_message_hits_the_output_cap() {
-    let outcomes = hostile_then_good(&engine(), "export default t => ({ message: 'x'.repeat(50 * 1024 * 1024) });");
+    let outcomes = hostile_then_good(&generous_engine(), "export default t => ({ message: 'x'.repeat(50 * 1024 * 1024) });");
     assert!(matches!(outcomes[0], Outcome::OutputCap { bytes } if bytes >= 50 * 1024 * 1024), "{:?}", outcomes[0]);
 }
 
 #[test]
 fn a_50_mb_attribute_hits_the_output_cap() {
-    let outcomes = hostile_then_good(&engine(), "export default t => ({ message: 'm', attributes: { blob: 'x'.repeat(50 * 1024 * 1024) } });");
+    let outcomes = hostile_then_good(&generous_engine(), "export default t => ({ message: 'm', attributes: { blob: 'x'.repeat(50 * 1024 * 1024) } });");
     assert!(matches!(outcomes[0], Outcome::OutputCap { .. }), "{:?}", outcomes[0]);
 }
 
 #[test]
 fn many_violations_hit_the_output_cap() {
-    let outcomes = hostile_then_good(&engine(), "export default t => Array.from({ length: 100000 }, (_, i) => ({ message: 'violation ' + i }));");
+    let outcomes = hostile_then_good(&generous_engine(), "export default t => Array.from({ length: 100000 }, (_, i) => ({ message: 'violation ' + i }));");
     assert!(matches!(outcomes[0], Outcome::OutputCap { .. }), "{:?}", outcomes[0]);
 }
 

@@ -35,6 +35,12 @@ pub struct LoadedRule {
     pub(crate) prepared: Option<Prepared>,
 }
 
+impl std::fmt::Debug for LoadedRule {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("LoadedRule").field("meta", &self.meta).field("imports", &self.imports).finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PluginExport {
     Invoke,

@@ -204,7 +204,7 @@ mod tests {
         let prepared = prepare(source).expect("valid rule");
         assert_eq!(prepared.form, SourceForm::ExportDefault);
         let line = prepared.code.lines().nth(1).expect("second line");
-        assert_eq!(line, "var __fluo$d= trace.has('a');");
+        assert_eq!(line, "var __fluo$d=  trace.has('a');");
         assert_eq!(line.len(), "export default trace.has('a');".len());
         assert!(prepared.code.ends_with("__fluo_define(__fluo$d);\n"));
     }
@@ -229,7 +229,7 @@ mod tests {
     fn export_default_in_strings_and_comments_is_not_confused() {
         let source = "const s = 'export default 1'; /* export default 2 */\nexport default trace.has(s);";
         let prepared = prepare(source).expect("valid");
-        assert!(prepared.code.starts_with("const s = 'export default 1'; /* export default 2 */\nvar __fluo$d= trace.has(s);"));
+        assert!(prepared.code.starts_with("const s = 'export default 1'; /* export default 2 */\nvar __fluo$d=  trace.has(s);"));
     }
 
     #[test]
