@@ -13,6 +13,11 @@ use std::time::Duration;
 
 const PRELUDE: &str = include_str!("../rule-sdk/src/prelude.js");
 
+/// The plugin's trace builder, compiled natively.
+mod trace_builder {
+    include!("../rule-sdk/src/trace_builder.rs");
+}
+
 /// Ten rules of the kinds tenants write; `variant` renames the spans they look
 /// for so that 50 rules are 50 distinct rules.
 fn rule_set(count: usize) -> Vec<String> {
@@ -81,11 +86,12 @@ impl Native {
         Native { context, rules: sources.len() }
     }
 
-    fn evaluate(&self, json: &str) -> usize {
+    fn evaluate(&self, json: &[u8]) -> usize {
         self.context.with(|ctx| {
-            let load: Function = ctx.globals().get("__fluo_load").expect("load");
+            let adopt: Function = ctx.globals().get("__fluo_adopt").expect("adopt");
             let run: Function = ctx.globals().get("__fluo_run").expect("run");
-            load.call::<_, ()>((json,)).expect("loaded");
+            let (trace_id, spans) = trace_builder::build_trace(&ctx, json).expect("built");
+            adopt.call::<_, ()>((trace_id, spans)).expect("loaded");
             let mut total = 0;
             for index in 0..self.rules as u32 {
                 let out: String = run.call((index, 65536u32)).expect("ran");
@@ -111,7 +117,7 @@ fn bench(c: &mut Criterion) {
             let label = format!("{rules}rules/{spans}spans");
             group.bench_function(BenchmarkId::new("sandbox", &label), |b| b.iter(|| sandbox.evaluate(&trace)));
             let native = Native::new(&all_sources[..rules]);
-            group.bench_function(BenchmarkId::new("native_quickjs", &label), |b| b.iter(|| native.evaluate(&String::from_utf8(abi::trace_json(&trace)).expect("utf-8"))));
+            group.bench_function(BenchmarkId::new("native_quickjs", &label), |b| b.iter(|| native.evaluate(&abi::trace_json(&trace))));
         }
     }
     group.finish();

@@ -14,7 +14,8 @@
 
 #![allow(static_mut_refs)]
 
-use javy_plugin_api::javy::quickjs::{Context, Function, Value};
+use javy_plugin_api::javy::quickjs as rquickjs;
+use rquickjs::{Context, Function, Value};
 use javy_plugin_api::{Config, import_namespace};
 use std::cell::OnceCell;
 use std::slice;
@@ -26,6 +27,11 @@ import_namespace!("fluo_rule_v1");
 /// The SDK prelude: defines `trace`, `rule`, `concurrency`… and the internal
 /// `__fluo_*` entry points used by the exports below.
 const PRELUDE: &str = include_str!("prelude.js");
+
+mod trace_builder {
+    use super::rquickjs;
+    include!("trace_builder.rs");
+}
 
 static mut CONTEXT: OnceCell<Context> = OnceCell::new();
 /// Where the host writes a trace before `fluo-load-trace` (reused, grown as needed).
@@ -82,7 +88,7 @@ pub extern "C" fn input(len: u32) -> *mut u8 {
 #[unsafe(export_name = "fluo-load-trace")]
 pub extern "C" fn load_trace(len: u32) -> *const u32 {
     let input = unsafe { slice::from_raw_parts(INPUT.as_ptr(), (len as usize).min(INPUT.len())) };
-    call_entry("__fluo_load", Arg::Text(input))
+    call_entry("__fluo_adopt", Arg::Trace(input))
 }
 
 /// Runs the rule registered at `index` against the current trace. The result
@@ -114,7 +120,7 @@ pub extern "C" fn rule_count() -> u32 {
 }
 
 enum Arg<'a> {
-    Text(&'a [u8]),
+    Trace(&'a [u8]),
     Pair(u32, u32),
 }
 
@@ -127,11 +133,9 @@ fn call_entry(name: &str, arg: Arg<'_>) -> *const u32 {
             let outcome = (|| {
                 let entry: Function = ctx.globals().get(name)?;
                 let value: Value = match arg {
-                    Arg::Text(bytes) => {
-                        let text = std::str::from_utf8(bytes).map_err(|_| {
-                            javy_plugin_api::javy::quickjs::Error::new_from_js("bytes", "utf-8 string")
-                        })?;
-                        entry.call((text,))?
+                    Arg::Trace(bytes) => {
+                        let (trace_id, spans) = trace_builder::build_trace(&ctx, bytes)?;
+                        entry.call((trace_id, spans))?
                     }
                     Arg::Pair(first, second) => entry.call((first, second))?,
                 };

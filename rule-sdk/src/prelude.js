@@ -112,9 +112,12 @@
   const NO = freeze({ ok: false, w: freeze([]) });
 
   class Pattern {
-    constructor(evaluate, description) {
+    // `monotone`: adding spans can only turn a non-match into a match (has,
+    // count ≥, and/or of such). `within` uses it to skip hopeless windows.
+    constructor(evaluate, description, monotone) {
       this._evaluate = evaluate;
       this._description = description;
+      this._monotone = monotone === true;
       freeze(this);
     }
     and(other) {
@@ -126,7 +129,7 @@
         const b = q._evaluate(spans);
         if (!b.ok) return NO;
         return { ok: true, w: union(a.w, b.w) };
-      }, '(' + p._description + ' and ' + q._description + ')');
+      }, '(' + p._description + ' and ' + q._description + ')', p._monotone && q._monotone);
     }
     or(other) {
       const q = toPattern(other, 'or');
@@ -136,7 +139,7 @@
         const b = q._evaluate(spans);
         if (!a.ok && !b.ok) return NO;
         return { ok: true, w: union(a.ok ? a.w : [], b.ok ? b.w : []) };
-      }, '(' + p._description + ' or ' + q._description + ')');
+      }, '(' + p._description + ' or ' + q._description + ')', p._monotone && q._monotone);
     }
     not() {
       const p = this;
@@ -150,6 +153,7 @@
         // Windows [start_i, start_i + limit] anchored at each span's start: any
         // set of spans that fits in some window fits in one anchored at its
         // earliest member, so this finds every match of positive patterns.
+        if (p._monotone && !p._evaluate(spans).ok) return NO;
         let end = 0;
         for (let i = 0; i < spans.length; i++) {
           const from = spans[i].startTime;
@@ -159,7 +163,7 @@
           if (result.ok) return result;
         }
         return NO;
-      }, p._description + ' within ' + limit + 'ms');
+      }, p._description + ' within ' + limit + 'ms', p._monotone);
     }
     /** Matches when a span matching `next` starts at or after the end of a witness of this pattern. */
     followedBy(next) {
@@ -181,7 +185,7 @@
           }
         }
         return firsts.length ? { ok: true, w: union(firsts, thens) } : NO;
-      }, p._description + ' followed by ' + q._description);
+      }, p._description + ' followed by ' + q._description, p._monotone && q._monotone);
     }
     /** Evaluates the pattern on a trace: `{ matched, spans }`. */
     match(t) {
@@ -221,7 +225,7 @@
       for (const span of domain) if (test(this._pred, span)) out.push(span);
       return out;
     }
-    _compare(op, symbol, other) {
+    _compare(op, symbol, other, monotone) {
       const self = this;
       if (other instanceof Count) {
         return new Pattern((spans) => {
@@ -234,10 +238,10 @@
       return new Pattern((spans) => {
         const a = self._matching(spans);
         return op(a.length, other) ? { ok: true, w: a } : NO;
-      }, self._description + ' ' + symbol + ' ' + other);
+      }, self._description + ' ' + symbol + ' ' + other, monotone);
     }
-    gt(n) { return this._compare((a, b) => a > b, 'gt', n); }
-    gte(n) { return this._compare((a, b) => a >= b, 'gte', n); }
+    gt(n) { return this._compare((a, b) => a > b, 'gt', n, typeof n === 'number'); }
+    gte(n) { return this._compare((a, b) => a >= b, 'gte', n, typeof n === 'number'); }
     lt(n) { return this._compare((a, b) => a < b, 'lt', n); }
     lte(n) { return this._compare((a, b) => a <= b, 'lte', n); }
     eq(n) { return this._compare((a, b) => a === b, 'eq', n); }
@@ -260,7 +264,7 @@
           const w = [];
           for (const span of select(spans)) if (test(p, span)) w.push(span);
           return w.length ? { ok: true, w } : NO;
-        }, 'has(' + describe(pred) + ')');
+        }, 'has(' + describe(pred) + ')', true);
       },
       missing(pred) {
         const p = predicate(pred, 'missing');
@@ -310,7 +314,7 @@
       this.startTime = spans.length ? first : null;
       this.endTime = spans.length ? last : null;
       this.duration = spans.length ? last - first : 0;
-      this.services = freeze(services.sort());
+      this.services = services.sort();
       // Built on first use; the trace itself is frozen, this holder is not.
       this._cache = { byId: null, children: null };
     }
@@ -394,49 +398,15 @@
     throw new TypeError('expected a span or a span id');
   }
 
-  function deepFreeze(value) {
-    if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
-    freeze(value);
-    for (const key of keys(value)) deepFreeze(value[key]);
-    return value;
-  }
-
-  // 64-bit integers beyond ±2^53 arrive as {"$int": "<decimal>"} and become BigInt.
-  function reviveInts(value) {
-    if (value === null || typeof value !== 'object') return value;
-    if (isArray(value)) {
-      for (let i = 0; i < value.length; i++) value[i] = reviveInts(value[i]);
-      return value;
-    }
-    if (typeof value.$int === 'string' && keys(value).length === 1) return BigIntCtor(value.$int);
-    for (const key of keys(value)) value[key] = reviveInts(value[key]);
-    return value;
-  }
-
   let currentTrace = null;
 
-  function load(text) {
-    const data = parse(text);
-    const resources = data.resources;
-    const scopes = data.scopes;
-    if (data.bigInts) {
-      for (const resource of resources) resource.attributes = reviveInts(resource.attributes);
-    }
-    for (const resource of resources) deepFreeze(resource);
-    for (const s of scopes) deepFreeze(s);
-    const spans = data.spans;
-    for (const span of spans) {
-      span.resource = resources[span.resource];
-      span.scope = scopes[span.scope];
-      if (data.bigInts) {
-        span.attributes = reviveInts(span.attributes);
-        for (const event of span.events) event.attributes = reviveInts(event.attributes);
-        for (const link of span.links) link.attributes = reviveInts(link.attributes);
-      }
-      deepFreeze(span);
-    }
-    currentTrace = new Trace(data.traceId, freeze(spans));
-    freeze(currentTrace);
+  // Called by the plugin's fluo-load-trace with the spans it built from the
+  // host's trace JSON (rule-sdk/src/trace_builder.rs).
+  function adopt(traceId, spans) {
+    // Spans are not frozen: Object.freeze costs QuickJS more than building
+    // them (≈11 µs per span, measured), so they are shared read-only by
+    // convention (docs/rules.md).
+    currentTrace = new Trace(traceId, spans);
     return '';
   }
 
@@ -638,6 +608,8 @@
     return typeof value === 'bigint' ? value.toString() : value;
   }
 
+  const EMPTY_RESULT = '{"outcome":"ok","violations":[]}';
+
   function run(index, cap) {
     logs = [];
     logBytes = 0;
@@ -646,7 +618,9 @@
     if (!def) return stringify({ outcome: 'error', name: 'Error', message: 'no rule registered at index ' + index, stack: '' });
     if (currentTrace === null) return stringify({ outcome: 'error', name: 'Error', message: 'no trace loaded', stack: '' });
     try {
-      const result = finish(violationsOf(def, currentTrace), currentTrace, cap);
+      const violations = violationsOf(def, currentTrace);
+      if (violations.length === 0 && logs.length === 0) return EMPTY_RESULT;
+      const result = finish(violations, currentTrace, cap);
       if (result.overflow !== undefined) return stringify({ outcome: 'output_cap', bytes: result.overflow });
       const text = stringify({ outcome: 'ok', violations: result.violations, logs, logsTruncated }, bigIntSafe);
       if (text.length > cap) return stringify({ outcome: 'output_cap', bytes: text.length });
@@ -677,7 +651,7 @@
   define_('rule', rule);
   define_('duration', duration);
   define_('__fluo_define', define);
-  define_('__fluo_load', load);
+  define_('__fluo_adopt', adopt);
   define_('__fluo_run', run);
   define_('__fluo_describe', describeRule);
   define_('__fluo_count', () => registry.length);

@@ -100,7 +100,8 @@ impl Store {
 /// source those generated against another plugin build) and waits for a
 /// shutdown signal. OTLP ingestion and the API arrive with issue 3.
 pub fn serve(config: crate::config::Config) -> Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt().with_ansi(std::io::stdout().is_terminal()).with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
     let store = Store::open(&config.data_dir)?;
     let engine = RuleEngine::new(config.limits.clone())?;
     tracing::info!(plugin = %engine.plugin_hash(), data_dir = %config.data_dir.display(), "rule engine ready");

@@ -1,0 +1,147 @@
+//! The `fluo` binary as a user runs it: `rules test` (report, --json, exit
+//! codes), `rules push` and `serve` loading what was pushed.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn fluo() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fluo"));
+    command.env("RUST_BACKTRACE", "0");
+    command
+}
+
+fn fixture(case: &str, file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules").join(case).join(file)
+}
+
+#[test]
+fn rules_test_reports_violations_and_witnesses() {
+    let output = fluo()
+        .args(["rules", "test"])
+        .arg(fixture("rule_expect_violation", "rule.js"))
+        .arg("--trace")
+        .arg(fixture("rule_expect_violation", "trace.json"))
+        .arg("--trace")
+        .arg(fixture("rule_expect_satisfied", "trace.json"))
+        .output()
+        .expect("run fluo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("1 violation(s)"), "{stdout}");
+    assert!(stdout.contains("[critical] payment charged without fraud check"), "{stdout}");
+    assert!(stdout.contains("a000000000000002  payment.charge_card"), "{stdout}");
+    assert!(stdout.contains("no violations"), "{stdout}");
+    assert!(stdout.contains("fuel "), "{stdout}");
+}
+
+#[test]
+fn rules_test_json_has_the_documented_shape() {
+    let output = fluo()
+        .args(["rules", "test", "--json"])
+        .arg(fixture("check_function_violations", "rule.js"))
+        .arg("--trace")
+        .arg(fixture("check_function_violations", "trace.json"))
+        .output()
+        .expect("run fluo");
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["rule"]["form"], "check");
+    assert_eq!(report["plugin_hash"].as_str().expect("hash").len(), 64);
+    let trace = &report["traces"][0];
+    assert_eq!(trace["outcome"], "ok");
+    assert_eq!(trace["spans"], 3);
+    assert_eq!(trace["violations"].as_array().expect("violations").len(), 2);
+    assert_eq!(trace["violations"][0]["severity"], "high");
+    assert_eq!(trace["witnesses"][0]["name"], "GET /a");
+    assert!(trace["fuel_used"].as_u64().expect("fuel") > 0);
+    assert!(trace["elapsed"].as_u64().is_some());
+}
+
+#[test]
+fn compile_errors_exit_2_with_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rule = dir.path().join("broken.js");
+    std::fs::write(&rule, "// broken\nexport default trace.has(s => s.name ===);\n").expect("write");
+    let output = fluo().args(["rules", "test", "--json"]).arg(&rule).arg("--trace").arg(fixture("has_matches", "trace.json")).output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON error");
+    assert_eq!(report["error"]["kind"], "syntax");
+    assert_eq!(report["error"]["line"], 2);
+    assert!(report["error"]["column"].as_u64().expect("column") > 30);
+    let output = fluo().args(["rules", "test"]).arg(&rule).arg("--trace").arg(fixture("has_matches", "trace.json")).output().expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken.js:2:"), "{stderr}");
+}
+
+#[test]
+fn bad_trace_files_exit_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{\"resourceSpans\": [ {\"scopeSpans\": 7 } ]}").expect("write");
+    let bad_ids = dir.path().join("bad-ids.json");
+    std::fs::write(&bad_ids, r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"00","spanId":"0102030405060708","name":"x"}]}]}]}"#).expect("write");
+    for (file, expected) in [(garbage, "not an OTLP/JSON"), (bad_ids, "invalid trace id"), (dir.path().join("missing.json"), "cannot read")] {
+        let output = fluo().args(["rules", "test"]).arg(fixture("has_matches", "rule.js")).arg("--trace").arg(&file).output().expect("run");
+        assert_eq!(output.status.code(), Some(3), "{}", file.display());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
+
+#[test]
+fn failing_rules_exit_4() {
+    let output = fluo()
+        .args(["rules", "test", "--json"])
+        .arg(fixture("throw_reports_line", "rule.js"))
+        .arg("--trace")
+        .arg(fixture("throw_reports_line", "trace.json"))
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(4));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+    assert_eq!(report["traces"][0]["outcome"], "exception");
+    assert_eq!(report["traces"][0]["line"], 3);
+}
+
+#[test]
+fn serve_loads_pushed_rules_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    for tenant in ["acme", "globex"] {
+        let output = fluo()
+            .args(["rules", "push", "--tenant", tenant, "--data-dir"])
+            .arg(&data)
+            .arg(fixture("rule_expect_violation", "rule.js"))
+            .output()
+            .expect("push");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("version 1"));
+    }
+    let output = fluo().args(["rules", "push", "--tenant", "acme", "--data-dir"]).arg(&data).arg(fixture("rule_expect_violation", "rule.js")).output().expect("push");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("version 2"));
+
+    let mut child = fluo().args(["serve", "--data-dir"]).arg(&data).env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let started = Instant::now();
+    let mut loaded = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if line.contains("tenant rules loaded") {
+            loaded.push(line.clone());
+        }
+        if line.contains("fluo is running") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "serve did not start");
+    }
+    assert_eq!(loaded.len(), 2, "{loaded:?}");
+    assert!(loaded.iter().all(|line| line.contains("rules=1")), "{loaded:?}");
+    // SIGTERM: a graceful stop.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+}
