@@ -26,7 +26,7 @@ interface SpanLink {
   readonly attributes: Attributes;
 }
 
-/** One span, frozen. Times are milliseconds since the Unix epoch (fractional). */
+/** One span (shared by the tenant's rules: treat as read-only). Times are milliseconds since the Unix epoch (fractional). */
 interface Span {
   readonly name: string;
   /** 32 lowercase hex digits. */

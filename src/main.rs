@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Rules(RulesCommand::Test(args)) => fluo::cli::rules_test(args),
         Command::Rules(RulesCommand::Push(args)) => fluo::cli::rules_push(args),
-        Command::Serve(args) => match fluo::config::Config::from_args(args).and_then(fluo::store::serve) {
+        Command::Serve(args) => match fluo::config::Config::from_args(args).and_then(fluo::app::serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {error:#}");

@@ -124,11 +124,8 @@
       const q = toPattern(other, 'and');
       const p = this;
       return new Pattern((spans) => {
-        const a = p._evaluate(spans);
-        if (!a.ok) return NO;
-        const b = q._evaluate(spans);
-        if (!b.ok) return NO;
-        return { ok: true, w: union(a.w, b.w) };
+        const both = bothMatch(p, q, spans);
+        return both ? { ok: true, w: union(both[0].w, both[1].w) } : NO;
       }, '(' + p._description + ' and ' + q._description + ')', p._monotone && q._monotone);
     }
     or(other) {
@@ -170,10 +167,9 @@
       const q = toPattern(next, 'followedBy');
       const p = this;
       return new Pattern((spans) => {
-        const a = p._evaluate(spans);
-        if (!a.ok) return NO;
-        const b = q._evaluate(spans);
-        if (!b.ok) return NO;
+        const both = bothMatch(p, q, spans);
+        if (!both) return NO;
+        const [a, b] = both;
         const firsts = [];
         const thens = [];
         for (const first of a.w) {
@@ -199,6 +195,14 @@
     toString() {
       return this._description;
     }
+  }
+
+  /** Both results when both patterns match (the second is skipped otherwise), else null. */
+  function bothMatch(p, q, spans) {
+    const a = p._evaluate(spans);
+    if (!a.ok) return null;
+    const b = q._evaluate(spans);
+    return b.ok ? [a, b] : null;
   }
 
   function spansOf(t) {
@@ -464,7 +468,10 @@
     if (value instanceof Pattern) {
       def = { form: 'pattern', name: null, severity: DEFAULT_SEVERITY, description: value.toString(), when: value, message: undefined };
     } else if (typeof value === 'function') {
-      def = { form: 'check', name: value.name || null, severity: DEFAULT_SEVERITY, description: null, check: value, message: undefined };
+      // `export default function (t) {}` is rewritten to `var __fluo$d = function…`,
+      // which names the function after the binding: that is not the tenant's name.
+      const name = value.name && value.name.indexOf('__fluo') !== 0 ? value.name : null;
+      def = { form: 'check', name, severity: DEFAULT_SEVERITY, description: null, check: value, message: undefined };
     } else if (value && value[RULE] === true) {
       def = value;
     } else {

@@ -75,11 +75,6 @@ pub struct Sandbox {
     pub rebuilds: u64,
 }
 
-/// Either a result from the plugin or a failure of the call itself.
-enum CallError {
-    Failed(Outcome),
-}
-
 impl Sandbox {
     pub fn new(engine: Arc<RuleEngine>, rules: Vec<Arc<LoadedRule>>) -> Sandbox {
         let count = rules.len();
@@ -106,13 +101,13 @@ impl Sandbox {
     fn run_one(&mut self, index: usize, json: &[u8]) -> RuleRun {
         let started = Instant::now();
         let failed = |outcome: Outcome, started: Instant| RuleRun { outcome, fuel_used: 0, elapsed: started.elapsed(), logs: Vec::new(), logs_truncated: false };
-        if let Err(CallError::Failed(outcome)) = self.ensure_live() {
+        if let Err(outcome) = self.ensure_live() {
             return failed(outcome, started);
         }
         if let Some(outcome) = &self.start_failures[index] {
             return failed(outcome.clone(), started);
         }
-        if let Err(CallError::Failed(outcome)) = self.ensure_loaded(json) {
+        if let Err(outcome) = self.ensure_loaded(json) {
             self.live = None;
             return failed(outcome, started);
         }
@@ -153,7 +148,7 @@ impl Sandbox {
         self.rebuilds = self.rebuilds.saturating_add(1);
     }
 
-    fn ensure_live(&mut self) -> Result<(), CallError> {
+    fn ensure_live(&mut self) -> Result<(), Outcome> {
         if self.live.is_some() {
             return Ok(());
         }
@@ -166,7 +161,7 @@ impl Sandbox {
                     return Ok(());
                 }
                 Err((Some(index), outcome)) => self.start_failures[index] = Some(outcome),
-                Err((None, outcome)) => return Err(CallError::Failed(outcome)),
+                Err((None, outcome)) => return Err(outcome),
             }
         }
     }
@@ -229,7 +224,7 @@ impl Sandbox {
         Ok(Live { store, memory, input, load, run, describe, slots, loaded: false })
     }
 
-    fn ensure_loaded(&mut self, json: &[u8]) -> Result<(), CallError> {
+    fn ensure_loaded(&mut self, json: &[u8]) -> Result<(), Outcome> {
         let engine = self.engine.clone();
         let live = self.live.as_mut().expect("live");
         if live.loaded {
@@ -237,7 +232,7 @@ impl Sandbox {
         }
         let fuel = (json.len() as u64).saturating_mul(engine.limits.fuel_per_trace_byte).saturating_add(engine.limits.fuel_per_call);
         prepare_call(&mut live.store, fuel, engine.deadline_ticks().saturating_mul(4));
-        let len = u32::try_from(json.len()).map_err(|_| CallError::Failed(Outcome::MemoryCap { requested_bytes: json.len() as u64 }))?;
+        let len = u32::try_from(json.len()).map_err(|_| Outcome::MemoryCap { requested_bytes: json.len() as u64 })?;
         let outcome = (|| {
             let pointer = live.input.call(&mut live.store, len)?;
             live.memory.write(&mut live.store, pointer as usize, json)?;
@@ -245,8 +240,8 @@ impl Sandbox {
         })();
         let refused = live.store.data().limiter.refused;
         let ret = match (outcome, refused) {
-            (_, Some(requested)) => return Err(CallError::Failed(Outcome::MemoryCap { requested_bytes: requested as u64 })),
-            (Err(error), None) => return Err(CallError::Failed(classify(error, &live.store))),
+            (_, Some(requested)) => return Err(Outcome::MemoryCap { requested_bytes: requested as u64 }),
+            (Err(error), None) => return Err(classify(error, &live.store)),
             (Ok(ret), None) => ret,
         };
         let status = read_u32s(&live.store, live.memory, ret).map(|area| area[0]);
@@ -257,7 +252,7 @@ impl Sandbox {
             }
             _ => {
                 let text = read_result(&mut live.store, live.memory, ret, 4096).unwrap_or_else(|outcome| format!("{outcome:?}"));
-                Err(CallError::Failed(Outcome::Trap { message: format!("loading the trace failed: {text}") }))
+                Err(Outcome::Trap { message: format!("loading the trace failed: {text}") })
             }
         }
     }
@@ -265,9 +260,7 @@ impl Sandbox {
     /// The metadata the rule at `index` registered (used when validating a
     /// freshly compiled rule).
     pub fn describe(&mut self, index: usize) -> Result<RuleMeta, Outcome> {
-        if let Err(CallError::Failed(outcome)) = self.ensure_live() {
-            return Err(outcome);
-        }
+        self.ensure_live()?;
         if let Some(outcome) = &self.start_failures[index] {
             return Err(outcome.clone());
         }

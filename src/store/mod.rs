@@ -3,16 +3,15 @@
 //! one tenant and in version order. Every acknowledged write is flushed.
 //!
 //! Issue 3 adds tenants, keys and signals; this is the part `fluo serve` and
-//! `fluo rules push` need for the rule engine.
+//! `fluo rules push` need for the rule engine. Must not know about wasm.
 
-use crate::rules::{RuleEngine, RuleMeta};
+use crate::rules::RuleMeta;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::Arc;
 
 pub struct Store {
-    db: sled::Db,
+    pub(crate) db: sled::Db,
     versions: sled::Tree,
     modules: sled::Tree,
 }
@@ -93,46 +92,4 @@ impl Store {
         }
         Ok(latest)
     }
-}
-
-/// `fluo serve` for now: opens the database, builds the engine, loads every
-/// tenant's latest rule versions into per-tenant sandboxes (recompiling from
-/// source those generated against another plugin build) and waits for a
-/// shutdown signal. OTLP ingestion and the API arrive with issue 3.
-pub fn serve(config: crate::config::Config) -> Result<()> {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt().with_ansi(std::io::stdout().is_terminal()).with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
-    let store = Store::open(&config.data_dir)?;
-    let engine = RuleEngine::new(config.limits.clone())?;
-    tracing::info!(plugin = %engine.plugin_hash(), data_dir = %config.data_dir.display(), "rule engine ready");
-    let mut by_tenant: std::collections::BTreeMap<String, Vec<Arc<crate::rules::LoadedRule>>> = Default::default();
-    for (version, wasm) in store.latest_versions()? {
-        let loaded = if version.plugin_hash == engine.plugin_hash() {
-            engine.load_rule(&wasm, version.meta.clone(), None)
-        } else {
-            tracing::info!(tenant = %version.tenant, rule = %version.rule, version = version.version, "recompiling rule for the current plugin");
-            crate::rules::compile::compile(&engine, &version.source).map(|(_, loaded)| loaded).map_err(anyhow::Error::from)
-        };
-        match loaded {
-            Ok(rule) => by_tenant.entry(version.tenant.clone()).or_default().push(rule),
-            Err(error) => tracing::warn!(tenant = %version.tenant, rule = %version.rule, error = %format!("{error:#}"), "rule not loaded"),
-        }
-    }
-    let sandboxes: Vec<_> = by_tenant.into_iter().map(|(tenant, rules)| (tenant, crate::rules::Sandbox::new(engine.clone(), rules))).collect();
-    for (tenant, sandbox) in &sandboxes {
-        tracing::info!(tenant = %tenant, rules = sandbox.rules().len(), "tenant rules loaded");
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tracing::info!("fluo is running; OTLP ingestion arrives with the next release (issue 3). Ctrl-C or SIGTERM stops it");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        anyhow::Ok(())
-    })?;
-    store.db.flush()?;
-    tracing::info!("stopped");
-    Ok(())
 }
