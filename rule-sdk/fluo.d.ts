@@ -1,5 +1,7 @@
 // TypeScript typings of everything a FLUO rule can use (ABI fluo_rule_v1).
 // The SDK is global: rules have no imports. Reference: docs/rules.md.
+// Use with `"lib": ["es2023"]` and no DOM lib (it declares its own `console`);
+// checked with `tsc --strict --lib es2023` (TypeScript 5).
 
 /** A typed attribute value (OTLP AnyValue). Integers beyond ±(2^53−1) are BigInt; bytes are base64 strings. */
 type AttributeValue = string | number | bigint | boolean | null | AttributeValue[] | { [key: string]: AttributeValue };

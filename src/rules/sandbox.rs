@@ -87,6 +87,9 @@ impl Sandbox {
 
     /// Runs every rule on the trace, in order; one result per rule.
     pub fn evaluate(&mut self, trace: &Trace) -> Vec<RuleRun> {
+        if self.rules.is_empty() {
+            return Vec::new();
+        }
         let json = abi::trace_json(trace);
         let mut runs = Vec::with_capacity(self.rules.len());
         if let Some(live) = self.live.as_mut() {

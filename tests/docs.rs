@@ -1,0 +1,42 @@
+//! Keeps docs/rules.md true: every JavaScript example in it compiles with the
+//! real compiler (a block holding several one-line `export default` rules is
+//! compiled line by line).
+
+use fluo::rules::{Limits, RuleEngine, compile::compile};
+
+fn js_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, fence) if fence == "```js" => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_rules_md_example_compiles() {
+    let markdown = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md")).expect("docs/rules.md");
+    let mut sources = Vec::new();
+    for block in js_blocks(&markdown) {
+        if block.matches("export default").count() > 1 {
+            sources.extend(block.lines().filter(|line| line.starts_with("export default")).map(str::to_string));
+        } else {
+            sources.push(block);
+        }
+    }
+    assert!(sources.len() >= 15, "found {} examples", sources.len());
+    let engine = RuleEngine::new(Limits::default()).expect("engine");
+    let failures: Vec<String> = sources.iter().filter_map(|source| compile(&engine, source).err().map(|error| format!("{source}\n  → {error}"))).collect();
+    assert!(failures.is_empty(), "examples in docs/rules.md that do not compile:\n{}", failures.join("\n"));
+}
