@@ -21,11 +21,7 @@ fn main() {
 
     // target/<profile>/build/fluo-<hash>/out → target/fluo-plugin, shared by all
     // profiles so the plugin is built once per target directory.
-    let plugin_target = out_dir
-        .ancestors()
-        .nth(4)
-        .map(|target| target.join("fluo-plugin"))
-        .unwrap_or_else(|| out_dir.join("fluo-plugin"));
+    let plugin_target = out_dir.ancestors().nth(4).map(|target| target.join("fluo-plugin")).unwrap_or_else(|| out_dir.join("fluo-plugin"));
     std::fs::create_dir_all(&plugin_target).expect("create the plugin target directory");
 
     let wasi_sdk = match env::var_os("WASI_SDK") {
@@ -47,8 +43,22 @@ fn main() {
     // leak into the nested one; the jobserver (CARGO_MAKEFLAGS) is shared on purpose.
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        let keep = key == "CARGO_HOME" || key == "CARGO_MAKEFLAGS" || key.starts_with("CARGO_NET") || key.starts_with("CARGO_HTTP") || key.starts_with("CARGO_REGISTR");
-        let outer = key.starts_with("CARGO_") || key.starts_with("RUSTC") || key == "RUSTFLAGS" || key == "RUSTDOCFLAGS" || key == "TARGET" || key == "HOST" || key == "PROFILE" || key == "OPT_LEVEL" || key == "DEBUG" || key == "NUM_JOBS" || key == "OUT_DIR";
+        let keep = key == "CARGO_HOME"
+            || key == "CARGO_MAKEFLAGS"
+            || key.starts_with("CARGO_NET")
+            || key.starts_with("CARGO_HTTP")
+            || key.starts_with("CARGO_REGISTR");
+        let outer = key.starts_with("CARGO_")
+            || key.starts_with("RUSTC")
+            || key == "RUSTFLAGS"
+            || key == "RUSTDOCFLAGS"
+            || key == "TARGET"
+            || key == "HOST"
+            || key == "PROFILE"
+            || key == "OPT_LEVEL"
+            || key == "DEBUG"
+            || key == "NUM_JOBS"
+            || key == "OUT_DIR";
         if outer && !keep {
             command.env_remove(&key);
         }
@@ -61,8 +71,7 @@ fn main() {
         );
     }
     let built = plugin_target.join("wasm32-wasip1/plugin/fluo_rule_sdk.wasm");
-    std::fs::copy(&built, out_dir.join("fluo_plugin.wasm"))
-        .unwrap_or_else(|error| panic!("copy {}: {error}", built.display()));
+    std::fs::copy(&built, out_dir.join("fluo_plugin.wasm")).unwrap_or_else(|error| panic!("copy {}: {error}", built.display()));
 }
 
 /// A wasi-sdk-shaped directory of symlinks to Debian's clang-19 toolchain.

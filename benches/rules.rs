@@ -33,11 +33,17 @@ fn rule_set(count: usize) -> Vec<String> {
         "export default rule({ name: 'no-bypass{v}', when: trace.has('payment.charge_card{v}'), never: trace.has('payment.bypass{v}') });",
         "export default t => t.spans.some(s => s.duration > 5000 && s.name === 'slow{v}') ? { message: 'slow span' } : false;",
     ];
-    (0..count).map(|i| templates[i % templates.len()].replace("{v}", &if i < templates.len() { String::new() } else { format!(".{}", i / templates.len()) })).collect()
+    (0..count)
+        .map(|i| {
+            templates[i % templates.len()]
+                .replace("{v}", &if i < templates.len() { String::new() } else { format!(".{}", i / templates.len()) })
+        })
+        .collect()
 }
 
 fn sample_trace(spans: usize) -> Trace {
-    let resource = Arc::new(Resource { attributes: vec![("service.name".into(), Value::Str("checkout".into()))], service: Some("checkout".into()) });
+    let resource =
+        Arc::new(Resource { attributes: vec![("service.name".into(), Value::Str("checkout".into()))], service: Some("checkout".into()) });
     let scope = Arc::new(Scope { name: "bench".into(), version: "1".into() });
     let names = ["GET /api/users", "auth.verify", "db.query", "cache.get", "payment.charge_card", "payment.fraud_check", "render"];
     let list = (0..spans)
@@ -80,7 +86,9 @@ impl Native {
             ctx.eval::<(), _>(PRELUDE).expect("prelude");
             for (i, text) in sources.iter().enumerate() {
                 let prepared = source::prepare(text).expect("prepared");
-                Module::evaluate(ctx.clone(), format!("rule{i}.mjs"), prepared.code).and_then(|promise| promise.finish::<()>()).expect("rule module");
+                Module::evaluate(ctx.clone(), format!("rule{i}.mjs"), prepared.code)
+                    .and_then(|promise| promise.finish::<()>())
+                    .expect("rule module");
             }
         });
         Native { context, rules: sources.len() }

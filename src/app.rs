@@ -17,7 +17,10 @@ use std::sync::Arc;
 /// waits for SIGTERM or Ctrl-C.
 pub fn serve(config: Config) -> Result<()> {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt().with_ansi(std::io::stdout().is_terminal()).with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
     let store = Store::open(&config.data_dir)?;
     let engine = RuleEngine::new(config.limits.clone())?;
     tracing::info!(plugin = %engine.plugin_hash(), data_dir = %config.data_dir.display(), "rule engine ready");

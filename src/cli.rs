@@ -132,32 +132,76 @@ pub fn rules_test(args: TestArgs) -> ExitCode {
     let source = match std::fs::read(&args.rule) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => text,
-            Err(_) => return fail(json, 2, ErrorBody { kind: "io", message: "the rule is not UTF-8 text".into(), file: Some(rule_file), line: None, column: None }),
+            Err(_) => {
+                return fail(
+                    json,
+                    2,
+                    ErrorBody { kind: "io", message: "the rule is not UTF-8 text".into(), file: Some(rule_file), line: None, column: None },
+                );
+            }
         },
-        Err(error) => return fail(json, 2, ErrorBody { kind: "io", message: format!("cannot read the rule: {error}"), file: Some(rule_file), line: None, column: None }),
+        Err(error) => {
+            return fail(
+                json,
+                2,
+                ErrorBody {
+                    kind: "io",
+                    message: format!("cannot read the rule: {error}"),
+                    file: Some(rule_file),
+                    line: None,
+                    column: None,
+                },
+            );
+        }
     };
     let mut traces = Vec::new();
     for path in &args.traces {
         let file = path.display().to_string();
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(error) => return fail(json, 3, ErrorBody { kind: "trace_file", message: format!("cannot read the trace file: {error}"), file: Some(file), line: None, column: None }),
+            Err(error) => {
+                return fail(
+                    json,
+                    3,
+                    ErrorBody {
+                        kind: "trace_file",
+                        message: format!("cannot read the trace file: {error}"),
+                        file: Some(file),
+                        line: None,
+                        column: None,
+                    },
+                );
+            }
         };
         let request = match convert::from_json(&bytes) {
             Ok(request) => request,
             Err(error) => {
-                return fail(json, 3, ErrorBody {
-                    kind: "trace_file",
-                    message: format!("not an OTLP/JSON ExportTraceServiceRequest: {error}"),
-                    file: Some(file),
-                    line: Some(error.line() as u32),
-                    column: Some(error.column() as u32),
-                });
+                return fail(
+                    json,
+                    3,
+                    ErrorBody {
+                        kind: "trace_file",
+                        message: format!("not an OTLP/JSON ExportTraceServiceRequest: {error}"),
+                        file: Some(file),
+                        line: Some(error.line() as u32),
+                        column: Some(error.column() as u32),
+                    },
+                );
             }
         };
         let converted = convert::convert(request);
         if converted.rejected_total() > 0 {
-            return fail(json, 3, ErrorBody { kind: "trace_file", message: format!("invalid spans: {}", converted.rejection_message()), file: Some(file), line: None, column: None });
+            return fail(
+                json,
+                3,
+                ErrorBody {
+                    kind: "trace_file",
+                    message: format!("invalid spans: {}", converted.rejection_message()),
+                    file: Some(file),
+                    line: None,
+                    column: None,
+                },
+            );
         }
         let grouped = Trace::group(converted.spans);
         if grouped.is_empty() {
@@ -171,7 +215,19 @@ pub fn rules_test(args: TestArgs) -> ExitCode {
     let limits = Limits { fuel_per_call: args.fuel, ..Limits::default() };
     let engine = match RuleEngine::new(limits) {
         Ok(engine) => engine,
-        Err(error) => return fail(json, 4, ErrorBody { kind: "sandbox", message: format!("cannot start the rule engine: {error:#}"), file: None, line: None, column: None }),
+        Err(error) => {
+            return fail(
+                json,
+                4,
+                ErrorBody {
+                    kind: "sandbox",
+                    message: format!("cannot start the rule engine: {error:#}"),
+                    file: None,
+                    line: None,
+                    column: None,
+                },
+            );
+        }
     };
     let compile_started = Instant::now();
     let (compiled, loaded) = match rules::compile::compile(&engine, &source) {
@@ -275,12 +331,31 @@ pub fn rules_push(args: PushArgs) -> ExitCode {
     let file = args.rule.display().to_string();
     let source = match std::fs::read_to_string(&args.rule) {
         Ok(text) => text,
-        Err(error) => return fail(false, 2, ErrorBody { kind: "io", message: format!("cannot read the rule: {error}"), file: Some(file), line: None, column: None }),
+        Err(error) => {
+            return fail(
+                false,
+                2,
+                ErrorBody { kind: "io", message: format!("cannot read the rule: {error}"), file: Some(file), line: None, column: None },
+            );
+        }
     };
-    let name = args.name.clone().unwrap_or_else(|| args.rule.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default());
+    let name =
+        args.name.clone().unwrap_or_else(|| args.rule.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default());
     let engine = match RuleEngine::new(Limits::default()) {
         Ok(engine) => engine,
-        Err(error) => return fail(false, 4, ErrorBody { kind: "sandbox", message: format!("cannot start the rule engine: {error:#}"), file: None, line: None, column: None }),
+        Err(error) => {
+            return fail(
+                false,
+                4,
+                ErrorBody {
+                    kind: "sandbox",
+                    message: format!("cannot start the rule engine: {error:#}"),
+                    file: None,
+                    line: None,
+                    column: None,
+                },
+            );
+        }
     };
     let compiled = match rules::compile::compile(&engine, &source) {
         Ok((compiled, _)) => compiled,

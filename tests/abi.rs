@@ -42,15 +42,13 @@ fn keys(value: &serde_json::Value) -> BTreeSet<String> {
 
 #[test]
 fn plugin_exports_match_the_wit() {
-    let declared: BTreeSet<String> = WIT
-        .lines()
-        .filter_map(|line| line.trim().split_once(": func"))
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let declared: BTreeSet<String> =
+        WIT.lines().filter_map(|line| line.trim().split_once(": func")).map(|(name, _)| name.to_string()).collect();
     assert!(declared.contains("fluo-run"), "{declared:?}");
     let engine = wasmtime::Engine::default();
     let module = wasmtime::Module::new(&engine, RAW_PLUGIN).expect("plugin compiles");
-    let exported: BTreeSet<String> = module.exports().map(|export| export.name().to_string()).filter(|name| name.starts_with("fluo-")).collect();
+    let exported: BTreeSet<String> =
+        module.exports().map(|export| export.name().to_string()).filter(|name| name.starts_with("fluo-")).collect();
     assert_eq!(declared, exported, "fluo-* exports of the plugin vs wit/fluo-rule.wit");
     for javy in ["invoke", "compile-src", "cabi_realloc", "initialize-runtime", "memory"] {
         assert!(module.get_export(javy).is_some(), "javy export {javy}");
@@ -59,7 +57,11 @@ fn plugin_exports_match_the_wit() {
 
 #[test]
 fn namespace_and_package_version_agree() {
-    let major = WIT.lines().find_map(|line| line.strip_prefix("package fluo:rule@")).and_then(|version| version.split('.').next()).expect("package line");
+    let major = WIT
+        .lines()
+        .find_map(|line| line.strip_prefix("package fluo:rule@"))
+        .and_then(|version| version.split('.').next())
+        .expect("package line");
     assert_eq!(NAMESPACE, format!("fluo_rule_v{major}"));
     // The plugin declares its import namespace in a custom section.
     let needle = NAMESPACE.as_bytes();

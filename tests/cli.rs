@@ -64,7 +64,8 @@ fn compile_errors_exit_2_with_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rule = dir.path().join("broken.js");
     std::fs::write(&rule, "// broken\nexport default trace.has(s => s.name ===);\n").expect("write");
-    let output = fluo().args(["rules", "test", "--json"]).arg(&rule).arg("--trace").arg(fixture("has_matches", "trace.json")).output().expect("run");
+    let output =
+        fluo().args(["rules", "test", "--json"]).arg(&rule).arg("--trace").arg(fixture("has_matches", "trace.json")).output().expect("run");
     assert_eq!(output.status.code(), Some(2));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON error");
     assert_eq!(report["error"]["kind"], "syntax");
@@ -82,8 +83,10 @@ fn bad_trace_files_exit_3() {
     let garbage = dir.path().join("garbage.json");
     std::fs::write(&garbage, "{\"resourceSpans\": [ {\"scopeSpans\": 7 } ]}").expect("write");
     let bad_ids = dir.path().join("bad-ids.json");
-    std::fs::write(&bad_ids, r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"00","spanId":"0102030405060708","name":"x"}]}]}]}"#).expect("write");
-    for (file, expected) in [(garbage, "not an OTLP/JSON"), (bad_ids, "invalid trace id"), (dir.path().join("missing.json"), "cannot read")] {
+    std::fs::write(&bad_ids, r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"00","spanId":"0102030405060708","name":"x"}]}]}]}"#)
+        .expect("write");
+    for (file, expected) in [(garbage, "not an OTLP/JSON"), (bad_ids, "invalid trace id"), (dir.path().join("missing.json"), "cannot read")]
+    {
         let output = fluo().args(["rules", "test"]).arg(fixture("has_matches", "rule.js")).arg("--trace").arg(&file).output().expect("run");
         assert_eq!(output.status.code(), Some(3), "{}", file.display());
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -120,10 +123,22 @@ fn serve_loads_pushed_rules_and_stops_on_sigterm() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert!(String::from_utf8_lossy(&output.stdout).contains("version 1"));
     }
-    let output = fluo().args(["rules", "push", "--tenant", "acme", "--data-dir"]).arg(&data).arg(fixture("rule_expect_violation", "rule.js")).output().expect("push");
+    let output = fluo()
+        .args(["rules", "push", "--tenant", "acme", "--data-dir"])
+        .arg(&data)
+        .arg(fixture("rule_expect_violation", "rule.js"))
+        .output()
+        .expect("push");
     assert!(String::from_utf8_lossy(&output.stdout).contains("version 2"));
 
-    let mut child = fluo().args(["serve", "--data-dir"]).arg(&data).env("RUST_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("serve");
+    let mut child = fluo()
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
     let stdout = child.stdout.take().expect("stdout");
     let started = Instant::now();
     let mut loaded = Vec::new();

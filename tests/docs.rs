@@ -9,7 +9,7 @@ fn js_blocks(markdown: &str) -> Vec<String> {
     let mut current: Option<String> = None;
     for line in markdown.lines() {
         match (&mut current, line.trim_start()) {
-            (None, fence) if fence == "```js" => current = Some(String::new()),
+            (None, "```js") => current = Some(String::new()),
             (Some(block), "```") => {
                 blocks.push(std::mem::take(block));
                 current = None;
@@ -37,6 +37,7 @@ fn every_rules_md_example_compiles() {
     }
     assert!(sources.len() >= 15, "found {} examples", sources.len());
     let engine = RuleEngine::new(Limits::default()).expect("engine");
-    let failures: Vec<String> = sources.iter().filter_map(|source| compile(&engine, source).err().map(|error| format!("{source}\n  → {error}"))).collect();
+    let failures: Vec<String> =
+        sources.iter().filter_map(|source| compile(&engine, source).err().map(|error| format!("{source}\n  → {error}"))).collect();
     assert!(failures.is_empty(), "examples in docs/rules.md that do not compile:\n{}", failures.join("\n"));
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).expect("fixtures folder").map(|entry| entry.expect("entry").path()).filter(|path| path.is_dir()).collect();
+    let mut cases: Vec<PathBuf> =
+        std::fs::read_dir(&root).expect("fixtures folder").map(|entry| entry.expect("entry").path()).filter(|path| path.is_dir()).collect();
     cases.sort();
     cases
 }
@@ -28,7 +29,8 @@ fn load_trace(path: &Path) -> Trace {
 /// Compares one case; returns a description of the mismatch.
 fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
     let source = std::fs::read_to_string(case.join("rule.js")).map_err(|e| e.to_string())?;
-    let expected: Value = serde_json::from_slice(&std::fs::read(case.join("expected.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(case.join("expected.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let trace = load_trace(&case.join("trace.json"));
     let (_, loaded) = compile(engine, &source).map_err(|error| format!("compile error: {error}"))?;
     let mut sandbox = Sandbox::new(engine.clone(), vec![loaded]);
@@ -47,15 +49,15 @@ fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
                 if got.severity.as_str() != want["severity"].as_str().expect("severity") {
                     return Err(format!("severity {:?}, expected {}", got.severity, want["severity"]));
                 }
-                if let Some(message) = want["message"].as_str() {
-                    if got.message != message {
-                        return Err(format!("message {:?}, expected {message:?}", got.message));
-                    }
+                if let Some(message) = want["message"].as_str()
+                    && got.message != message
+                {
+                    return Err(format!("message {:?}, expected {message:?}", got.message));
                 }
-                if let Some(part) = want["message_contains"].as_str() {
-                    if !got.message.contains(part) {
-                        return Err(format!("message {:?} lacks {part:?}", got.message));
-                    }
+                if let Some(part) = want["message_contains"].as_str()
+                    && !got.message.contains(part)
+                {
+                    return Err(format!("message {:?} lacks {part:?}", got.message));
                 }
                 let mut names: Vec<String> = got
                     .span_ids
@@ -65,7 +67,8 @@ fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
                         trace.find(&bytes).map(|span| span.name.clone()).unwrap_or_else(|| format!("unknown {id}"))
                     })
                     .collect();
-                let mut want_names: Vec<String> = want["spans"].as_array().expect("spans").iter().map(|n| n.as_str().expect("name").to_string()).collect();
+                let mut want_names: Vec<String> =
+                    want["spans"].as_array().expect("spans").iter().map(|n| n.as_str().expect("name").to_string()).collect();
                 names.sort();
                 want_names.sort();
                 if names != want_names {
@@ -74,15 +77,15 @@ fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
             }
         }
         Outcome::Exception { message, line, .. } => {
-            if let Some(part) = expected["message_contains"].as_str() {
-                if !message.contains(part) {
-                    return Err(format!("message {message:?} lacks {part:?}"));
-                }
+            if let Some(part) = expected["message_contains"].as_str()
+                && !message.contains(part)
+            {
+                return Err(format!("message {message:?} lacks {part:?}"));
             }
-            if let Some(want_line) = expected["line"].as_u64() {
-                if *line != Some(want_line as u32) {
-                    return Err(format!("line {line:?}, expected {want_line}"));
-                }
+            if let Some(want_line) = expected["line"].as_u64()
+                && *line != Some(want_line as u32)
+            {
+                return Err(format!("line {line:?}, expected {want_line}"));
             }
         }
         _ => {}
@@ -105,7 +108,11 @@ fn golden_rule_cases() {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .filter_map(|case| check(&engine, case).err().map(|why| format!("{}: {why}", case.file_name().unwrap_or_default().to_string_lossy())))
+                        .filter_map(|case| {
+                            check(&engine, case)
+                                .err()
+                                .map(|why| format!("{}: {why}", case.file_name().unwrap_or_default().to_string_lossy()))
+                        })
                         .collect::<Vec<_>>()
                 })
             })

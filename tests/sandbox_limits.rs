@@ -71,7 +71,10 @@ fn endless_loop_hits_the_deadline_when_fuel_would_not_stop_it() {
 fn growing_an_array_forever_hits_the_memory_cap() {
     let limits = Limits { fuel_per_call: 20_000_000_000, deadline: Duration::from_secs(10), memory_bytes: 32 << 20, ..Limits::default() };
     let engine = RuleEngine::new(limits).expect("engine");
-    let outcomes = hostile_then_good(&engine, "export default function (t) {\n  const hoard = [];\n  for (;;) hoard.push(new Array(4096).fill(hoard.length));\n}");
+    let outcomes = hostile_then_good(
+        &engine,
+        "export default function (t) {\n  const hoard = [];\n  for (;;) hoard.push(new Array(4096).fill(hoard.length));\n}",
+    );
     assert!(matches!(outcomes[0], Outcome::MemoryCap { requested_bytes } if requested_bytes > 32 << 20), "{:?}", outcomes[0]);
 }
 
@@ -91,7 +94,15 @@ fn unbounded_recursion_is_contained() {
 fn generous_engine() -> Arc<RuleEngine> {
     static ENGINE: OnceLock<Arc<RuleEngine>> = OnceLock::new();
     ENGINE
-        .get_or_init(|| RuleEngine::new(Limits { fuel_per_call: 20_000_000_000, deadline: Duration::from_secs(20), memory_bytes: 256 << 20, ..Limits::default() }).expect("engine"))
+        .get_or_init(|| {
+            RuleEngine::new(Limits {
+                fuel_per_call: 20_000_000_000,
+                deadline: Duration::from_secs(20),
+                memory_bytes: 256 << 20,
+                ..Limits::default()
+            })
+            .expect("engine")
+        })
         .clone()
 }
 
@@ -109,19 +120,26 @@ fn a_50_mb_message_hits_the_output_cap() {
 
 #[test]
 fn a_50_mb_attribute_hits_the_output_cap() {
-    let outcomes = hostile_then_good(&generous_engine(), "export default t => ({ message: 'm', attributes: { blob: 'x'.repeat(50 * 1024 * 1024) } });");
+    let outcomes = hostile_then_good(
+        &generous_engine(),
+        "export default t => ({ message: 'm', attributes: { blob: 'x'.repeat(50 * 1024 * 1024) } });",
+    );
     assert!(matches!(outcomes[0], Outcome::OutputCap { .. }), "{:?}", outcomes[0]);
 }
 
 #[test]
 fn many_violations_hit_the_output_cap() {
-    let outcomes = hostile_then_good(&generous_engine(), "export default t => Array.from({ length: 100000 }, (_, i) => ({ message: 'violation ' + i }));");
+    let outcomes = hostile_then_good(
+        &generous_engine(),
+        "export default t => Array.from({ length: 100000 }, (_, i) => ({ message: 'violation ' + i }));",
+    );
     assert!(matches!(outcomes[0], Outcome::OutputCap { .. }), "{:?}", outcomes[0]);
 }
 
 #[test]
 fn a_thrown_error_carries_its_message_and_line() {
-    let outcomes = hostile_then_good(&engine(), "export default function (t) {\n  if (t.spans.length > 0) {\n    throw new Error('x');\n  }\n}");
+    let outcomes =
+        hostile_then_good(&engine(), "export default function (t) {\n  if (t.spans.length > 0) {\n    throw new Error('x');\n  }\n}");
     match &outcomes[0] {
         Outcome::Exception { name, message, line, column } => {
             assert_eq!(name, "Error");
@@ -135,7 +153,8 @@ fn a_thrown_error_carries_its_message_and_line() {
 
 #[test]
 fn logs_are_capped() {
-    let (_, rule) = compile(&engine(), "export default t => { for (let i = 0; i < 10000; i++) console.log('line', i); return false; }").expect("compiles");
+    let (_, rule) = compile(&engine(), "export default t => { for (let i = 0; i < 10000; i++) console.log('line', i); return false; }")
+        .expect("compiles");
     let mut sandbox = Sandbox::new(engine(), vec![rule]);
     let run = sandbox.evaluate(&sample()).pop().expect("run");
     assert!(matches!(run.outcome, Outcome::Ok { .. }));
@@ -216,7 +235,8 @@ fn top_level_failures_are_compile_errors() {
         let error = compile(&engine, source).expect_err(source);
         assert!(error.to_string().contains(expected), "{source}: {error}");
     }
-    let error = compile(&engine, "const a = 1;\nconst b = 2;\nexport default function (t) {\n  return t.spans.map(s => s.name ===);\n}").expect_err("syntax");
+    let error = compile(&engine, "const a = 1;\nconst b = 2;\nexport default function (t) {\n  return t.spans.map(s => s.name ===);\n}")
+        .expect_err("syntax");
     assert_eq!(error.line_column().0, Some(4), "{error}");
     let error = compile(&engine, "const x = 1;\nthrow new TypeError('at load');\nexport default trace.has('a');").expect_err("throws");
     assert_eq!(error.line_column().0, Some(2), "{error}");

@@ -15,8 +15,8 @@
 #![allow(static_mut_refs)]
 
 use javy_plugin_api::javy::quickjs as rquickjs;
-use rquickjs::{Context, Function, Value};
 use javy_plugin_api::{Config, import_namespace};
+use rquickjs::{Context, Function, Value};
 use std::cell::OnceCell;
 use std::slice;
 

@@ -172,12 +172,11 @@ fn attribute<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> rquickjs::Result
             array.into_value()
         }
         serde_json::Value::Object(entries) => {
-            if entries.len() == 1 {
-                if let Some(serde_json::Value::String(decimal)) = entries.get("$int") {
+            if entries.len() == 1
+                && let Some(serde_json::Value::String(decimal)) = entries.get("$int") {
                     let parsed: i64 = decimal.parse().map_err(|_| Exception::throw_type(ctx, "bad $int attribute"))?;
                     return Ok(BigInt::from_i64(ctx.clone(), parsed)?.into_value());
                 }
-            }
             let object = Object::new(ctx.clone())?;
             for (key, item) in entries {
                 object.set(key.as_str(), attribute(ctx, item)?)?;

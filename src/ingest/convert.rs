@@ -45,11 +45,7 @@ impl Converted {
 
     /// One line for OTLP's `partial_success.error_message`.
     pub fn rejection_message(&self) -> String {
-        self.rejected
-            .iter()
-            .map(|(reason, count)| format!("{count} span(s): {}", reason.as_str()))
-            .collect::<Vec<_>>()
-            .join("; ")
+        self.rejected.iter().map(|(reason, count)| format!("{count} span(s): {}", reason.as_str())).collect::<Vec<_>>().join("; ")
     }
 
     fn reject(&mut self, reason: Rejection) {
@@ -70,12 +66,7 @@ pub fn convert(request: ExportTraceServiceRequest) -> Converted {
         });
         let resource = Arc::new(Resource { attributes: resource_attributes, service });
         for scope_spans in resource_spans.scope_spans {
-            let scope = Arc::new(
-                scope_spans
-                    .scope
-                    .map(|scope| Scope { name: scope.name, version: scope.version })
-                    .unwrap_or_default(),
-            );
+            let scope = Arc::new(scope_spans.scope.map(|scope| Scope { name: scope.name, version: scope.version }).unwrap_or_default());
             for span in scope_spans.spans {
                 let Some(trace_id) = trace_id_of(&span.trace_id) else {
                     converted.reject(Rejection::InvalidTraceId);
@@ -108,13 +99,21 @@ pub fn convert(request: ExportTraceServiceRequest) -> Converted {
                     events: span
                         .events
                         .into_iter()
-                        .map(|event| Event { name: event.name, time_unix_nano: event.time_unix_nano, attributes: attributes(event.attributes) })
+                        .map(|event| Event {
+                            name: event.name,
+                            time_unix_nano: event.time_unix_nano,
+                            attributes: attributes(event.attributes),
+                        })
                         .collect(),
                     links: span
                         .links
                         .into_iter()
                         .filter_map(|link| {
-                            Some(Link { trace_id: trace_id_of(&link.trace_id)?, span_id: span_id_of(&link.span_id)?, attributes: attributes(link.attributes) })
+                            Some(Link {
+                                trace_id: trace_id_of(&link.trace_id)?,
+                                span_id: span_id_of(&link.span_id)?,
+                                attributes: attributes(link.attributes),
+                            })
                         })
                         .collect(),
                     resource: resource.clone(),
@@ -152,7 +151,9 @@ fn value(any: Option<AnyValue>, depth: usize) -> Value {
         Some(any_value::Value::IntValue(number)) => Value::Int(number),
         Some(any_value::Value::DoubleValue(number)) => Value::Double(number),
         Some(any_value::Value::BytesValue(bytes)) => Value::Bytes(bytes),
-        Some(any_value::Value::ArrayValue(array)) => Value::Array(array.values.into_iter().map(|item| value(Some(item), depth + 1)).collect()),
+        Some(any_value::Value::ArrayValue(array)) => {
+            Value::Array(array.values.into_iter().map(|item| value(Some(item), depth + 1)).collect())
+        }
         Some(any_value::Value::KvlistValue(list)) => {
             Value::Map(list.values.into_iter().map(|kv| (kv.key, value(kv.value, depth + 1))).collect())
         }
@@ -200,7 +201,9 @@ mod tests {
     fn deep_values_are_cut() {
         let mut any = AnyValue { value: Some(any_value::Value::StringValue("leaf".into())) };
         for _ in 0..100 {
-            any = AnyValue { value: Some(any_value::Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue { values: vec![any] })) };
+            any = AnyValue {
+                value: Some(any_value::Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue { values: vec![any] })),
+            };
         }
         let mut depth = 0;
         let mut current = value(Some(any), 0);

@@ -152,11 +152,19 @@ impl Serialize for SpanDoc<'_> {
         map.serialize_entry("scope", &self.scope)?;
         map.serialize_entry(
             "events",
-            &Seq(span.events.iter().map(|event| EventDoc { name: &event.name, time: millis(event.time_unix_nano), attributes: &event.attributes })),
+            &Seq(span.events.iter().map(|event| EventDoc {
+                name: &event.name,
+                time: millis(event.time_unix_nano),
+                attributes: &event.attributes,
+            })),
         )?;
         map.serialize_entry(
             "links",
-            &Seq(span.links.iter().map(|link| LinkDoc { trace_id: hex::encode(link.trace_id), span_id: hex::encode(link.span_id), attributes: &link.attributes })),
+            &Seq(span.links.iter().map(|link| LinkDoc {
+                trace_id: hex::encode(link.trace_id),
+                span_id: hex::encode(link.span_id),
+                attributes: &link.attributes,
+            })),
         )?;
         map.end()
     }

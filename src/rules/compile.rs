@@ -6,11 +6,11 @@
 //! fresh sandbox, so that a rule whose top level throws, loops or exports
 //! something that is not a rule is refused here with its line and column.
 
+use super::Outcome;
 use super::abi::RuleMeta;
 use super::engine::{LoadedRule, RuleEngine};
 use super::sandbox::Sandbox;
 use super::source::{self, Prepared};
-use super::Outcome;
 use javy_codegen::{Generator, JS, LinkingKind, Plugin as JavyPlugin, SourceEmbedding};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -67,17 +67,20 @@ pub fn compile(engine: &Arc<RuleEngine>, source_text: &str) -> Result<(CompiledR
     if source_text.len() > limit {
         return Err(CompileError::TooLarge { bytes: source_text.len(), limit });
     }
-    let prepared = source::prepare(source_text).map_err(|error| CompileError::Syntax { message: error.message, line: error.line, column: error.column })?;
+    let prepared = source::prepare(source_text).map_err(|error| CompileError::Syntax {
+        message: error.message,
+        line: error.line,
+        column: error.column,
+    })?;
     let wasm = generate(engine, &prepared)?;
     let (module, imports) = engine.load_module(&wasm).map_err(|error| CompileError::Internal(format!("{error:#}")))?;
     let placeholder = RuleMeta { form: String::new(), name: None, severity: "medium".into(), description: None };
     let loaded = Arc::new(LoadedRule { module, imports, meta: placeholder, prepared: Some(prepared.clone()) });
     let mut trial = Sandbox::new(engine.clone(), vec![loaded.clone()]);
-    let meta = trial.describe(0).map_err(|outcome| definition_error(outcome))?;
+    let meta = trial.describe(0).map_err(definition_error)?;
     drop(trial);
-    let loaded = engine
-        .load_rule(&wasm, meta.clone(), Some(prepared.clone()))
-        .map_err(|error| CompileError::Internal(format!("{error:#}")))?;
+    let loaded =
+        engine.load_rule(&wasm, meta.clone(), Some(prepared.clone())).map_err(|error| CompileError::Internal(format!("{error:#}")))?;
     Ok((CompiledRule { wasm, plugin_hash: engine.plugin_hash().to_string(), meta, prepared }, loaded))
 }
 
@@ -112,11 +115,19 @@ fn quickjs_error(text: &str) -> Option<(String, u32, u32)> {
 
 fn definition_error(outcome: Outcome) -> CompileError {
     match outcome {
-        Outcome::Exception { name, message, line, column } => CompileError::Definition { message: format!("{name}: {message}"), line, column },
+        Outcome::Exception { name, message, line, column } => {
+            CompileError::Definition { message: format!("{name}: {message}"), line, column }
+        }
         Outcome::OutOfFuel => CompileError::Definition { message: "the rule's top level ran out of fuel".into(), line: None, column: None },
-        Outcome::Deadline => CompileError::Definition { message: "the rule's top level exceeded the deadline".into(), line: None, column: None },
-        Outcome::MemoryCap { .. } => CompileError::Definition { message: "the rule's top level exceeded the memory cap".into(), line: None, column: None },
-        Outcome::StackOverflow => CompileError::Definition { message: "the rule's top level overflowed the stack".into(), line: None, column: None },
+        Outcome::Deadline => {
+            CompileError::Definition { message: "the rule's top level exceeded the deadline".into(), line: None, column: None }
+        }
+        Outcome::MemoryCap { .. } => {
+            CompileError::Definition { message: "the rule's top level exceeded the memory cap".into(), line: None, column: None }
+        }
+        Outcome::StackOverflow => {
+            CompileError::Definition { message: "the rule's top level overflowed the stack".into(), line: None, column: None }
+        }
         other => CompileError::Definition { message: format!("the rule failed to start: {}", other.kind()), line: None, column: None },
     }
 }

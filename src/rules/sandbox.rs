@@ -103,7 +103,13 @@ impl Sandbox {
 
     fn run_one(&mut self, index: usize, json: &[u8]) -> RuleRun {
         let started = Instant::now();
-        let failed = |outcome: Outcome, started: Instant| RuleRun { outcome, fuel_used: 0, elapsed: started.elapsed(), logs: Vec::new(), logs_truncated: false };
+        let failed = |outcome: Outcome, started: Instant| RuleRun {
+            outcome,
+            fuel_used: 0,
+            elapsed: started.elapsed(),
+            logs: Vec::new(),
+            logs_truncated: false,
+        };
         if let Err(outcome) = self.ensure_live() {
             return failed(outcome, started);
         }
@@ -175,7 +181,11 @@ impl Sandbox {
         let mut builder = WasiCtxBuilder::new();
         deterministic_wasi_ctx::add_determinism_to_wasi_ctx_builder(&mut builder);
         builder.stdout(MemoryOutputPipe::new(STDERR_CAP)).stderr(stderr.clone());
-        let state = SandboxState { wasi: builder.build_p1(), limiter: Limiter { cap: engine.limits.memory_bytes, refused: None }, stderr: stderr.clone() };
+        let state = SandboxState {
+            wasi: builder.build_p1(),
+            limiter: Limiter { cap: engine.limits.memory_bytes, refused: None },
+            stderr: stderr.clone(),
+        };
         let mut store = Store::new(&engine.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
@@ -189,7 +199,8 @@ impl Sandbox {
         let describe = plugin.get_typed_func::<u32, u32>(&mut store, "fluo-describe").map_err(host)?;
         let count = plugin.get_typed_func::<(), u32>(&mut store, "fluo-rule-count").map_err(host)?;
         let invoke = plugin.get_func(&mut store, "invoke").ok_or_else(|| host(wasmtime::Error::msg("plugin has no invoke")))?;
-        let realloc = plugin.get_func(&mut store, "cabi_realloc").ok_or_else(|| host(wasmtime::Error::msg("plugin has no cabi_realloc")))?;
+        let realloc =
+            plugin.get_func(&mut store, "cabi_realloc").ok_or_else(|| host(wasmtime::Error::msg("plugin has no cabi_realloc")))?;
 
         let mut slots = Vec::with_capacity(self.rules.len());
         for (index, rule) in self.rules.iter().enumerate() {
@@ -220,7 +231,10 @@ impl Sandbox {
             }
             let after = count.call(&mut store, ()).map_err(|error| (None, classify(error, &store)))?;
             if after != before + 1 {
-                return Err((Some(index), Outcome::Trap { message: format!("rule registered {} definitions, expected 1", after.saturating_sub(before)) }));
+                return Err((
+                    Some(index),
+                    Outcome::Trap { message: format!("rule registered {} definitions, expected 1", after.saturating_sub(before)) },
+                ));
             }
             slots.push(Some(before));
         }
@@ -343,7 +357,8 @@ pub(crate) fn position_in(stack: &str, rule: &LoadedRule) -> (Option<u32>, Optio
         return (None, None);
     };
     let rest = &stack[at + "function.mjs:".len()..];
-    let mut numbers = rest.split(|c: char| !c.is_ascii_digit()).filter(|part| !part.is_empty()).take(2).map(|part| part.parse::<u32>().ok());
+    let mut numbers =
+        rest.split(|c: char| !c.is_ascii_digit()).filter(|part| !part.is_empty()).take(2).map(|part| part.parse::<u32>().ok());
     let (Some(Some(line)), Some(Some(column))) = (numbers.next(), numbers.next()) else {
         return (None, None);
     };

@@ -48,8 +48,8 @@ pub fn prepare(source: &str) -> Result<Prepared, SourceError> {
     let offset = |pos: BytePos| (pos.0 - start.0) as usize;
     let position = |pos: BytePos| -> (u32, u32) { line_column(source, offset(pos)) };
     let mut recovered = Vec::new();
-    let module = parser::parse_file_as_module(&file, Syntax::Es(EsSyntax::default()), EsVersion::EsNext, None, &mut recovered)
-        .map_err(|error| {
+    let module =
+        parser::parse_file_as_module(&file, Syntax::Es(EsSyntax::default()), EsVersion::EsNext, None, &mut recovered).map_err(|error| {
             let (line, column) = position(error.span().lo);
             SourceError { message: format!("syntax error: {}", error.into_kind().msg()), line, column }
         })?;

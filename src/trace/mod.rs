@@ -156,10 +156,7 @@ impl Trace {
             }
             entry.push(span);
         }
-        order
-            .into_iter()
-            .map(|trace_id| Trace::new(trace_id, groups.remove(&trace_id).unwrap_or_default()))
-            .collect()
+        order.into_iter().map(|trace_id| Trace::new(trace_id, groups.remove(&trace_id).unwrap_or_default())).collect()
     }
 
     pub fn find(&self, span_id: &SpanId) -> Option<&Span> {
