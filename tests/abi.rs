@@ -66,7 +66,9 @@ fn namespace_and_package_version_agree() {
     // The plugin declares its import namespace in a custom section.
     let needle = NAMESPACE.as_bytes();
     assert!(RAW_PLUGIN.windows(needle.len()).any(|window| window == needle), "plugin names namespace {NAMESPACE}");
-    assert!(include_str!("../rule-sdk/src/prelude.js").contains(&format!("ABI {NAMESPACE}")));
+    let prelude = include_str!("../rule-sdk/src/prelude.js");
+    assert!(prelude.contains(&format!("ABI {NAMESPACE}")));
+    assert!(prelude.contains(&format!("const EMPTY_RESULT = '{}';", fluo::rules::abi::EMPTY_RESULT)), "the host's fast path matches the SDK's constant");
 }
 
 #[test]

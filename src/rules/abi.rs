@@ -251,6 +251,9 @@ impl Serialize for ValueDoc<'_> {
     }
 }
 
+/// The prelude's constant result for "no violations, no logs" (`EMPTY_RESULT` in prelude.js).
+pub const EMPTY_RESULT: &str = r#"{"outcome":"ok","violations":[]}"#;
+
 /// What one rule call returned, as the prelude's `__fluo_run` writes it.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
