@@ -68,7 +68,10 @@ fn namespace_and_package_version_agree() {
     assert!(RAW_PLUGIN.windows(needle.len()).any(|window| window == needle), "plugin names namespace {NAMESPACE}");
     let prelude = include_str!("../rule-sdk/src/prelude.js");
     assert!(prelude.contains(&format!("ABI {NAMESPACE}")));
-    assert!(prelude.contains(&format!("const EMPTY_RESULT = '{}';", fluo::rules::abi::EMPTY_RESULT)), "the host's fast path matches the SDK's constant");
+    assert!(
+        prelude.contains(&format!("const EMPTY_RESULT = '{}';", fluo::rules::abi::EMPTY_RESULT)),
+        "the host's fast path matches the SDK's constant"
+    );
 }
 
 #[test]

@@ -162,10 +162,16 @@ fn value(any: Option<AnyValue>, depth: usize) -> Value {
     }
 }
 
-/// Reads an OTLP/JSON `ExportTraceServiceRequest` (hex ids, camelCase, as the
-/// OpenTelemetry file exporters write it).
+/// Reads OTLP/JSON: one `ExportTraceServiceRequest` (hex ids, camelCase, as
+/// the OpenTelemetry SDK file exporters write it) or several in a row — JSON
+/// lines, as the Collector's `file` exporter writes one request per line.
+/// The requests' resource spans are concatenated.
 pub fn from_json(bytes: &[u8]) -> Result<ExportTraceServiceRequest, serde_json::Error> {
-    serde_json::from_slice(bytes)
+    let mut merged = ExportTraceServiceRequest::default();
+    for request in serde_json::Deserializer::from_slice(bytes).into_iter::<ExportTraceServiceRequest>() {
+        merged.resource_spans.extend(request?.resource_spans);
+    }
+    Ok(merged)
 }
 
 #[cfg(test)]
@@ -195,6 +201,16 @@ mod tests {
         assert_eq!(span.attributes[0], ("big".to_string(), Value::Int(9007199254740993)));
         assert_eq!(span.attributes[1], ("f".to_string(), Value::Bool(false)));
         assert_eq!(span.end_unix_nano - span.start_unix_nano, 500_000_000);
+    }
+
+    #[test]
+    fn json_lines_are_concatenated() {
+        let line = SAMPLE.replace('\n', " ");
+        let two = format!("{line}\n{line}\n");
+        let request = from_json(two.as_bytes()).expect("JSON lines");
+        assert_eq!(request.resource_spans.len(), 2);
+        let error = from_json(format!("{line}\n{{\"resourceSpans\": 3}}\n").as_bytes()).expect_err("second line is bad");
+        assert_eq!(error.line(), 2);
     }
 
     #[test]
