@@ -111,6 +111,33 @@ struct ErrorBody<'a> {
     column: Option<u32>,
 }
 
+impl<'a> ErrorBody<'a> {
+    fn new(kind: &'a str, message: String) -> ErrorBody<'a> {
+        ErrorBody { kind, message, file: None, line: None, column: None }
+    }
+
+    fn in_file(mut self, file: &str) -> ErrorBody<'a> {
+        self.file = Some(file.to_string());
+        self
+    }
+}
+
+/// Reads a rule's source, or reports why not (exit code 2).
+fn read_rule(json: bool, path: &std::path::Path) -> Result<String, ExitCode> {
+    let file = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            String::from_utf8(bytes).map_err(|_| fail(json, 2, ErrorBody::new("io", "the rule is not UTF-8 text".into()).in_file(&file)))
+        }
+        Err(error) => Err(fail(json, 2, ErrorBody::new("io", format!("cannot read the rule: {error}")).in_file(&file))),
+    }
+}
+
+/// Starts the rule engine, or reports why not (exit code 4).
+fn start_engine(json: bool, limits: Limits) -> Result<std::sync::Arc<RuleEngine>, ExitCode> {
+    RuleEngine::new(limits).map_err(|error| fail(json, 4, ErrorBody::new("sandbox", format!("cannot start the rule engine: {error:#}"))))
+}
+
 fn fail(json: bool, code: u8, body: ErrorBody<'_>) -> ExitCode {
     if json {
         println!("{}", serde_json::to_string_pretty(&ErrorReport { error: body }).expect("serializable"));
@@ -129,30 +156,9 @@ fn fail(json: bool, code: u8, body: ErrorBody<'_>) -> ExitCode {
 pub fn rules_test(args: TestArgs) -> ExitCode {
     let json = args.json;
     let rule_file = args.rule.display().to_string();
-    let source = match std::fs::read(&args.rule) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => {
-                return fail(
-                    json,
-                    2,
-                    ErrorBody { kind: "io", message: "the rule is not UTF-8 text".into(), file: Some(rule_file), line: None, column: None },
-                );
-            }
-        },
-        Err(error) => {
-            return fail(
-                json,
-                2,
-                ErrorBody {
-                    kind: "io",
-                    message: format!("cannot read the rule: {error}"),
-                    file: Some(rule_file),
-                    line: None,
-                    column: None,
-                },
-            );
-        }
+    let source = match read_rule(json, &args.rule) {
+        Ok(source) => source,
+        Err(code) => return code,
     };
     let mut traces = Vec::new();
     for path in &args.traces {
@@ -212,22 +218,9 @@ pub fn rules_test(args: TestArgs) -> ExitCode {
         }
     }
 
-    let limits = Limits { fuel_per_call: args.fuel, ..Limits::default() };
-    let engine = match RuleEngine::new(limits) {
+    let engine = match start_engine(json, Limits { fuel_per_call: args.fuel, ..Limits::default() }) {
         Ok(engine) => engine,
-        Err(error) => {
-            return fail(
-                json,
-                4,
-                ErrorBody {
-                    kind: "sandbox",
-                    message: format!("cannot start the rule engine: {error:#}"),
-                    file: None,
-                    line: None,
-                    column: None,
-                },
-            );
-        }
+        Err(code) => return code,
     };
     let compile_started = Instant::now();
     let (compiled, loaded) = match rules::compile::compile(&engine, &source) {
@@ -329,33 +322,15 @@ pub fn describe_failure(outcome: &Outcome) -> String {
 
 pub fn rules_push(args: PushArgs) -> ExitCode {
     let file = args.rule.display().to_string();
-    let source = match std::fs::read_to_string(&args.rule) {
-        Ok(text) => text,
-        Err(error) => {
-            return fail(
-                false,
-                2,
-                ErrorBody { kind: "io", message: format!("cannot read the rule: {error}"), file: Some(file), line: None, column: None },
-            );
-        }
+    let source = match read_rule(false, &args.rule) {
+        Ok(source) => source,
+        Err(code) => return code,
     };
     let name =
         args.name.clone().unwrap_or_else(|| args.rule.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default());
-    let engine = match RuleEngine::new(Limits::default()) {
+    let engine = match start_engine(false, Limits::default()) {
         Ok(engine) => engine,
-        Err(error) => {
-            return fail(
-                false,
-                4,
-                ErrorBody {
-                    kind: "sandbox",
-                    message: format!("cannot start the rule engine: {error:#}"),
-                    file: None,
-                    line: None,
-                    column: None,
-                },
-            );
-        }
+        Err(code) => return code,
     };
     let compiled = match rules::compile::compile(&engine, &source) {
         Ok((compiled, _)) => compiled,
