@@ -133,6 +133,31 @@ fn read_rule(json: bool, path: &std::path::Path) -> Result<String, ExitCode> {
     }
 }
 
+/// Reads OTLP/JSON trace files into traces (grouped by trace id; a file
+/// without spans is one empty trace), or reports why not (exit code 3).
+fn read_traces(json: bool, paths: &[PathBuf]) -> Result<Vec<(String, Trace)>, ExitCode> {
+    let mut traces = Vec::new();
+    for path in paths {
+        let file = path.display().to_string();
+        let invalid = |message: String| fail(json, 3, ErrorBody::new("trace_file", message).in_file(&file));
+        let bytes = std::fs::read(path).map_err(|error| invalid(format!("cannot read the trace file: {error}")))?;
+        let request = convert::from_json(&bytes).map_err(|error| {
+            let body = ErrorBody::new("trace_file", format!("not an OTLP/JSON ExportTraceServiceRequest: {error}")).in_file(&file);
+            fail(json, 3, ErrorBody { line: Some(error.line() as u32), column: Some(error.column() as u32), ..body })
+        })?;
+        let converted = convert::convert(request);
+        if converted.rejected_total() > 0 {
+            return Err(invalid(format!("invalid spans: {}", converted.rejection_message())));
+        }
+        let grouped = Trace::group(converted.spans);
+        if grouped.is_empty() {
+            traces.push((file.clone(), Trace::new([0; 16], Vec::new())));
+        }
+        traces.extend(grouped.into_iter().map(|trace| (file.clone(), trace)));
+    }
+    Ok(traces)
+}
+
 /// Starts the rule engine, or reports why not (exit code 4).
 fn start_engine(json: bool, limits: Limits) -> Result<std::sync::Arc<RuleEngine>, ExitCode> {
     RuleEngine::new(limits).map_err(|error| fail(json, 4, ErrorBody::new("sandbox", format!("cannot start the rule engine: {error:#}"))))
@@ -160,64 +185,10 @@ pub fn rules_test(args: TestArgs) -> ExitCode {
         Ok(source) => source,
         Err(code) => return code,
     };
-    let mut traces = Vec::new();
-    for path in &args.traces {
-        let file = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                return fail(
-                    json,
-                    3,
-                    ErrorBody {
-                        kind: "trace_file",
-                        message: format!("cannot read the trace file: {error}"),
-                        file: Some(file),
-                        line: None,
-                        column: None,
-                    },
-                );
-            }
-        };
-        let request = match convert::from_json(&bytes) {
-            Ok(request) => request,
-            Err(error) => {
-                return fail(
-                    json,
-                    3,
-                    ErrorBody {
-                        kind: "trace_file",
-                        message: format!("not an OTLP/JSON ExportTraceServiceRequest: {error}"),
-                        file: Some(file),
-                        line: Some(error.line() as u32),
-                        column: Some(error.column() as u32),
-                    },
-                );
-            }
-        };
-        let converted = convert::convert(request);
-        if converted.rejected_total() > 0 {
-            return fail(
-                json,
-                3,
-                ErrorBody {
-                    kind: "trace_file",
-                    message: format!("invalid spans: {}", converted.rejection_message()),
-                    file: Some(file),
-                    line: None,
-                    column: None,
-                },
-            );
-        }
-        let grouped = Trace::group(converted.spans);
-        if grouped.is_empty() {
-            traces.push((file.clone(), Trace::new([0; 16], Vec::new())));
-        }
-        for trace in grouped {
-            traces.push((file.clone(), trace));
-        }
-    }
-
+    let traces = match read_traces(json, &args.traces) {
+        Ok(traces) => traces,
+        Err(code) => return code,
+    };
     let engine = match start_engine(json, Limits { fuel_per_call: args.fuel, ..Limits::default() }) {
         Ok(engine) => engine,
         Err(code) => return code,

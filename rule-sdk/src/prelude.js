@@ -14,11 +14,9 @@
   'use strict';
 
   const stringify = JSON.stringify;
-  const parse = JSON.parse;
   const isArray = Array.isArray;
   const freeze = Object.freeze;
   const keys = Object.keys;
-  const BigIntCtor = BigInt;
 
   const SEVERITIES = ['critical', 'high', 'medium', 'low', 'info'];
   const DEFAULT_SEVERITY = 'medium';

@@ -211,12 +211,15 @@ struct AttributesDoc<'a>(&'a Attributes);
 impl Serialize for AttributesDoc<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let entries = self.0;
-        let mut map = serializer.serialize_map(Some(entries.len()))?;
-        for (index, (key, value)) in entries.iter().enumerate() {
-            if entries[index + 1..].iter().any(|(later, _)| later == key) {
-                continue;
+        // A client controls how many attributes a span has: find the repeats in
+        // linear time (from the end, so the last value of a key is the one kept).
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        let keep: Vec<bool> = entries.iter().rev().map(|(key, _)| seen.insert(key.as_str())).collect();
+        let mut map = serializer.serialize_map(Some(seen.len()))?;
+        for ((key, value), keep) in entries.iter().zip(keep.into_iter().rev()) {
+            if keep {
+                map.serialize_entry(key, &ValueDoc(value))?;
             }
-            map.serialize_entry(key, &ValueDoc(value))?;
         }
         map.end()
     }

@@ -79,8 +79,13 @@ pub fn compile(engine: &Arc<RuleEngine>, source_text: &str) -> Result<(CompiledR
     let mut trial = Sandbox::new(engine.clone(), vec![loaded.clone()]);
     let meta = trial.describe(0).map_err(definition_error)?;
     drop(trial);
-    let loaded =
-        engine.load_rule(&wasm, meta.clone(), Some(prepared.clone())).map_err(|error| CompileError::Internal(format!("{error:#}")))?;
+    // The module is already compiled and validated: only the metadata changes.
+    let loaded = Arc::new(LoadedRule {
+        module: loaded.module.clone(),
+        imports: loaded.imports.clone(),
+        meta: meta.clone(),
+        prepared: Some(prepared.clone()),
+    });
     Ok((CompiledRule { wasm, plugin_hash: engine.plugin_hash().to_string(), meta, prepared }, loaded))
 }
 

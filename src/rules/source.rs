@@ -158,8 +158,7 @@ pub fn prepare(source: &str) -> Result<Prepared, SourceError> {
 /// The byte offset just after the `default` keyword of an `export default`
 /// that starts at `start` (comments and whitespace may sit between the words).
 fn export_default_end(source: &str, start: usize) -> Option<usize> {
-    let rest = source.get(start..)?;
-    let rest = rest.strip_prefix("export")?;
+    source.get(start..)?.strip_prefix("export")?;
     let mut index = start + "export".len();
     let bytes = source.as_bytes();
     loop {
@@ -170,7 +169,6 @@ fn export_default_end(source: &str, start: usize) -> Option<usize> {
             _ => break,
         }
     }
-    let _ = rest;
     source[index..].starts_with("default").then_some(index + "default".len())
 }
 

@@ -77,19 +77,25 @@ impl Store {
 
     /// The latest version of every rule, with its module.
     pub fn latest_versions(&self) -> Result<Vec<(RuleVersion, Vec<u8>)>> {
-        let mut latest: Vec<(RuleVersion, Vec<u8>)> = Vec::new();
+        // Keys sort by (tenant, rule, version): the last key of each run is the latest.
+        let mut latest: Vec<(sled::IVec, RuleVersion)> = Vec::new();
         for entry in self.versions.iter() {
             let (key, value) = entry?;
             let record: RuleVersion = serde_json::from_slice(&value)?;
-            let wasm = self.modules.get(&key)?.map(|bytes| bytes.to_vec()).unwrap_or_default();
             match latest.last_mut() {
-                Some((last, last_wasm)) if last.tenant == record.tenant && last.rule == record.rule => {
+                Some((last_key, last)) if last.tenant == record.tenant && last.rule == record.rule => {
+                    *last_key = key;
                     *last = record;
-                    *last_wasm = wasm;
                 }
-                _ => latest.push((record, wasm)),
+                _ => latest.push((key, record)),
             }
         }
-        Ok(latest)
+        latest
+            .into_iter()
+            .map(|(key, record)| {
+                let wasm = self.modules.get(&key)?.map(|bytes| bytes.to_vec()).unwrap_or_default();
+                Ok((record, wasm))
+            })
+            .collect()
     }
 }
