@@ -14,7 +14,13 @@ build: setup
 run: build
 	$(CARGO) run --release --locked -- serve --data-dir $(DATA_DIR)
 
+# The end-to-end tests send traces with the OpenTelemetry Python SDK, from a
+# venv that scripts/setup-python.sh keeps in $(FLUO_PY_VENV).
+FLUO_PY_VENV ?= $(HOME)/.cache/fluo-venv
+export FLUO_PY_VENV
+
 test: setup
+	@bash scripts/setup-python.sh >/dev/null
 	$(CARGO) test --release --locked
 
 bench: setup

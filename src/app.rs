@@ -1,59 +1,163 @@
 //! The composition root of `fluo serve`: opens the store, builds the rule
-//! engine, loads every tenant's rules into its sandbox and runs until a
-//! shutdown signal. It wires; it decides nothing of its own.
-//!
-//! For now (issue 2) that is all `serve` does: OTLP ingestion, assembly,
-//! signals and the API arrive with issue 3.
+//! engine and the pipeline, loads every tenant's rules, starts the OTLP/gRPC,
+//! OTLP/HTTP and API listeners and runs until SIGTERM or Ctrl-C. On shutdown
+//! it stops accepting, closes and evaluates every buffered trace, and flushes.
+//! It wires; it decides nothing of its own.
 
+use crate::api::{ApiState, router};
+use crate::auth::{Auth, TenantId};
 use crate::config::Config;
-use crate::rules::{LoadedRule, RuleEngine, Sandbox};
+use crate::ingest::Ingest;
+use crate::pipeline::evaluator::Evaluator;
+use crate::pipeline::{Counters, Pipeline, sweeper};
+use crate::rules::RuleEngine;
+use crate::signals::{RuleRef, Signals};
 use crate::store::Store;
-use anyhow::Result;
+use crate::store::traces::RecentTraces;
+use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Loads every tenant's latest rule versions into per-tenant sandboxes
-/// (recompiling from source those generated against another plugin build) and
-/// waits for SIGTERM or Ctrl-C.
+/// Everything `serve` builds before it listens; tests and benchmarks build it too.
+pub struct Services {
+    pub store: Arc<Store>,
+    pub auth: Arc<Auth>,
+    pub signals: Arc<Signals>,
+    pub recent: Arc<RecentTraces>,
+    pub engine: Arc<RuleEngine>,
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl Services {
+    /// Opens the database and loads every tenant's latest rule versions
+    /// (recompiling those generated against another plugin build). Returns a
+    /// freshly generated operator key, if one was made.
+    pub fn open(config: &Config, on_signal: Option<Box<dyn Fn(Duration) + Send + Sync>>) -> Result<(Services, Option<String>)> {
+        let store = Arc::new(Store::open(&config.data_dir)?);
+        let (auth, generated) = Auth::open(store.clone(), config.operator_key.as_deref()).context("open tenants and keys")?;
+        let signals = Arc::new(Signals::open(store.clone()).context("open signals")?);
+        let recent = Arc::new(RecentTraces::open(&store.db).context("open recent traces")?);
+        let engine = RuleEngine::new(config.limits.clone())?;
+        tracing::info!(plugin = %engine.plugin_hash(), data_dir = %config.data_dir.display(), "rule engine ready");
+        let counters = Arc::new(Counters::default());
+        let evaluator = Evaluator::start(config.eval_workers, engine.clone(), signals.clone(), recent.clone(), counters.clone(), on_signal);
+        let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for (version, wasm) in store.latest_versions()? {
+            let loaded = if version.plugin_hash == engine.plugin_hash() {
+                // The rewrite is deterministic: redoing it recovers the column shift
+                // of a bare-expression rule for error positions.
+                engine.load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok())
+            } else {
+                tracing::info!(tenant = %version.tenant, rule = %version.rule, version = version.version, "recompiling rule for the current plugin");
+                crate::rules::compile::compile(&engine, &version.source).map(|(_, loaded)| loaded).map_err(anyhow::Error::from)
+            };
+            match loaded {
+                Ok(rule) => {
+                    let reference = RuleRef { id: crate::store::rule_id(&version.tenant, &version.rule), name: version.rule.clone(), version: version.version };
+                    by_tenant.entry(version.tenant.clone()).or_default().push((reference, rule));
+                }
+                Err(error) => tracing::warn!(tenant = %version.tenant, rule = %version.rule, error = %format!("{error:#}"), "rule not loaded"),
+            }
+        }
+        for (tenant, rules) in by_tenant {
+            tracing::info!(tenant = %tenant, rules = rules.len(), "tenant rules loaded");
+            evaluator.set_rules(&TenantId::trusted(&tenant), rules);
+        }
+        let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, counters));
+        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline }, generated))
+    }
+
+    pub fn ingest(&self) -> Ingest {
+        Ingest { auth: self.auth.clone(), pipeline: self.pipeline.clone() }
+    }
+
+    pub fn api_state(&self) -> ApiState {
+        ApiState {
+            auth: self.auth.clone(),
+            store: self.store.clone(),
+            signals: self.signals.clone(),
+            engine: self.engine.clone(),
+            pipeline: self.pipeline.clone(),
+        }
+    }
+}
+
 pub fn serve(config: Config) -> Result<()> {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let store = Store::open(&config.data_dir)?;
-    let engine = RuleEngine::new(config.limits.clone())?;
-    tracing::info!(plugin = %engine.plugin_hash(), data_dir = %config.data_dir.display(), "rule engine ready");
-    let mut by_tenant: BTreeMap<String, Vec<Arc<LoadedRule>>> = BTreeMap::new();
-    for (version, wasm) in store.latest_versions()? {
-        let loaded = if version.plugin_hash == engine.plugin_hash() {
-            // The rewrite is deterministic: redoing it recovers the column shift
-            // of a bare-expression rule for error positions.
-            engine.load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok())
-        } else {
-            tracing::info!(tenant = %version.tenant, rule = %version.rule, version = version.version, "recompiling rule for the current plugin");
-            crate::rules::compile::compile(&engine, &version.source).map(|(_, loaded)| loaded).map_err(anyhow::Error::from)
-        };
-        match loaded {
-            Ok(rule) => by_tenant.entry(version.tenant.clone()).or_default().push(rule),
-            Err(error) => tracing::warn!(tenant = %version.tenant, rule = %version.rule, error = %format!("{error:#}"), "rule not loaded"),
-        }
+    let (services, generated) = Services::open(&config, None)?;
+    if let Some(key) = generated {
+        eprintln!("operator key (shown once; set FLUO_OPERATOR_KEY to choose your own): {key}");
     }
-    let sandboxes: Vec<_> = by_tenant.into_iter().map(|(tenant, rules)| (tenant, Sandbox::new(engine.clone(), rules))).collect();
-    for (tenant, sandbox) in &sandboxes {
-        tracing::info!(tenant = %tenant, rules = sandbox.rules().len(), "tenant rules loaded");
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tracing::info!("fluo is running; OTLP ingestion arrives with the next release (issue 3). Ctrl-C or SIGTERM stops it");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        anyhow::Ok(())
-    })?;
-    store.db.flush()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("fluo-io").build()?;
+    runtime.block_on(run(&config, &services))?;
+    // Listeners are closed: close every live trace and evaluate it, then flush.
+    services.pipeline.finish();
+    services.pipeline.evaluator.stop();
+    services.store.db.flush()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn run(config: &Config, services: &Services) -> Result<()> {
+    let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await.with_context(|| format!("bind OTLP/gRPC on {}", config.grpc_addr))?;
+    let http = tokio::net::TcpListener::bind(config.http_addr).await.with_context(|| format!("bind OTLP/HTTP on {}", config.http_addr))?;
+    let api = tokio::net::TcpListener::bind(config.api_addr).await.with_context(|| format!("bind API on {}", config.api_addr))?;
+    tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, api = %api.local_addr()?, "listening");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.changed().await;
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let grpc_server = crate::ingest::grpc::serve(grpc, services.ingest(), shutdown(stopped.clone()));
+    tasks.spawn(async move { grpc_server.await.map_err(anyhow::Error::from) });
+    let http_server = axum::serve(http, crate::ingest::http::router(services.ingest())).with_graceful_shutdown(shutdown(stopped.clone()));
+    tasks.spawn(async move { http_server.await.map_err(anyhow::Error::from) });
+    let api_server = axum::serve(api, router(services.api_state())).with_graceful_shutdown(shutdown(stopped.clone()));
+    tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
+    tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
+    tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+        Some(result) = tasks.join_next() => {
+            result.context("listener task")??;
+            anyhow::bail!("a listener stopped unexpectedly");
+        }
+    }
+    tracing::info!("shutting down: no new requests; evaluating buffered traces");
+    let _ = stop.send(true);
+    let drain = async {
+        while let Some(result) = tasks.join_next().await {
+            if let Err(error) = result.map_err(anyhow::Error::from).and_then(|result| result) {
+                tracing::warn!(error = %format!("{error:#}"), "listener stopped with an error");
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        tracing::warn!("requests still open after 10s; stopping anyway");
+    }
+    Ok(())
+}
+
+async fn prune(recent: Arc<RecentTraces>, retention: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30).min(retention)) => {}
+            _ = stop.changed() => return,
+        }
+        let cutoff = crate::auth::now_ms().saturating_sub(retention.as_millis() as u64);
+        let recent = recent.clone();
+        match tokio::task::spawn_blocking(move || recent.prune(cutoff)).await {
+            Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "recent traces pruned"),
+            Ok(Err(error)) => tracing::warn!(error = %error, "recent traces not pruned"),
+            _ => {}
+        }
+    }
 }

@@ -1,16 +1,63 @@
-//! `fluo serve` configuration: one typed [`Config`] from flags and `FLUO_*`
-//! environment variables, defaults in code, validated before anything starts.
-//! This is the only module that reads the environment.
+//! `fluo serve` configuration: one typed [`Config`] from flags, `FLUO_*`
+//! environment variables and an optional TOML file, defaults in code,
+//! validated before anything starts. Precedence: flag, then environment, then
+//! file, then default. This is the only module that reads the environment.
 
-use anyhow::{Result, bail};
+use crate::pipeline::AdmissionLimits;
+use crate::pipeline::assembler::AssemblyLimits;
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// A TOML file whose keys are these options' long names (`trace_idle = "5s"`).
+    #[arg(long, env = "FLUO_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded sled database (created if missing).
     #[arg(long, env = "FLUO_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// OTLP/gRPC listen address.
+    #[arg(long, env = "FLUO_GRPC_ADDR", default_value = "0.0.0.0:4317")]
+    pub grpc_addr: SocketAddr,
+    /// OTLP/HTTP listen address.
+    #[arg(long, env = "FLUO_HTTP_ADDR", default_value = "0.0.0.0:4318")]
+    pub http_addr: SocketAddr,
+    /// API listen address.
+    #[arg(long, env = "FLUO_API_ADDR", default_value = "0.0.0.0:8080")]
+    pub api_addr: SocketAddr,
+    /// The operator key (manages tenants); generated and printed once if unset.
+    #[arg(long, env = "FLUO_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: Option<String>,
+    /// A trace closes after this long without new spans.
+    #[arg(long, env = "FLUO_TRACE_IDLE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub trace_idle: Duration,
+    /// A trace closes at this age even if spans keep coming.
+    #[arg(long, env = "FLUO_TRACE_MAX_AGE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub trace_max_age: Duration,
+    /// Evaluated traces are kept this long so that late spans amend them.
+    #[arg(long, env = "FLUO_TRACE_RETENTION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub trace_retention: Duration,
+    /// Live traces per tenant; beyond it the tenant's requests are refused for retry.
+    #[arg(long, env = "FLUO_MAX_LIVE_TRACES", default_value_t = AssemblyLimits::default().max_live_traces)]
+    pub max_live_traces: usize,
+    /// Spans per trace; more are dropped and counted.
+    #[arg(long, env = "FLUO_MAX_SPANS_PER_TRACE", default_value_t = AssemblyLimits::default().max_spans_per_trace)]
+    pub max_spans_per_trace: usize,
+    /// Estimated bytes per live trace, in MiB; spans beyond are dropped and counted.
+    #[arg(long, env = "FLUO_MAX_TRACE_MIB", default_value_t = 16)]
+    pub max_trace_mib: usize,
+    /// Sustained spans per second per tenant.
+    #[arg(long, env = "FLUO_TENANT_RATE", default_value_t = AdmissionLimits::default().spans_per_second)]
+    pub tenant_rate: u64,
+    /// Spans a tenant may send at once (default: twice the rate).
+    #[arg(long, env = "FLUO_TENANT_BURST")]
+    pub tenant_burst: Option<u64>,
+    /// Threads evaluating rules (default: available cores).
+    #[arg(long, env = "FLUO_EVAL_WORKERS")]
+    pub eval_workers: Option<usize>,
     /// Fuel per rule call.
     #[arg(long, env = "FLUO_RULE_FUEL", default_value_t = crate::rules::Limits::default().fuel_per_call)]
     pub rule_fuel: u64,
@@ -25,7 +72,66 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub operator_key: Option<String>,
     pub limits: crate::rules::Limits,
+    pub assembly: AssemblyLimits,
+    pub admission: AdmissionLimits,
+    pub trace_retention: Duration,
+    pub eval_workers: usize,
+}
+
+const FILE_KEYS: &[&str] = &[
+    "data_dir",
+    "grpc_addr",
+    "http_addr",
+    "api_addr",
+    "operator_key",
+    "trace_idle",
+    "trace_max_age",
+    "trace_retention",
+    "max_live_traces",
+    "max_spans_per_trace",
+    "max_trace_mib",
+    "tenant_rate",
+    "tenant_burst",
+    "eval_workers",
+    "rule_fuel",
+    "rule_memory_mib",
+    "rule_deadline_ms",
+];
+
+/// Reads the config file named by `--config`/`FLUO_CONFIG` (if any) and
+/// exports its values as `FLUO_*` variables that are not already set, so that
+/// clap applies the precedence flag > environment > file > default. Call it
+/// first thing in `main`, before any thread exists.
+pub fn apply_config_file(args: &[String]) -> Result<()> {
+    let from_args = args.iter().enumerate().find_map(|(index, arg)| {
+        arg.strip_prefix("--config=").map(str::to_string).or_else(|| (arg == "--config").then(|| args.get(index + 1).cloned()).flatten())
+    });
+    let Some(path) = from_args.or_else(|| std::env::var("FLUO_CONFIG").ok()) else { return Ok(()) };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read config file {path}"))?;
+    let table: toml::Table = text.parse().with_context(|| format!("parse config file {path}"))?;
+    for (key, value) in table {
+        let key = key.replace('-', "_");
+        if !FILE_KEYS.contains(&key.as_str()) {
+            bail!("config file {path}: unknown key {key:?} (known: {})", FILE_KEYS.join(", "));
+        }
+        let value = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(number) => number.to_string(),
+            other => bail!("config file {path}: {key} must be a string or an integer, not {other}"),
+        };
+        let variable = format!("FLUO_{}", key.to_ascii_uppercase());
+        if std::env::var_os(&variable).is_none() {
+            // SAFETY: called at the start of `main`, before any other thread
+            // exists, so nothing reads the environment concurrently.
+            unsafe { std::env::set_var(variable, value) };
+        }
+    }
+    Ok(())
 }
 
 impl Config {
@@ -39,12 +145,43 @@ impl Config {
         if !(1..=60_000).contains(&args.rule_deadline_ms) {
             bail!("--rule-deadline-ms must be between 1 and 60000");
         }
+        if args.trace_idle < Duration::from_millis(10) || args.trace_idle > args.trace_max_age {
+            bail!("--trace-idle must be at least 10ms and at most --trace-max-age");
+        }
+        if args.trace_max_age > Duration::from_secs(3600) {
+            bail!("--trace-max-age must be at most 1h");
+        }
+        if args.max_live_traces == 0 || args.max_spans_per_trace == 0 || args.max_trace_mib == 0 || args.tenant_rate == 0 {
+            bail!("--max-live-traces, --max-spans-per-trace, --max-trace-mib and --tenant-rate must be positive");
+        }
         let limits = crate::rules::Limits {
             fuel_per_call: args.rule_fuel,
             memory_bytes: args.rule_memory_mib << 20,
-            deadline: std::time::Duration::from_millis(args.rule_deadline_ms),
+            deadline: Duration::from_millis(args.rule_deadline_ms),
             ..crate::rules::Limits::default()
         };
-        Ok(Config { data_dir: args.data_dir, limits })
+        let workers = args.eval_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        Ok(Config {
+            data_dir: args.data_dir,
+            grpc_addr: args.grpc_addr,
+            http_addr: args.http_addr,
+            api_addr: args.api_addr,
+            operator_key: args.operator_key,
+            limits,
+            assembly: AssemblyLimits {
+                idle: args.trace_idle,
+                max_age: args.trace_max_age,
+                max_live_traces: args.max_live_traces,
+                max_spans_per_trace: args.max_spans_per_trace,
+                max_trace_bytes: args.max_trace_mib.saturating_mul(1 << 20),
+            },
+            admission: AdmissionLimits {
+                spans_per_second: args.tenant_rate,
+                burst_spans: args.tenant_burst.unwrap_or(args.tenant_rate.saturating_mul(2)).max(1),
+                ..AdmissionLimits::default()
+            },
+            trace_retention: args.trace_retention,
+            eval_workers: workers.clamp(1, 64),
+        })
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! Module map:
 //! - [`trace`]: the span and trace model shared by everything else.
-//! - [`ingest`]: OTLP → span model (`convert`); transports arrive with issue 3.
+//! - [`auth`]: tenants, API keys, the operator key.
+//! - [`ingest`]: OTLP/gRPC and OTLP/HTTP receivers, OTLP → span model.
+//! - [`pipeline`]: admission, trace assembly, rule evaluation on a worker pool.
+//! - [`signals`]: the signal store (dedup, clearing, listing).
+//! - [`api`]: the HTTP API (axum).
 //! - [`rules`]: rule compilation (JS → Javy module), the wasmtime engine and
 //!   per-tenant sandboxes, the host↔rule ABI.
 //! - [`app`]: the composition root of `fluo serve`.
@@ -12,10 +16,14 @@
 //!
 //! No logic lives here.
 
+pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod pipeline;
 pub mod rules;
+pub mod signals;
 pub mod store;
 pub mod trace;

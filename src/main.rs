@@ -5,6 +5,11 @@ use fluo::cli::{Cli, Command, RulesCommand};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(error) = fluo::config::apply_config_file(&args) {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Rules(RulesCommand::Test(args)) => fluo::cli::rules_test(args),

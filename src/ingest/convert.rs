@@ -6,7 +6,7 @@
 //! `AnyValue`s is capped at [`MAX_VALUE_DEPTH`].
 
 use crate::trace::{Attributes, Event, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, Value};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use std::sync::Arc;
 
@@ -174,6 +174,99 @@ pub fn from_json(bytes: &[u8]) -> Result<ExportTraceServiceRequest, serde_json::
     Ok(merged)
 }
 
+/// Span model → OTLP, for trace snapshots: spans sharing a resource and a
+/// scope (the same `Arc`s, as `convert` makes them) are grouped back together.
+/// `convert(to_otlp(spans))` gives the spans back.
+pub fn to_otlp(spans: &[Span]) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+    use opentelemetry_proto::tonic::trace::v1::{
+        ResourceSpans, ScopeSpans, Span as OtlpSpan, Status, span::Event as OtlpEvent, span::Link as OtlpLink,
+    };
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    let mut request = ExportTraceServiceRequest::default();
+    let mut resources: Vec<*const Resource> = Vec::new();
+    let mut scopes: Vec<Vec<*const Scope>> = Vec::new();
+    for span in spans {
+        let resource_index = match resources.iter().position(|known| *known == Arc::as_ptr(&span.resource)) {
+            Some(index) => index,
+            None => {
+                resources.push(Arc::as_ptr(&span.resource));
+                scopes.push(Vec::new());
+                request.resource_spans.push(ResourceSpans {
+                    resource: Some(OtlpResource { attributes: key_values(&span.resource.attributes), ..Default::default() }),
+                    ..Default::default()
+                });
+                resources.len() - 1
+            }
+        };
+        let scope_list = &mut scopes[resource_index];
+        let resource_spans = &mut request.resource_spans[resource_index];
+        let scope_index = match scope_list.iter().position(|known| *known == Arc::as_ptr(&span.scope)) {
+            Some(index) => index,
+            None => {
+                scope_list.push(Arc::as_ptr(&span.scope));
+                resource_spans.scope_spans.push(ScopeSpans {
+                    scope: Some(InstrumentationScope { name: span.scope.name.clone(), version: span.scope.version.clone(), ..Default::default() }),
+                    ..Default::default()
+                });
+                scope_list.len() - 1
+            }
+        };
+        resource_spans.scope_spans[scope_index].spans.push(OtlpSpan {
+            trace_id: span.trace_id.to_vec(),
+            span_id: span.span_id.to_vec(),
+            parent_span_id: span.parent_span_id.map(|id| id.to_vec()).unwrap_or_default(),
+            name: span.name.clone(),
+            kind: span.kind as i32,
+            start_time_unix_nano: span.start_unix_nano,
+            end_time_unix_nano: span.end_unix_nano,
+            attributes: key_values(&span.attributes),
+            events: span
+                .events
+                .iter()
+                .map(|event| OtlpEvent {
+                    name: event.name.clone(),
+                    time_unix_nano: event.time_unix_nano,
+                    attributes: key_values(&event.attributes),
+                    ..Default::default()
+                })
+                .collect(),
+            links: span
+                .links
+                .iter()
+                .map(|link| OtlpLink {
+                    trace_id: link.trace_id.to_vec(),
+                    span_id: link.span_id.to_vec(),
+                    attributes: key_values(&link.attributes),
+                    ..Default::default()
+                })
+                .collect(),
+            status: Some(Status { code: span.status as i32, message: span.status_message.clone() }),
+            ..Default::default()
+        });
+    }
+    request
+}
+
+fn key_values(attributes: &Attributes) -> Vec<KeyValue> {
+    attributes.iter().map(|(key, value)| KeyValue { key: key.clone(), value: Some(any_value_of(value)), ..Default::default() }).collect()
+}
+
+fn any_value_of(value: &Value) -> AnyValue {
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    let value = match value {
+        Value::Str(text) => Some(any_value::Value::StringValue(text.clone())),
+        Value::Bool(flag) => Some(any_value::Value::BoolValue(*flag)),
+        Value::Int(number) => Some(any_value::Value::IntValue(*number)),
+        Value::Double(number) => Some(any_value::Value::DoubleValue(*number)),
+        Value::Bytes(bytes) => Some(any_value::Value::BytesValue(bytes.clone())),
+        Value::Array(items) => Some(any_value::Value::ArrayValue(ArrayValue { values: items.iter().map(any_value_of).collect() })),
+        Value::Map(entries) => Some(any_value::Value::KvlistValue(KeyValueList { values: key_values(entries) })),
+        Value::Empty => None,
+    };
+    AnyValue { value }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +294,14 @@ mod tests {
         assert_eq!(span.attributes[0], ("big".to_string(), Value::Int(9007199254740993)));
         assert_eq!(span.attributes[1], ("f".to_string(), Value::Bool(false)));
         assert_eq!(span.end_unix_nano - span.start_unix_nano, 500_000_000);
+    }
+
+    #[test]
+    fn otlp_round_trip_keeps_spans() {
+        let spans = convert(from_json(SAMPLE.as_bytes()).unwrap()).spans;
+        let again = convert(to_otlp(&spans)).spans;
+        assert_eq!(again, spans);
+        assert_eq!(to_otlp(&spans).resource_spans.len(), 1);
     }
 
     #[test]

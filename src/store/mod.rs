@@ -2,13 +2,23 @@
 //! Keys are tenant-prefixed and big-endian so that range scans stay within
 //! one tenant and in version order. Every acknowledged write is flushed.
 //!
-//! Issue 3 adds tenants, keys and signals; this is the part `fluo serve` and
-//! `fluo rules push` need for the rule engine. Must not know about wasm.
+//! Tenants and keys live in `auth`, signals in `signals`, recently evaluated
+//! traces in [`traces`]; they share this database. Must not know about wasm.
 
 use crate::rules::RuleMeta;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+pub mod traces;
+
+/// A rule's stable id: derived from its tenant and name, so it needs no
+/// index of its own (renaming a rule is not supported).
+pub fn rule_id(tenant: &str, rule: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{tenant}\0{rule}").as_bytes());
+    format!("r_{}", hex::encode(&digest[..8]))
+}
 
 pub struct Store {
     pub(crate) db: sled::Db,

@@ -19,6 +19,28 @@ pub enum Value {
     Empty,
 }
 
+impl Value {
+    /// Plain JSON for API responses (bytes as base64; integers stay integers).
+    pub fn to_json(&self) -> serde_json::Value {
+        use base64::Engine as _;
+        match self {
+            Value::Str(text) => text.clone().into(),
+            Value::Bool(flag) => (*flag).into(),
+            Value::Int(number) => (*number).into(),
+            Value::Double(number) => serde_json::Number::from_f64(*number).map(Into::into).unwrap_or(serde_json::Value::Null),
+            Value::Bytes(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes).into(),
+            Value::Array(items) => items.iter().map(Value::to_json).collect(),
+            Value::Map(entries) => attributes_json(entries),
+            Value::Empty => serde_json::Value::Null,
+        }
+    }
+}
+
+/// Attributes as a JSON object (later duplicates win, as in rules).
+pub fn attributes_json(attributes: &Attributes) -> serde_json::Value {
+    serde_json::Value::Object(attributes.iter().map(|(key, value)| (key.clone(), value.to_json())).collect())
+}
+
 /// Key/value attributes in their received order (later duplicates win when
 /// they are turned into a JS object).
 pub type Attributes = Vec<(String, Value)>;
@@ -37,13 +59,15 @@ pub struct Scope {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
 pub enum SpanKind {
-    Unspecified,
-    Internal,
-    Server,
-    Client,
-    Producer,
-    Consumer,
+    // The OTLP enum values: `to_otlp` relies on them.
+    Unspecified = 0,
+    Internal = 1,
+    Server = 2,
+    Client = 3,
+    Producer = 4,
+    Consumer = 5,
 }
 
 impl SpanKind {
@@ -71,10 +95,11 @@ impl SpanKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
 pub enum StatusCode {
-    Unset,
-    Ok,
-    Error,
+    Unset = 0,
+    Ok = 1,
+    Error = 2,
 }
 
 impl StatusCode {

@@ -1,0 +1,286 @@
+//! The HTTP API under `/api/v1` (axum): tenants (operator), keys (tenant
+//! admin), rules (compile, store, activate) and signals (read), plus
+//! `/healthz` and `/metrics`. One error shape, `{"error":{"code","message",…}}`,
+//! produced by [`ApiError`] only; 5xx bodies stay generic. The tenant always
+//! comes from the verified credential. Issue 4 completes the surface.
+
+use crate::auth::{Auth, AuthError, Principal, Scope, TenantId};
+use crate::pipeline::Pipeline;
+use crate::rules::{RuleEngine, Severity};
+use crate::signals::{Filter, RuleRef, SignalError, Signals, Status};
+use crate::store::Store;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Request bodies above this get 413 (a rule source is at most 128 KiB).
+pub const MAX_BODY: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub auth: Arc<Auth>,
+    pub store: Arc<Store>,
+    pub signals: Arc<Signals>,
+    pub engine: Arc<RuleEngine>,
+    pub pipeline: Arc<Pipeline>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    extra: serde_json::Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), extra: json!({}) }
+    }
+
+    fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %error, "api request failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let (Some(error), Some(extra)) = (error.as_object_mut(), self.extra.as_object()) {
+            error.extend(extra.clone());
+        }
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::Missing | AuthError::Unknown => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", error.to_string()),
+            AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", error.to_string()),
+            AuthError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
+            AuthError::Store(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<SignalError> for ApiError {
+    fn from(error: SignalError) -> ApiError {
+        match error {
+            SignalError::Cursor => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "invalid cursor"),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/tenants", post(create_tenant))
+        .route("/api/v1/keys", post(create_key))
+        .route("/api/v1/rules", post(create_rule).get(list_rules))
+        .route("/api/v1/signals", get(list_signals))
+        .route("/api/v1/signals/{id}", get(get_signal))
+        .route("/api/v1/signals/{id}/trace", get(signal_trace))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    Ok(state.auth.authenticate(headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()))?)
+}
+
+fn tenant(state: &ApiState, headers: &HeaderMap, scope: Scope) -> Result<TenantId, ApiError> {
+    Ok(principal(state, headers)?.tenant_with(scope)?.clone())
+}
+
+/// Parses a JSON body; a body over the limit is 413, anything unparsable 400.
+fn body<T: for<'de> Deserialize<'de>>(bytes: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = bytes.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body over {MAX_BODY} bytes")),
+        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text()),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+}
+
+async fn create_tenant(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    if !matches!(principal(&state, &headers)?, Principal::Operator) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "creating tenants needs the operator key"));
+    }
+    let request: NewTenant = body(bytes)?;
+    let (tenant, key) = state.auth.create_tenant(&request.name)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": tenant.id, "name": tenant.name, "admin_key": key.key}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    scopes: Vec<String>,
+}
+
+async fn create_key(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    let request: NewKey = body(bytes)?;
+    let key = state.auth.create_key(&tenant, &request.name, &request.scopes)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": key.id, "name": key.name, "key": key.key, "scopes": key.scopes}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRule {
+    name: String,
+    source: String,
+}
+
+/// Compiles, stores (flushed) and activates a rule version: the first
+/// version of a new name, or the next version of an existing one.
+async fn create_rule(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Write)?;
+    let request: NewRule = body(bytes)?;
+    let name = request.name.trim().to_string();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "rule name must be 1 to 128 printable characters"));
+    }
+    let engine = state.engine.clone();
+    let source = request.source;
+    let compiled = tokio::task::spawn_blocking(move || crate::rules::compile::compile(&engine, &source).map(|compiled| (compiled, source)))
+        .await
+        .map_err(ApiError::internal)?;
+    let ((compiled, loaded), source) = match compiled {
+        Ok(done) => done,
+        Err(error) => {
+            let (line, column) = error.line_column();
+            let mut api_error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "compile_error", error.to_string());
+            api_error.extra = json!({"line": line, "column": column});
+            return Err(api_error);
+        }
+    };
+    let store = state.store.clone();
+    let tenant_for_store = tenant.clone();
+    let rule_name = name.clone();
+    let meta = compiled.meta.clone();
+    let version = tokio::task::spawn_blocking(move || {
+        store.push_version(tenant_for_store.as_str(), &rule_name, &source, meta, &compiled.plugin_hash, &compiled.wasm)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let id = crate::store::rule_id(tenant.as_str(), &name);
+    let reference = RuleRef { id: id.clone(), name: name.clone(), version };
+    let mut rules: Vec<_> = state.pipeline.evaluator.rules(&tenant).map(|set| set.rules.clone()).unwrap_or_default();
+    rules.retain(|(existing, _)| existing.id != id);
+    rules.push((reference, loaded));
+    state.pipeline.evaluator.set_rules(&tenant, rules);
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "name": name, "version": version}))).into_response())
+}
+
+async fn list_rules(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let active = state.pipeline.evaluator.rules(&tenant);
+    let items: Vec<_> = active
+        .iter()
+        .flat_map(|set| &set.rules)
+        .map(|(rule, loaded)| json!({"id": rule.id, "name": rule.name, "version": rule.version, "severity": loaded.meta.severity, "form": loaded.meta.form}))
+        .collect();
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalQuery {
+    rule: Option<String>,
+    status: Option<String>,
+    severity: Option<String>,
+    trace_id: Option<String>,
+    since: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+async fn list_signals(State(state): State<ApiState>, headers: HeaderMap, query: Result<Query<SignalQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let Query(query) = query.map_err(|rejection| bad(rejection.body_text()))?;
+    let status = query.status.as_deref().map(|text| Status::parse(text).ok_or_else(|| bad(format!("unknown status {text:?}")))).transpose()?;
+    let severity =
+        query.severity.as_deref().map(|text| Severity::parse(text).ok_or_else(|| bad(format!("unknown severity {text:?}")))).transpose()?;
+    let since_unix_ms = query.since.as_deref().map(parse_time).transpose()?;
+    if let Some(trace_id) = &query.trace_id {
+        if trace_id.len() != 32 || hex::decode(trace_id).is_err() {
+            return Err(bad("trace_id must be 32 hex digits".into()));
+        }
+    }
+    let filter = Filter {
+        rule: query.rule,
+        status,
+        severity,
+        trace_id: query.trace_id,
+        since_unix_ms,
+        cursor: query.cursor,
+        limit: query.limit.unwrap_or(50),
+    };
+    let signals = state.signals.clone();
+    let (items, next_cursor) = tokio::task::spawn_blocking(move || signals.list(&tenant, &filter)).await.map_err(ApiError::internal)??;
+    Ok(axum::Json(json!({"items": items, "next_cursor": next_cursor})).into_response())
+}
+
+/// RFC 3339 (`2026-11-27T10:00:00Z`) or milliseconds since the epoch.
+fn parse_time(text: &str) -> Result<u64, ApiError> {
+    if let Ok(millis) = text.parse::<u64>() {
+        return Ok(millis);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|since| since.as_millis() as u64)
+        .ok_or_else(|| bad(format!("since must be RFC 3339 or milliseconds since the epoch, not {text:?}")))
+}
+
+async fn get_signal(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    match state.signals.get(&tenant, &id)? {
+        Some(signal) => Ok(axum::Json(signal).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such signal")),
+    }
+}
+
+/// The trace snapshot of a signal, as OTLP/JSON.
+async fn signal_trace(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such signal");
+    let signal = state.signals.get(&tenant, &id)?.ok_or_else(not_found)?;
+    let mut trace_id = [0u8; 16];
+    hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
+    let snapshot = state.signals.snapshot(&tenant, &trace_id)?.ok_or_else(not_found)?;
+    let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&snapshot[..]).map_err(ApiError::internal)?;
+    Ok(axum::Json(request).into_response())
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let text = state.pipeline.counters.prometheus(state.pipeline.buffered_spans());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

@@ -1,0 +1,127 @@
+//! OTLP/HTTP: `POST /v1/traces` with `application/x-protobuf` or
+//! `application/json` bodies, optionally gzip-compressed. The credential is
+//! checked before the body is read; the body is read up to
+//! [`MAX_HTTP_BODY`](super::MAX_HTTP_BODY) and decompressed through a reader
+//! that stops at the same cap, so a gzip bomb costs at most the cap in memory.
+//! Responses and error bodies (`google.rpc.Status`) use the request's encoding,
+//! as the OTLP/HTTP specification asks.
+
+use super::{Ingest, IngestError, MAX_HTTP_BODY, PartialSuccess, convert};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use prost::Message;
+use std::io::Read;
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+pub fn router(ingest: Ingest) -> Router {
+    Router::new().route("/v1/traces", post(export)).layer(DefaultBodyLimit::disable()).with_state(ingest)
+}
+
+async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    let media_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let encoding = match media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => return failure(Encoding::Json, IngestError::UnsupportedMediaType(other.to_string())),
+    };
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let tenant = match ingest.authenticate(authorization) {
+        Ok(tenant) => tenant,
+        Err(error) => return failure(encoding, error),
+    };
+    let gzip = match headers.get(header::CONTENT_ENCODING).and_then(|value| value.to_str().ok()).map(|value| value.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(value) if value.is_empty() || value == "identity" => false,
+        Some(value) if value == "gzip" => true,
+        Some(other) => return failure(encoding, IngestError::UnsupportedEncoding(other)),
+    };
+    let body = match axum::body::to_bytes(body, MAX_HTTP_BODY).await {
+        Ok(body) => body,
+        Err(error) => {
+            // `to_bytes` fails with a length-limit error or a transport error.
+            let too_large = std::error::Error::source(&error).is_some_and(|source| source.to_string().contains("length limit"));
+            let error = if too_large { IngestError::TooLarge { limit: MAX_HTTP_BODY } } else { IngestError::Malformed(format!("unreadable body: {error}")) };
+            return failure(encoding, error);
+        }
+    };
+    let result = tokio::task::spawn_blocking(move || {
+        let request = decode(&body, gzip, encoding)?;
+        ingest.export(&tenant, request, Instant::now())
+    })
+    .await
+    .unwrap_or(Err(IngestError::Internal));
+    match result {
+        Ok(partial) => success(encoding, partial),
+        Err(error) => failure(encoding, error),
+    }
+}
+
+fn decode(body: &Bytes, gzip: bool, encoding: Encoding) -> Result<convert::ExportTraceServiceRequest, IngestError> {
+    let inflated;
+    let bytes: &[u8] = if gzip {
+        let mut out = Vec::new();
+        let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(MAX_HTTP_BODY as u64 + 1);
+        reader.read_to_end(&mut out).map_err(|error| IngestError::Malformed(format!("invalid gzip body: {error}")))?;
+        if out.len() > MAX_HTTP_BODY {
+            return Err(IngestError::TooLarge { limit: MAX_HTTP_BODY });
+        }
+        inflated = out;
+        &inflated
+    } else {
+        body
+    };
+    match encoding {
+        Encoding::Protobuf => convert::ExportTraceServiceRequest::decode(bytes).map_err(|error| IngestError::Malformed(error.to_string())),
+        Encoding::Json => convert::from_json(bytes).map_err(|error| IngestError::Malformed(error.to_string())),
+    }
+}
+
+fn success(encoding: Encoding, partial: PartialSuccess) -> Response {
+    let response = ExportTraceServiceResponse {
+        partial_success: (partial.rejected_spans > 0)
+            .then(|| ExportTracePartialSuccess { rejected_spans: partial.rejected_spans, error_message: partial.error_message }),
+    };
+    let body = match encoding {
+        Encoding::Protobuf => response.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+    };
+    ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+fn failure(encoding: Encoding, error: IngestError) -> Response {
+    let message = error.to_string();
+    let code = error.grpc_code() as i32;
+    let body = match encoding {
+        Encoding::Protobuf => tonic_types::Status { code, message, details: vec![] }.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&serde_json::json!({"code": code, "message": message})).expect("json"),
+    };
+    let mut response = (error.http_status(), [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+    if let Some(delay) = error.retry_after() {
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    if error.http_status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}

@@ -1,0 +1,261 @@
+//! Closed traces → each tenant's active rules → signals, on a bounded pool of
+//! worker threads (wasm never runs on async workers).
+//!
+//! Fairness: every tenant has its own queue and at most one worker at a time
+//! (its sandbox is single-threaded anyway); tenants with work wait in one
+//! round-robin ring and a worker evaluates one trace per turn. So a tenant
+//! that floods FLUO or runs slow rules occupies one worker, and a trace of
+//! another tenant waits at most `ceil(k / workers)` trace evaluations, where k
+//! is the number of other tenants with a backlog, each bounded by
+//! rules × per-call deadline. Before evaluation a closed trace is merged with
+//! the stored copy of the same trace (late spans amend it); the merged trace
+//! is stored again for the next amendment.
+
+use super::Counters;
+use super::assembler::ClosedTrace;
+use crate::auth::{TenantId, now_ms};
+use crate::rules::{LoadedRule, Outcome, RuleEngine, Sandbox};
+use crate::signals::{RuleRef, Signals};
+use crate::store::traces::RecentTraces;
+use crate::trace::{SpanId, Trace};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+/// A tenant's active rules, replaced as a whole when one changes.
+pub struct RuleSet {
+    pub generation: u64,
+    pub rules: Vec<(RuleRef, Arc<LoadedRule>)>,
+}
+
+#[derive(Default)]
+struct Slot {
+    queue: VecDeque<ClosedTrace>,
+    rules: Option<Arc<RuleSet>>,
+    sandbox: Option<(u64, Sandbox)>,
+    busy: bool,
+    in_ring: bool,
+}
+
+#[derive(Default)]
+struct State {
+    slots: HashMap<TenantId, Slot>,
+    ring: VecDeque<TenantId>,
+    stopping: bool,
+    busy_workers: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    idle: Condvar,
+    engine: Arc<RuleEngine>,
+    signals: Arc<Signals>,
+    recent: Arc<RecentTraces>,
+    counters: Arc<Counters>,
+    /// Called with each stored signal's latency (last span → stored).
+    on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
+}
+
+pub struct Evaluator {
+    shared: Arc<Shared>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Evaluator {
+    pub fn start(
+        workers: usize,
+        engine: Arc<RuleEngine>,
+        signals: Arc<Signals>,
+        recent: Arc<RecentTraces>,
+        counters: Arc<Counters>,
+        on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
+    ) -> Evaluator {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+            engine,
+            signals,
+            recent,
+            counters,
+            on_signal,
+        });
+        let handles = (0..workers.max(1))
+            .map(|index| {
+                let shared = shared.clone();
+                std::thread::Builder::new().name(format!("fluo-eval-{index}")).spawn(move || worker(&shared)).expect("spawn evaluation worker")
+            })
+            .collect();
+        Evaluator { shared, workers: Mutex::new(handles) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Replaces a tenant's active rules; the next trace uses them.
+    pub fn set_rules(&self, tenant: &TenantId, rules: Vec<(RuleRef, Arc<LoadedRule>)>) {
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        self.lock().slots.entry(tenant.clone()).or_default().rules = Some(Arc::new(RuleSet { generation, rules }));
+    }
+
+    pub fn rules(&self, tenant: &TenantId) -> Option<Arc<RuleSet>> {
+        self.lock().slots.get(tenant).and_then(|slot| slot.rules.clone())
+    }
+
+    /// Traces waiting for evaluation for `tenant`.
+    pub fn backlog(&self, tenant: &TenantId) -> usize {
+        self.lock().slots.get(tenant).map_or(0, |slot| slot.queue.len())
+    }
+
+    pub fn submit(&self, traces: Vec<ClosedTrace>) {
+        if traces.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        for trace in traces {
+            let tenant = trace.tenant.clone();
+            let slot = state.slots.entry(tenant.clone()).or_default();
+            slot.queue.push_back(trace);
+            if !slot.busy && !slot.in_ring {
+                slot.in_ring = true;
+                state.ring.push_back(tenant);
+            }
+        }
+        drop(state);
+        self.shared.work.notify_all();
+    }
+
+    /// Waits until every submitted trace has been evaluated.
+    pub fn drain(&self) {
+        let mut state = self.lock();
+        while !state.ring.is_empty() || state.busy_workers > 0 {
+            state = self.shared.idle.wait(state).unwrap_or_else(|poison| poison.into_inner());
+        }
+    }
+
+    /// Drains, then stops the workers.
+    pub fn stop(&self) {
+        self.drain();
+        self.lock().stopping = true;
+        self.shared.work.notify_all();
+        for handle in self.workers.lock().unwrap_or_else(|poison| poison.into_inner()).drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn worker(shared: &Shared) {
+    let mut state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
+    loop {
+        let Some(tenant) = state.ring.pop_front() else {
+            if state.stopping {
+                return;
+            }
+            state = shared.work.wait(state).unwrap_or_else(|poison| poison.into_inner());
+            continue;
+        };
+        let slot = state.slots.get_mut(&tenant).expect("a tenant in the ring has a slot");
+        slot.in_ring = false;
+        let Some(trace) = slot.queue.pop_front() else { continue };
+        slot.busy = true;
+        let rules = slot.rules.clone();
+        let mut sandbox = slot.sandbox.take();
+        state.busy_workers += 1;
+        drop(state);
+
+        if let Some(rules) = rules.filter(|rules| !rules.rules.is_empty()) {
+            if sandbox.as_ref().is_none_or(|(generation, _)| *generation != rules.generation) {
+                let loaded = rules.rules.iter().map(|(_, rule)| rule.clone()).collect();
+                sandbox = Some((rules.generation, Sandbox::new(shared.engine.clone(), loaded)));
+            }
+            let (_, sandbox) = sandbox.as_mut().expect("set above");
+            evaluate(shared, &tenant, &rules, sandbox, trace);
+        } else {
+            // No rules: the trace is still kept so that a rule added later can be amended against it.
+            store_only(shared, &tenant, trace);
+        }
+
+        state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
+        state.busy_workers -= 1;
+        let slot = state.slots.get_mut(&tenant).expect("slots are never removed");
+        slot.busy = false;
+        slot.sandbox = sandbox;
+        if !slot.queue.is_empty() && !slot.in_ring {
+            slot.in_ring = true;
+            state.ring.push_back(tenant);
+        }
+        if state.ring.is_empty() && state.busy_workers == 0 {
+            shared.idle.notify_all();
+        }
+    }
+}
+
+/// The closed spans merged with the stored copy of the trace, duplicates (an
+/// exporter's retry) removed; and whether there was a stored copy.
+fn merged(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) -> (Trace, bool) {
+    let stored = match shared.recent.get(tenant, &closed.trace_id) {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!(tenant = %tenant, error = %error, "recent trace unreadable");
+            None
+        }
+    };
+    let amended = stored.is_some();
+    let mut seen: HashSet<SpanId> = HashSet::new();
+    let mut spans = Vec::with_capacity(closed.spans.len());
+    for span in stored.into_iter().flatten().chain(closed.spans) {
+        if seen.insert(span.span_id) {
+            spans.push(span);
+        } else {
+            shared.counters.spans_duplicate.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    (Trace::new(closed.trace_id, spans), amended)
+}
+
+fn store_only(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) {
+    let (trace, _) = merged(shared, tenant, closed);
+    if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &trace.spans, now_ms()) {
+        tracing::warn!(tenant = %tenant, error = %error, "recent trace not stored");
+    }
+}
+
+fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut Sandbox, closed: ClosedTrace) {
+    let last_span_at = closed.last_span_at;
+    let (trace, amended) = merged(shared, tenant, closed);
+    let counters = &shared.counters;
+    if amended {
+        counters.traces_amended.fetch_add(1, Ordering::Relaxed);
+    }
+    let runs = sandbox.evaluate(&trace);
+    let mut completed = Vec::with_capacity(runs.len());
+    for ((rule, _), run) in rules.rules.iter().zip(runs) {
+        counters.fuel_used.fetch_add(run.fuel_used, Ordering::Relaxed);
+        counters.evaluation(run.outcome.kind());
+        match run.outcome {
+            Outcome::Ok { violations } => completed.push((rule.clone(), violations)),
+            failed => tracing::debug!(tenant = %tenant, rule = %rule.name, version = rule.version, outcome = failed.kind(), "rule did not complete"),
+        }
+    }
+    match shared.signals.record(tenant, &trace, &completed, amended) {
+        Ok(recorded) => {
+            counters.signals_created.fetch_add(recorded.created.len() as u64, Ordering::Relaxed);
+            counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
+            counters.signals_cleared.fetch_add(recorded.cleared as u64, Ordering::Relaxed);
+            if !recorded.created.is_empty() {
+                if let Some(on_signal) = &shared.on_signal {
+                    on_signal(last_span_at.elapsed());
+                }
+            }
+        }
+        Err(error) => tracing::error!(tenant = %tenant, error = %error, "signals not stored"),
+    }
+    if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &trace.spans, now_ms()) {
+        tracing::warn!(tenant = %tenant, error = %error, "recent trace not stored");
+    }
+    let _ = Instant::now;
+}

@@ -1,0 +1,253 @@
+//! Accepted spans → live traces → evaluation → signals: the path between the
+//! ingest transports and the signal store, with per-tenant admission (rate
+//! and backlog limits) and the counters `/metrics` shows.
+//!
+//! [`Pipeline::accept`] is the one call both OTLP transports make after they
+//! have authenticated and decoded a request. A sweeper task closes due traces;
+//! [`evaluator`] runs the rules. It owns no transport and no storage format.
+
+pub mod assembler;
+pub mod evaluator;
+
+use crate::auth::TenantId;
+use crate::trace::Span;
+use assembler::{Assembler, AssemblyLimits, ClosedTrace, CloseReason};
+use evaluator::Evaluator;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Per-tenant admission limits.
+#[derive(Clone, Debug)]
+pub struct AdmissionLimits {
+    /// Sustained spans per second per tenant.
+    pub spans_per_second: u64,
+    /// Bucket size: spans a tenant may send at once after a quiet period.
+    pub burst_spans: u64,
+    /// Closed traces waiting for evaluation beyond which a tenant's requests are refused.
+    pub max_backlog_traces: usize,
+}
+
+impl Default for AdmissionLimits {
+    fn default() -> Self {
+        AdmissionLimits { spans_per_second: 200_000, burst_spans: 400_000, max_backlog_traces: 20_000 }
+    }
+}
+
+/// Why a request was refused as a whole; the client should retry later.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    /// Over the tenant's rate: retry after this long.
+    RateLimited { retry_after: Duration },
+    /// Too many live or waiting traces for this tenant.
+    Overloaded { retry_after: Duration },
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub spans_accepted: AtomicU64,
+    pub spans_rejected_invalid_trace_id: AtomicU64,
+    pub spans_rejected_invalid_span_id: AtomicU64,
+    pub spans_rejected_invalid_parent_span_id: AtomicU64,
+    pub spans_dropped_span_limit: AtomicU64,
+    pub spans_dropped_byte_limit: AtomicU64,
+    pub spans_duplicate: AtomicU64,
+    pub requests_rate_limited: AtomicU64,
+    pub requests_overloaded: AtomicU64,
+    pub traces_closed_idle: AtomicU64,
+    pub traces_closed_max_age: AtomicU64,
+    pub traces_closed_shutdown: AtomicU64,
+    pub traces_amended: AtomicU64,
+    pub signals_created: AtomicU64,
+    pub signals_duplicate: AtomicU64,
+    pub signals_cleared: AtomicU64,
+    pub fuel_used: AtomicU64,
+    evaluations: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl Counters {
+    pub fn evaluation(&self, outcome: &'static str) {
+        *self.evaluations.lock().unwrap_or_else(|poison| poison.into_inner()).entry(outcome).or_default() += 1;
+    }
+
+    /// Prometheus text exposition of every counter.
+    pub fn prometheus(&self, buffered_spans: usize) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let get = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        counter("fluo_spans_accepted_total", "Spans accepted by OTLP ingest.", &[("", get(&self.spans_accepted))]);
+        counter(
+            "fluo_spans_rejected_total",
+            "Spans not kept, by reason.",
+            &[
+                ("{reason=\"invalid_trace_id\"}", get(&self.spans_rejected_invalid_trace_id)),
+                ("{reason=\"invalid_span_id\"}", get(&self.spans_rejected_invalid_span_id)),
+                ("{reason=\"invalid_parent_span_id\"}", get(&self.spans_rejected_invalid_parent_span_id)),
+                ("{reason=\"trace_span_limit\"}", get(&self.spans_dropped_span_limit)),
+                ("{reason=\"trace_byte_limit\"}", get(&self.spans_dropped_byte_limit)),
+                ("{reason=\"duplicate\"}", get(&self.spans_duplicate)),
+            ],
+        );
+        counter(
+            "fluo_requests_refused_total",
+            "OTLP requests refused for retry, by reason.",
+            &[("{reason=\"rate_limited\"}", get(&self.requests_rate_limited)), ("{reason=\"overloaded\"}", get(&self.requests_overloaded))],
+        );
+        counter(
+            "fluo_traces_closed_total",
+            "Traces closed by the assembler, by reason.",
+            &[
+                ("{reason=\"idle\"}", get(&self.traces_closed_idle)),
+                ("{reason=\"max_age\"}", get(&self.traces_closed_max_age)),
+                ("{reason=\"shutdown\"}", get(&self.traces_closed_shutdown)),
+            ],
+        );
+        counter("fluo_traces_amended_total", "Closed traces merged with spans that arrived after evaluation.", &[("", get(&self.traces_amended))]);
+        let evaluations: Vec<(String, u64)> = {
+            let map = self.evaluations.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut list: Vec<_> = map.iter().map(|(outcome, count)| (format!("{{outcome=\"{outcome}\"}}"), *count)).collect();
+            list.sort();
+            list
+        };
+        let evaluation_samples: Vec<(&str, u64)> = evaluations.iter().map(|(labels, count)| (labels.as_str(), *count)).collect();
+        counter("fluo_rule_evaluations_total", "Rule calls, by outcome.", &evaluation_samples);
+        counter("fluo_rule_fuel_used_total", "Fuel consumed by rule calls.", &[("", get(&self.fuel_used))]);
+        counter(
+            "fluo_signals_total",
+            "Violations seen, by what became of them.",
+            &[
+                ("{result=\"created\"}", get(&self.signals_created)),
+                ("{result=\"duplicate\"}", get(&self.signals_duplicate)),
+                ("{result=\"cleared\"}", get(&self.signals_cleared)),
+            ],
+        );
+        let _ = writeln!(out, "# HELP fluo_buffered_spans Spans in live traces.\n# TYPE fluo_buffered_spans gauge\nfluo_buffered_spans {buffered_spans}");
+        out
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+pub struct Pipeline {
+    assembler: Mutex<Assembler>,
+    buckets: Mutex<HashMap<TenantId, Bucket>>,
+    admission: AdmissionLimits,
+    pub evaluator: Evaluator,
+    pub counters: std::sync::Arc<Counters>,
+}
+
+impl Pipeline {
+    pub fn new(assembly: AssemblyLimits, admission: AdmissionLimits, evaluator: Evaluator, counters: std::sync::Arc<Counters>) -> Pipeline {
+        Pipeline { assembler: Mutex::new(Assembler::new(assembly)), buckets: Mutex::new(HashMap::new()), admission, evaluator, counters }
+    }
+
+    fn assembler(&self) -> std::sync::MutexGuard<'_, Assembler> {
+        self.assembler.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Admits a request of `span_count` spans for `tenant`, or says when to retry.
+    pub fn admit(&self, tenant: &TenantId, span_count: usize, now: Instant) -> Result<(), Refusal> {
+        let max_live = self.assembler().limits().max_live_traces;
+        if self.assembler().live_traces(tenant) >= max_live || self.evaluator.backlog(tenant) >= self.admission.max_backlog_traces {
+            self.counters.requests_overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::Overloaded { retry_after: Duration::from_secs(1) });
+        }
+        let rate = self.admission.spans_per_second.max(1) as f64;
+        let burst = self.admission.burst_spans.max(1) as f64;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poison| poison.into_inner());
+        let bucket = buckets.entry(tenant.clone()).or_insert(Bucket { tokens: burst, at: now });
+        bucket.tokens = (bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        bucket.at = now;
+        let wanted = span_count as f64;
+        if wanted <= bucket.tokens {
+            bucket.tokens -= wanted;
+            return Ok(());
+        }
+        self.counters.requests_rate_limited.fetch_add(1, Ordering::Relaxed);
+        // A request larger than the bucket can never pass whole: say so with the
+        // time a full bucket takes, and let the client split or back off.
+        let missing = (wanted.min(burst) - bucket.tokens).max(0.0);
+        Err(Refusal::RateLimited { retry_after: Duration::from_secs_f64((missing / rate).max(0.001)) })
+    }
+
+    /// Adds admitted spans to their live traces.
+    pub fn accept(&self, tenant: &TenantId, spans: Vec<Span>, now: Instant) -> assembler::Dropped {
+        let count = spans.len() as u64;
+        let dropped = self.assembler().add(tenant, spans, now);
+        let counters = &self.counters;
+        counters.spans_accepted.fetch_add(count - dropped.span_limit - dropped.byte_limit, Ordering::Relaxed);
+        counters.spans_dropped_span_limit.fetch_add(dropped.span_limit, Ordering::Relaxed);
+        counters.spans_dropped_byte_limit.fetch_add(dropped.byte_limit, Ordering::Relaxed);
+        dropped
+    }
+
+    /// Closes due traces and queues them for evaluation; returns when the next
+    /// deadline falls.
+    pub fn sweep(&self, now: Instant) -> Option<Instant> {
+        let (closed, next) = {
+            let mut assembler = self.assembler();
+            let closed = assembler.close_due(now);
+            (closed, assembler.next_deadline())
+        };
+        self.hand_over(closed);
+        next
+    }
+
+    /// Closes every live trace and waits until all are evaluated (shutdown).
+    pub fn finish(&self) {
+        let closed = self.assembler().close_all();
+        self.hand_over(closed);
+        self.evaluator.drain();
+    }
+
+    pub fn buffered_spans(&self) -> usize {
+        self.assembler().buffered_spans()
+    }
+
+    fn hand_over(&self, closed: Vec<ClosedTrace>) {
+        for trace in &closed {
+            let counter = match trace.reason {
+                CloseReason::Idle => &self.counters.traces_closed_idle,
+                CloseReason::MaxAge => &self.counters.traces_closed_max_age,
+                CloseReason::Shutdown => &self.counters.traces_closed_shutdown,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.evaluator.submit(closed);
+    }
+
+    pub fn count_rejections(&self, rejected: &[(crate::ingest::convert::Rejection, u64)]) {
+        use crate::ingest::convert::Rejection;
+        for (reason, count) in rejected {
+            let counter = match reason {
+                Rejection::InvalidTraceId => &self.counters.spans_rejected_invalid_trace_id,
+                Rejection::InvalidSpanId => &self.counters.spans_rejected_invalid_span_id,
+                Rejection::InvalidParentSpanId => &self.counters.spans_rejected_invalid_parent_span_id,
+            };
+            counter.fetch_add(*count, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sleeps until the next trace deadline (at most `tick`), closes due traces,
+/// until `stop` fires.
+pub async fn sweeper(pipeline: std::sync::Arc<Pipeline>, tick: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = Instant::now();
+        let next = pipeline.sweep(now).unwrap_or(now + tick).min(now + tick).max(now + Duration::from_millis(1));
+        tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

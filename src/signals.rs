@@ -1,0 +1,407 @@
+//! Signals: the persisted record of a rule violation, and the trace snapshots
+//! they point at. Owns the sled trees `signals`, `signal_dedup`,
+//! `signal_by_trace` and `signal_traces`.
+//!
+//! Ids are time-ordered (milliseconds, then random bits), so a tenant's
+//! signals sort by creation and a cursor (the last id seen) stays stable while
+//! new signals arrive. A violation's dedup key is (rule id, trace id, message,
+//! witness span ids): evaluating an amended trace again stores nothing twice,
+//! and an open signal whose violation the amended trace no longer shows is
+//! resolved as cleared. It decides nothing about rules or traces.
+
+use crate::auth::{TenantId, now_ms};
+use crate::rules::{Severity, Violation};
+use crate::store::Store;
+use crate::trace::{Span, Trace, attributes_json};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// The rule version a violation came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    pub id: String,
+    pub name: String,
+    pub version: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Open,
+    Acknowledged,
+    Resolved,
+    FalsePositive,
+}
+
+impl Status {
+    pub fn parse(text: &str) -> Option<Status> {
+        match text {
+            "open" => Some(Status::Open),
+            "acknowledged" => Some(Status::Acknowledged),
+            "resolved" => Some(Status::Resolved),
+            "false_positive" => Some(Status::FalsePositive),
+            _ => None,
+        }
+    }
+}
+
+/// A witness span as stored with its signal (the full trace is in the snapshot).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Witness {
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub service: Option<String>,
+    pub kind: String,
+    pub status: String,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub attributes: serde_json::Value,
+}
+
+impl Witness {
+    fn of(span: &Span) -> Witness {
+        Witness {
+            span_id: hex::encode(span.span_id),
+            parent_span_id: span.parent_span_id.map(hex::encode),
+            name: span.name.clone(),
+            service: span.resource.service.clone(),
+            kind: span.kind.as_str().to_ascii_lowercase(),
+            status: span.status.as_str().to_ascii_lowercase(),
+            start_time_unix_nano: span.start_unix_nano,
+            end_time_unix_nano: span.end_unix_nano,
+            attributes: attributes_json(&span.attributes),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Resolution {
+    pub reason: String,
+    pub note: String,
+    pub at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Signal {
+    pub id: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub rule_version: u32,
+    pub severity: Severity,
+    pub message: String,
+    pub trace_id: String,
+    pub span_ids: Vec<String>,
+    pub status: Status,
+    pub created_at: String,
+    pub created_unix_ms: u64,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attributes: Option<serde_json::Value>,
+    pub witnesses: Vec<Witness>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resolution: Option<Resolution>,
+}
+
+/// What one evaluation of one trace did to the signal store.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub created: Vec<String>,
+    pub duplicates: usize,
+    pub cleared: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub rule: Option<String>,
+    pub status: Option<Status>,
+    pub severity: Option<Severity>,
+    pub trace_id: Option<String>,
+    pub since_unix_ms: Option<u64>,
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("invalid cursor")]
+    Cursor,
+    #[error("storage error: {0}")]
+    Store(#[from] sled::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+pub struct Signals {
+    store: Arc<Store>,
+    signals: sled::Tree,
+    dedup: sled::Tree,
+    by_trace: sled::Tree,
+    snapshots: sled::Tree,
+}
+
+fn prefix(tenant: &TenantId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + tenant.as_str().len() + 32);
+    key.extend_from_slice(&(tenant.as_str().len() as u32).to_be_bytes());
+    key.extend_from_slice(tenant.as_str().as_bytes());
+    key
+}
+
+fn keyed(tenant: &TenantId, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = prefix(tenant);
+    for part in parts {
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+/// Milliseconds, then a process-wide sequence: ids made later sort later, even
+/// within one millisecond.
+fn new_id(now: u64) -> [u8; 16] {
+    static SEQUENCE: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
+    let sequence = SEQUENCE.get_or_init(|| std::sync::atomic::AtomicU64::new(u64::from(rand::rng().next_u32()) << 16));
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&now.to_be_bytes());
+    id[8..].copy_from_slice(&sequence.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_be_bytes());
+    id
+}
+
+fn id_bytes(id: &str) -> Option<[u8; 16]> {
+    let hex_part = id.strip_prefix("s_")?;
+    let mut bytes = [0u8; 16];
+    hex::decode_to_slice(hex_part, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+fn dedup_key(rule_id: &str, trace_id: &str, message: &str, span_ids: &[String]) -> [u8; 32] {
+    let mut spans = span_ids.to_vec();
+    spans.sort();
+    let mut hasher = Sha256::new();
+    for part in [rule_id, trace_id, message] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    for span in &spans {
+        hasher.update(span.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+impl Signals {
+    pub fn open(store: Arc<Store>) -> Result<Signals, SignalError> {
+        Ok(Signals {
+            signals: store.db.open_tree("signals")?,
+            dedup: store.db.open_tree("signal_dedup")?,
+            by_trace: store.db.open_tree("signal_by_trace")?,
+            snapshots: store.db.open_tree("signal_traces")?,
+            store,
+        })
+    }
+
+    /// Records the outcome of evaluating `trace`. `runs` holds, per rule that
+    /// ran to completion, its violations. With `amended`, the trace was
+    /// evaluated before: open signals of those rules that the new evaluation no
+    /// longer produces are resolved as cleared. Flushes before returning when
+    /// anything was written.
+    pub fn record(&self, tenant: &TenantId, trace: &Trace, runs: &[(RuleRef, Vec<Violation>)], amended: bool) -> Result<Recorded, SignalError> {
+        let trace_id = hex::encode(trace.trace_id);
+        let mut recorded = Recorded::default();
+        let mut current_keys = Vec::new();
+        let now = now_ms();
+        for (rule, violations) in runs {
+            for violation in violations {
+                let dedup = dedup_key(&rule.id, &trace_id, &violation.message, &violation.span_ids);
+                current_keys.push(dedup);
+                let dedup_entry = keyed(tenant, &[&dedup]);
+                if self.dedup.get(&dedup_entry)?.is_some() {
+                    recorded.duplicates += 1;
+                    continue;
+                }
+                let id = new_id(now);
+                let witnesses = violation
+                    .span_ids
+                    .iter()
+                    .filter_map(|hex_id| {
+                        let mut span_id = [0u8; 8];
+                        hex::decode_to_slice(hex_id, &mut span_id).ok()?;
+                        trace.find(&span_id).map(Witness::of)
+                    })
+                    .collect();
+                let signal = Signal {
+                    id: format!("s_{}", hex::encode(id)),
+                    rule_id: rule.id.clone(),
+                    rule_name: rule.name.clone(),
+                    rule_version: rule.version,
+                    severity: violation.severity,
+                    message: violation.message.clone(),
+                    trace_id: trace_id.clone(),
+                    span_ids: violation.span_ids.clone(),
+                    status: Status::Open,
+                    created_at: rfc3339(now),
+                    created_unix_ms: now,
+                    updated_at: rfc3339(now),
+                    attributes: violation.attributes.clone(),
+                    witnesses,
+                    resolution: None,
+                };
+                self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
+                self.dedup.insert(dedup_entry, &id)?;
+                self.by_trace.insert(keyed(tenant, &[&trace.trace_id, &id]), &[])?;
+                recorded.created.push(signal.id);
+            }
+        }
+        if amended {
+            let ran: Vec<&str> = runs.iter().map(|(rule, _)| rule.id.as_str()).collect();
+            for entry in self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])) {
+                let (key, _) = entry?;
+                let signal_key = keyed(tenant, &[&key[key.len() - 16..]]);
+                let Some(value) = self.signals.get(&signal_key)? else { continue };
+                let mut signal: Signal = serde_json::from_slice(&value)?;
+                if signal.status != Status::Open || !ran.contains(&signal.rule_id.as_str()) {
+                    continue;
+                }
+                if current_keys.contains(&dedup_key(&signal.rule_id, &trace_id, &signal.message, &signal.span_ids)) {
+                    continue;
+                }
+                signal.status = Status::Resolved;
+                signal.updated_at = rfc3339(now);
+                signal.resolution = Some(Resolution {
+                    reason: "cleared".into(),
+                    note: "spans that arrived later no longer violate the rule".into(),
+                    at: rfc3339(now),
+                });
+                self.signals.insert(signal_key, serde_json::to_vec(&signal)?)?;
+                recorded.cleared += 1;
+            }
+        }
+        let has_signals = self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])).next().is_some();
+        if has_signals && (!recorded.created.is_empty() || recorded.cleared > 0 || amended) {
+            let snapshot = prost::Message::encode_to_vec(&crate::ingest::convert::to_otlp(&trace.spans));
+            self.snapshots.insert(keyed(tenant, &[&trace.trace_id]), snapshot)?;
+        }
+        if !recorded.created.is_empty() || recorded.cleared > 0 {
+            self.store.db.flush()?;
+        }
+        Ok(recorded)
+    }
+
+    pub fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Signal>, SignalError> {
+        let Some(bytes) = id_bytes(id) else { return Ok(None) };
+        match self.signals.get(keyed(tenant, &[&bytes]))? {
+            Some(value) => Ok(Some(serde_json::from_slice(&value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored snapshot of a trace that has signals, as OTLP protobuf.
+    pub fn snapshot(&self, tenant: &TenantId, trace_id: &[u8; 16]) -> Result<Option<Vec<u8>>, SignalError> {
+        Ok(self.snapshots.get(keyed(tenant, &[trace_id]))?.map(|value| value.to_vec()))
+    }
+
+    /// Newest first; `next_cursor` is set when there may be more.
+    pub fn list(&self, tenant: &TenantId, filter: &Filter) -> Result<(Vec<Signal>, Option<String>), SignalError> {
+        let limit = filter.limit.clamp(1, 500);
+        let upper = match &filter.cursor {
+            Some(cursor) => keyed(tenant, &[&id_bytes(cursor).ok_or(SignalError::Cursor)?]),
+            None => {
+                let mut end = prefix(tenant);
+                end.extend_from_slice(&[0xff; 17]);
+                end
+            }
+        };
+        let lower = prefix(tenant);
+        let mut items = Vec::new();
+        let mut more = false;
+        let wanted_trace = filter.trace_id.as_deref().map(str::to_ascii_lowercase);
+        for entry in self.signals.range(lower..upper).rev() {
+            let (_, value) = entry?;
+            let signal: Signal = serde_json::from_slice(&value)?;
+            if filter.since_unix_ms.is_some_and(|since| signal.created_unix_ms < since) {
+                break;
+            }
+            let keep = filter.rule.as_ref().is_none_or(|rule| &signal.rule_id == rule || &signal.rule_name == rule)
+                && filter.status.is_none_or(|status| signal.status == status)
+                && filter.severity.is_none_or(|severity| signal.severity == severity)
+                && wanted_trace.as_ref().is_none_or(|trace| &signal.trace_id == trace);
+            if !keep {
+                continue;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(signal);
+        }
+        let next_cursor = if more { items.last().map(|signal| signal.id.clone()) } else { None };
+        Ok((items, next_cursor))
+    }
+}
+
+pub fn rfc3339(unix_ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::convert;
+
+    fn trace(names: &[(&str, u8)]) -> Trace {
+        let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+            "scopeSpans": [{"spans": names.iter().map(|(name, id)| serde_json::json!({
+                "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": format!("00000000000000{id:02x}"), "name": name,
+                "startTimeUnixNano": "1", "endTimeUnixNano": "2"})).collect::<Vec<_>>()}]}]});
+        let spans = convert::convert(convert::from_json(json.to_string().as_bytes()).unwrap()).spans;
+        Trace::new(spans[0].trace_id, spans)
+    }
+
+    fn violation(message: &str, span: &str) -> Violation {
+        Violation { message: message.into(), severity: Severity::High, span_ids: vec![span.into()], attributes: None }
+    }
+
+    #[test]
+    fn dedup_clear_and_pagination() {
+        let dir = tempfile::tempdir().unwrap();
+        let signals = Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap();
+        let tenant = TenantId::trusted("t_a");
+        let other = TenantId::trusted("t_b");
+        let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
+        let first = trace(&[("payment.charge_card", 1)]);
+        let runs = vec![(rule.clone(), vec![violation("charge without fraud check", "0000000000000001")])];
+        let recorded = signals.record(&tenant, &first, &runs, false).unwrap();
+        assert_eq!(recorded.created.len(), 1);
+        // The same violation on the amended trace is not stored twice.
+        let amended = trace(&[("payment.charge_card", 1), ("cart", 2)]);
+        assert_eq!(signals.record(&tenant, &amended, &runs, true).unwrap(), Recorded { created: vec![], duplicates: 1, cleared: 0 });
+        // The late fraud check clears it.
+        let fixed = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 3)]);
+        let recorded = signals.record(&tenant, &fixed, &[(rule.clone(), vec![])], true).unwrap();
+        assert_eq!(recorded.cleared, 1);
+        let (items, cursor) = signals.list(&tenant, &Filter { limit: 10, ..Filter::default() }).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].status, Status::Resolved);
+        assert!(cursor.is_none());
+        assert_eq!(items[0].witnesses[0].name, "payment.charge_card");
+        assert!(signals.snapshot(&tenant, &first.trace_id).unwrap().is_some());
+        // Another tenant sees nothing.
+        assert!(signals.list(&other, &Filter { limit: 10, ..Filter::default() }).unwrap().0.is_empty());
+        assert!(signals.get(&other, &items[0].id).unwrap().is_none());
+        // Pagination: three more, pages of two.
+        for index in 0..3 {
+            let runs = vec![(rule.clone(), vec![violation(&format!("v{index}"), "0000000000000001")])];
+            signals.record(&tenant, &first, &runs, false).unwrap();
+        }
+        let (page, cursor) = signals.list(&tenant, &Filter { limit: 2, ..Filter::default() }).unwrap();
+        assert_eq!(page.len(), 2);
+        let (rest, end) = signals.list(&tenant, &Filter { limit: 2, cursor: cursor.clone(), ..Filter::default() }).unwrap();
+        assert_eq!(rest.len(), 2);
+        assert!(end.is_none());
+        let mut all: Vec<_> = page.iter().chain(&rest).map(|signal| signal.id.clone()).collect();
+        all.dedup();
+        assert_eq!(all.len(), 4);
+        let open = signals.list(&tenant, &Filter { limit: 10, status: Some(Status::Open), ..Filter::default() }).unwrap().0;
+        assert_eq!(open.len(), 3);
+    }
+}

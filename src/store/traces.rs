@@ -1,0 +1,89 @@
+//! Recently evaluated traces, per tenant, as OTLP protobuf: what a trace looked
+//! like when it was last evaluated, so that spans arriving later amend it
+//! instead of starting a new trace. Owns the trees `recent_traces` and
+//! `recent_traces_by_time`; entries older than the retention are pruned.
+//! Written without a flush: losing the last half second of these on a crash
+//! only means a late span is evaluated on its own.
+
+use crate::auth::TenantId;
+use crate::trace::{Span, TraceId};
+use prost::Message;
+
+pub struct RecentTraces {
+    traces: sled::Tree,
+    by_time: sled::Tree,
+}
+
+fn trace_key(tenant: &TenantId, trace_id: &TraceId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + tenant.as_str().len() + 16);
+    key.extend_from_slice(&(tenant.as_str().len() as u32).to_be_bytes());
+    key.extend_from_slice(tenant.as_str().as_bytes());
+    key.extend_from_slice(trace_id);
+    key
+}
+
+impl RecentTraces {
+    pub fn open(db: &sled::Db) -> sled::Result<RecentTraces> {
+        Ok(RecentTraces { traces: db.open_tree("recent_traces")?, by_time: db.open_tree("recent_traces_by_time")? })
+    }
+
+    /// The spans of `trace_id` as last evaluated, if still retained.
+    pub fn get(&self, tenant: &TenantId, trace_id: &TraceId) -> sled::Result<Option<Vec<Span>>> {
+        let Some(value) = self.traces.get(trace_key(tenant, trace_id))? else { return Ok(None) };
+        if value.len() < 8 {
+            return Ok(None);
+        }
+        // A record that no longer decodes (it was written by this process) is
+        // treated as absent rather than failing the evaluation.
+        Ok(crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]).ok().map(|request| crate::ingest::convert::convert(request).spans))
+    }
+
+    pub fn put(&self, tenant: &TenantId, trace_id: &TraceId, spans: &[Span], now_unix_ms: u64) -> sled::Result<()> {
+        let key = trace_key(tenant, trace_id);
+        let mut value = now_unix_ms.to_be_bytes().to_vec();
+        crate::ingest::convert::to_otlp(spans).encode(&mut value).expect("a Vec grows as needed");
+        if let Some(previous) = self.traces.insert(&key, value)? {
+            let mut old_index = previous[..8].to_vec();
+            old_index.extend_from_slice(&key);
+            self.by_time.remove(old_index)?;
+        }
+        let mut index = now_unix_ms.to_be_bytes().to_vec();
+        index.extend_from_slice(&key);
+        self.by_time.insert(index, &[])?;
+        Ok(())
+    }
+
+    /// Removes traces evaluated before `cutoff_unix_ms`; returns how many.
+    pub fn prune(&self, cutoff_unix_ms: u64) -> sled::Result<usize> {
+        let mut removed = 0;
+        for entry in self.by_time.range(..cutoff_unix_ms.to_be_bytes().to_vec()) {
+            let (index, _) = entry?;
+            self.traces.remove(&index[8..])?;
+            self.by_time.remove(&index)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_and_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let recent = RecentTraces::open(&db).unwrap();
+        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"a"}]}]}]}"#;
+        let spans = crate::ingest::convert::convert(crate::ingest::convert::from_json(json.as_bytes()).unwrap()).spans;
+        let tenant = TenantId::trusted("t");
+        recent.put(&tenant, &spans[0].trace_id, &spans, 1_000).unwrap();
+        recent.put(&tenant, &spans[0].trace_id, &spans, 2_000).unwrap();
+        assert_eq!(recent.get(&tenant, &spans[0].trace_id).unwrap().unwrap(), spans);
+        assert!(recent.get(&TenantId::trusted("u"), &spans[0].trace_id).unwrap().is_none());
+        assert_eq!(recent.prune(1_500).unwrap(), 0, "the re-put moved the entry to 2000");
+        assert_eq!(recent.prune(2_001).unwrap(), 1);
+        assert!(recent.get(&tenant, &spans[0].trace_id).unwrap().is_none());
+    }
+}
