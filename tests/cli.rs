@@ -134,6 +134,7 @@ fn serve_loads_pushed_rules_and_stops_on_sigterm() {
     let mut child = fluo()
         .args(["serve", "--data-dir"])
         .arg(&data)
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -147,7 +148,7 @@ fn serve_loads_pushed_rules_and_stops_on_sigterm() {
         if line.contains("tenant rules loaded") {
             loaded.push(line.clone());
         }
-        if line.contains("fluo is running") {
+        if line.contains(" listening ") {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "serve did not start");

@@ -279,3 +279,54 @@ fn sigterm_evaluates_buffered_traces() {
     assert_eq!(signals.len(), 1, "{signals:?}");
     assert_eq!(signals[0]["trace_id"], "07070707070707070707070707070707");
 }
+
+/// One tenant flooding FLUO with traces for slow rules does not delay another
+/// tenant's signal beyond the stated bound: with one evaluation worker, tenant
+/// B's trace waits for at most one of A's trace evaluations (round robin), here
+/// ≤ 3 rules × ~30 ms of fuel, while A's backlog is ~300 such evaluations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_tenant_with_slow_rules_does_not_delay_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms", "--eval-workers", "1"]);
+    let (_, admin_a) = server.tenant("flood");
+    let (_, admin_b) = server.tenant("quiet");
+    let burn = "export default function (trace) { let x = 0; for (let i = 0; i < 1e9; i++) { x += i; } return []; }";
+    for name in ["burn1", "burn2", "burn3"] {
+        server.rule(&admin_a, name, burn);
+    }
+    server.rule(&admin_b, "fraud", FRAUD_RULE);
+    let flood: Vec<Span> = (0..300u32).map(|index| {
+        let mut span = span(0, 1, "work");
+        span.trace_id = [&index.to_be_bytes()[..], &[9u8; 12]].concat();
+        span
+    }).collect();
+    grpc_export(&server, Some(&admin_a), request(flood)).await.unwrap();
+    // Let A's traces close and queue up.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = std::time::Instant::now();
+    grpc_export(&server, Some(&admin_b), request(vec![span(0x42, 1, "payment.charge_card")])).await.unwrap();
+    let signals = tokio::task::spawn_blocking({
+        let api = server.api;
+        let key = admin_b.clone();
+        move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let (_, body) = common::api_get(api, "/api/v1/signals", &key);
+                let items = body["items"].as_array().cloned().unwrap_or_default();
+                if !items.is_empty() || std::time::Instant::now() > deadline {
+                    return items;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let latency = started.elapsed();
+    assert_eq!(signals.len(), 1);
+    let a_evaluations = server.metric("fluo_rule_evaluations_total{outcome=\"out_of_fuel\"}");
+    eprintln!("tenant B's signal after {latency:?}; tenant A's rule calls so far: {a_evaluations} of 900");
+    assert!(a_evaluations < 600, "A's backlog was still being worked on ({a_evaluations} of 900 calls)");
+    // Bound: idle (200 ms) + one A evaluation (≤ 3 × ~30–100 ms) + B's own, with room for a noisy machine.
+    assert!(latency < Duration::from_millis(1500), "tenant B waited {latency:?}");
+}

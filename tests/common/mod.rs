@@ -129,6 +129,12 @@ impl Drop for Server {
     }
 }
 
+/// GET with a key, parsed as JSON (for use where `Server` is borrowed elsewhere).
+pub fn api_get(api: SocketAddr, path: &str, key: &str) -> (u16, Value) {
+    let (status, _, bytes) = http(api, "GET", path, Some(key), &[], None);
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
 /// One HTTP/1.1 request with `Connection: close`; returns status, headers (lowercased names) and body.
 pub fn http(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, headers: &[(&str, &str)], body: Option<&[u8]>) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();

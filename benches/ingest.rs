@@ -1,0 +1,257 @@
+//! OTLP/gRPC ingest on one core, in process, through the same code the gRPC
+//! service runs after tonic has read the message: decode the protobuf,
+//! authenticate the key, admit, convert and assemble (no rules); then the same
+//! plus closing every trace and evaluating it with 10 rules (one evaluation
+//! worker; the bench thread waits for it, so one core works at a time). Each is
+//! compared, in the same run, with plain prost decoding of the same requests.
+//! Also: memory per buffered span (a counting allocator) and the latency from a
+//! trace's last span to its stored signal with the sweeper running.
+//!
+//! Run: `cargo bench --bench ingest` (`make bench`). Requests: 1,000 spans
+//! each (50 traces × 20 spans, 6 attributes per span). Figures in docs/BENCHMARKS.md.
+
+use fluo::app::Services;
+use fluo::config::Config;
+use fluo::pipeline::AdmissionLimits;
+use fluo::pipeline::assembler::AssemblyLimits;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[path = "support/rule_set.rs"]
+mod rule_set;
+
+struct Counting;
+
+static ALLOCATED: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        ALLOCATED.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const TRACES_PER_REQUEST: usize = 50;
+const SPANS_PER_TRACE: usize = 20;
+const SAMPLES: usize = 9;
+
+fn text(value: &str) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) })
+}
+
+fn kv(key: &str, value: Option<AnyValue>) -> KeyValue {
+    KeyValue { key: key.into(), value, ..Default::default() }
+}
+
+/// One request; every tenth trace charges a card without a fraud check.
+fn request(seed: u64, traces: usize) -> ExportTraceServiceRequest {
+    let names = ["GET /api/checkout", "auth.verify", "db.query", "cache.get", "payment.fraud_check", "payment.charge_card", "render"];
+    let mut spans = Vec::with_capacity(traces * SPANS_PER_TRACE);
+    for trace in 0..traces as u64 {
+        let trace_number = seed * traces as u64 + trace + 1;
+        let trace_id = [trace_number.to_be_bytes(), 0xfeed_u64.to_be_bytes()].concat();
+        for index in 0..SPANS_PER_TRACE as u64 {
+            let mut name = names[index as usize % names.len()];
+            if trace_number % 10 == 0 && name == "payment.fraud_check" {
+                name = "inventory.reserve";
+            }
+            let start = 1_700_000_000_000_000_000 + index * 1_000_000;
+            spans.push(Span {
+                trace_id: trace_id.clone(),
+                span_id: (trace_number << 8 | (index + 1)).to_be_bytes().to_vec(),
+                parent_span_id: if index == 0 { vec![] } else { (trace_number << 8 | 1).to_be_bytes().to_vec() },
+                name: name.into(),
+                kind: if index == 0 { 2 } else { 1 },
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 750_000,
+                attributes: vec![
+                    kv("http.method", text("POST")),
+                    kv("http.route", text("/api/checkout")),
+                    kv("http.status_code", Some(AnyValue { value: Some(any_value::Value::IntValue(200)) })),
+                    kv("net.peer.name", text("payments.internal")),
+                    kv("user.id", text("u-12345")),
+                    kv("retry", Some(AnyValue { value: Some(any_value::Value::BoolValue(false)) })),
+                ],
+                ..Default::default()
+            });
+        }
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", text("checkout")), kv("host.name", text("node-7"))], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn config(dir: &std::path::Path, idle: Duration) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        api_addr: "127.0.0.1:0".parse().unwrap(),
+        operator_key: None,
+        limits: fluo::rules::Limits::default(),
+        assembly: AssemblyLimits { idle, max_age: Duration::from_secs(30), ..AssemblyLimits::default() },
+        admission: AdmissionLimits { spans_per_second: u64::MAX / 4, burst_spans: u64::MAX / 4, max_backlog_traces: usize::MAX },
+        trace_retention: Duration::from_secs(900),
+        eval_workers: 1,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let requests: Vec<Vec<u8>> = (0..20).map(|seed| request(seed, TRACES_PER_REQUEST).encode_to_vec()).collect();
+    let spans_per_sample = (requests.len() * TRACES_PER_REQUEST * SPANS_PER_TRACE) as f64;
+    println!("machine: {} cores; requests of {} spans, {} KiB each", std::thread::available_parallelism().map_or(0, |n| n.get()), TRACES_PER_REQUEST * SPANS_PER_TRACE, requests[0].len() / 1024);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (services, _) = Services::open(&config(dir.path(), Duration::from_secs(5)), None).unwrap();
+    let ingest = services.ingest();
+    let (_, plain_key) = services.auth.create_tenant("plain").unwrap();
+    let (_, ruled_key) = services.auth.create_tenant("ruled").unwrap();
+    let plain_header = format!("Bearer {}", plain_key.key);
+    let ruled_header = format!("Bearer {}", ruled_key.key);
+    let ruled_tenant = ingest.authenticate(Some(&ruled_header)).unwrap();
+    let rules = rule_set::rule_set(10)
+        .iter()
+        .enumerate()
+        .map(|(index, source)| {
+            let (_, loaded) = fluo::rules::compile::compile(&services.engine, source).expect("rule compiles");
+            (fluo::signals::RuleRef { id: format!("r_{index}"), name: format!("rule{index}"), version: 1 }, loaded)
+        })
+        .collect();
+    services.pipeline.evaluator.set_rules(&ruled_tenant, rules);
+
+    let far = || Instant::now() + Duration::from_secs(3600);
+    let (mut decode, mut plain, mut ruled) = (Vec::new(), Vec::new(), Vec::new());
+    for sample in 0..SAMPLES + 1 {
+        let started = Instant::now();
+        let mut count = 0;
+        for bytes in &requests {
+            count += ExportTraceServiceRequest::decode(&bytes[..]).unwrap().resource_spans.len();
+        }
+        let decode_time = started.elapsed().as_secs_f64();
+        assert_eq!(count, requests.len());
+
+        let started = Instant::now();
+        for bytes in &requests {
+            let tenant = ingest.authenticate(Some(&plain_header)).unwrap();
+            let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+            ingest.export(&tenant, request, Instant::now()).unwrap();
+        }
+        let plain_time = started.elapsed().as_secs_f64();
+        services.pipeline.sweep(far());
+        services.pipeline.evaluator.drain();
+
+        let started = Instant::now();
+        for bytes in &requests {
+            let tenant = ingest.authenticate(Some(&ruled_header)).unwrap();
+            let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+            ingest.export(&tenant, request, Instant::now()).unwrap();
+        }
+        services.pipeline.sweep(far());
+        services.pipeline.evaluator.drain();
+        let ruled_time = started.elapsed().as_secs_f64();
+        if sample > 0 {
+            // The first round warms caches and sled.
+            decode.push(spans_per_sample / decode_time);
+            plain.push(spans_per_sample / plain_time);
+            ruled.push(spans_per_sample / ruled_time);
+        }
+    }
+    let (decode, plain, ruled) = (median(decode), median(plain), median(ruled));
+    println!("throughput, median of {SAMPLES} rounds of {spans_per_sample} spans:");
+    println!("  protobuf decode only         {:>10.0} spans/s", decode);
+    println!("  ingest, no rules             {:>10.0} spans/s  ({:.2}x the decode time)", plain, decode / plain);
+    println!("  ingest + evaluate, 10 rules  {:>10.0} spans/s  ({:.2}x the decode time)", ruled, decode / ruled);
+    let counters = &services.pipeline.counters;
+    println!("  signals created {}, duplicates {}", counters.signals_created.load(Ordering::Relaxed), counters.signals_duplicate.load(Ordering::Relaxed));
+
+    // Memory per buffered span: allocated bytes held by the assembler.
+    let before = ALLOCATED.load(Ordering::Relaxed);
+    let tenant = ingest.authenticate(Some(&plain_header)).unwrap();
+    for seed in 100..120 {
+        ingest.export(&tenant, request(seed, TRACES_PER_REQUEST), Instant::now()).unwrap();
+    }
+    let held = ALLOCATED.load(Ordering::Relaxed) - before;
+    let buffered = services.pipeline.buffered_spans();
+    println!("memory: {buffered} buffered spans hold {} KiB = {} bytes per span (6 attributes, shared resource)", held / 1024, held / buffered as isize);
+    services.pipeline.sweep(far());
+    services.pipeline.evaluator.drain();
+    drop(services);
+
+    latency();
+}
+
+/// Last span → stored signal, with the real sweeper and a 1 s idle timeout:
+/// 100 traces per second (10% violating) for 20 seconds.
+fn latency() {
+    let idle = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let sink = latencies.clone();
+    let on_signal = Box::new(move |latency: Duration| sink.lock().unwrap().push(latency.as_secs_f64() * 1000.0));
+    let (services, _) = Services::open(&config(dir.path(), idle), Some(on_signal)).unwrap();
+    let ingest = services.ingest();
+    let (_, key) = services.auth.create_tenant("latency").unwrap();
+    let tenant = ingest.authenticate(Some(&format!("Bearer {}", key.key))).unwrap();
+    let rules = rule_set::rule_set(10)
+        .iter()
+        .enumerate()
+        .map(|(index, source)| {
+            let (_, loaded) = fluo::rules::compile::compile(&services.engine, source).expect("rule compiles");
+            (fluo::signals::RuleRef { id: format!("r_{index}"), name: format!("rule{index}"), version: 1 }, loaded)
+        })
+        .collect();
+    services.pipeline.evaluator.set_rules(&tenant, rules);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    runtime.spawn(fluo::pipeline::sweeper(services.pipeline.clone(), idle.min(Duration::from_millis(250)), stopped));
+    let started = Instant::now();
+    let mut seed = 1000;
+    while started.elapsed() < Duration::from_secs(20) {
+        // One trace (20 spans) every 10 ms: requests of a single trace.
+        ingest.export(&tenant, request(seed, 1), Instant::now()).unwrap();
+        seed += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(idle + Duration::from_secs(1));
+    let _ = stop.send(true);
+    services.pipeline.evaluator.drain();
+    let mut values = latencies.lock().unwrap().clone();
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() as f64 * q) as usize).min(values.len() - 1)];
+    println!(
+        "latency last span → stored signal (idle {} ms, 100 traces/s, {} signals): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        idle.as_millis(),
+        values.len(),
+        at(0.5),
+        at(0.99),
+        values.last().copied().unwrap_or(0.0)
+    );
+}
