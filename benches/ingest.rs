@@ -125,7 +125,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let requests: Vec<Vec<u8>> = (0..20).map(|seed| request(seed, TRACES_PER_REQUEST).encode_to_vec()).collect();
+    // Fresh trace ids in every round (a repeated id would be an amendment).
+    let round = |number: u64| -> Vec<Vec<u8>> { (0..20).map(|seed| request(number * 100 + seed, TRACES_PER_REQUEST).encode_to_vec()).collect() };
+    let requests = round(0);
     let spans_per_sample = (requests.len() * TRACES_PER_REQUEST * SPANS_PER_TRACE) as f64;
     println!("machine: {} cores; requests of {} spans, {} KiB each", std::thread::available_parallelism().map_or(0, |n| n.get()), TRACES_PER_REQUEST * SPANS_PER_TRACE, requests[0].len() / 1024);
 
@@ -150,6 +152,8 @@ fn main() {
     let far = || Instant::now() + Duration::from_secs(3600);
     let (mut decode, mut plain, mut ruled) = (Vec::new(), Vec::new(), Vec::new());
     for sample in 0..SAMPLES + 1 {
+        let requests = round(sample as u64 * 2 + 1);
+        let ruled_requests = round(sample as u64 * 2 + 2);
         let started = Instant::now();
         let mut count = 0;
         for bytes in &requests {
@@ -169,7 +173,7 @@ fn main() {
         services.pipeline.evaluator.drain();
 
         let started = Instant::now();
-        for bytes in &requests {
+        for bytes in &ruled_requests {
             let tenant = ingest.authenticate(Some(&ruled_header)).unwrap();
             let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
             ingest.export(&tenant, request, Instant::now()).unwrap();
@@ -195,7 +199,7 @@ fn main() {
     // Memory per buffered span: allocated bytes held by the assembler.
     let before = ALLOCATED.load(Ordering::Relaxed);
     let tenant = ingest.authenticate(Some(&plain_header)).unwrap();
-    for seed in 100..120 {
+    for seed in 10_000..10_020 {
         ingest.export(&tenant, request(seed, TRACES_PER_REQUEST), Instant::now()).unwrap();
     }
     let held = ALLOCATED.load(Ordering::Relaxed) - before;
@@ -233,7 +237,7 @@ fn latency() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     runtime.spawn(fluo::pipeline::sweeper(services.pipeline.clone(), idle.min(Duration::from_millis(250)), stopped));
     let started = Instant::now();
-    let mut seed = 1000;
+    let mut seed = 1_000_000;
     while started.elapsed() < Duration::from_secs(20) {
         // One trace (20 spans) every 10 ms: requests of a single trace.
         ingest.export(&tenant, request(seed, 1), Instant::now()).unwrap();

@@ -203,8 +203,8 @@ impl Signals {
     /// Records the outcome of evaluating `trace`. `runs` holds, per rule that
     /// ran to completion, its violations. With `amended`, the trace was
     /// evaluated before: open signals of those rules that the new evaluation no
-    /// longer produces are resolved as cleared. Flushes before returning when
-    /// anything was written.
+    /// longer produces are resolved as cleared. Does not flush: the evaluator
+    /// commits a group of evaluations with one [`Signals::flush`].
     pub fn record(&self, tenant: &TenantId, trace: &Trace, runs: &[(RuleRef, Vec<Violation>)], amended: bool) -> Result<Recorded, SignalError> {
         let trace_id = hex::encode(trace.trace_id);
         let mut recorded = Recorded::default();
@@ -281,10 +281,13 @@ impl Signals {
             let snapshot = prost::Message::encode_to_vec(&crate::ingest::convert::to_otlp(&trace.spans));
             self.snapshots.insert(keyed(tenant, &[&trace.trace_id]), snapshot)?;
         }
-        if !recorded.created.is_empty() || recorded.cleared > 0 {
-            self.store.db.flush()?;
-        }
         Ok(recorded)
+    }
+
+    /// Makes every recorded signal durable (one fsync for all of them).
+    pub fn flush(&self) -> Result<(), SignalError> {
+        self.store.db.flush()?;
+        Ok(())
     }
 
     pub fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Signal>, SignalError> {

@@ -10,6 +10,10 @@
 //! rules × per-call deadline. Before evaluation a closed trace is merged with
 //! the stored copy of the same trace (late spans amend it); the merged trace
 //! is stored again for the next amendment.
+//!
+//! Group commit: new signals are flushed to disk by the worker that made them
+//! once no work is waiting or [`GROUP_COMMIT`] after the oldest unflushed one,
+//! whichever comes first — one fsync for many signals under load.
 
 use super::Counters;
 use super::assembler::ClosedTrace;
@@ -22,6 +26,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
+
+/// The longest a stored signal waits for its flush while work keeps coming.
+pub const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// A tenant's active rules, replaced as a whole when one changes.
 pub struct RuleSet {
@@ -129,11 +136,15 @@ impl Evaluator {
         self.shared.work.notify_all();
     }
 
-    /// Waits until every submitted trace has been evaluated.
+    /// Waits until every submitted trace has been evaluated and its signals flushed.
     pub fn drain(&self) {
         let mut state = self.lock();
         while !state.ring.is_empty() || state.busy_workers > 0 {
             state = self.shared.idle.wait(state).unwrap_or_else(|poison| poison.into_inner());
+        }
+        drop(state);
+        if let Err(error) = self.shared.signals.flush() {
+            tracing::error!(error = %error, "signals not flushed");
         }
     }
 
@@ -148,9 +159,41 @@ impl Evaluator {
     }
 }
 
+/// Signals written by this worker and not yet flushed: when the last span of
+/// each one's trace arrived.
+#[derive(Default)]
+struct Unflushed {
+    since: Option<Instant>,
+    last_spans: Vec<Instant>,
+}
+
+impl Unflushed {
+    fn flush(&mut self, shared: &Shared) {
+        if self.since.take().is_none() {
+            return;
+        }
+        if let Err(error) = shared.signals.flush() {
+            tracing::error!(error = %error, "signals not flushed");
+        }
+        if let Some(on_signal) = &shared.on_signal {
+            for last_span in self.last_spans.drain(..) {
+                on_signal(last_span.elapsed());
+            }
+        }
+        self.last_spans.clear();
+    }
+}
+
 fn worker(shared: &Shared) {
+    let mut unflushed = Unflushed::default();
     let mut state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
     loop {
+        if unflushed.since.is_some_and(|since| state.ring.is_empty() || since.elapsed() >= GROUP_COMMIT) {
+            drop(state);
+            unflushed.flush(shared);
+            state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
+            continue;
+        }
         let Some(tenant) = state.ring.pop_front() else {
             if state.stopping {
                 return;
@@ -173,7 +216,10 @@ fn worker(shared: &Shared) {
                 sandbox = Some((rules.generation, Sandbox::new(shared.engine.clone(), loaded)));
             }
             let (_, sandbox) = sandbox.as_mut().expect("set above");
-            evaluate(shared, &tenant, &rules, sandbox, trace);
+            if let Some(last_span) = evaluate(shared, &tenant, &rules, sandbox, trace) {
+                unflushed.since.get_or_insert_with(Instant::now);
+                unflushed.last_spans.push(last_span);
+            }
         } else {
             // No rules: the trace is still kept so that a rule added later can be amended against it.
             store_only(shared, &tenant, trace);
@@ -224,7 +270,9 @@ fn store_only(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) {
     }
 }
 
-fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut Sandbox, closed: ClosedTrace) {
+/// Evaluates one closed trace; returns when its last span arrived if the
+/// evaluation stored new signals (they await the group commit).
+fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut Sandbox, closed: ClosedTrace) -> Option<Instant> {
     let last_span_at = closed.last_span_at;
     let (trace, amended) = merged(shared, tenant, closed);
     let counters = &shared.counters;
@@ -241,21 +289,20 @@ fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut S
             failed => tracing::debug!(tenant = %tenant, rule = %rule.name, version = rule.version, outcome = failed.kind(), "rule did not complete"),
         }
     }
-    match shared.signals.record(tenant, &trace, &completed, amended) {
+    let wrote = match shared.signals.record(tenant, &trace, &completed, amended) {
         Ok(recorded) => {
             counters.signals_created.fetch_add(recorded.created.len() as u64, Ordering::Relaxed);
             counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
             counters.signals_cleared.fetch_add(recorded.cleared as u64, Ordering::Relaxed);
-            if !recorded.created.is_empty() {
-                if let Some(on_signal) = &shared.on_signal {
-                    on_signal(last_span_at.elapsed());
-                }
-            }
+            !recorded.created.is_empty() || recorded.cleared > 0
         }
-        Err(error) => tracing::error!(tenant = %tenant, error = %error, "signals not stored"),
-    }
+        Err(error) => {
+            tracing::error!(tenant = %tenant, error = %error, "signals not stored");
+            false
+        }
+    };
     if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &trace.spans, now_ms()) {
         tracing::warn!(tenant = %tenant, error = %error, "recent trace not stored");
     }
-    let _ = Instant::now;
+    wrote.then_some(last_span_at)
 }
