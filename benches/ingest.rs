@@ -195,6 +195,26 @@ fn main() {
     println!("  ingest + evaluate, 10 rules  {:>10.0} spans/s  ({:.2}x the decode time)", ruled, decode / ruled);
     let counters = &services.pipeline.counters;
     println!("  signals created {}, duplicates {}", counters.signals_created.load(Ordering::Relaxed), counters.signals_duplicate.load(Ordering::Relaxed));
+    let outcomes: Vec<_> = counters.prometheus(0).lines().filter(|line| line.starts_with("fluo_rule_evaluations_total{")).map(str::to_string).collect();
+    println!("  {}", outcomes.join(", "));
+
+    // The same traces through the bare sandbox: what the pipeline adds around it.
+    let traces: Vec<fluo::trace::Trace> = round(99)
+        .iter()
+        .flat_map(|bytes| fluo::trace::Trace::group(fluo::ingest::convert::convert(ExportTraceServiceRequest::decode(&bytes[..]).unwrap()).spans))
+        .collect();
+    let rules: Vec<_> = services.pipeline.evaluator.rules(&ruled_tenant).unwrap().rules.iter().map(|(_, rule)| rule.clone()).collect();
+    let mut sandbox = fluo::rules::Sandbox::new(services.engine.clone(), rules);
+    let mut bare = Vec::new();
+    for _ in 0..SAMPLES {
+        let started = Instant::now();
+        for trace in &traces {
+            sandbox.evaluate(trace);
+        }
+        bare.push(spans_per_sample / started.elapsed().as_secs_f64());
+    }
+    let bare = median(bare);
+    println!("  sandbox evaluate only        {:>10.0} spans/s  = {:.0} µs per 20-span trace", bare, 1e6 * SPANS_PER_TRACE as f64 / bare);
 
     // Memory per buffered span: allocated bytes held by the assembler.
     let before = ALLOCATED.load(Ordering::Relaxed);

@@ -205,7 +205,8 @@ impl Signals {
     /// evaluated before: open signals of those rules that the new evaluation no
     /// longer produces are resolved as cleared. Does not flush: the evaluator
     /// commits a group of evaluations with one [`Signals::flush`].
-    pub fn record(&self, tenant: &TenantId, trace: &Trace, runs: &[(RuleRef, Vec<Violation>)], amended: bool) -> Result<Recorded, SignalError> {
+    /// `otlp` is the trace encoded as OTLP protobuf, stored as the snapshot.
+    pub fn record(&self, tenant: &TenantId, trace: &Trace, otlp: &[u8], runs: &[(RuleRef, Vec<Violation>)], amended: bool) -> Result<Recorded, SignalError> {
         let trace_id = hex::encode(trace.trace_id);
         let mut recorded = Recorded::default();
         let mut current_keys = Vec::new();
@@ -278,8 +279,7 @@ impl Signals {
         }
         let has_signals = self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])).next().is_some();
         if has_signals && (!recorded.created.is_empty() || recorded.cleared > 0 || amended) {
-            let snapshot = prost::Message::encode_to_vec(&crate::ingest::convert::to_otlp(&trace.spans));
-            self.snapshots.insert(keyed(tenant, &[&trace.trace_id]), snapshot)?;
+            self.snapshots.insert(keyed(tenant, &[&trace.trace_id]), otlp)?;
         }
         Ok(recorded)
     }
@@ -360,6 +360,10 @@ mod tests {
         Trace::new(spans[0].trace_id, spans)
     }
 
+    fn otlp(trace: &Trace) -> Vec<u8> {
+        prost::Message::encode_to_vec(&convert::to_otlp(&trace.spans))
+    }
+
     fn violation(message: &str, span: &str) -> Violation {
         Violation { message: message.into(), severity: Severity::High, span_ids: vec![span.into()], attributes: None }
     }
@@ -373,14 +377,14 @@ mod tests {
         let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
         let first = trace(&[("payment.charge_card", 1)]);
         let runs = vec![(rule.clone(), vec![violation("charge without fraud check", "0000000000000001")])];
-        let recorded = signals.record(&tenant, &first, &runs, false).unwrap();
+        let recorded = signals.record(&tenant, &first, &otlp(&first), &runs, false).unwrap();
         assert_eq!(recorded.created.len(), 1);
         // The same violation on the amended trace is not stored twice.
         let amended = trace(&[("payment.charge_card", 1), ("cart", 2)]);
-        assert_eq!(signals.record(&tenant, &amended, &runs, true).unwrap(), Recorded { created: vec![], duplicates: 1, cleared: 0 });
+        assert_eq!(signals.record(&tenant, &amended, &otlp(&amended), &runs, true).unwrap(), Recorded { created: vec![], duplicates: 1, cleared: 0 });
         // The late fraud check clears it.
         let fixed = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 3)]);
-        let recorded = signals.record(&tenant, &fixed, &[(rule.clone(), vec![])], true).unwrap();
+        let recorded = signals.record(&tenant, &fixed, &otlp(&fixed), &[(rule.clone(), vec![])], true).unwrap();
         assert_eq!(recorded.cleared, 1);
         let (items, cursor) = signals.list(&tenant, &Filter { limit: 10, ..Filter::default() }).unwrap();
         assert_eq!(items.len(), 1);
@@ -394,7 +398,7 @@ mod tests {
         // Pagination: three more, pages of two.
         for index in 0..3 {
             let runs = vec![(rule.clone(), vec![violation(&format!("v{index}"), "0000000000000001")])];
-            signals.record(&tenant, &first, &runs, false).unwrap();
+            signals.record(&tenant, &first, &otlp(&first), &runs, false).unwrap();
         }
         let (page, cursor) = signals.list(&tenant, &Filter { limit: 2, ..Filter::default() }).unwrap();
         assert_eq!(page.len(), 2);

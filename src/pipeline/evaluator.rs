@@ -263,9 +263,13 @@ fn merged(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) -> (Trace, bo
     (Trace::new(closed.trace_id, spans), amended)
 }
 
+fn encoded(trace: &Trace) -> Vec<u8> {
+    prost::Message::encode_to_vec(&crate::ingest::convert::to_otlp(&trace.spans))
+}
+
 fn store_only(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) {
     let (trace, _) = merged(shared, tenant, closed);
-    if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &trace.spans, now_ms()) {
+    if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &encoded(&trace), now_ms()) {
         tracing::warn!(tenant = %tenant, error = %error, "recent trace not stored");
     }
 }
@@ -289,7 +293,9 @@ fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut S
             failed => tracing::debug!(tenant = %tenant, rule = %rule.name, version = rule.version, outcome = failed.kind(), "rule did not complete"),
         }
     }
-    let wrote = match shared.signals.record(tenant, &trace, &completed, amended) {
+    // Encoded once: the signal snapshot and the recent-trace copy are the same bytes.
+    let otlp = encoded(&trace);
+    let wrote = match shared.signals.record(tenant, &trace, &otlp, &completed, amended) {
         Ok(recorded) => {
             counters.signals_created.fetch_add(recorded.created.len() as u64, Ordering::Relaxed);
             counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
@@ -301,7 +307,7 @@ fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut S
             false
         }
     };
-    if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &trace.spans, now_ms()) {
+    if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &otlp, now_ms()) {
         tracing::warn!(tenant = %tenant, error = %error, "recent trace not stored");
     }
     wrote.then_some(last_span_at)

@@ -38,10 +38,12 @@ impl RecentTraces {
         Ok(crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]).ok().map(|request| crate::ingest::convert::convert(request).spans))
     }
 
-    pub fn put(&self, tenant: &TenantId, trace_id: &TraceId, spans: &[Span], now_unix_ms: u64) -> sled::Result<()> {
+    /// Stores a trace given as encoded OTLP protobuf (`encode(to_otlp(spans))`).
+    pub fn put(&self, tenant: &TenantId, trace_id: &TraceId, otlp: &[u8], now_unix_ms: u64) -> sled::Result<()> {
         let key = trace_key(tenant, trace_id);
-        let mut value = now_unix_ms.to_be_bytes().to_vec();
-        crate::ingest::convert::to_otlp(spans).encode(&mut value).expect("a Vec grows as needed");
+        let mut value = Vec::with_capacity(8 + otlp.len());
+        value.extend_from_slice(&now_unix_ms.to_be_bytes());
+        value.extend_from_slice(otlp);
         if let Some(previous) = self.traces.insert(&key, value)? {
             let mut old_index = previous[..8].to_vec();
             old_index.extend_from_slice(&key);
@@ -78,8 +80,9 @@ mod tests {
         let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"a"}]}]}]}"#;
         let spans = crate::ingest::convert::convert(crate::ingest::convert::from_json(json.as_bytes()).unwrap()).spans;
         let tenant = TenantId::trusted("t");
-        recent.put(&tenant, &spans[0].trace_id, &spans, 1_000).unwrap();
-        recent.put(&tenant, &spans[0].trace_id, &spans, 2_000).unwrap();
+        let otlp = crate::ingest::convert::to_otlp(&spans).encode_to_vec();
+        recent.put(&tenant, &spans[0].trace_id, &otlp, 1_000).unwrap();
+        recent.put(&tenant, &spans[0].trace_id, &otlp, 2_000).unwrap();
         assert_eq!(recent.get(&tenant, &spans[0].trace_id).unwrap().unwrap(), spans);
         assert!(recent.get(&TenantId::trusted("u"), &spans[0].trace_id).unwrap().is_none());
         assert_eq!(recent.prune(1_500).unwrap(), 0, "the re-put moved the entry to 2000");
