@@ -25,3 +25,4 @@ test: setup
 
 bench: setup
 	$(CARGO) bench --locked --bench rules
+	$(CARGO) bench --locked --bench ingest

@@ -161,3 +161,38 @@ fn serve_loads_pushed_rules_and_stops_on_sigterm() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn serve_reads_a_config_file_and_refuses_unknown_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // The shipped example, with flags overriding its addresses and data directory.
+    let mut child = fluo()
+        .args(["serve", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/fluo.toml"), "--data-dir"])
+        .arg(&data)
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env("FLUO_OPERATOR_KEY", "fluo_config_test_operator_key")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let listening = BufReader::new(stdout).lines().map_while(Result::ok).find(|line| line.contains(" listening "));
+    assert!(listening.is_some_and(|line| line.contains("api=127.0.0.1:")), "flags override the file");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(child.wait().expect("wait").success());
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "trace_idel = \"5s\"\n").expect("write");
+    let output = fluo().args(["serve", "--config"]).arg(&bad).output().expect("serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown key \"trace_idel\""), "{stderr}");
+
+    let invalid = dir.path().join("invalid.toml");
+    std::fs::write(&invalid, "trace_idle = \"1h\"\ntrace_max_age = \"30s\"\n").expect("write");
+    let output = fluo().args(["serve", "--data-dir"]).arg(&data).args(["--config"]).arg(&invalid).output().expect("serve");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--trace-idle must be"), "{}", String::from_utf8_lossy(&output.stderr));
+}
