@@ -330,3 +330,31 @@ async fn a_flooding_tenant_with_slow_rules_does_not_delay_another() {
     // Bound: idle (200 ms) + one A evaluation (≤ 3 × ~30–100 ms) + B's own, with room for a noisy machine.
     assert!(latency < Duration::from_millis(1500), "tenant B waited {latency:?}");
 }
+
+/// Per-trace span cap (dropped, counted, reported) and the live-trace cap
+/// (the request is refused whole, retryably).
+#[test]
+fn trace_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "60s", "--trace-max-age", "120s", "--max-spans-per-trace", "3", "--max-live-traces", "2"]);
+    let (_, admin) = server.tenant("acme");
+    let five = request((1..=5).map(|id| span(1, id, "s")).collect()).encode_to_vec();
+    let (status, _, body) = post_traces(&server, Some(&admin), "application/x-protobuf", &[], &five);
+    assert_eq!(status, 200);
+    let response = ExportTraceServiceResponse::decode(&body[..]).unwrap();
+    let partial = response.partial_success.expect("dropped spans are reported");
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(partial.error_message.contains("span limit"), "{}", partial.error_message);
+    assert_eq!(server.metric("fluo_spans_rejected_total{reason=\"trace_span_limit\"}"), 2);
+    assert_eq!(server.metric("fluo_buffered_spans"), 3);
+
+    let second = request(vec![span(2, 1, "s")]).encode_to_vec();
+    let (status, _, _) = post_traces(&server, Some(&admin), "application/x-protobuf", &[], &second);
+    assert_eq!(status, 200);
+    let third = request(vec![span(3, 1, "s")]).encode_to_vec();
+    let (status, headers, _) = post_traces(&server, Some(&admin), "application/x-protobuf", &[], &third);
+    assert_eq!(status, 503, "two live traces is the cap");
+    assert!(header(&headers, "retry-after").is_some());
+    assert_eq!(server.metric("fluo_requests_refused_total{reason=\"overloaded\"}"), 1);
+    assert_eq!(server.metric("fluo_buffered_spans"), 4, "nothing of the refused request was kept");
+}

@@ -55,12 +55,18 @@ async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
         Some(value) if value == "gzip" => true,
         Some(other) => return failure(encoding, IngestError::UnsupportedEncoding(other)),
     };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_HTTP_BODY as u64) {
+        return failure(encoding, IngestError::TooLarge { limit: MAX_HTTP_BODY });
+    }
     let body = match axum::body::to_bytes(body, MAX_HTTP_BODY).await {
         Ok(body) => body,
         Err(error) => {
-            // `to_bytes` fails with a length-limit error or a transport error.
-            let too_large = std::error::Error::source(&error).is_some_and(|source| source.to_string().contains("length limit"));
-            let error = if too_large { IngestError::TooLarge { limit: MAX_HTTP_BODY } } else { IngestError::Malformed(format!("unreadable body: {error}")) };
+            // `to_bytes` fails with `LengthLimitError` (a chunked body over the cap) or a transport error.
+            let error = match error.into_inner().downcast::<http_body_util::LengthLimitError>() {
+                Ok(_) => IngestError::TooLarge { limit: MAX_HTTP_BODY },
+                Err(other) => IngestError::Malformed(format!("unreadable body: {other}")),
+            };
             return failure(encoding, error);
         }
     };

@@ -157,8 +157,11 @@ impl Pipeline {
 
     /// Admits a request of `span_count` spans for `tenant`, or says when to retry.
     pub fn admit(&self, tenant: &TenantId, span_count: usize, now: Instant) -> Result<(), Refusal> {
-        let max_live = self.assembler().limits().max_live_traces;
-        if self.assembler().live_traces(tenant) >= max_live || self.evaluator.backlog(tenant) >= self.admission.max_backlog_traces {
+        let over_live = {
+            let assembler = self.assembler();
+            assembler.live_traces(tenant) >= assembler.limits().max_live_traces
+        };
+        if over_live || self.evaluator.backlog(tenant) >= self.admission.max_backlog_traces {
             self.counters.requests_overloaded.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Overloaded { retry_after: Duration::from_secs(1) });
         }
