@@ -30,6 +30,8 @@ pub struct ApiState {
     pub signals: Arc<Signals>,
     pub engine: Arc<RuleEngine>,
     pub pipeline: Arc<Pipeline>,
+    /// Compiling takes ~1.2 s of CPU: at most this many at once, the rest wait.
+    pub compile_slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug)]
@@ -162,6 +164,7 @@ async fn create_rule(State(state): State<ApiState>, headers: HeaderMap, bytes: R
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "rule name must be 1 to 128 printable characters"));
     }
+    let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
     let engine = state.engine.clone();
     let source = request.source;
     let compiled = tokio::task::spawn_blocking(move || crate::rules::compile::compile(&engine, &source).map(|compiled| (compiled, source)))
