@@ -82,6 +82,9 @@ impl From<SignalError> for ApiError {
     fn from(error: SignalError) -> ApiError {
         match error {
             SignalError::Cursor => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "invalid cursor"),
+            SignalError::Transition { from, to } => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_transition", format!("a signal cannot go from {from} to {to}"))
+            }
             other => ApiError::internal(other),
         }
     }
@@ -90,7 +93,9 @@ impl From<SignalError> for ApiError {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/tenants", post(create_tenant))
-        .route("/api/v1/keys", post(create_key))
+        .route("/api/v1/keys", post(create_key).get(list_keys))
+        .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/api/v1/signals/{id}/status", post(set_signal_status))
         .route("/api/v1/rules", post(create_rule).get(list_rules))
         .route("/api/v1/signals", get(list_signals))
         .route("/api/v1/signals/{id}", get(get_signal))
@@ -139,13 +144,65 @@ async fn create_tenant(State(state): State<ApiState>, headers: HeaderMap, bytes:
 struct NewKey {
     name: String,
     scopes: Vec<String>,
+    /// RFC 3339; the key stops working then.
+    expires_at: Option<String>,
 }
 
 async fn create_key(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
     let request: NewKey = body(bytes)?;
-    let key = state.auth.create_key(&tenant, &request.name, &request.scopes)?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": key.id, "name": key.name, "key": key.key, "scopes": key.scopes}))).into_response())
+    let expires = request.expires_at.as_deref().map(parse_time).transpose()?;
+    let key = state.auth.create_key(&tenant, &request.name, &request.scopes, expires)?;
+    let expires_at = expires.map(crate::signals::rfc3339);
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": key.id, "name": key.name, "key": key.key, "scopes": key.scopes, "expires_at": expires_at})))
+        .into_response())
+}
+
+async fn list_keys(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    Ok(axum::Json(json!({ "items": state.auth.list_keys(&tenant)? })).into_response())
+}
+
+async fn revoke_key(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    if state.auth.revoke_key(&tenant, &id)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such key"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusChange {
+    status: String,
+    note: Option<String>,
+}
+
+/// Moves a signal through open → acknowledged → resolved / false_positive
+/// (or back to open), keeping who, when and why in its history.
+async fn set_signal_status(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let principal = principal(&state, &headers)?;
+    let tenant = principal.tenant_with(Scope::Write)?.clone();
+    let author = match &principal {
+        Principal::Key { key_id, .. } => key_id.clone(),
+        Principal::Operator => "operator".into(),
+    };
+    let request: StatusChange = body(bytes)?;
+    let status = Status::parse(&request.status).ok_or_else(|| bad(format!("unknown status {:?}", request.status)))?;
+    let note = request.note.unwrap_or_default();
+    if note.len() > 4096 {
+        return Err(bad("note must be at most 4096 bytes".into()));
+    }
+    match state.signals.set_status(&tenant, &id, status, &note, &author)? {
+        Some(signal) => Ok(axum::Json(signal).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such signal")),
+    }
 }
 
 #[derive(Deserialize)]

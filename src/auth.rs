@@ -5,7 +5,9 @@
 //! secrets are 160 random bits, so a fast hash is as strong as a slow one here
 //! (argon2id is for user passwords, issue 4). Lookups go through an in-memory
 //! map filled at start and on every write, so authenticating an OTLP request
-//! costs one hash and one map read. [`TenantId`] values come only from here.
+//! costs one hash and one map read; revoking a key removes it from both, so
+//! the next request fails. Last-used times are kept in memory and written back
+//! at most once a minute per key. [`TenantId`] values come only from here.
 
 use crate::store::Store;
 use rand::RngCore;
@@ -108,6 +110,40 @@ struct KeyRecord {
     name: String,
     scopes: Vec<Scope>,
     created_unix_ms: u64,
+    #[serde(default)]
+    expires_unix_ms: Option<u64>,
+    #[serde(default)]
+    last_used_unix_ms: Option<u64>,
+}
+
+/// A key as listed: never its secret.
+#[derive(Debug, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+struct CachedKey {
+    principal: Principal,
+    expires_unix_ms: Option<u64>,
+    last_used: std::sync::atomic::AtomicU64,
+    persisted: std::sync::atomic::AtomicU64,
+}
+
+impl CachedKey {
+    fn new(record: &KeyRecord) -> CachedKey {
+        let last = record.last_used_unix_ms.unwrap_or(0);
+        CachedKey {
+            principal: Principal::Key { tenant: TenantId(record.tenant.as_str().into()), key_id: record.id.clone(), scopes: record.scopes.clone() },
+            expires_unix_ms: record.expires_unix_ms,
+            last_used: last.into(),
+            persisted: last.into(),
+        }
+    }
 }
 
 /// A key as returned once at creation.
@@ -123,7 +159,9 @@ pub struct Auth {
     store: Arc<Store>,
     tenants: sled::Tree,
     keys: sled::Tree,
-    cache: RwLock<HashMap<[u8; 32], Principal>>,
+    /// (tenant, key id) → secret hash, for listing and revocation.
+    key_ids: sled::Tree,
+    cache: RwLock<HashMap<[u8; 32], CachedKey>>,
     operator_hash: [u8; 32],
 }
 
@@ -136,6 +174,7 @@ impl Auth {
     pub fn open(store: Arc<Store>, configured: Option<&str>) -> Result<(Auth, Option<String>), AuthError> {
         let tenants = store.db.open_tree("tenants")?;
         let keys = store.db.open_tree("api_keys")?;
+        let key_ids = store.db.open_tree("api_key_ids")?;
         let meta = store.db.open_tree("meta")?;
         let mut generated = None;
         let operator_hash = match (configured, meta.get(OPERATOR_HASH)?) {
@@ -162,9 +201,15 @@ impl Auth {
             let (hash, value) = entry?;
             let Ok(record) = serde_json::from_slice::<KeyRecord>(&value) else { continue };
             let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) else { continue };
-            cache.insert(hash, Principal::Key { tenant: TenantId(record.tenant.into()), key_id: record.id, scopes: record.scopes });
+            // Keys written before the id index existed get their entry.
+            let mut id_key = id_prefix(&TenantId(record.tenant.as_str().into()));
+            id_key.extend_from_slice(record.id.as_bytes());
+            if key_ids.get(&id_key)?.is_none() {
+                key_ids.insert(id_key, &hash)?;
+            }
+            cache.insert(hash, CachedKey::new(&record));
         }
-        Ok((Auth { store, tenants, keys, cache: RwLock::new(cache), operator_hash }, generated))
+        Ok((Auth { store, tenants, keys, key_ids, cache: RwLock::new(cache), operator_hash }, generated))
     }
 
     /// Verifies an `Authorization` header value.
@@ -175,7 +220,63 @@ impl Auth {
         if hash == self.operator_hash {
             return Ok(Principal::Operator);
         }
-        self.cache.read().unwrap_or_else(|poison| poison.into_inner()).get(&hash).cloned().ok_or(AuthError::Unknown)
+        let now = now_ms();
+        let cache = self.cache.read().unwrap_or_else(|poison| poison.into_inner());
+        let cached = cache.get(&hash).ok_or(AuthError::Unknown)?;
+        if cached.expires_unix_ms.is_some_and(|expires| expires <= now) {
+            return Err(AuthError::Unknown);
+        }
+        cached.last_used.store(now, std::sync::atomic::Ordering::Relaxed);
+        let persisted = cached.persisted.load(std::sync::atomic::Ordering::Relaxed);
+        let principal = cached.principal.clone();
+        if now.saturating_sub(persisted) >= 60_000 {
+            cached.persisted.store(now, std::sync::atomic::Ordering::Relaxed);
+            drop(cache);
+            // Best effort, not flushed: a lost last-used time is not worth an fsync per request.
+            let _ = self.keys.fetch_and_update(hash, |value| {
+                let mut record: KeyRecord = serde_json::from_slice(value?).ok()?;
+                record.last_used_unix_ms = Some(now);
+                serde_json::to_vec(&record).ok()
+            });
+        }
+        Ok(principal)
+    }
+
+    /// The tenant's keys, without secrets, oldest first.
+    pub fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyInfo>, AuthError> {
+        let cache = self.cache.read().unwrap_or_else(|poison| poison.into_inner());
+        let mut keys = Vec::new();
+        for entry in self.key_ids.scan_prefix(id_prefix(tenant)) {
+            let (_, hash) = entry?;
+            let Some(value) = self.keys.get(&hash)? else { continue };
+            let Ok(record) = serde_json::from_slice::<KeyRecord>(&value) else { continue };
+            let live = <[u8; 32]>::try_from(hash.as_ref()).ok().and_then(|hash| cache.get(&hash)).map(|cached| cached.last_used.load(std::sync::atomic::Ordering::Relaxed));
+            let last_used = live.filter(|at| *at > 0).or(record.last_used_unix_ms);
+            keys.push(KeyInfo {
+                id: record.id,
+                name: record.name,
+                scopes: record.scopes,
+                created_at: crate::signals::rfc3339(record.created_unix_ms),
+                expires_at: record.expires_unix_ms.map(crate::signals::rfc3339),
+                last_used_at: last_used.map(crate::signals::rfc3339),
+            });
+        }
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(keys)
+    }
+
+    /// Revokes a key of `tenant`; `false` if the tenant has no such key. The
+    /// next request with it fails.
+    pub fn revoke_key(&self, tenant: &TenantId, key_id: &str) -> Result<bool, AuthError> {
+        let mut id_key = id_prefix(tenant);
+        id_key.extend_from_slice(key_id.as_bytes());
+        let Some(hash) = self.key_ids.remove(&id_key)? else { return Ok(false) };
+        self.keys.remove(&hash)?;
+        if let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) {
+            self.cache.write().unwrap_or_else(|poison| poison.into_inner()).remove(&hash);
+        }
+        self.store.db.flush()?;
+        Ok(true)
     }
 
     /// Creates a tenant and its first key (scope `admin`).
@@ -186,11 +287,15 @@ impl Auth {
         }
         let tenant = Tenant { id: format!("t_{}", hex::encode(random::<8>())), name: name.into(), created_unix_ms: now_ms() };
         self.tenants.insert(tenant.id.as_bytes(), serde_json::to_vec(&tenant).expect("tenant serializes"))?;
-        let key = self.insert_key(&TenantId(tenant.id.as_str().into()), "admin", vec![Scope::Admin])?;
+        let key = self.insert_key(&TenantId(tenant.id.as_str().into()), "admin", vec![Scope::Admin], None)?;
         Ok((tenant, key))
     }
 
-    pub fn create_key(&self, tenant: &TenantId, name: &str, scopes: &[String]) -> Result<NewKey, AuthError> {
+    /// A new key; `expires_unix_ms` must be in the future.
+    pub fn create_key(&self, tenant: &TenantId, name: &str, scopes: &[String], expires_unix_ms: Option<u64>) -> Result<NewKey, AuthError> {
+        if expires_unix_ms.is_some_and(|expires| expires <= now_ms()) {
+            return Err(AuthError::Invalid("expires_at must be in the future".into()));
+        }
         let name = name.trim();
         if name.is_empty() || name.len() > 128 {
             return Err(AuthError::Invalid("key name must be 1 to 128 characters".into()));
@@ -205,7 +310,7 @@ impl Auth {
                 parsed.push(scope);
             }
         }
-        self.insert_key(tenant, name, parsed)
+        self.insert_key(tenant, name, parsed, expires_unix_ms)
     }
 
     pub fn tenant(&self, id: &str) -> Result<Option<Tenant>, AuthError> {
@@ -217,19 +322,33 @@ impl Auth {
         self.tenants.iter().keys().filter_map(|key| key.ok()).map(|key| TenantId(String::from_utf8_lossy(&key).into())).collect()
     }
 
-    fn insert_key(&self, tenant: &TenantId, name: &str, scopes: Vec<Scope>) -> Result<NewKey, AuthError> {
+    fn insert_key(&self, tenant: &TenantId, name: &str, scopes: Vec<Scope>, expires_unix_ms: Option<u64>) -> Result<NewKey, AuthError> {
         let key = secret("fluo_");
         let hash = hash(&key);
-        let record = KeyRecord { id: format!("k_{}", hex::encode(random::<8>())), tenant: tenant.as_str().into(), name: name.into(), scopes, created_unix_ms: now_ms() };
+        let record = KeyRecord {
+            id: format!("k_{}", hex::encode(random::<8>())),
+            tenant: tenant.as_str().into(),
+            name: name.into(),
+            scopes,
+            created_unix_ms: now_ms(),
+            expires_unix_ms,
+            last_used_unix_ms: None,
+        };
         self.keys.insert(hash, serde_json::to_vec(&record).expect("key record serializes"))?;
+        let mut id_key = id_prefix(tenant);
+        id_key.extend_from_slice(record.id.as_bytes());
+        self.key_ids.insert(id_key, &hash)?;
         // Acknowledged writes are on disk before the response.
         self.store.db.flush()?;
-        self.cache
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .insert(hash, Principal::Key { tenant: tenant.clone(), key_id: record.id.clone(), scopes: record.scopes.clone() });
+        self.cache.write().unwrap_or_else(|poison| poison.into_inner()).insert(hash, CachedKey::new(&record));
         Ok(NewKey { id: record.id, name: record.name, key, scopes: record.scopes })
     }
+}
+
+fn id_prefix(tenant: &TenantId) -> Vec<u8> {
+    let mut key = (tenant.as_str().len() as u32).to_be_bytes().to_vec();
+    key.extend_from_slice(tenant.as_str().as_bytes());
+    key
 }
 
 fn hash(secret: &str) -> [u8; 32] {
@@ -273,11 +392,12 @@ mod tests {
         let operator = generated.expect("first start generates an operator key");
         assert!(matches!(auth.authenticate(Some(&format!("Bearer {operator}"))), Ok(Principal::Operator)));
         let (tenant, admin) = auth.create_tenant("acme").unwrap();
-        let ingest = auth.create_key(&TenantId(tenant.id.as_str().into()), "collector", &["ingest".into()]).unwrap();
+        let ingest = auth.create_key(&TenantId(tenant.id.as_str().into()), "collector", &["ingest".into()], None).unwrap();
         let principal = auth.authenticate(Some(&format!("Bearer {}", ingest.key))).unwrap();
         assert_eq!(principal.tenant_with(Scope::Ingest).unwrap().as_str(), tenant.id);
         assert!(principal.tenant_with(Scope::Read).is_err());
-        assert!(auth.create_key(&TenantId(tenant.id.as_str().into()), "x", &["root".into()]).is_err());
+        assert!(auth.create_key(&TenantId(tenant.id.as_str().into()), "x", &["root".into()], None).is_err());
+        assert!(auth.create_key(&TenantId(tenant.id.as_str().into()), "x", &["read".into()], Some(1)).is_err(), "expiry in the past");
         drop(auth);
         let (auth, generated) = open(dir.path(), None);
         assert!(generated.is_none(), "the operator key is generated once");
@@ -286,5 +406,15 @@ mod tests {
         assert!(matches!(auth.authenticate(Some("Bearer fluo_nope")), Err(AuthError::Unknown)));
         assert!(matches!(auth.authenticate(Some("Basic abc")), Err(AuthError::Missing)));
         assert!(matches!(auth.authenticate(None), Err(AuthError::Missing)));
+        // Listing shows no secret; revocation is immediate and tenant-scoped.
+        let acme = TenantId(tenant.id.as_str().into());
+        let listed = auth.list_keys(&acme).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().any(|key| key.id == ingest.id && key.last_used_at.is_some()));
+        assert!(!serde_json::to_string(&listed).unwrap().contains(&ingest.key));
+        assert!(!auth.revoke_key(&TenantId::trusted("t_other"), &ingest.id).unwrap(), "another tenant cannot revoke it");
+        assert!(auth.revoke_key(&acme, &ingest.id).unwrap());
+        assert!(matches!(auth.authenticate(Some(&format!("Bearer {}", ingest.key))), Err(AuthError::Unknown)));
+        assert_eq!(auth.list_keys(&acme).unwrap().len(), 1);
     }
 }

@@ -36,6 +36,26 @@ pub enum Status {
 }
 
 impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+            Status::FalsePositive => "false_positive",
+        }
+    }
+
+    /// The workflow: open → acknowledged → resolved / false_positive; any
+    /// closed or acknowledged signal may be reopened.
+    fn may_become(self, next: Status) -> bool {
+        matches!(
+            (self, next),
+            (Status::Open, Status::Acknowledged | Status::Resolved | Status::FalsePositive)
+                | (Status::Acknowledged, Status::Resolved | Status::FalsePositive | Status::Open)
+                | (Status::Resolved | Status::FalsePositive, Status::Open)
+        )
+    }
+
     pub fn parse(text: &str) -> Option<Status> {
         match text {
             "open" => Some(Status::Open),
@@ -84,6 +104,17 @@ pub struct Resolution {
     pub at: String,
 }
 
+/// One status change, kept in the signal's history.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatusChange {
+    pub from: Status,
+    pub to: Status,
+    pub note: String,
+    /// The key (or user) that made the change; `fluo` for automatic ones.
+    pub author: String,
+    pub at: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Signal {
     pub id: String,
@@ -103,6 +134,8 @@ pub struct Signal {
     pub witnesses: Vec<Witness>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resolution: Option<Resolution>,
+    #[serde(default)]
+    pub history: Vec<StatusChange>,
 }
 
 /// What one evaluation of one trace did to the signal store.
@@ -128,6 +161,8 @@ pub struct Filter {
 pub enum SignalError {
     #[error("invalid cursor")]
     Cursor,
+    #[error("a signal cannot go from {from} to {to}")]
+    Transition { from: &'static str, to: &'static str },
     #[error("storage error: {0}")]
     Store(#[from] sled::Error),
     #[error("corrupt record: {0}")]
@@ -246,6 +281,7 @@ impl Signals {
                     attributes: violation.attributes.clone(),
                     witnesses,
                     resolution: None,
+                    history: Vec::new(),
                 };
                 self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
                 self.dedup.insert(dedup_entry, &id)?;
@@ -266,6 +302,13 @@ impl Signals {
                 if current_keys.contains(&dedup_key(&signal.rule_id, &trace_id, &signal.message, &signal.span_ids)) {
                     continue;
                 }
+                signal.history.push(StatusChange {
+                    from: signal.status,
+                    to: Status::Resolved,
+                    note: "cleared: spans that arrived later no longer violate the rule".into(),
+                    author: "fluo".into(),
+                    at: rfc3339(now),
+                });
                 signal.status = Status::Resolved;
                 signal.updated_at = rfc3339(now);
                 signal.resolution = Some(Resolution {
@@ -296,6 +339,32 @@ impl Signals {
             Some(value) => Ok(Some(serde_json::from_slice(&value)?)),
             None => Ok(None),
         }
+    }
+
+    /// Changes a signal's status (flushed before returning); `None` if the
+    /// tenant has no such signal.
+    pub fn set_status(&self, tenant: &TenantId, id: &str, status: Status, note: &str, author: &str) -> Result<Option<Signal>, SignalError> {
+        let Some(bytes) = id_bytes(id) else { return Ok(None) };
+        let key = keyed(tenant, &[&bytes]);
+        let Some(value) = self.signals.get(&key)? else { return Ok(None) };
+        let mut signal: Signal = serde_json::from_slice(&value)?;
+        if !signal.status.may_become(status) {
+            return Err(SignalError::Transition { from: signal.status.as_str(), to: status.as_str() });
+        }
+        let now = rfc3339(now_ms());
+        signal.history.push(StatusChange { from: signal.status, to: status, note: note.into(), author: author.into(), at: now.clone() });
+        signal.status = status;
+        signal.updated_at = now.clone();
+        signal.resolution = match status {
+            Status::Resolved | Status::FalsePositive => Some(Resolution { reason: status.as_str().into(), note: note.into(), at: now }),
+            Status::Open | Status::Acknowledged => None,
+        };
+        // Compare-and-swap: a concurrent change (an amendment clearing it) wins or loses whole.
+        if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&signal)?))?.is_err() {
+            return self.set_status(tenant, id, status, note, author);
+        }
+        self.store.db.flush()?;
+        Ok(Some(signal))
     }
 
     /// The stored snapshot of a trace that has signals, as OTLP protobuf.

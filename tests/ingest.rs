@@ -5,41 +5,16 @@
 
 mod common;
 
-use common::{FRAUD_RULE, Server, http};
+use common::{FRAUD_RULE, Server, http, request, span};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
 use tonic_types::StatusExt;
-
-fn span(trace: u8, id: u8, name: &str) -> Span {
-    Span {
-        trace_id: vec![trace; 16],
-        span_id: vec![id; 8],
-        name: name.into(),
-        start_time_unix_nano: 1_700_000_000_000_000_000,
-        end_time_unix_nano: 1_700_000_000_100_000_000,
-        ..Default::default()
-    }
-}
-
-fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue { key: "service.name".into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue("shop".into())) }), ..Default::default() }],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
-}
 
 async fn grpc_export(server: &Server, key: Option<&str>, message: ExportTraceServiceRequest) -> Result<ExportTraceServiceResponse, tonic::Status> {
     let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap().max_encoding_message_size(64 << 20);

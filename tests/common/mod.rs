@@ -3,6 +3,10 @@
 //! real OpenTelemetry Python SDK sender (tests/otel/send.py).
 #![allow(dead_code)]
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -205,6 +209,31 @@ pub fn send(endpoint: SocketAddr, protocol: &str, key: &str, spec: &Value, extra
     report["stderr"] = String::from_utf8_lossy(&output.stderr).into();
     report["exit"] = output.status.code().unwrap_or(-1).into();
     report
+}
+
+/// A span built with the OpenTelemetry project's protobuf types: trace id = 16 × `trace`, span id = 8 × `id`.
+pub fn span(trace: u8, id: u8, name: &str) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        name: name.into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_100_000_000,
+        ..Default::default()
+    }
+}
+
+pub fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue { key: "service.name".into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue("shop".into())) }), ..Default::default() }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
 }
 
 /// A checkout trace; with `fraud_check` the charge is preceded by a fraud check.

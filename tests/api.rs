@@ -1,0 +1,91 @@
+//! API key lifecycle and the signal status workflow, against `fluo serve` on
+//! loopback (issue 4, first part): listing without secrets, expiry,
+//! immediate revocation, tenant scoping (another tenant's ids answer 404),
+//! status transitions with history.
+
+mod common;
+
+use common::{FRAUD_RULE, Server, http, request, span};
+use prost::Message;
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn keys_are_listed_without_secrets_expire_and_are_revoked_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let (_, admin) = server.tenant("acme");
+    let (_, other_admin) = server.tenant("globex");
+    let reader = server.key(&admin, &["read"]);
+    assert_eq!(server.api("GET", "/api/v1/signals", Some(&reader), None).0, 200);
+
+    let (status, keys) = server.api("GET", "/api/v1/keys", Some(&admin), None);
+    assert_eq!(status, 200, "{keys}");
+    let items = keys["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "the admin key and the read key");
+    assert!(!keys.to_string().contains(&reader) && !keys.to_string().contains(&admin), "no secret is ever listed");
+    let reader_id = items.iter().find(|key| key["scopes"] == json!(["read"])).unwrap()["id"].as_str().unwrap().to_string();
+    assert!(items.iter().any(|key| key["last_used_at"].is_string()), "last use is recorded");
+    assert_eq!(server.api("GET", "/api/v1/keys", Some(&reader), None).0, 403, "listing keys needs admin");
+
+    // Another tenant cannot see or revoke it.
+    assert_eq!(server.api("DELETE", &format!("/api/v1/keys/{reader_id}"), Some(&other_admin), None).0, 404);
+    assert_eq!(server.api("GET", "/api/v1/signals", Some(&reader), None).0, 200);
+    // Revoked: the very next request fails.
+    assert_eq!(server.api("DELETE", &format!("/api/v1/keys/{reader_id}"), Some(&admin), None).0, 204);
+    assert_eq!(server.api("GET", "/api/v1/signals", Some(&reader), None).0, 401);
+    assert_eq!(server.api("DELETE", &format!("/api/v1/keys/{reader_id}"), Some(&admin), None).0, 404);
+
+    // Expiry.
+    let soon = fluo::signals::rfc3339(fluo::auth::now_ms() + 1500);
+    let (status, body) = server.api("POST", "/api/v1/keys", Some(&admin), Some(&json!({"name": "short", "scopes": ["read"], "expires_at": soon})));
+    assert_eq!(status, 201, "{body}");
+    let short = body["key"].as_str().unwrap().to_string();
+    assert_eq!(server.api("GET", "/api/v1/signals", Some(&short), None).0, 200);
+    std::thread::sleep(Duration::from_millis(1700));
+    assert_eq!(server.api("GET", "/api/v1/signals", Some(&short), None).0, 401, "an expired key stops working");
+    let (status, _) = server.api("POST", "/api/v1/keys", Some(&admin), Some(&json!({"name": "past", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z"})));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn signal_status_workflow_with_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    let (_, admin) = server.tenant("acme");
+    let (_, other_admin) = server.tenant("globex");
+    let reader = server.key(&admin, &["read"]);
+    server.rule(&admin, "fraud", FRAUD_RULE);
+    let body = request(vec![span(7, 1, "payment.charge_card")]).encode_to_vec();
+    let (status, _, _) = http(server.http, "POST", "/v1/traces", Some(&admin), &[("content-type", "application/x-protobuf")], Some(&body));
+    assert_eq!(status, 200);
+    let signals = server.wait_signals(&admin, "", 1, Duration::from_secs(20));
+    let id = signals[0]["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/signals/{id}/status");
+
+    assert_eq!(server.api("POST", &path, Some(&reader), Some(&json!({"status": "acknowledged"}))).0, 403, "read keys cannot change status");
+    assert_eq!(server.api("POST", &path, Some(&other_admin), Some(&json!({"status": "acknowledged"}))).0, 404, "another tenant's signal");
+    assert_eq!(server.api("POST", &path, Some(&admin), Some(&json!({"status": "closed"}))).0, 400);
+
+    let (status, signal) = server.api("POST", &path, Some(&admin), Some(&json!({"status": "acknowledged", "note": "looking into it"})));
+    assert_eq!(status, 200, "{signal}");
+    assert_eq!(signal["status"], "acknowledged");
+    let (status, signal) = server.api("POST", &path, Some(&admin), Some(&json!({"status": "false_positive", "note": "test card"})));
+    assert_eq!(status, 200);
+    assert_eq!(signal["resolution"]["reason"], "false_positive");
+    let (status, body) = server.api("POST", &path, Some(&admin), Some(&json!({"status": "resolved"})));
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("invalid_transition")), "{body}");
+    let (status, signal) = server.api("POST", &path, Some(&admin), Some(&json!({"status": "open", "note": "not a test card after all"})));
+    assert_eq!(status, 200);
+    assert!(signal["resolution"].is_null());
+
+    let (_, stored) = server.api("GET", &format!("/api/v1/signals/{id}"), Some(&reader), None);
+    let history = stored["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{stored}");
+    assert_eq!(history[0]["from"], "open");
+    assert_eq!(history[0]["to"], "acknowledged");
+    assert_eq!(history[0]["note"], "looking into it");
+    assert!(history[0]["author"].as_str().unwrap().starts_with("k_"), "the author is the key id");
+    assert_eq!(history[2]["to"], "open");
+    assert_eq!(server.signals(&admin, "?status=open").len(), 1);
+}
