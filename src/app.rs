@@ -30,7 +30,7 @@ pub struct Services {
 }
 
 impl Services {
-    /// Opens the database and loads every tenant's latest rule versions
+    /// Opens the database and loads every tenant's active, enabled rule versions
     /// (recompiling those generated against another plugin build). Returns a
     /// freshly generated operator key, if one was made.
     pub fn open(config: &Config, on_signal: Option<Box<dyn Fn(Duration) + Send + Sync>>) -> Result<(Services, Option<String>)> {
@@ -43,7 +43,7 @@ impl Services {
         let counters = Arc::new(Counters::default());
         let evaluator = Evaluator::start(config.eval_workers, engine.clone(), signals.clone(), recent.clone(), counters.clone(), on_signal);
         let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
-        for (version, wasm) in store.latest_versions()? {
+        for (version, wasm) in store.active_versions()? {
             let loaded = if version.plugin_hash == engine.plugin_hash() {
                 // The rewrite is deterministic: redoing it recovers the column shift
                 // of a bare-expression rule for error positions.

@@ -89,3 +89,91 @@ fn signal_status_workflow_with_history() {
     assert_eq!(history[2]["to"], "open");
     assert_eq!(server.signals(&admin, "?status=open").len(), 1);
 }
+
+const FRAUD_RULE_V2: &str = r#"
+export default rule({
+  name: "charge-needs-fraud-check",
+  severity: "critical",
+  when: trace.has(s => s.name === "payment.charge_card"),
+  expect: trace.has(s => s.name === "payment.fraud_check"),
+  message: "v2: card charged without a fraud check",
+});
+"#;
+
+fn send_charge(server: &Server, key: &str, trace: u8) -> String {
+    let body = request(vec![span(trace, 1, "payment.charge_card")]).encode_to_vec();
+    let (status, _, _) = http(server.http, "POST", "/v1/traces", Some(key), &[("content-type", "application/x-protobuf")], Some(&body));
+    assert_eq!(status, 200);
+    hex_trace(trace)
+}
+
+fn hex_trace(trace: u8) -> String {
+    format!("{trace:02x}").repeat(16)
+}
+
+#[test]
+fn rule_lifecycle_versions_diff_rollback_enable_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    let (_, admin) = server.tenant("acme");
+    let (_, other) = server.tenant("globex");
+    let created = server.rule(&admin, "fraud", FRAUD_RULE);
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, v2) = server.api("PUT", &format!("/api/v1/rules/{id}"), Some(&admin), Some(&json!({"source": FRAUD_RULE_V2, "message": "louder"})));
+    assert_eq!((status, v2["version"].as_u64()), (201, Some(2)), "{v2}");
+
+    let (_, list) = server.api("GET", "/api/v1/rules", Some(&admin), None);
+    assert_eq!(list["items"][0]["active_version"], 2);
+    assert_eq!(list["items"][0]["latest_version"], 2);
+    assert_eq!(list["items"][0]["severity"], "critical");
+    let (_, versions) = server.api("GET", &format!("/api/v1/rules/{id}/versions"), Some(&admin), None);
+    assert_eq!(versions["items"].as_array().unwrap().len(), 2);
+    assert_eq!(versions["items"][1]["message"], "louder");
+    assert!(versions["items"][1]["author"].as_str().unwrap().starts_with("k_"));
+    let (_, one) = server.api("GET", &format!("/api/v1/rules/{id}/versions/1"), Some(&admin), None);
+    assert_eq!(one["source"], FRAUD_RULE);
+    let (_, diff) = server.api("GET", &format!("/api/v1/rules/{id}/diff?from=1&to=2"), Some(&admin), None);
+    let diff = diff["diff"].as_str().unwrap();
+    assert!(diff.contains("-  severity: \"high\",") && diff.contains("+  severity: \"critical\","), "{diff}");
+
+    // Version 2 fires.
+    let trace = send_charge(&server, &admin, 0x21);
+    let signals = server.wait_signals(&admin, &format!("?trace_id={trace}"), 1, Duration::from_secs(20));
+    assert_eq!((signals[0]["rule_version"].as_u64(), signals[0]["severity"].as_str()), (Some(2), Some("critical")));
+    // Roll back to version 1.
+    let (status, rolled) = server.api("POST", &format!("/api/v1/rules/{id}/activate"), Some(&admin), Some(&json!({"version": 1})));
+    assert_eq!((status, rolled["active_version"].as_u64()), (200, Some(1)), "{rolled}");
+    assert_eq!(server.api("POST", &format!("/api/v1/rules/{id}/activate"), Some(&admin), Some(&json!({"version": 9}))).0, 404);
+    let trace = send_charge(&server, &admin, 0x22);
+    let signals = server.wait_signals(&admin, &format!("?trace_id={trace}"), 1, Duration::from_secs(20));
+    assert_eq!(signals[0]["rule_version"], 1);
+    // Disabled: silent. Enabled again: fires.
+    assert_eq!(server.api("POST", &format!("/api/v1/rules/{id}/disable"), Some(&admin), None).0, 200);
+    let quiet = send_charge(&server, &admin, 0x23);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(server.signals(&admin, &format!("?trace_id={quiet}")).is_empty(), "a disabled rule does not run");
+    assert_eq!(server.api("POST", &format!("/api/v1/rules/{id}/enable"), Some(&admin), None).0, 200);
+
+    // Another tenant sees none of it.
+    for (method, path) in [("GET", format!("/api/v1/rules/{id}")), ("GET", format!("/api/v1/rules/{id}/versions")), ("POST", format!("/api/v1/rules/{id}/disable")), ("DELETE", format!("/api/v1/rules/{id}"))] {
+        assert_eq!(server.api(method, &path, Some(&other), None).0, 404, "{method} {path}");
+    }
+    assert_eq!(server.api("PUT", &format!("/api/v1/rules/{id}"), Some(&other), Some(&json!({"source": FRAUD_RULE}))).0, 404);
+
+    // The rollback survives a restart.
+    drop(server);
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    let (_, rule) = server.api("GET", &format!("/api/v1/rules/{id}"), Some(&admin), None);
+    assert_eq!((rule["active_version"].as_u64(), rule["enabled"].as_bool()), (Some(1), Some(true)), "{rule}");
+    let trace = send_charge(&server, &admin, 0x24);
+    assert_eq!(server.wait_signals(&admin, &format!("?trace_id={trace}"), 1, Duration::from_secs(20))[0]["rule_version"], 1);
+
+    // Deleted: gone, its signals keep its name and version.
+    assert_eq!(server.api("DELETE", &format!("/api/v1/rules/{id}"), Some(&admin), None).0, 204);
+    assert_eq!(server.api("GET", &format!("/api/v1/rules/{id}"), Some(&admin), None).0, 404);
+    let kept = server.signals(&admin, "?rule=fraud");
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    let after = send_charge(&server, &admin, 0x25);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(server.signals(&admin, &format!("?trace_id={after}")).is_empty(), "a deleted rule does not run");
+}

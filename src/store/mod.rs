@@ -24,6 +24,20 @@ pub struct Store {
     pub(crate) db: sled::Db,
     versions: sled::Tree,
     modules: sled::Tree,
+    /// (tenant, rule name) → [`RuleState`]: which version is active, enabled.
+    states: sled::Tree,
+}
+
+/// A rule's current state; its versions are immutable.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RuleState {
+    pub id: String,
+    pub name: String,
+    pub active_version: u32,
+    pub latest_version: u32,
+    pub enabled: bool,
+    pub created_unix_ms: u64,
+    pub updated_unix_ms: u64,
 }
 
 /// One immutable rule version.
@@ -36,6 +50,12 @@ pub struct RuleVersion {
     pub meta: RuleMeta,
     pub plugin_hash: String,
     pub created_unix_ms: u64,
+    /// Why this version was made (optional, from the author).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The key (or user) that stored it; `cli` for `fluo rules push`.
+    #[serde(default)]
+    pub author: Option<String>,
 }
 
 fn key(tenant: &str, rule: &str, version: Option<u32>) -> Vec<u8> {
@@ -56,11 +76,146 @@ impl Store {
         let db = sled::open(dir.join("db")).with_context(|| format!("open sled database in {}", dir.display()))?;
         let versions = db.open_tree("rule_versions")?;
         let modules = db.open_tree("rule_modules")?;
-        Ok(Store { db, versions, modules })
+        let states = db.open_tree("rule_states")?;
+        Ok(Store { db, versions, modules, states })
     }
 
-    /// Stores a new version of `rule` for `tenant` and returns its number.
-    pub fn push_version(&self, tenant: &str, rule: &str, source: &str, meta: RuleMeta, plugin_hash: &str, wasm: &[u8]) -> Result<u32> {
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    /// Every rule of `tenant`, by name. Rules stored before states existed
+    /// appear with their latest version active and enabled.
+    pub fn rules(&self, tenant: &str) -> Result<Vec<RuleState>> {
+        let mut states: Vec<RuleState> = Vec::new();
+        let mut prefix = (tenant.len() as u32).to_be_bytes().to_vec();
+        prefix.extend_from_slice(tenant.as_bytes());
+        for entry in self.versions.scan_prefix(&prefix) {
+            let (_, value) = entry?;
+            let record: RuleVersion = serde_json::from_slice(&value)?;
+            match states.last_mut() {
+                Some(last) if last.name == record.rule => last.latest_version = record.version,
+                _ => {
+                    let stored = self.states.get(key(tenant, &record.rule, None))?;
+                    let state = match stored {
+                        Some(bytes) => serde_json::from_slice(&bytes)?,
+                        None => RuleState {
+                            id: rule_id(tenant, &record.rule),
+                            name: record.rule.clone(),
+                            active_version: 0,
+                            latest_version: record.version,
+                            enabled: true,
+                            created_unix_ms: record.created_unix_ms,
+                            updated_unix_ms: record.created_unix_ms,
+                        },
+                    };
+                    states.push(RuleState { latest_version: record.version, ..state });
+                }
+            }
+        }
+        for state in &mut states {
+            if state.active_version == 0 {
+                state.active_version = state.latest_version;
+            }
+        }
+        Ok(states)
+    }
+
+    pub fn rule_by_id(&self, tenant: &str, id: &str) -> Result<Option<RuleState>> {
+        Ok(self.rules(tenant)?.into_iter().find(|state| state.id == id))
+    }
+
+    /// The versions of a rule, oldest first, without their modules.
+    pub fn versions(&self, tenant: &str, rule: &str) -> Result<Vec<RuleVersion>> {
+        self.versions.scan_prefix(key(tenant, rule, None)).values().map(|value| Ok(serde_json::from_slice(&value?)?)).collect()
+    }
+
+    pub fn version(&self, tenant: &str, rule: &str, version: u32) -> Result<Option<(RuleVersion, Vec<u8>)>> {
+        let key = key(tenant, rule, Some(version));
+        let Some(value) = self.versions.get(&key)? else { return Ok(None) };
+        let wasm = self.modules.get(&key)?.map(|bytes| bytes.to_vec()).unwrap_or_default();
+        Ok(Some((serde_json::from_slice(&value)?, wasm)))
+    }
+
+    fn put_state(&self, tenant: &str, state: &RuleState) -> Result<()> {
+        self.states.insert(key(tenant, &state.name, None), serde_json::to_vec(state)?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Activates an existing version (rollback or roll forward).
+    pub fn activate(&self, tenant: &str, rule: &str, version: u32) -> Result<Option<RuleState>> {
+        let Some(mut state) = self.rules(tenant)?.into_iter().find(|state| state.name == rule) else { return Ok(None) };
+        if self.versions.get(key(tenant, rule, Some(version)))?.is_none() {
+            return Ok(None);
+        }
+        state.active_version = version;
+        state.updated_unix_ms = Self::now_ms();
+        self.put_state(tenant, &state)?;
+        Ok(Some(state))
+    }
+
+    pub fn set_enabled(&self, tenant: &str, rule: &str, enabled: bool) -> Result<Option<RuleState>> {
+        let Some(mut state) = self.rules(tenant)?.into_iter().find(|state| state.name == rule) else { return Ok(None) };
+        state.enabled = enabled;
+        state.updated_unix_ms = Self::now_ms();
+        self.put_state(tenant, &state)?;
+        Ok(Some(state))
+    }
+
+    /// Deletes a rule with all its versions (signals keep its name and version).
+    pub fn delete_rule(&self, tenant: &str, rule: &str) -> Result<bool> {
+        let prefix = key(tenant, rule, None);
+        let keys: Vec<sled::IVec> = self.versions.scan_prefix(&prefix).keys().collect::<Result<_, _>>()?;
+        for version_key in &keys {
+            self.versions.remove(version_key)?;
+            self.modules.remove(version_key)?;
+        }
+        self.states.remove(&prefix)?;
+        self.db.flush()?;
+        Ok(!keys.is_empty())
+    }
+
+    /// The active version of every enabled rule of every tenant, with its module.
+    pub fn active_versions(&self) -> Result<Vec<(RuleVersion, Vec<u8>)>> {
+        let mut tenants: Vec<String> = Vec::new();
+        for entry in self.versions.iter().values() {
+            let record: RuleVersion = serde_json::from_slice(&entry?)?;
+            if tenants.last() != Some(&record.tenant) {
+                tenants.push(record.tenant);
+            }
+        }
+        let mut active = Vec::new();
+        for tenant in tenants {
+            active.extend(self.active_versions_of(&tenant)?);
+        }
+        Ok(active)
+    }
+
+    pub fn active_versions_of(&self, tenant: &str) -> Result<Vec<(RuleVersion, Vec<u8>)>> {
+        let mut active = Vec::new();
+        for state in self.rules(tenant)?.into_iter().filter(|state| state.enabled) {
+            if let Some(found) = self.version(tenant, &state.name, state.active_version)? {
+                active.push(found);
+            }
+        }
+        Ok(active)
+    }
+
+    /// Stores a new version of `rule` for `tenant`, makes it the active one
+    /// and returns its number.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_version(
+        &self,
+        tenant: &str,
+        rule: &str,
+        source: &str,
+        meta: RuleMeta,
+        plugin_hash: &str,
+        wasm: &[u8],
+        message: Option<String>,
+        author: Option<String>,
+    ) -> Result<u32> {
         if tenant.is_empty() || rule.is_empty() {
             bail!("tenant and rule names must not be empty");
         }
@@ -76,36 +231,25 @@ impl Store {
             source: source.into(),
             meta,
             plugin_hash: plugin_hash.into(),
-            created_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            created_unix_ms: Self::now_ms(),
+            message,
+            author,
         };
-        let key = key(tenant, rule, Some(version));
-        self.modules.insert(&key, wasm)?;
-        self.versions.insert(&key, serde_json::to_vec(&record)?)?;
-        self.db.flush()?;
+        let version_key = key(tenant, rule, Some(version));
+        self.modules.insert(&version_key, wasm)?;
+        self.versions.insert(&version_key, serde_json::to_vec(&record)?)?;
+        let previous: Option<RuleState> = self.states.get(key(tenant, rule, None))?.map(|bytes| serde_json::from_slice(&bytes)).transpose()?;
+        let state = RuleState {
+            id: rule_id(tenant, rule),
+            name: rule.into(),
+            active_version: version,
+            latest_version: version,
+            enabled: previous.as_ref().is_none_or(|state| state.enabled),
+            created_unix_ms: previous.as_ref().map_or(record.created_unix_ms, |state| state.created_unix_ms),
+            updated_unix_ms: record.created_unix_ms,
+        };
+        self.put_state(tenant, &state)?;
         Ok(version)
     }
 
-    /// The latest version of every rule, with its module.
-    pub fn latest_versions(&self) -> Result<Vec<(RuleVersion, Vec<u8>)>> {
-        // Keys sort by (tenant, rule, version): the last key of each run is the latest.
-        let mut latest: Vec<(sled::IVec, RuleVersion)> = Vec::new();
-        for entry in self.versions.iter() {
-            let (key, value) = entry?;
-            let record: RuleVersion = serde_json::from_slice(&value)?;
-            match latest.last_mut() {
-                Some((last_key, last)) if last.tenant == record.tenant && last.rule == record.rule => {
-                    *last_key = key;
-                    *last = record;
-                }
-                _ => latest.push((key, record)),
-            }
-        }
-        latest
-            .into_iter()
-            .map(|(key, record)| {
-                let wasm = self.modules.get(&key)?.map(|bytes| bytes.to_vec()).unwrap_or_default();
-                Ok((record, wasm))
-            })
-            .collect()
-    }
 }

@@ -1,5 +1,5 @@
 //! The HTTP API under `/api/v1` (axum): tenants (operator), keys (tenant
-//! admin), rules (compile, store, activate) and signals (read), plus
+//! admin), rules ([`rules`]: versions, activation, enable/disable) and signals, plus
 //! `/healthz` and `/metrics`. One error shape, `{"error":{"code","message",…}}`,
 //! produced by [`ApiError`] only; 5xx bodies stay generic. The tenant always
 //! comes from the verified credential. Issue 4 completes the surface.
@@ -7,7 +7,7 @@
 use crate::auth::{Auth, AuthError, Principal, Scope, TenantId};
 use crate::pipeline::Pipeline;
 use crate::rules::{RuleEngine, Severity};
-use crate::signals::{Filter, RuleRef, SignalError, Signals, Status};
+use crate::signals::{Filter, SignalError, Signals, Status};
 use crate::store::Store;
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +16,8 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+
+mod rules;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -39,15 +41,15 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    extra: serde_json::Value,
+    pub(crate) extra: serde_json::Value,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), extra: json!({}) }
     }
 
-    fn internal(error: impl std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %error, "api request failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
@@ -96,7 +98,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/keys", post(create_key).get(list_keys))
         .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
         .route("/api/v1/signals/{id}/status", post(set_signal_status))
-        .route("/api/v1/rules", post(create_rule).get(list_rules))
+        .route("/api/v1/rules", post(rules::create).get(rules::list))
+        .route("/api/v1/rules/{id}", get(rules::get_one).put(rules::update).delete(rules::delete))
+        .route("/api/v1/rules/{id}/versions", get(rules::versions))
+        .route("/api/v1/rules/{id}/versions/{version}", get(rules::version))
+        .route("/api/v1/rules/{id}/diff", get(rules::diff))
+        .route("/api/v1/rules/{id}/activate", post(rules::activate))
+        .route("/api/v1/rules/{id}/enable", post(rules::enable))
+        .route("/api/v1/rules/{id}/disable", post(rules::disable))
         .route("/api/v1/signals", get(list_signals))
         .route("/api/v1/signals/{id}", get(get_signal))
         .route("/api/v1/signals/{id}/trace", get(signal_trace))
@@ -107,16 +116,16 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     Ok(state.auth.authenticate(headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()))?)
 }
 
-fn tenant(state: &ApiState, headers: &HeaderMap, scope: Scope) -> Result<TenantId, ApiError> {
+pub(crate) fn tenant(state: &ApiState, headers: &HeaderMap, scope: Scope) -> Result<TenantId, ApiError> {
     Ok(principal(state, headers)?.tenant_with(scope)?.clone())
 }
 
 /// Parses a JSON body; a body over the limit is 413, anything unparsable 400.
-fn body<T: for<'de> Deserialize<'de>>(bytes: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T: for<'de> Deserialize<'de>>(bytes: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = bytes.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body over {MAX_BODY} bytes")),
         _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text()),
@@ -207,67 +216,6 @@ async fn set_signal_status(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewRule {
-    name: String,
-    source: String,
-}
-
-/// Compiles, stores (flushed) and activates a rule version: the first
-/// version of a new name, or the next version of an existing one.
-async fn create_rule(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Write)?;
-    let request: NewRule = body(bytes)?;
-    let name = request.name.trim().to_string();
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "rule name must be 1 to 128 printable characters"));
-    }
-    let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
-    let engine = state.engine.clone();
-    let source = request.source;
-    let compiled = tokio::task::spawn_blocking(move || crate::rules::compile::compile(&engine, &source).map(|compiled| (compiled, source)))
-        .await
-        .map_err(ApiError::internal)?;
-    let ((compiled, loaded), source) = match compiled {
-        Ok(done) => done,
-        Err(error) => {
-            let (line, column) = error.line_column();
-            let mut api_error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "compile_error", error.to_string());
-            api_error.extra = json!({"line": line, "column": column});
-            return Err(api_error);
-        }
-    };
-    let store = state.store.clone();
-    let tenant_for_store = tenant.clone();
-    let rule_name = name.clone();
-    let meta = compiled.meta.clone();
-    let version = tokio::task::spawn_blocking(move || {
-        store.push_version(tenant_for_store.as_str(), &rule_name, &source, meta, &compiled.plugin_hash, &compiled.wasm)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
-    let id = crate::store::rule_id(tenant.as_str(), &name);
-    let reference = RuleRef { id: id.clone(), name: name.clone(), version };
-    let mut rules: Vec<_> = state.pipeline.evaluator.rules(&tenant).map(|set| set.rules.clone()).unwrap_or_default();
-    rules.retain(|(existing, _)| existing.id != id);
-    rules.push((reference, loaded));
-    state.pipeline.evaluator.set_rules(&tenant, rules);
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "name": name, "version": version}))).into_response())
-}
-
-async fn list_rules(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let active = state.pipeline.evaluator.rules(&tenant);
-    let items: Vec<_> = active
-        .iter()
-        .flat_map(|set| &set.rules)
-        .map(|(rule, loaded)| json!({"id": rule.id, "name": rule.name, "version": rule.version, "severity": loaded.meta.severity, "form": loaded.meta.form}))
-        .collect();
-    Ok(axum::Json(json!({ "items": items })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SignalQuery {
     rule: Option<String>,
     status: Option<String>,
@@ -278,7 +226,7 @@ struct SignalQuery {
     limit: Option<usize>,
 }
 
-fn bad(message: String) -> ApiError {
+pub(crate) fn bad(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
 }
 
