@@ -79,6 +79,7 @@ impl Services {
             signals: self.signals.clone(),
             engine: self.engine.clone(),
             pipeline: self.pipeline.clone(),
+            recent: self.recent.clone(),
             compile_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }

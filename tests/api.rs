@@ -177,3 +177,58 @@ fn rule_lifecycle_versions_diff_rollback_enable_delete() {
     std::thread::sleep(Duration::from_millis(1200));
     assert!(server.signals(&admin, &format!("?trace_id={after}")).is_empty(), "a deleted rule does not run");
 }
+
+fn otlp_json(trace: &str, names: &[(&str, &str)]) -> serde_json::Value {
+    let spans: Vec<_> = names
+        .iter()
+        .map(|(id, name)| json!({"traceId": trace, "spanId": id, "name": name, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000"}))
+        .collect();
+    json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]}, "scopeSpans": [{"spans": spans}]}]})
+}
+
+#[test]
+fn test_a_rule_before_saving_backtest_it_and_read_retained_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    let (_, admin) = server.tenant("acme");
+    let (_, other) = server.tenant("globex");
+    let bad_trace = "0af7651916cd43dd8448eb211c80319c";
+    let good_trace = "1af7651916cd43dd8448eb211c80319c";
+    let traces = json!([otlp_json(bad_trace, &[("00000000000000a1", "payment.charge_card")]),
+        otlp_json(good_trace, &[("00000000000000b1", "payment.charge_card"), ("00000000000000b2", "payment.fraud_check")])]);
+    let (status, report) = server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": FRAUD_RULE, "traces": traces})));
+    assert_eq!(status, 200, "{report}");
+    let results = report["traces"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    let bad = results.iter().find(|result| result["trace_id"] == bad_trace).unwrap();
+    assert_eq!(bad["outcome"], "ok");
+    assert_eq!(bad["violations"][0]["witnesses"][0]["name"], "payment.charge_card");
+    assert!(bad["fuel_used"].as_u64().unwrap() > 0);
+    let good = results.iter().find(|result| result["trace_id"] == good_trace).unwrap();
+    assert_eq!(good["violations"], json!([]));
+    assert!(server.api("GET", "/api/v1/rules", Some(&admin), None).1["items"].as_array().unwrap().is_empty(), "testing saves nothing");
+
+    let (status, error) = server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": "export default rule({\n  when: )\n});", "traces": []})));
+    assert_eq!((status, error["error"]["line"].as_u64()), (422, Some(2)), "{error}");
+    let thrower = "export default function (trace) {\n  throw new Error('boom');\n}";
+    let (_, report) = server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": thrower, "traces": traces})));
+    assert_eq!(report["traces"][0]["outcome"], "exception");
+    assert_eq!(report["traces"][0]["error"]["line"], 2, "{report}");
+    let (status, _) = server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": FRAUD_RULE, "traces": {"resourceSpans": 5}})));
+    assert_eq!(status, 400);
+
+    // Traces the tenant sent are retained; a backtest of a new rule finds the violating ones.
+    let sent = send_charge(&server, &admin, 0x31);
+    std::thread::sleep(Duration::from_millis(800));
+    let (status, trace) = server.api("GET", &format!("/api/v1/traces/{sent}"), Some(&admin), None);
+    assert_eq!(status, 200, "{trace}");
+    assert_eq!(trace["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"], "payment.charge_card");
+    assert_eq!(server.api("GET", &format!("/api/v1/traces/{sent}"), Some(&other), None).0, 404, "another tenant's trace");
+    let created = server.rule(&admin, "fraud", FRAUD_RULE);
+    let (status, backtest) = server.api("POST", &format!("/api/v1/rules/{}/backtest", created["id"].as_str().unwrap()), Some(&admin), None);
+    assert_eq!(status, 200, "{backtest}");
+    assert_eq!(backtest["traces_evaluated"], 1);
+    assert_eq!(backtest["traces_with_violations"], 1);
+    assert_eq!(backtest["results"][0]["trace_id"], sent);
+    assert_eq!(server.api("POST", &format!("/api/v1/rules/{}/backtest", created["id"].as_str().unwrap()), Some(&other), None).0, 404);
+}

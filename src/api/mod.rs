@@ -32,6 +32,7 @@ pub struct ApiState {
     pub signals: Arc<Signals>,
     pub engine: Arc<RuleEngine>,
     pub pipeline: Arc<Pipeline>,
+    pub recent: Arc<crate::store::traces::RecentTraces>,
     /// Compiling takes ~1.2 s of CPU: at most this many at once, the rest wait.
     pub compile_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -105,6 +106,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/rules/{id}/diff", get(rules::diff))
         .route("/api/v1/rules/{id}/activate", post(rules::activate))
         .route("/api/v1/rules/{id}/enable", post(rules::enable))
+        .route("/api/v1/rules/test", post(rules::test))
+        .route("/api/v1/rules/{id}/backtest", post(rules::backtest))
+        .route("/api/v1/traces/{trace_id}", get(get_trace))
         .route("/api/v1/rules/{id}/disable", post(rules::disable))
         .route("/api/v1/signals", get(list_signals))
         .route("/api/v1/signals/{id}", get(get_signal))
@@ -285,6 +289,16 @@ async fn signal_trace(State(state): State<ApiState>, headers: HeaderMap, Path(id
     hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
     let snapshot = state.signals.snapshot(&tenant, &trace_id)?.ok_or_else(not_found)?;
     let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&snapshot[..]).map_err(ApiError::internal)?;
+    Ok(axum::Json(request).into_response())
+}
+
+/// A retained trace of the tenant (as last evaluated), as OTLP/JSON.
+async fn get_trace(State(state): State<ApiState>, headers: HeaderMap, Path(trace_id): Path<String>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(&trace_id, &mut id).map_err(|_| bad("trace id must be 32 hex digits".into()))?;
+    let (_, otlp) = state.recent.get_raw(&tenant, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))?;
+    let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&otlp[..]).map_err(ApiError::internal)?;
     Ok(axum::Json(request).into_response())
 }
 

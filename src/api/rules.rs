@@ -1,6 +1,7 @@
 //! Rule endpoints: create, update (a new immutable version each time), list,
 //! get, versions, diff, activate any version (rollback), enable/disable,
-//! delete. After every change the tenant's active rule set is rebuilt from the
+//! delete; test a source on given traces and backtest a version on the
+//! tenant's retained traces. After every change the tenant's active rule set is rebuilt from the
 //! store, reusing already loaded modules, and handed to the evaluator.
 
 use super::{ApiError, ApiState, bad, body, principal, tenant};
@@ -253,4 +254,138 @@ pub(super) async fn delete(State(state): State<ApiState>, headers: HeaderMap, Pa
     })
     .await?;
     if deleted { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(not_found()) }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TestRequest {
+    source: String,
+    /// OTLP/JSON: one `ExportTraceServiceRequest` or an array of them.
+    traces: Value,
+}
+
+/// One rule on a set of traces: per trace its outcome, violations, witness
+/// spans, fuel and time.
+fn run_on(state: &ApiState, loaded: std::sync::Arc<crate::rules::LoadedRule>, traces: &[crate::trace::Trace]) -> Vec<Value> {
+    let mut sandbox = crate::rules::Sandbox::new(state.engine.clone(), vec![loaded]);
+    traces
+        .iter()
+        .map(|trace| {
+            let run = sandbox.evaluate(trace).into_iter().next();
+            let mut value = json!({"trace_id": hex::encode(trace.trace_id), "spans": trace.spans.len()});
+            if let Some(run) = run {
+                let witnesses: Vec<Value> = run
+                    .outcome
+                    .violations()
+                    .iter()
+                    .map(|violation| {
+                        let names: Vec<Value> = violation
+                            .span_ids
+                            .iter()
+                            .filter_map(|id| {
+                                let mut span_id = [0u8; 8];
+                                hex::decode_to_slice(id, &mut span_id).ok()?;
+                                trace.find(&span_id).map(|span| json!({"span_id": id, "name": span.name, "service": span.resource.service}))
+                            })
+                            .collect();
+                        json!({"message": violation.message, "severity": violation.severity, "span_ids": violation.span_ids, "witnesses": names})
+                    })
+                    .collect();
+                value["outcome"] = run.outcome.kind().into();
+                value["violations"] = witnesses.into();
+                value["fuel_used"] = run.fuel_used.into();
+                value["elapsed_us"] = (run.elapsed.as_micros() as u64).into();
+                if let crate::rules::Outcome::Exception { name, message, line, column } = &run.outcome {
+                    value["error"] = json!({"name": name, "message": message, "line": line, "column": column});
+                }
+            }
+            value
+        })
+        .collect()
+}
+
+/// Runs a rule that need not be saved on OTLP/JSON traces.
+pub(super) async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let _tenant = tenant(&state, &headers, Scope::Write)?;
+    let request: TestRequest = body(bytes)?;
+    let documents = match request.traces {
+        Value::Array(items) => items,
+        single => vec![single],
+    };
+    let mut spans = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        let otlp: crate::ingest::convert::ExportTraceServiceRequest =
+            serde_json::from_value(document).map_err(|error| bad(format!("traces[{index}] is not OTLP/JSON: {error}")))?;
+        spans.extend(crate::ingest::convert::convert(otlp).spans);
+    }
+    let traces = crate::trace::Trace::group(spans);
+    if traces.len() > 100 {
+        return Err(bad("at most 100 traces per test".into()));
+    }
+    let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
+    let worker_state = state.clone();
+    let (compiled, results) = blocking(move || {
+        let started = std::time::Instant::now();
+        let (compiled, loaded) = match crate::rules::compile::compile(&worker_state.engine, &request.source) {
+            Ok(done) => done,
+            Err(error) => return Ok(Err(error)),
+        };
+        let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let results = run_on(&worker_state, loaded, &traces);
+        Ok(Ok(((compiled.meta, compile_ms), results)))
+    })
+    .await?
+    .map_err(|error| {
+        let (line, column) = error.line_column();
+        let mut api_error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "compile_error", error.to_string());
+        api_error.extra = json!({"line": line, "column": column});
+        api_error
+    })?;
+    let ((meta, compile_ms), results) = (compiled, results);
+    Ok(axum::Json(json!({"rule": meta, "compile_ms": compile_ms, "traces": results})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BacktestRequest {
+    version: Option<u32>,
+    limit: Option<usize>,
+}
+
+/// Runs a stored version over the tenant's retained traces and reports which
+/// would have produced signals.
+pub(super) async fn backtest(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let request: BacktestRequest = match bytes {
+        Ok(bytes) if bytes.is_empty() => BacktestRequest::default(),
+        other => body(other)?,
+    };
+    let limit = request.limit.unwrap_or(1000).clamp(1, 10_000);
+    let report = blocking(move || {
+        let Some(rule) = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)? else { return Ok(None) };
+        let number = request.version.unwrap_or(rule.active_version);
+        let Some((version, wasm)) = state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)? else { return Ok(None) };
+        let loaded = if version.plugin_hash == state.engine.plugin_hash() {
+            state.engine.load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok()).map_err(ApiError::internal)?
+        } else {
+            crate::rules::compile::compile(&state.engine, &version.source).map(|(_, loaded)| loaded).map_err(ApiError::internal)?
+        };
+        let traces: Vec<crate::trace::Trace> = state
+            .recent
+            .of_tenant(&tenant, limit)
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter(|spans| !spans.is_empty())
+            .map(|spans| crate::trace::Trace::new(spans[0].trace_id, spans))
+            .collect();
+        let results = run_on(&state, loaded, &traces);
+        let failed = results.iter().filter(|result| result["outcome"] != "ok").count();
+        let hits: Vec<Value> = results.into_iter().filter(|result| result["violations"].as_array().is_some_and(|items| !items.is_empty())).collect();
+        Ok(Some(json!({
+            "rule_id": rule.id, "version": number, "traces_evaluated": traces.len(), "traces_with_violations": hits.len(),
+            "traces_failed": failed, "results": hits.into_iter().take(100).collect::<Vec<_>>(),
+        })))
+    })
+    .await?;
+    Ok(axum::Json(report.ok_or_else(not_found)?).into_response())
 }

@@ -55,6 +55,32 @@ impl RecentTraces {
         Ok(())
     }
 
+    /// The stored copy as (evaluation time, OTLP protobuf).
+    pub fn get_raw(&self, tenant: &TenantId, trace_id: &TraceId) -> sled::Result<Option<(u64, Vec<u8>)>> {
+        let Some(value) = self.traces.get(trace_key(tenant, trace_id))? else { return Ok(None) };
+        if value.len() < 8 {
+            return Ok(None);
+        }
+        let at = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+        Ok(Some((at, value[8..].to_vec())))
+    }
+
+    /// Up to `limit` of the tenant's retained traces (in trace-id order), for backtests.
+    pub fn of_tenant(&self, tenant: &TenantId, limit: usize) -> sled::Result<Vec<Vec<Span>>> {
+        let prefix = trace_key(tenant, &[0; 16]);
+        let mut traces = Vec::new();
+        for entry in self.traces.scan_prefix(&prefix[..prefix.len() - 16]).take(limit) {
+            let (_, value) = entry?;
+            if value.len() < 8 {
+                continue;
+            }
+            if let Ok(request) = crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]) {
+                traces.push(crate::ingest::convert::convert(request).spans);
+            }
+        }
+        Ok(traces)
+    }
+
     /// Removes traces evaluated before `cutoff_unix_ms`; returns how many.
     pub fn prune(&self, cutoff_unix_ms: u64) -> sled::Result<usize> {
         let mut removed = 0;
