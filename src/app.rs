@@ -72,7 +72,7 @@ impl Services {
         Ingest { auth: self.auth.clone(), pipeline: self.pipeline.clone() }
     }
 
-    pub fn api_state(&self) -> ApiState {
+    pub fn api_state(&self, shutdown: tokio::sync::watch::Receiver<bool>) -> ApiState {
         ApiState {
             auth: self.auth.clone(),
             store: self.store.clone(),
@@ -80,6 +80,7 @@ impl Services {
             engine: self.engine.clone(),
             pipeline: self.pipeline.clone(),
             recent: self.recent.clone(),
+            shutdown,
             compile_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }
@@ -119,7 +120,7 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     tasks.spawn(async move { grpc_server.await.map_err(anyhow::Error::from) });
     let http_server = axum::serve(http, crate::ingest::http::router(services.ingest())).with_graceful_shutdown(shutdown(stopped.clone()));
     tasks.spawn(async move { http_server.await.map_err(anyhow::Error::from) });
-    let api_server = axum::serve(api, router(services.api_state())).with_graceful_shutdown(shutdown(stopped.clone()));
+    let api_server = axum::serve(api, router(services.api_state(stopped.clone()))).with_graceful_shutdown(shutdown(stopped.clone()));
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));

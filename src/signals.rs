@@ -139,9 +139,9 @@ pub struct Signal {
 }
 
 /// What one evaluation of one trace did to the signal store.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Recorded {
-    pub created: Vec<String>,
+    pub created: Vec<Signal>,
     pub duplicates: usize,
     pub cleared: usize,
 }
@@ -286,7 +286,7 @@ impl Signals {
                 self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
                 self.dedup.insert(dedup_entry, &id)?;
                 self.by_trace.insert(keyed(tenant, &[&trace.trace_id, &id]), &[])?;
-                recorded.created.push(signal.id);
+                recorded.created.push(signal);
             }
         }
         if amended {

@@ -232,3 +232,53 @@ fn test_a_rule_before_saving_backtest_it_and_read_retained_traces() {
     assert_eq!(backtest["results"][0]["trace_id"], sent);
     assert_eq!(server.api("POST", &format!("/api/v1/rules/{}/backtest", created["id"].as_str().unwrap()), Some(&other), None).0, 404);
 }
+
+/// Opens an SSE stream; returns a receiver of the `data:` lines of `signal` events.
+fn stream(api: std::net::SocketAddr, key: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(api).unwrap();
+    write!(socket, "GET /api/v1/signals/stream HTTP/1.1\r\nhost: {api}\r\nauthorization: Bearer {key}\r\naccept: text/event-stream\r\n\r\n").unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut buffer = [0u8; 8192];
+        while let Ok(read) = socket.read(&mut buffer) {
+            if read == 0 {
+                return;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+            while let Some(start) = seen.find("event: signal\n") {
+                let Some(data) = seen[start..].find("data: ") else { break };
+                let rest = &seen[start + data + "data: ".len()..];
+                let Some(end) = rest.find('\n') else { break };
+                if let Ok(value) = serde_json::from_str(&rest[..end]) {
+                    let _ = sender.send(value);
+                }
+                seen = rest[end..].to_string();
+            }
+        }
+    });
+    receiver
+}
+
+#[test]
+fn live_stream_of_new_signals_is_per_tenant_and_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    assert_eq!(http(server.api, "GET", "/readyz", None, &[], None).0, 200);
+    let (_, admin) = server.tenant("acme");
+    let (_, other) = server.tenant("globex");
+    server.rule(&admin, "fraud", FRAUD_RULE);
+    let reader = server.key(&admin, &["read"]);
+    let mine = stream(server.api, &reader);
+    let theirs = stream(server.api, &other);
+    assert_eq!(http(server.api, "GET", "/api/v1/signals/stream", Some("fluo_wrong"), &[], None).0, 401);
+    std::thread::sleep(Duration::from_millis(300));
+    let trace = send_charge(&server, &admin, 0x41);
+    let signal = mine.recv_timeout(Duration::from_secs(20)).expect("the signal arrives on the stream");
+    assert_eq!(signal["trace_id"], trace);
+    assert_eq!(signal["rule_name"], "fraud");
+    assert!(theirs.recv_timeout(Duration::from_millis(1500)).is_err(), "another tenant's stream stays silent");
+    // The streamed signal is already stored.
+    assert_eq!(server.signals(&admin, &format!("?trace_id={trace}")).len(), 1);
+}

@@ -33,6 +33,8 @@ pub struct ApiState {
     pub engine: Arc<RuleEngine>,
     pub pipeline: Arc<Pipeline>,
     pub recent: Arc<crate::store::traces::RecentTraces>,
+    /// Fires when the server stops: live streams end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Compiling takes ~1.2 s of CPU: at most this many at once, the rest wait.
     pub compile_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -111,9 +113,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/traces/{trace_id}", get(get_trace))
         .route("/api/v1/rules/{id}/disable", post(rules::disable))
         .route("/api/v1/signals", get(list_signals))
+        .route("/api/v1/signals/stream", get(stream_signals))
         .route("/api/v1/signals/{id}", get(get_signal))
         .route("/api/v1/signals/{id}/trace", get(signal_trace))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -300,6 +304,51 @@ async fn get_trace(State(state): State<ApiState>, headers: HeaderMap, Path(trace
     let (_, otlp) = state.recent.get_raw(&tenant, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))?;
     let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&otlp[..]).map_err(ApiError::internal)?;
     Ok(axum::Json(request).into_response())
+}
+
+/// Ready once the listeners run (this handler answering) and the database answers.
+async fn ready(State(state): State<ApiState>) -> Response {
+    if *state.shutdown.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    }
+    match state.store.db.contains_key(b"readyz") {
+        Ok(_) => "ready".into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "database not readable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// New signals of the tenant as Server-Sent Events (`event: signal`, the
+/// signal as JSON), once each is on disk. A client too slow to keep up gets
+/// `event: lagged` with how many it missed, and should re-read the list.
+async fn stream_signals(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let receiver = state.pipeline.evaluator.subscribe();
+    let stream = futures::stream::unfold((receiver, state.shutdown.clone(), tenant), |(mut receiver, mut shutdown, tenant)| async move {
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.changed() => return None,
+                event = receiver.recv() => event,
+            };
+            match event {
+                Ok(event) if event.0 == tenant => {
+                    let data = serde_json::to_string(&event.1).unwrap_or_default();
+                    let item = Event::default().event("signal").id(event.1.id.clone()).data(data);
+                    return Some((Ok::<_, std::convert::Infallible>(item), (receiver, shutdown, tenant)));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    let item = Event::default().event("lagged").data(missed.to_string());
+                    return Some((Ok(item), (receiver, shutdown, tenant)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

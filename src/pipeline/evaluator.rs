@@ -19,7 +19,7 @@ use super::Counters;
 use super::assembler::ClosedTrace;
 use crate::auth::{TenantId, now_ms};
 use crate::rules::{LoadedRule, Outcome, RuleEngine, Sandbox};
-use crate::signals::{RuleRef, Signals};
+use crate::signals::{RuleRef, Signal, Signals};
 use crate::store::traces::RecentTraces;
 use crate::trace::{SpanId, Trace};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -63,6 +63,8 @@ struct Shared {
     counters: Arc<Counters>,
     /// Called with each stored signal's latency (last span → stored).
     on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
+    /// New signals, published once they are durable (for live streams).
+    events: tokio::sync::broadcast::Sender<Arc<(TenantId, Signal)>>,
 }
 
 pub struct Evaluator {
@@ -88,6 +90,7 @@ impl Evaluator {
             recent,
             counters,
             on_signal,
+            events: tokio::sync::broadcast::channel(1024).0,
         });
         let handles = (0..workers.max(1))
             .map(|index| {
@@ -100,6 +103,11 @@ impl Evaluator {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// New signals of every tenant, after they are flushed; receivers filter by tenant.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<(TenantId, Signal)>> {
+        self.shared.events.subscribe()
     }
 
     /// Replaces a tenant's active rules; the next trace uses them.
@@ -165,6 +173,7 @@ impl Evaluator {
 struct Unflushed {
     since: Option<Instant>,
     last_spans: Vec<Instant>,
+    created: Vec<(TenantId, Signal)>,
 }
 
 impl Unflushed {
@@ -181,6 +190,10 @@ impl Unflushed {
             }
         }
         self.last_spans.clear();
+        for created in self.created.drain(..) {
+            // No receiver is fine: nobody is streaming.
+            let _ = shared.events.send(Arc::new(created));
+        }
     }
 }
 
@@ -216,9 +229,11 @@ fn worker(shared: &Shared) {
                 sandbox = Some((rules.generation, Sandbox::new(shared.engine.clone(), loaded)));
             }
             let (_, sandbox) = sandbox.as_mut().expect("set above");
-            if let Some(last_span) = evaluate(shared, &tenant, &rules, sandbox, trace) {
+            let (wrote, created) = evaluate(shared, &tenant, &rules, sandbox, trace);
+            if let Some(last_span) = wrote {
                 unflushed.since.get_or_insert_with(Instant::now);
                 unflushed.last_spans.push(last_span);
+                unflushed.created.extend(created.into_iter().map(|signal| (tenant.clone(), signal)));
             }
         } else {
             // No rules: the trace is still kept so that a rule added later can be amended against it.
@@ -275,8 +290,8 @@ fn store_only(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) {
 }
 
 /// Evaluates one closed trace; returns when its last span arrived if the
-/// evaluation stored new signals (they await the group commit).
-fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut Sandbox, closed: ClosedTrace) -> Option<Instant> {
+/// evaluation wrote signals (they await the group commit), and the new ones.
+fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut Sandbox, closed: ClosedTrace) -> (Option<Instant>, Vec<Signal>) {
     let last_span_at = closed.last_span_at;
     let (trace, amended) = merged(shared, tenant, closed);
     let counters = &shared.counters;
@@ -295,20 +310,20 @@ fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut S
     }
     // Encoded once: the signal snapshot and the recent-trace copy are the same bytes.
     let otlp = encoded(&trace);
-    let wrote = match shared.signals.record(tenant, &trace, &otlp, &completed, amended) {
+    let (wrote, created) = match shared.signals.record(tenant, &trace, &otlp, &completed, amended) {
         Ok(recorded) => {
             counters.signals_created.fetch_add(recorded.created.len() as u64, Ordering::Relaxed);
             counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
             counters.signals_cleared.fetch_add(recorded.cleared as u64, Ordering::Relaxed);
-            !recorded.created.is_empty() || recorded.cleared > 0
+            (!recorded.created.is_empty() || recorded.cleared > 0, recorded.created)
         }
         Err(error) => {
             tracing::error!(tenant = %tenant, error = %error, "signals not stored");
-            false
+            (false, Vec::new())
         }
     };
     if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &otlp, now_ms()) {
         tracing::warn!(tenant = %tenant, error = %error, "recent trace not stored");
     }
-    wrote.then_some(last_span_at)
+    (wrote.then_some(last_span_at), created)
 }
