@@ -266,6 +266,11 @@ fn live_stream_of_new_signals_is_per_tenant_and_readyz() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
     assert_eq!(http(server.api, "GET", "/readyz", None, &[], None).0, 200);
+    // Request ids: echoed when given, made up otherwise.
+    let (_, headers, _) = http(server.api, "GET", "/healthz", None, &[("x-request-id", "abc-123")], None);
+    assert!(headers.iter().any(|(name, value)| name == "x-request-id" && value == "abc-123"));
+    let (_, headers, _) = http(server.api, "GET", "/api/v1/signals", None, &[], None);
+    assert!(headers.iter().any(|(name, value)| name == "x-request-id" && value.len() == 16), "{headers:?}");
     let (_, admin) = server.tenant("acme");
     let (_, other) = server.tenant("globex");
     server.rule(&admin, "fraud", FRAUD_RULE);

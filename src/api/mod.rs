@@ -121,7 +121,39 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Gives every request an id (the client's `x-request-id` if it is short and
+/// printable, else a new one), returns it in `x-request-id`, and logs one
+/// line per request with it.
+async fn request_id(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let given = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).filter(|value| {
+        !value.is_empty() && value.len() <= 128 && value.bytes().all(|byte| byte.is_ascii_graphic())
+    });
+    let id = match given {
+        Some(id) => id.to_string(),
+        None => {
+            let mut bytes = [0u8; 8];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+            hex::encode(bytes)
+        }
+    };
+    let value = header::HeaderValue::from_str(&id).expect("checked printable ASCII");
+    request.headers_mut().insert("x-request-id", value.clone());
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).await;
+    response.headers_mut().insert("x-request-id", value);
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(request_id = %id, %method, path, status, elapsed_ms, "api request");
+    } else {
+        tracing::info!(request_id = %id, %method, path, status, elapsed_ms, "api request");
+    }
+    response
 }
 
 pub(crate) fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
