@@ -64,6 +64,8 @@ impl Scope {
 pub enum Principal {
     Operator,
     Key { tenant: TenantId, key_id: String, scopes: Vec<Scope> },
+    /// A signed-in user (session token).
+    User(crate::users::Session),
 }
 
 impl Principal {
@@ -71,6 +73,15 @@ impl Principal {
     pub fn tenant_with(&self, scope: Scope) -> Result<&TenantId, AuthError> {
         match self {
             Principal::Operator => Err(AuthError::Forbidden("the operator key manages tenants; use a tenant key")),
+            Principal::User(session) => {
+                use crate::users::Role;
+                let allowed = match session.role {
+                    Role::Admin => true,
+                    Role::Editor => matches!(scope, Scope::Read | Scope::Write),
+                    Role::Viewer => scope == Scope::Read,
+                };
+                if allowed { Ok(&session.tenant) } else { Err(AuthError::Forbidden("the user's role does not allow this")) }
+            }
             Principal::Key { tenant, scopes, .. } => {
                 if scopes.contains(&scope) || scopes.contains(&Scope::Admin) {
                     Ok(tenant)
@@ -92,6 +103,8 @@ pub enum AuthError {
     Forbidden(&'static str),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("storage error: {0}")]
     Store(#[from] sled::Error),
 }
@@ -156,6 +169,7 @@ pub struct NewKey {
 }
 
 pub struct Auth {
+    pub users: crate::users::Users,
     store: Arc<Store>,
     tenants: sled::Tree,
     keys: sled::Tree,
@@ -209,13 +223,17 @@ impl Auth {
             }
             cache.insert(hash, CachedKey::new(&record));
         }
-        Ok((Auth { store, tenants, keys, key_ids, cache: RwLock::new(cache), operator_hash }, generated))
+        let users = crate::users::Users::open(&store.db, &store.dir)?;
+        Ok((Auth { users, store, tenants, keys, key_ids, cache: RwLock::new(cache), operator_hash }, generated))
     }
 
     /// Verifies an `Authorization` header value.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let token = header.and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))).map(str::trim);
         let Some(token) = token.filter(|token| !token.is_empty()) else { return Err(AuthError::Missing) };
+        if token.bytes().filter(|byte| *byte == b'.').count() == 2 {
+            return self.users.verify(token).map(Principal::User);
+        }
         let hash = hash(token);
         if hash == self.operator_hash {
             return Ok(Principal::Operator);

@@ -2,7 +2,7 @@
 //!
 //! Module map:
 //! - [`trace`]: the span and trace model shared by everything else.
-//! - [`auth`]: tenants, API keys, the operator key.
+//! - [`auth`]: tenants, API keys, the operator key; [`users`]: users, passwords, sessions (JWT).
 //! - [`ingest`]: OTLP/gRPC and OTLP/HTTP receivers, OTLP → span model.
 //! - [`pipeline`]: admission, trace assembly, rule evaluation on a worker pool.
 //! - [`signals`]: the signal store (dedup, clearing, listing).
@@ -27,3 +27,4 @@ pub mod rules;
 pub mod signals;
 pub mod store;
 pub mod trace;
+pub mod users;

@@ -78,6 +78,7 @@ impl From<AuthError> for ApiError {
             AuthError::Missing | AuthError::Unknown => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", error.to_string()),
             AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", error.to_string()),
             AuthError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
+            AuthError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             AuthError::Store(error) => ApiError::internal(error),
         }
     }
@@ -99,6 +100,11 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/tenants", post(create_tenant))
         .route("/api/v1/keys", post(create_key).get(list_keys))
+        .route("/api/v1/users", post(create_user).get(list_users))
+        .route("/api/v1/users/{id}", axum::routing::delete(delete_user))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/renew", post(renew))
+        .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
         .route("/api/v1/signals/{id}/status", post(set_signal_status))
         .route("/api/v1/rules", post(rules::create).get(rules::list))
@@ -223,6 +229,77 @@ async fn revoke_key(State(state): State<ApiState>, headers: HeaderMap, Path(id):
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    password: String,
+    role: String,
+}
+
+async fn create_user(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    let request: NewUser = body(bytes)?;
+    let role = crate::users::Role::parse(&request.role).ok_or_else(|| bad("role must be admin, editor or viewer".into()))?;
+    let auth = state.auth.clone();
+    let user = tokio::task::spawn_blocking(move || auth.users.create(&tenant, &request.email, &request.password, role)).await.map_err(ApiError::internal)??;
+    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+}
+
+async fn list_users(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    Ok(axum::Json(json!({ "items": state.auth.users.list(&tenant)? })).into_response())
+}
+
+async fn delete_user(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    if state.auth.users.delete(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such user")) }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    tenant: String,
+    email: String,
+    password: String,
+}
+
+/// Signs a user in: `{token, expires_at, user}`. Failures are one generic 401;
+/// after five in a row for the same address, 429 with a doubling Retry-After.
+async fn login(State(state): State<ApiState>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let request: Login = body(bytes)?;
+    let auth = state.auth.clone();
+    let result = tokio::task::spawn_blocking(move || auth.users.login(&request.tenant, &request.email, &request.password)).await.map_err(ApiError::internal)?;
+    match result {
+        Ok(token) => Ok(axum::Json(token).into_response()),
+        Err(crate::users::LoginError::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid credentials")),
+        Err(crate::users::LoginError::SlowDown(wait)) => {
+            let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed sign-ins; wait before trying again").into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
+            Ok(response)
+        }
+        Err(crate::users::LoginError::Store(error)) => Err(ApiError::internal(error)),
+    }
+}
+
+fn session(state: &ApiState, headers: &HeaderMap) -> Result<crate::users::Session, ApiError> {
+    match principal(state, headers)? {
+        Principal::User(session) => Ok(session),
+        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "this needs a session token, not a key")),
+    }
+}
+
+async fn renew(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let session = session(&state, &headers)?;
+    Ok(axum::Json(state.auth.users.renew(&session)?).into_response())
+}
+
+async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let session = session(&state, &headers)?;
+    state.auth.users.logout(&session)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StatusChange {
     status: String,
     note: Option<String>,
@@ -241,6 +318,7 @@ async fn set_signal_status(
     let author = match &principal {
         Principal::Key { key_id, .. } => key_id.clone(),
         Principal::Operator => "operator".into(),
+        Principal::User(session) => session.user_id.clone(),
     };
     let request: StatusChange = body(bytes)?;
     let status = Status::parse(&request.status).ok_or_else(|| bad(format!("unknown status {:?}", request.status)))?;

@@ -72,6 +72,7 @@ fn author(principal: &Principal) -> String {
     match principal {
         Principal::Key { key_id, .. } => key_id.clone(),
         Principal::Operator => "operator".into(),
+        Principal::User(session) => session.user_id.clone(),
     }
 }
 

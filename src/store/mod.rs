@@ -22,6 +22,8 @@ pub fn rule_id(tenant: &str, rule: &str) -> String {
 
 pub struct Store {
     pub(crate) db: sled::Db,
+    /// The data directory (the database and key files live in it).
+    pub dir: std::path::PathBuf,
     versions: sled::Tree,
     modules: sled::Tree,
     /// (tenant, rule name) → [`RuleState`]: which version is active, enabled.
@@ -77,7 +79,7 @@ impl Store {
         let versions = db.open_tree("rule_versions")?;
         let modules = db.open_tree("rule_modules")?;
         let states = db.open_tree("rule_states")?;
-        Ok(Store { db, versions, modules, states })
+        Ok(Store { db, dir: dir.to_path_buf(), versions, modules, states })
     }
 
     fn now_ms() -> u64 {
