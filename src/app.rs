@@ -27,6 +27,7 @@ pub struct Services {
     pub recent: Arc<RecentTraces>,
     pub engine: Arc<RuleEngine>,
     pub pipeline: Arc<Pipeline>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl Services {
@@ -65,7 +66,8 @@ impl Services {
             evaluator.set_rules(&TenantId::trusted(&tenant), rules);
         }
         let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, counters));
-        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline }, generated))
+        let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db).context("open webhooks")?);
+        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks }, generated))
     }
 
     pub fn ingest(&self) -> Ingest {
@@ -80,6 +82,7 @@ impl Services {
             engine: self.engine.clone(),
             pipeline: self.pipeline.clone(),
             recent: self.recent.clone(),
+            webhooks: self.webhooks.clone(),
             shutdown,
             compile_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         }
@@ -124,6 +127,7 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
+    tokio::spawn(crate::webhooks::dispatcher(services.webhooks.clone(), services.pipeline.evaluator.subscribe(), stopped.clone()));
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -7,6 +7,7 @@
 //! - [`pipeline`]: admission, trace assembly, rule evaluation on a worker pool.
 //! - [`signals`]: the signal store (dedup, clearing, listing).
 //! - [`api`]: the HTTP API (axum).
+//! - [`webhooks`]: signed webhook deliveries of new signals.
 //! - [`rules`]: rule compilation (JS → Javy module), the wasmtime engine and
 //!   per-tenant sandboxes, the host↔rule ABI.
 //! - [`app`]: the composition root of `fluo serve`.
@@ -28,3 +29,4 @@ pub mod signals;
 pub mod store;
 pub mod trace;
 pub mod users;
+pub mod webhooks;

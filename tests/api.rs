@@ -377,3 +377,82 @@ fn users_sessions_and_forged_tokens() {
     let (status, body) = login("ed@example.com", "correct horse battery", &tenant);
     assert_eq!(status, 429, "{body}");
 }
+
+/// A webhook receiver on loopback: answers 500 to the first request, 200 after; records what it got.
+fn receiver() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<(Vec<(String, String)>, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (count, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.trim().split_once(':') {
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                }
+            }
+            let length: usize = headers.iter().find(|(name, _)| name == "content-length").map_or(0, |(_, value)| value.parse().unwrap());
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if count == 0 { "500 Internal Server Error" } else { "200 OK" };
+            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+            let _ = sender.send((headers, String::from_utf8(body).unwrap()));
+        }
+    });
+    (addr, receiver)
+}
+
+#[test]
+fn webhooks_are_signed_retried_filtered_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    let (_, admin) = server.tenant("acme");
+    let (_, other) = server.tenant("globex");
+    server.rule(&admin, "fraud", FRAUD_RULE);
+    let (addr, received) = receiver();
+    let (low_addr, low_received) = receiver();
+    let (status, hook) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": format!("http://{addr}/hook"), "severities": ["high", "critical"]})));
+    assert_eq!(status, 201, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    let (status, _) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": format!("http://{low_addr}/hook"), "severities": ["low"]})));
+    assert_eq!(status, 201);
+    assert_eq!(server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": "https://example.com/hook"}))).0, 400);
+    assert_eq!(server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": "ftp://x"}))).0, 400);
+    let (_, listed) = server.api("GET", "/api/v1/webhooks", Some(&admin), None);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&secret), "the secret is shown once");
+
+    let trace = send_charge(&server, &admin, 0x51);
+    // First attempt gets 500, the retry (after 1 s) is delivered.
+    let (_, first) = received.recv_timeout(Duration::from_secs(20)).expect("first attempt");
+    let (headers, body) = received.recv_timeout(Duration::from_secs(20)).expect("retry");
+    assert_eq!(first, body, "the retry sends the same body");
+    let value = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()).unwrap();
+    let timestamp: u64 = value("x-fluo-timestamp").parse().unwrap();
+    assert_eq!(value("x-fluo-signature"), fluo::webhooks::signature(&secret, timestamp, &body), "HMAC-SHA256 over timestamp.body");
+    assert_ne!(value("x-fluo-signature"), fluo::webhooks::signature("whsec_wrong", timestamp, &body));
+    let payload: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(payload["signal"]["trace_id"], trace);
+    assert!(low_received.recv_timeout(Duration::from_millis(1000)).is_err(), "a webhook for other severities gets nothing");
+
+    let (status, log) = server.api("GET", &format!("/api/v1/webhooks/{hook_id}/deliveries"), Some(&admin), None);
+    assert_eq!(status, 200);
+    let items = log["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{log}");
+    assert_eq!((items[0]["attempt"].as_u64(), items[0]["delivered"].as_bool(), items[0]["status"].as_u64()), (Some(2), Some(true), Some(200)));
+    assert_eq!((items[1]["attempt"].as_u64(), items[1]["status"].as_u64()), (Some(1), Some(500)));
+    assert_eq!(server.api("GET", &format!("/api/v1/webhooks/{hook_id}/deliveries"), Some(&other), None).0, 404);
+    assert_eq!(server.api("DELETE", &format!("/api/v1/webhooks/{hook_id}"), Some(&other), None).0, 404);
+    assert_eq!(server.api("DELETE", &format!("/api/v1/webhooks/{hook_id}"), Some(&admin), None).0, 204);
+}

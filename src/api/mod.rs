@@ -33,6 +33,7 @@ pub struct ApiState {
     pub engine: Arc<RuleEngine>,
     pub pipeline: Arc<Pipeline>,
     pub recent: Arc<crate::store::traces::RecentTraces>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Fires when the server stops: live streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Compiling takes ~1.2 s of CPU: at most this many at once, the rest wait.
@@ -101,6 +102,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tenants", post(create_tenant))
         .route("/api/v1/keys", post(create_key).get(list_keys))
         .route("/api/v1/users", post(create_user).get(list_users))
+        .route("/api/v1/webhooks", post(create_webhook).get(list_webhooks))
+        .route("/api/v1/webhooks/{id}", axum::routing::delete(delete_webhook))
+        .route("/api/v1/webhooks/{id}/deliveries", get(webhook_deliveries))
         .route("/api/v1/users/{id}", axum::routing::delete(delete_user))
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/renew", post(renew))
@@ -224,6 +228,55 @@ async fn revoke_key(State(state): State<ApiState>, headers: HeaderMap, Path(id):
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such key"))
+    }
+}
+
+impl From<crate::webhooks::WebhookError> for ApiError {
+    fn from(error: crate::webhooks::WebhookError) -> ApiError {
+        match error {
+            crate::webhooks::WebhookError::Invalid(message) => bad(message),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWebhook {
+    url: String,
+    #[serde(default)]
+    severities: Vec<String>,
+    #[serde(default)]
+    rules: Vec<String>,
+}
+
+async fn create_webhook(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    let request: NewWebhook = body(bytes)?;
+    let severities =
+        request.severities.iter().map(|text| Severity::parse(text).ok_or_else(|| bad(format!("unknown severity {text:?}")))).collect::<Result<Vec<_>, _>>()?;
+    let (hook, secret) = state.webhooks.create(&tenant, &request.url, severities, request.rules)?;
+    let mut value = hook.public();
+    value["secret"] = secret.into();
+    Ok((StatusCode::CREATED, axum::Json(value)).into_response())
+}
+
+async fn list_webhooks(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    let items: Vec<_> = state.webhooks.list(&tenant)?.iter().map(crate::webhooks::Webhook::public).collect();
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+async fn delete_webhook(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    if state.webhooks.delete(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such webhook")) }
+}
+
+async fn webhook_deliveries(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    match state.webhooks.deliveries(&tenant, &id)? {
+        Some(items) => Ok(axum::Json(json!({ "items": items })).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such webhook")),
     }
 }
 
