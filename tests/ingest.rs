@@ -39,7 +39,7 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 async fn grpc_error_paths() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--trace-idle", "200ms", "--tenant-rate", "1000", "--tenant-burst", "1000"]);
-    let (_, admin) = server.tenant("acme");
+    let (tenant_id, admin) = server.tenant("acme");
     let ingest = server.key(&admin, &["ingest"]);
     let read_only = server.key(&admin, &["read"]);
 
@@ -62,6 +62,10 @@ async fn grpc_error_paths() {
     let response = grpc_export(&server, Some(&ingest), request(vec![span(3, 1, "fine")])).await.unwrap();
     assert!(response.partial_success.is_none(), "a fully accepted request has no partial success");
     assert_eq!(server.metric("fluo_spans_accepted_total"), 2);
+    let tenant_label = format!("fluo_tenant_spans_rejected_total{{tenant=\"{}\"}}", tenant_id);
+    assert_eq!(server.metric(&tenant_label), 2, "per-tenant counters");
+    assert_eq!(http(server.api, "GET", "/metrics", None, &[], None).0, 401, "metrics carry per-tenant figures: operator only");
+    assert_eq!(http(server.api, "GET", "/metrics", Some(&admin), &[], None).0, 403);
     assert_eq!(server.metric("fluo_spans_rejected_total{reason=\"invalid_trace_id\"}"), 1);
 
     // A message over 4 MiB.

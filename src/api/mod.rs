@@ -514,7 +514,11 @@ async fn stream_signals(State(state): State<ApiState>, headers: HeaderMap) -> Re
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
+/// Prometheus text; carries per-tenant figures, so it needs the operator key.
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !matches!(principal(&state, &headers)?, Principal::Operator) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "metrics need the operator key"));
+    }
     let text = state.pipeline.counters.prometheus(state.pipeline.buffered_spans());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

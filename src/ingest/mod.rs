@@ -114,7 +114,7 @@ impl Ingest {
             Refusal::Overloaded { retry_after } => IngestError::Overloaded { retry_after },
         })?;
         let converted = convert::convert(request);
-        self.pipeline.count_rejections(&converted.rejected);
+        self.pipeline.count_rejections(tenant, &converted.rejected);
         let mut rejected = converted.rejected_total();
         let mut messages = Vec::new();
         if rejected > 0 {

@@ -303,6 +303,12 @@ fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut S
     for ((rule, _), run) in rules.rules.iter().zip(runs) {
         counters.fuel_used.fetch_add(run.fuel_used, Ordering::Relaxed);
         counters.evaluation(run.outcome.kind());
+        let failed = !matches!(run.outcome, Outcome::Ok { .. });
+        counters.tenant(tenant, |own| {
+            own.rule_calls += 1;
+            own.rule_failures += u64::from(failed);
+            own.fuel_used += run.fuel_used;
+        });
         match run.outcome {
             Outcome::Ok { violations } => completed.push((rule.clone(), violations)),
             failed => tracing::debug!(tenant = %tenant, rule = %rule.name, version = rule.version, outcome = failed.kind(), "rule did not complete"),
@@ -313,6 +319,7 @@ fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut S
     let (wrote, created) = match shared.signals.record(tenant, &trace, &otlp, &completed, amended) {
         Ok(recorded) => {
             counters.signals_created.fetch_add(recorded.created.len() as u64, Ordering::Relaxed);
+            counters.tenant(tenant, |own| own.signals_created += recorded.created.len() as u64);
             counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
             counters.signals_cleared.fetch_add(recorded.cleared as u64, Ordering::Relaxed);
             (!recorded.created.is_empty() || recorded.cleared > 0, recorded.created)

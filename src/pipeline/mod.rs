@@ -64,9 +64,31 @@ pub struct Counters {
     pub signals_cleared: AtomicU64,
     pub fuel_used: AtomicU64,
     evaluations: Mutex<HashMap<&'static str, u64>>,
+    tenants: Mutex<HashMap<TenantId, TenantCounters>>,
+}
+
+/// The same figures per tenant (the `tenant` label of `fluo_tenant_*`).
+#[derive(Default, Clone)]
+pub struct TenantCounters {
+    pub spans_accepted: u64,
+    pub spans_rejected: u64,
+    pub traces_closed: u64,
+    pub rule_calls: u64,
+    pub rule_failures: u64,
+    pub fuel_used: u64,
+    pub signals_created: u64,
 }
 
 impl Counters {
+    /// Adds to a tenant's own counters.
+    pub fn tenant(&self, tenant: &TenantId, update: impl FnOnce(&mut TenantCounters)) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|poison| poison.into_inner());
+        match tenants.get_mut(tenant) {
+            Some(counters) => update(counters),
+            None => update(tenants.entry(tenant.clone()).or_default()),
+        }
+    }
+
     pub fn evaluation(&self, outcome: &'static str) {
         *self.evaluations.lock().unwrap_or_else(|poison| poison.into_inner()).entry(outcome).or_default() += 1;
     }
@@ -129,6 +151,24 @@ impl Counters {
             ],
         );
         let _ = writeln!(out, "# HELP fluo_buffered_spans Spans in live traces.\n# TYPE fluo_buffered_spans gauge\nfluo_buffered_spans {buffered_spans}");
+        let mut tenants: Vec<(TenantId, TenantCounters)> =
+            self.tenants.lock().unwrap_or_else(|poison| poison.into_inner()).iter().map(|(tenant, counters)| (tenant.clone(), counters.clone())).collect();
+        tenants.sort_by(|a, b| a.0.cmp(&b.0));
+        let per_tenant: [(&str, &str, fn(&TenantCounters) -> u64); 7] = [
+            ("fluo_tenant_spans_accepted_total", "Spans accepted, per tenant.", |c| c.spans_accepted),
+            ("fluo_tenant_spans_rejected_total", "Spans not kept (invalid ids, trace caps), per tenant.", |c| c.spans_rejected),
+            ("fluo_tenant_traces_closed_total", "Traces closed, per tenant.", |c| c.traces_closed),
+            ("fluo_tenant_rule_calls_total", "Rule calls, per tenant.", |c| c.rule_calls),
+            ("fluo_tenant_rule_failures_total", "Rule calls that did not complete (fuel, deadline, memory, exception…), per tenant.", |c| c.rule_failures),
+            ("fluo_tenant_rule_fuel_used_total", "Fuel used by rule calls, per tenant.", |c| c.fuel_used),
+            ("fluo_tenant_signals_created_total", "Signals created, per tenant.", |c| c.signals_created),
+        ];
+        for (name, help, get) in per_tenant {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (tenant, counters) in &tenants {
+                let _ = writeln!(out, "{name}{{tenant=\"{tenant}\"}} {}", get(counters));
+            }
+        }
         out
     }
 }
@@ -191,6 +231,10 @@ impl Pipeline {
         counters.spans_accepted.fetch_add(count - dropped.span_limit - dropped.byte_limit, Ordering::Relaxed);
         counters.spans_dropped_span_limit.fetch_add(dropped.span_limit, Ordering::Relaxed);
         counters.spans_dropped_byte_limit.fetch_add(dropped.byte_limit, Ordering::Relaxed);
+        counters.tenant(tenant, |own| {
+            own.spans_accepted += count - dropped.span_limit - dropped.byte_limit;
+            own.spans_rejected += dropped.span_limit + dropped.byte_limit;
+        });
         dropped
     }
 
@@ -225,12 +269,14 @@ impl Pipeline {
                 CloseReason::Shutdown => &self.counters.traces_closed_shutdown,
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            self.counters.tenant(&trace.tenant, |own| own.traces_closed += 1);
         }
         self.evaluator.submit(closed);
     }
 
-    pub fn count_rejections(&self, rejected: &[(crate::ingest::convert::Rejection, u64)]) {
+    pub fn count_rejections(&self, tenant: &TenantId, rejected: &[(crate::ingest::convert::Rejection, u64)]) {
         use crate::ingest::convert::Rejection;
+        self.counters.tenant(tenant, |own| own.spans_rejected += rejected.iter().map(|(_, count)| count).sum::<u64>());
         for (reason, count) in rejected {
             let counter = match reason {
                 Rejection::InvalidTraceId => &self.counters.spans_rejected_invalid_trace_id,

@@ -120,7 +120,7 @@ impl Server {
     }
 
     pub fn metric(&self, name_and_labels: &str) -> u64 {
-        let (_, _, bytes) = http(self.api, "GET", "/metrics", None, &[], None);
+        let (_, _, bytes) = http(self.api, "GET", "/metrics", Some(OPERATOR_KEY), &[], None);
         let text = String::from_utf8(bytes).unwrap();
         text.lines().find_map(|line| line.strip_prefix(name_and_labels).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0)
     }
