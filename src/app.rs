@@ -110,6 +110,10 @@ pub fn serve(config: Config) -> Result<()> {
 }
 
 async fn run(config: &Config, services: &Services) -> Result<()> {
+    // Before anything announces itself: a SIGTERM right after the `listening`
+    // line must stop the server gracefully, not kill it.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await.with_context(|| format!("bind OTLP/gRPC on {}", config.grpc_addr))?;
     let http = tokio::net::TcpListener::bind(config.http_addr).await.with_context(|| format!("bind OTLP/HTTP on {}", config.http_addr))?;
     let api = tokio::net::TcpListener::bind(config.api_addr).await.with_context(|| format!("bind API on {}", config.api_addr))?;
@@ -129,9 +133,8 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
     tokio::spawn(crate::webhooks::dispatcher(services.webhooks.clone(), services.pipeline.evaluator.subscribe(), stopped.clone()));
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
         Some(result) = tasks.join_next() => {
             result.context("listener task")??;
