@@ -97,7 +97,10 @@ fn request(seed: u64, traces: usize) -> ExportTraceServiceRequest {
     }
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", text("checkout")), kv("host.name", text("node-7"))], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", text("checkout")), kv("host.name", text("node-7"))],
+                ..Default::default()
+            }),
             scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
             ..Default::default()
         }],
@@ -126,10 +129,16 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn main() {
     // Fresh trace ids in every round (a repeated id would be an amendment).
-    let round = |number: u64| -> Vec<Vec<u8>> { (0..20).map(|seed| request(number * 100 + seed, TRACES_PER_REQUEST).encode_to_vec()).collect() };
+    let round =
+        |number: u64| -> Vec<Vec<u8>> { (0..20).map(|seed| request(number * 100 + seed, TRACES_PER_REQUEST).encode_to_vec()).collect() };
     let requests = round(0);
     let spans_per_sample = (requests.len() * TRACES_PER_REQUEST * SPANS_PER_TRACE) as f64;
-    println!("machine: {} cores; requests of {} spans, {} KiB each", std::thread::available_parallelism().map_or(0, |n| n.get()), TRACES_PER_REQUEST * SPANS_PER_TRACE, requests[0].len() / 1024);
+    println!(
+        "machine: {} cores; requests of {} spans, {} KiB each",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        TRACES_PER_REQUEST * SPANS_PER_TRACE,
+        requests[0].len() / 1024
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let (services, _) = Services::open(&config(dir.path(), Duration::from_secs(5)), None).unwrap();
@@ -194,14 +203,21 @@ fn main() {
     println!("  ingest, no rules             {:>10.0} spans/s  ({:.2}x the decode time)", plain, decode / plain);
     println!("  ingest + evaluate, 10 rules  {:>10.0} spans/s  ({:.2}x the decode time)", ruled, decode / ruled);
     let counters = &services.pipeline.counters;
-    println!("  signals created {}, duplicates {}", counters.signals_created.load(Ordering::Relaxed), counters.signals_duplicate.load(Ordering::Relaxed));
-    let outcomes: Vec<_> = counters.prometheus(0).lines().filter(|line| line.starts_with("fluo_rule_evaluations_total{")).map(str::to_string).collect();
+    println!(
+        "  signals created {}, duplicates {}",
+        counters.signals_created.load(Ordering::Relaxed),
+        counters.signals_duplicate.load(Ordering::Relaxed)
+    );
+    let outcomes: Vec<_> =
+        counters.prometheus(0).lines().filter(|line| line.starts_with("fluo_rule_evaluations_total{")).map(str::to_string).collect();
     println!("  {}", outcomes.join(", "));
 
     // The same traces through the bare sandbox: what the pipeline adds around it.
     let traces: Vec<fluo::trace::Trace> = round(99)
         .iter()
-        .flat_map(|bytes| fluo::trace::Trace::group(fluo::ingest::convert::convert(ExportTraceServiceRequest::decode(&bytes[..]).unwrap()).spans))
+        .flat_map(|bytes| {
+            fluo::trace::Trace::group(fluo::ingest::convert::convert(ExportTraceServiceRequest::decode(&bytes[..]).unwrap()).spans)
+        })
         .collect();
     let rules: Vec<_> = services.pipeline.evaluator.rules(&ruled_tenant).unwrap().rules.iter().map(|(_, rule)| rule.clone()).collect();
     let mut sandbox = fluo::rules::Sandbox::new(services.engine.clone(), rules);
@@ -224,7 +240,11 @@ fn main() {
     }
     let held = ALLOCATED.load(Ordering::Relaxed) - before;
     let buffered = services.pipeline.buffered_spans();
-    println!("memory: {buffered} buffered spans hold {} KiB = {} bytes per span (6 attributes, shared resource)", held / 1024, held / buffered as isize);
+    println!(
+        "memory: {buffered} buffered spans hold {} KiB = {} bytes per span (6 attributes, shared resource)",
+        held / 1024,
+        held / buffered as isize
+    );
     services.pipeline.sweep(far());
     services.pipeline.evaluator.drain();
     drop(services);

@@ -55,10 +55,16 @@ impl Services {
             };
             match loaded {
                 Ok(rule) => {
-                    let reference = RuleRef { id: crate::store::rule_id(&version.tenant, &version.rule), name: version.rule.clone(), version: version.version };
+                    let reference = RuleRef {
+                        id: crate::store::rule_id(&version.tenant, &version.rule),
+                        name: version.rule.clone(),
+                        version: version.version,
+                    };
                     by_tenant.entry(version.tenant.clone()).or_default().push((reference, rule));
                 }
-                Err(error) => tracing::warn!(tenant = %version.tenant, rule = %version.rule, error = %format!("{error:#}"), "rule not loaded"),
+                Err(error) => {
+                    tracing::warn!(tenant = %version.tenant, rule = %version.rule, error = %format!("{error:#}"), "rule not loaded")
+                }
             }
         }
         for (tenant, rules) in by_tenant {

@@ -63,7 +63,11 @@ impl Scope {
 #[derive(Clone, Debug)]
 pub enum Principal {
     Operator,
-    Key { tenant: TenantId, key_id: String, scopes: Vec<Scope> },
+    Key {
+        tenant: TenantId,
+        key_id: String,
+        scopes: Vec<Scope>,
+    },
     /// A signed-in user (session token).
     User(crate::users::Session),
 }
@@ -151,7 +155,11 @@ impl CachedKey {
     fn new(record: &KeyRecord) -> CachedKey {
         let last = record.last_used_unix_ms.unwrap_or(0);
         CachedKey {
-            principal: Principal::Key { tenant: TenantId(record.tenant.as_str().into()), key_id: record.id.clone(), scopes: record.scopes.clone() },
+            principal: Principal::Key {
+                tenant: TenantId(record.tenant.as_str().into()),
+                key_id: record.id.clone(),
+                scopes: record.scopes.clone(),
+            },
             expires_unix_ms: record.expires_unix_ms,
             last_used: last.into(),
             persisted: last.into(),
@@ -200,7 +208,9 @@ impl Auth {
                 meta.insert(OPERATOR_HASH, &hash)?;
                 hash
             }
-            (None, Some(stored)) => stored.as_ref().try_into().map_err(|_| AuthError::Invalid("stored operator key hash is corrupt".into()))?,
+            (None, Some(stored)) => {
+                stored.as_ref().try_into().map_err(|_| AuthError::Invalid("stored operator key hash is corrupt".into()))?
+            }
             (None, None) => {
                 let key = secret("fluo_op_");
                 let hash = hash(&key);
@@ -268,7 +278,10 @@ impl Auth {
             let (_, hash) = entry?;
             let Some(value) = self.keys.get(&hash)? else { continue };
             let Ok(record) = serde_json::from_slice::<KeyRecord>(&value) else { continue };
-            let live = <[u8; 32]>::try_from(hash.as_ref()).ok().and_then(|hash| cache.get(&hash)).map(|cached| cached.last_used.load(std::sync::atomic::Ordering::Relaxed));
+            let live = <[u8; 32]>::try_from(hash.as_ref())
+                .ok()
+                .and_then(|hash| cache.get(&hash))
+                .map(|cached| cached.last_used.load(std::sync::atomic::Ordering::Relaxed));
             let last_used = live.filter(|at| *at > 0).or(record.last_used_unix_ms);
             keys.push(KeyInfo {
                 id: record.id,
@@ -323,7 +336,8 @@ impl Auth {
         }
         let mut parsed = Vec::new();
         for scope in scopes {
-            let scope = Scope::parse(scope).ok_or_else(|| AuthError::Invalid(format!("unknown scope {scope:?}: use ingest, read, write or admin")))?;
+            let scope = Scope::parse(scope)
+                .ok_or_else(|| AuthError::Invalid(format!("unknown scope {scope:?}: use ingest, read, write or admin")))?;
             if !parsed.contains(&scope) {
                 parsed.push(scope);
             }

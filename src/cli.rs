@@ -310,8 +310,18 @@ pub fn rules_push(args: PushArgs) -> ExitCode {
             return fail(false, 2, ErrorBody { kind: "compile", message: error.to_string(), file: Some(file), line, column });
         }
     };
-    let stored = crate::store::Store::open(&args.data_dir)
-        .and_then(|store| store.push_version(&args.tenant, &name, &source, compiled.meta.clone(), &compiled.plugin_hash, &compiled.wasm, None, Some("cli".into())));
+    let stored = crate::store::Store::open(&args.data_dir).and_then(|store| {
+        store.push_version(
+            &args.tenant,
+            &name,
+            &source,
+            compiled.meta.clone(),
+            &compiled.plugin_hash,
+            &compiled.wasm,
+            None,
+            Some("cli".into()),
+        )
+    });
     match stored {
         Ok(version) => {
             println!("stored {}/{name} version {version} ({} bytes of wasm)", args.tenant, compiled.wasm.len());

@@ -241,7 +241,14 @@ impl Signals {
     /// longer produces are resolved as cleared. Does not flush: the evaluator
     /// commits a group of evaluations with one [`Signals::flush`].
     /// `otlp` is the trace encoded as OTLP protobuf, stored as the snapshot.
-    pub fn record(&self, tenant: &TenantId, trace: &Trace, otlp: &[u8], runs: &[(RuleRef, Vec<Violation>)], amended: bool) -> Result<Recorded, SignalError> {
+    pub fn record(
+        &self,
+        tenant: &TenantId,
+        trace: &Trace,
+        otlp: &[u8],
+        runs: &[(RuleRef, Vec<Violation>)],
+        amended: bool,
+    ) -> Result<Recorded, SignalError> {
         let trace_id = hex::encode(trace.trace_id);
         let mut recorded = Recorded::default();
         let mut current_keys = Vec::new();
@@ -450,7 +457,10 @@ mod tests {
         assert_eq!(recorded.created.len(), 1);
         // The same violation on the amended trace is not stored twice.
         let amended = trace(&[("payment.charge_card", 1), ("cart", 2)]);
-        assert_eq!(signals.record(&tenant, &amended, &otlp(&amended), &runs, true).unwrap(), Recorded { created: vec![], duplicates: 1, cleared: 0 });
+        assert_eq!(
+            signals.record(&tenant, &amended, &otlp(&amended), &runs, true).unwrap(),
+            Recorded { created: vec![], duplicates: 1, cleared: 0 }
+        );
         // The late fraud check clears it.
         let fixed = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 3)]);
         let recorded = signals.record(&tenant, &fixed, &otlp(&fixed), &[(rule.clone(), vec![])], true).unwrap();

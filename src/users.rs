@@ -61,7 +61,12 @@ pub struct UserInfo {
 
 impl From<&UserRecord> for UserInfo {
     fn from(record: &UserRecord) -> UserInfo {
-        UserInfo { id: record.id.clone(), email: record.email.clone(), role: record.role, created_at: crate::signals::rfc3339(record.created_unix_ms) }
+        UserInfo {
+            id: record.id.clone(),
+            email: record.email.clone(),
+            role: record.role,
+            created_at: crate::signals::rfc3339(record.created_unix_ms),
+        }
     }
 }
 
@@ -230,7 +235,8 @@ impl Users {
         }
         let record = self.users.get(user_key(tenant, &email))?.and_then(|value| serde_json::from_slice::<UserRecord>(&value).ok());
         let hash = record.as_ref().map_or(self.dummy_hash.as_str(), |record| record.password_hash.as_str());
-        let verified = PasswordHash::new(hash).is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
+        let verified =
+            PasswordHash::new(hash).is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
         let (Some(record), true) = (record, verified) else {
             let mut failures = self.failures.lock().unwrap_or_else(|poison| poison.into_inner());
             let entry = failures.entry(attempt_key).or_insert((0, Instant::now()));

@@ -83,11 +83,19 @@ impl Webhooks {
     }
 
     /// Registers a webhook; the returned secret is shown once.
-    pub fn create(&self, tenant: &TenantId, url: &str, severities: Vec<Severity>, rules: Vec<String>) -> Result<(Webhook, String), WebhookError> {
+    pub fn create(
+        &self,
+        tenant: &TenantId,
+        url: &str,
+        severities: Vec<Severity>,
+        rules: Vec<String>,
+    ) -> Result<(Webhook, String), WebhookError> {
         let uri: http::Uri = url.parse().map_err(|_| WebhookError::Invalid("url is not a URL".into()))?;
         match uri.scheme_str() {
             Some("http") if uri.host().is_some() => {}
-            Some("https") => return Err(WebhookError::Invalid("https webhooks need a TLS client, which FLUO lacks yet; use an egress proxy".into())),
+            Some("https") => {
+                return Err(WebhookError::Invalid("https webhooks need a TLS client, which FLUO lacks yet; use an egress proxy".into()));
+            }
             _ => return Err(WebhookError::Invalid("url must be http://host[:port]/path".into())),
         }
         let mut bytes = [0u8; 24];
@@ -95,7 +103,14 @@ impl Webhooks {
         let secret = format!("whsec_{}", hex::encode(bytes));
         let mut id = [0u8; 8];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
-        let hook = Webhook { id: format!("w_{}", hex::encode(id)), url: url.into(), severities, rules, secret: secret.clone(), created_at: rfc3339(now_ms()) };
+        let hook = Webhook {
+            id: format!("w_{}", hex::encode(id)),
+            url: url.into(),
+            severities,
+            rules,
+            secret: secret.clone(),
+            created_at: rfc3339(now_ms()),
+        };
         let mut key = prefix(tenant);
         key.extend_from_slice(hook.id.as_bytes());
         self.hooks.insert(key, serde_json::to_vec(&hook).map_err(|error| WebhookError::Invalid(error.to_string()))?)?;
@@ -104,7 +119,13 @@ impl Webhooks {
     }
 
     pub fn list(&self, tenant: &TenantId) -> Result<Vec<Webhook>, WebhookError> {
-        Ok(self.hooks.scan_prefix(prefix(tenant)).values().filter_map(|value| value.ok()).filter_map(|value| serde_json::from_slice(&value).ok()).collect())
+        Ok(self
+            .hooks
+            .scan_prefix(prefix(tenant))
+            .values()
+            .filter_map(|value| value.ok())
+            .filter_map(|value| serde_json::from_slice(&value).ok())
+            .collect())
     }
 
     pub fn delete(&self, tenant: &TenantId, id: &str) -> Result<bool, WebhookError> {
@@ -123,7 +144,16 @@ impl Webhooks {
             return Ok(None);
         }
         key.push(b'/');
-        Ok(Some(self.deliveries.scan_prefix(key).values().rev().take(100).filter_map(|value| value.ok()).filter_map(|value| serde_json::from_slice(&value).ok()).collect()))
+        Ok(Some(
+            self.deliveries
+                .scan_prefix(key)
+                .values()
+                .rev()
+                .take(100)
+                .filter_map(|value| value.ok())
+                .filter_map(|value| serde_json::from_slice(&value).ok())
+                .collect(),
+        ))
     }
 
     fn log(&self, tenant: &TenantId, hook: &Webhook, delivery: &Delivery) {
@@ -173,7 +203,11 @@ impl Webhooks {
                         Ok(status) => (Some(status), None),
                         Err(error) => (None, Some(error)),
                     };
-                    this.log(&tenant, &hook, &Delivery { signal_id: signal.id.clone(), attempt, status, error, delivered, at: rfc3339(now_ms()) });
+                    this.log(
+                        &tenant,
+                        &hook,
+                        &Delivery { signal_id: signal.id.clone(), attempt, status, error, delivered, at: rfc3339(now_ms()) },
+                    );
                     if delivered {
                         return;
                     }
@@ -186,7 +220,11 @@ impl Webhooks {
 }
 
 /// Forwards every new signal to the tenant's webhooks until `stop` fires.
-pub async fn dispatcher(webhooks: Arc<Webhooks>, mut events: tokio::sync::broadcast::Receiver<Arc<(TenantId, Signal)>>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn dispatcher(
+    webhooks: Arc<Webhooks>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<(TenantId, Signal)>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let event = tokio::select! {
             _ = stop.changed() => return,
@@ -194,7 +232,9 @@ pub async fn dispatcher(webhooks: Arc<Webhooks>, mut events: tokio::sync::broadc
         };
         match event {
             Ok(event) => webhooks.dispatch(&event.0, &event.1),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => tracing::warn!(missed, "webhook dispatcher fell behind; signals not delivered"),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "webhook dispatcher fell behind; signals not delivered")
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }

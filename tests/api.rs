@@ -38,13 +38,19 @@ fn keys_are_listed_without_secrets_expire_and_are_revoked_at_once() {
 
     // Expiry.
     let soon = fluo::signals::rfc3339(fluo::auth::now_ms() + 1500);
-    let (status, body) = server.api("POST", "/api/v1/keys", Some(&admin), Some(&json!({"name": "short", "scopes": ["read"], "expires_at": soon})));
+    let (status, body) =
+        server.api("POST", "/api/v1/keys", Some(&admin), Some(&json!({"name": "short", "scopes": ["read"], "expires_at": soon})));
     assert_eq!(status, 201, "{body}");
     let short = body["key"].as_str().unwrap().to_string();
     assert_eq!(server.api("GET", "/api/v1/signals", Some(&short), None).0, 200);
     std::thread::sleep(Duration::from_millis(1700));
     assert_eq!(server.api("GET", "/api/v1/signals", Some(&short), None).0, 401, "an expired key stops working");
-    let (status, _) = server.api("POST", "/api/v1/keys", Some(&admin), Some(&json!({"name": "past", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z"})));
+    let (status, _) = server.api(
+        "POST",
+        "/api/v1/keys",
+        Some(&admin),
+        Some(&json!({"name": "past", "scopes": ["read"], "expires_at": "2020-01-01T00:00:00Z"})),
+    );
     assert_eq!(status, 400);
 }
 
@@ -119,7 +125,8 @@ fn rule_lifecycle_versions_diff_rollback_enable_delete() {
     let (_, other) = server.tenant("globex");
     let created = server.rule(&admin, "fraud", FRAUD_RULE);
     let id = created["id"].as_str().unwrap().to_string();
-    let (status, v2) = server.api("PUT", &format!("/api/v1/rules/{id}"), Some(&admin), Some(&json!({"source": FRAUD_RULE_V2, "message": "louder"})));
+    let (status, v2) =
+        server.api("PUT", &format!("/api/v1/rules/{id}"), Some(&admin), Some(&json!({"source": FRAUD_RULE_V2, "message": "louder"})));
     assert_eq!((status, v2["version"].as_u64()), (201, Some(2)), "{v2}");
 
     let (_, list) = server.api("GET", "/api/v1/rules", Some(&admin), None);
@@ -155,7 +162,12 @@ fn rule_lifecycle_versions_diff_rollback_enable_delete() {
     assert_eq!(server.api("POST", &format!("/api/v1/rules/{id}/enable"), Some(&admin), None).0, 200);
 
     // Another tenant sees none of it.
-    for (method, path) in [("GET", format!("/api/v1/rules/{id}")), ("GET", format!("/api/v1/rules/{id}/versions")), ("POST", format!("/api/v1/rules/{id}/disable")), ("DELETE", format!("/api/v1/rules/{id}"))] {
+    for (method, path) in [
+        ("GET", format!("/api/v1/rules/{id}")),
+        ("GET", format!("/api/v1/rules/{id}/versions")),
+        ("POST", format!("/api/v1/rules/{id}/disable")),
+        ("DELETE", format!("/api/v1/rules/{id}")),
+    ] {
         assert_eq!(server.api(method, &path, Some(&other), None).0, 404, "{method} {path}");
     }
     assert_eq!(server.api("PUT", &format!("/api/v1/rules/{id}"), Some(&other), Some(&json!({"source": FRAUD_RULE}))).0, 404);
@@ -194,8 +206,10 @@ fn test_a_rule_before_saving_backtest_it_and_read_retained_traces() {
     let (_, other) = server.tenant("globex");
     let bad_trace = "0af7651916cd43dd8448eb211c80319c";
     let good_trace = "1af7651916cd43dd8448eb211c80319c";
-    let traces = json!([otlp_json(bad_trace, &[("00000000000000a1", "payment.charge_card")]),
-        otlp_json(good_trace, &[("00000000000000b1", "payment.charge_card"), ("00000000000000b2", "payment.fraud_check")])]);
+    let traces = json!([
+        otlp_json(bad_trace, &[("00000000000000a1", "payment.charge_card")]),
+        otlp_json(good_trace, &[("00000000000000b1", "payment.charge_card"), ("00000000000000b2", "payment.fraud_check")])
+    ]);
     let (status, report) = server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": FRAUD_RULE, "traces": traces})));
     assert_eq!(status, 200, "{report}");
     let results = report["traces"].as_array().unwrap();
@@ -208,13 +222,19 @@ fn test_a_rule_before_saving_backtest_it_and_read_retained_traces() {
     assert_eq!(good["violations"], json!([]));
     assert!(server.api("GET", "/api/v1/rules", Some(&admin), None).1["items"].as_array().unwrap().is_empty(), "testing saves nothing");
 
-    let (status, error) = server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": "export default rule({\n  when: )\n});", "traces": []})));
+    let (status, error) = server.api(
+        "POST",
+        "/api/v1/rules/test",
+        Some(&admin),
+        Some(&json!({"source": "export default rule({\n  when: )\n});", "traces": []})),
+    );
     assert_eq!((status, error["error"]["line"].as_u64()), (422, Some(2)), "{error}");
     let thrower = "export default function (trace) {\n  throw new Error('boom');\n}";
     let (_, report) = server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": thrower, "traces": traces})));
     assert_eq!(report["traces"][0]["outcome"], "exception");
     assert_eq!(report["traces"][0]["error"]["line"], 2, "{report}");
-    let (status, _) = server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": FRAUD_RULE, "traces": {"resourceSpans": 5}})));
+    let (status, _) =
+        server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": FRAUD_RULE, "traces": {"resourceSpans": 5}})));
     assert_eq!(status, 400);
 
     // Traces the tenant sent are retained; a backtest of a new rule finds the violating ones.
@@ -237,7 +257,11 @@ fn test_a_rule_before_saving_backtest_it_and_read_retained_traces() {
 fn stream(api: std::net::SocketAddr, key: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
     use std::io::{Read, Write};
     let mut socket = std::net::TcpStream::connect(api).unwrap();
-    write!(socket, "GET /api/v1/signals/stream HTTP/1.1\r\nhost: {api}\r\nauthorization: Bearer {key}\r\naccept: text/event-stream\r\n\r\n").unwrap();
+    write!(
+        socket,
+        "GET /api/v1/signals/stream HTTP/1.1\r\nhost: {api}\r\nauthorization: Bearer {key}\r\naccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut seen = String::new();
@@ -289,7 +313,12 @@ fn live_stream_of_new_signals_is_per_tenant_and_readyz() {
 }
 
 fn jwt(claims: &serde_json::Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -303,7 +332,9 @@ fn users_sessions_and_forged_tokens() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
 
-    let new_user = |email: &str, password: &str, role: &str| server.api("POST", "/api/v1/users", Some(&admin), Some(&json!({"email": email, "password": password, "role": role})));
+    let new_user = |email: &str, password: &str, role: &str| {
+        server.api("POST", "/api/v1/users", Some(&admin), Some(&json!({"email": email, "password": password, "role": role})))
+    };
     let (status, editor) = new_user("Ed@Example.com", "correct horse battery", "editor");
     assert_eq!(status, 201, "{editor}");
     assert_eq!(editor["email"], "ed@example.com");
@@ -315,7 +346,9 @@ fn users_sessions_and_forged_tokens() {
     assert_eq!(users["items"].as_array().unwrap().len(), 2);
     assert!(!users.to_string().contains("argon2"), "no password hash in any response");
 
-    let login = |email: &str, password: &str, tenant: &str| server.api("POST", "/api/v1/auth/login", None, Some(&json!({"tenant": tenant, "email": email, "password": password})));
+    let login = |email: &str, password: &str, tenant: &str| {
+        server.api("POST", "/api/v1/auth/login", None, Some(&json!({"tenant": tenant, "email": email, "password": password})))
+    };
     assert_eq!(login("ed@example.com", "wrong password!!", &tenant).0, 401);
     assert_eq!(login("nobody@example.com", "correct horse battery", &tenant).0, 401);
     assert_eq!(login("ed@example.com", "correct horse battery", &other_tenant).0, 401, "users belong to one tenant");
@@ -338,7 +371,9 @@ fn users_sessions_and_forged_tokens() {
 
     // Forged tokens.
     let secret = std::fs::read(&key_file).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap())
+            .unwrap();
     let mut tampered = token.clone();
     tampered.push('x');
     assert_eq!(server.api("GET", "/api/v1/signals", Some(&tampered), None).0, 401, "bad signature");
@@ -352,7 +387,12 @@ fn users_sessions_and_forged_tokens() {
     let none_header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(promoted.to_string());
     assert_eq!(server.api("GET", "/api/v1/keys", Some(&format!("{none_header}.{body}.")), None).0, 401, "alg none");
-    let hs512 = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512), &promoted, &jsonwebtoken::EncodingKey::from_secret(&secret)).unwrap();
+    let hs512 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
+        &promoted,
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .unwrap();
     assert_eq!(server.api("GET", "/api/v1/keys", Some(&hs512), None).0, 401, "the algorithm is pinned");
 
     // Renew, then log out: both tokens of the session stop working.
@@ -365,7 +405,8 @@ fn users_sessions_and_forged_tokens() {
     assert_eq!(server.api("GET", "/api/v1/signals", Some(&renewed), None).0, 401);
 
     // A deleted user's session ends.
-    let viewer_id = users["items"].as_array().unwrap().iter().find(|user| user["role"] == "viewer").unwrap()["id"].as_str().unwrap().to_string();
+    let viewer_id =
+        users["items"].as_array().unwrap().iter().find(|user| user["role"] == "viewer").unwrap()["id"].as_str().unwrap().to_string();
     assert_eq!(server.api("DELETE", &format!("/api/v1/users/{viewer_id}"), Some(&other_admin), None).0, 404);
     assert_eq!(server.api("DELETE", &format!("/api/v1/users/{viewer_id}"), Some(&admin), None).0, 204);
     assert_eq!(server.api("GET", "/api/v1/rules", Some(&viewer), None).0, 401);
@@ -421,11 +462,21 @@ fn webhooks_are_signed_retried_filtered_and_logged() {
     server.rule(&admin, "fraud", FRAUD_RULE);
     let (addr, received) = receiver();
     let (low_addr, low_received) = receiver();
-    let (status, hook) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": format!("http://{addr}/hook"), "severities": ["high", "critical"]})));
+    let (status, hook) = server.api(
+        "POST",
+        "/api/v1/webhooks",
+        Some(&admin),
+        Some(&json!({"url": format!("http://{addr}/hook"), "severities": ["high", "critical"]})),
+    );
     assert_eq!(status, 201, "{hook}");
     let secret = hook["secret"].as_str().unwrap().to_string();
     let hook_id = hook["id"].as_str().unwrap().to_string();
-    let (status, _) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": format!("http://{low_addr}/hook"), "severities": ["low"]})));
+    let (status, _) = server.api(
+        "POST",
+        "/api/v1/webhooks",
+        Some(&admin),
+        Some(&json!({"url": format!("http://{low_addr}/hook"), "severities": ["low"]})),
+    );
     assert_eq!(status, 201);
     assert_eq!(server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": "https://example.com/hook"}))).0, 400);
     assert_eq!(server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": "ftp://x"}))).0, 400);
@@ -450,7 +501,10 @@ fn webhooks_are_signed_retried_filtered_and_logged() {
     assert_eq!(status, 200);
     let items = log["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{log}");
-    assert_eq!((items[0]["attempt"].as_u64(), items[0]["delivered"].as_bool(), items[0]["status"].as_u64()), (Some(2), Some(true), Some(200)));
+    assert_eq!(
+        (items[0]["attempt"].as_u64(), items[0]["delivered"].as_bool(), items[0]["status"].as_u64()),
+        (Some(2), Some(true), Some(200))
+    );
     assert_eq!((items[1]["attempt"].as_u64(), items[1]["status"].as_u64()), (Some(1), Some(500)));
     assert_eq!(server.api("GET", &format!("/api/v1/webhooks/{hook_id}/deliveries"), Some(&other), None).0, 404);
     assert_eq!(server.api("DELETE", &format!("/api/v1/webhooks/{hook_id}"), Some(&other), None).0, 404);

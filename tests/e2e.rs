@@ -67,9 +67,11 @@ fn fraud_check_over_grpc_and_http_with_isolation_and_kill9() {
     let (status, _) = server.api("GET", &format!("/api/v1/signals/{}", page["items"][0]["id"].as_str().unwrap()), Some(&admin_b), None);
     assert_eq!(status, 404);
     // The snapshot of the trace is kept with the signal.
-    let (status, snapshot) = server.api("GET", &format!("/api/v1/signals/{}/trace", all_a[0]["id"].as_str().unwrap()), Some(&admin_a), None);
+    let (status, snapshot) =
+        server.api("GET", &format!("/api/v1/signals/{}/trace", all_a[0]["id"].as_str().unwrap()), Some(&admin_a), None);
     assert_eq!(status, 200);
-    let spans: usize = snapshot["resourceSpans"].as_array().unwrap().iter().map(|r| r["scopeSpans"][0]["spans"].as_array().unwrap().len()).sum();
+    let spans: usize =
+        snapshot["resourceSpans"].as_array().unwrap().iter().map(|r| r["scopeSpans"][0]["spans"].as_array().unwrap().len()).sum();
     assert_eq!(spans, 2);
 
     server.kill9();
@@ -111,7 +113,10 @@ fn a_late_fraud_check_clears_the_signal_and_nothing_is_stored_twice() {
 
     // A late span that does not change the verdict adds no second signal.
     let mut trace = checkout(false);
-    trace["spans"].as_array_mut().unwrap().push(json!({"id": "audit", "name": "audit.write", "parent": "root", "start_ms": 100, "duration_ms": 5}));
+    trace["spans"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "audit", "name": "audit.write", "parent": "root", "start_ms": 100, "duration_ms": 5}));
     let report = send(server.grpc, "grpc", &admin, &json!({ "traces": [trace] }), &["--late", "audit", "--late-after-ms", "1500"]);
     let trace = report["traces"][0]["trace_id"].as_str().unwrap();
     let query = format!("?trace_id={trace}");

@@ -16,7 +16,11 @@ use std::io::Write;
 use std::time::Duration;
 use tonic_types::StatusExt;
 
-async fn grpc_export(server: &Server, key: Option<&str>, message: ExportTraceServiceRequest) -> Result<ExportTraceServiceResponse, tonic::Status> {
+async fn grpc_export(
+    server: &Server,
+    key: Option<&str>,
+    message: ExportTraceServiceRequest,
+) -> Result<ExportTraceServiceResponse, tonic::Status> {
     let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap().max_encoding_message_size(64 << 20);
     let mut request = tonic::Request::new(message);
     if let Some(key) = key {
@@ -25,7 +29,13 @@ async fn grpc_export(server: &Server, key: Option<&str>, message: ExportTraceSer
     client.export(request).await.map(|response| response.into_inner())
 }
 
-fn post_traces(server: &Server, key: Option<&str>, content_type: &str, extra: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+fn post_traces(
+    server: &Server,
+    key: Option<&str>,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut headers = vec![("content-type", content_type)];
     headers.extend_from_slice(extra);
     http(server.http, "POST", "/v1/traces", key, &headers, Some(body))
@@ -58,7 +68,11 @@ async fn grpc_error_paths() {
     let response = grpc_export(&server, Some(&ingest), request(vec![span(2, 1, "good"), bad_trace, bad_span])).await.unwrap();
     let partial = response.partial_success.expect("partial success is reported");
     assert_eq!(partial.rejected_spans, 2);
-    assert!(partial.error_message.contains("invalid trace id") && partial.error_message.contains("invalid span id"), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("invalid trace id") && partial.error_message.contains("invalid span id"),
+        "{}",
+        partial.error_message
+    );
     let response = grpc_export(&server, Some(&ingest), request(vec![span(3, 1, "fine")])).await.unwrap();
     assert!(response.partial_success.is_none(), "a fully accepted request has no partial success");
     assert_eq!(server.metric("fluo_spans_accepted_total"), 2);
@@ -70,7 +84,11 @@ async fn grpc_error_paths() {
 
     // A message over 4 MiB.
     let mut big = span(4, 1, "big");
-    big.attributes = vec![KeyValue { key: "blob".into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue("x".repeat(5 << 20))) }), ..Default::default() }];
+    big.attributes = vec![KeyValue {
+        key: "blob".into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue("x".repeat(5 << 20))) }),
+        ..Default::default()
+    }];
     let status = grpc_export(&server, Some(&ingest), request(vec![big])).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
 
@@ -178,7 +196,8 @@ fn http_error_paths() {
     // Gzip bodies are accepted; a gzip bomb is stopped at 20 MiB.
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(&body).unwrap();
-    let (status, _, response) = post_traces(&server, Some(&ingest), "application/x-protobuf", &[("content-encoding", "gzip")], &encoder.finish().unwrap());
+    let (status, _, response) =
+        post_traces(&server, Some(&ingest), "application/x-protobuf", &[("content-encoding", "gzip")], &encoder.finish().unwrap());
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&response));
     let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     let zeros = vec![0u8; 1 << 20];
@@ -221,7 +240,12 @@ fn api_refusals_and_compile_errors() {
     let (status, body) = server.api("POST", "/api/v1/keys", Some(&admin), Some(&json!({"name": "k", "scopes": ["root"]})));
     assert_eq!(status, 400, "{body}");
 
-    let (status, body) = server.api("POST", "/api/v1/rules", Some(&admin), Some(&json!({"name": "broken", "source": "export default rule({\n  when: trace.has(s => s.name ===),\n});"})));
+    let (status, body) = server.api(
+        "POST",
+        "/api/v1/rules",
+        Some(&admin),
+        Some(&json!({"name": "broken", "source": "export default rule({\n  when: trace.has(s => s.name ===),\n});"})),
+    );
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "compile_error");
     assert_eq!(body["error"]["line"], 2, "{body}");
@@ -274,11 +298,13 @@ async fn a_flooding_tenant_with_slow_rules_does_not_delay_another() {
         server.rule(&admin_a, name, burn);
     }
     server.rule(&admin_b, "fraud", FRAUD_RULE);
-    let flood: Vec<Span> = (0..300u32).map(|index| {
-        let mut span = span(0, 1, "work");
-        span.trace_id = [&index.to_be_bytes()[..], &[9u8; 12]].concat();
-        span
-    }).collect();
+    let flood: Vec<Span> = (0..300u32)
+        .map(|index| {
+            let mut span = span(0, 1, "work");
+            span.trace_id = [&index.to_be_bytes()[..], &[9u8; 12]].concat();
+            span
+        })
+        .collect();
     grpc_export(&server, Some(&admin_a), request(flood)).await.unwrap();
     // Let A's traces close and queue up.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -315,7 +341,10 @@ async fn a_flooding_tenant_with_slow_rules_does_not_delay_another() {
 #[test]
 fn trace_caps() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--trace-idle", "60s", "--trace-max-age", "120s", "--max-spans-per-trace", "3", "--max-live-traces", "2"]);
+    let server = Server::start(
+        dir.path(),
+        &["--trace-idle", "60s", "--trace-max-age", "120s", "--max-spans-per-trace", "3", "--max-live-traces", "2"],
+    );
     let (_, admin) = server.tenant("acme");
     let five = request((1..=5).map(|id| span(1, id, "s")).collect()).encode_to_vec();
     let (status, _, body) = post_traces(&server, Some(&admin), "application/x-protobuf", &[], &five);

@@ -22,4 +22,3 @@ pub fn rule_set(count: usize) -> Vec<String> {
         })
         .collect()
 }
-

@@ -139,9 +139,11 @@ pub fn router(state: ApiState) -> Router {
 /// printable, else a new one), returns it in `x-request-id`, and logs one
 /// line per request with it.
 async fn request_id(mut request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let given = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).filter(|value| {
-        !value.is_empty() && value.len() <= 128 && value.bytes().all(|byte| byte.is_ascii_graphic())
-    });
+    let given = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty() && value.len() <= 128 && value.bytes().all(|byte| byte.is_ascii_graphic()));
     let id = match given {
         Some(id) => id.to_string(),
         None => {
@@ -177,7 +179,9 @@ pub(crate) fn tenant(state: &ApiState, headers: &HeaderMap, scope: Scope) -> Res
 /// Parses a JSON body; a body over the limit is 413, anything unparsable 400.
 pub(crate) fn body<T: for<'de> Deserialize<'de>>(bytes: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = bytes.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body over {MAX_BODY} bytes")),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body over {MAX_BODY} bytes"))
+        }
         _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text()),
     })?;
     serde_json::from_slice(&bytes).map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))
@@ -189,7 +193,11 @@ struct NewTenant {
     name: String,
 }
 
-async fn create_tenant(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn create_tenant(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     if !matches!(principal(&state, &headers)?, Principal::Operator) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "creating tenants needs the operator key"));
     }
@@ -213,7 +221,10 @@ async fn create_key(State(state): State<ApiState>, headers: HeaderMap, bytes: Re
     let expires = request.expires_at.as_deref().map(parse_time).transpose()?;
     let key = state.auth.create_key(&tenant, &request.name, &request.scopes, expires)?;
     let expires_at = expires.map(crate::signals::rfc3339);
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": key.id, "name": key.name, "key": key.key, "scopes": key.scopes, "expires_at": expires_at})))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"id": key.id, "name": key.name, "key": key.key, "scopes": key.scopes, "expires_at": expires_at})),
+    )
         .into_response())
 }
 
@@ -250,11 +261,18 @@ struct NewWebhook {
     rules: Vec<String>,
 }
 
-async fn create_webhook(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn create_webhook(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
     let request: NewWebhook = body(bytes)?;
-    let severities =
-        request.severities.iter().map(|text| Severity::parse(text).ok_or_else(|| bad(format!("unknown severity {text:?}")))).collect::<Result<Vec<_>, _>>()?;
+    let severities = request
+        .severities
+        .iter()
+        .map(|text| Severity::parse(text).ok_or_else(|| bad(format!("unknown severity {text:?}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let (hook, secret) = state.webhooks.create(&tenant, &request.url, severities, request.rules)?;
     let mut value = hook.public();
     value["secret"] = secret.into();
@@ -269,7 +287,11 @@ async fn list_webhooks(State(state): State<ApiState>, headers: HeaderMap) -> Res
 
 async fn delete_webhook(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
-    if state.webhooks.delete(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such webhook")) }
+    if state.webhooks.delete(&tenant, &id)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such webhook"))
+    }
 }
 
 async fn webhook_deliveries(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -288,12 +310,18 @@ struct NewUser {
     role: String,
 }
 
-async fn create_user(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn create_user(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
     let request: NewUser = body(bytes)?;
     let role = crate::users::Role::parse(&request.role).ok_or_else(|| bad("role must be admin, editor or viewer".into()))?;
     let auth = state.auth.clone();
-    let user = tokio::task::spawn_blocking(move || auth.users.create(&tenant, &request.email, &request.password, role)).await.map_err(ApiError::internal)??;
+    let user = tokio::task::spawn_blocking(move || auth.users.create(&tenant, &request.email, &request.password, role))
+        .await
+        .map_err(ApiError::internal)??;
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }
 
@@ -304,7 +332,11 @@ async fn list_users(State(state): State<ApiState>, headers: HeaderMap) -> Result
 
 async fn delete_user(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
-    if state.auth.users.delete(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such user")) }
+    if state.auth.users.delete(&tenant, &id)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such user"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -320,12 +352,16 @@ struct Login {
 async fn login(State(state): State<ApiState>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let request: Login = body(bytes)?;
     let auth = state.auth.clone();
-    let result = tokio::task::spawn_blocking(move || auth.users.login(&request.tenant, &request.email, &request.password)).await.map_err(ApiError::internal)?;
+    let result = tokio::task::spawn_blocking(move || auth.users.login(&request.tenant, &request.email, &request.password))
+        .await
+        .map_err(ApiError::internal)?;
     match result {
         Ok(token) => Ok(axum::Json(token).into_response()),
         Err(crate::users::LoginError::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid credentials")),
         Err(crate::users::LoginError::SlowDown(wait)) => {
-            let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed sign-ins; wait before trying again").into_response();
+            let mut response =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed sign-ins; wait before trying again")
+                    .into_response();
             response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
             Ok(response)
         }
@@ -401,10 +437,15 @@ pub(crate) fn bad(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
 }
 
-async fn list_signals(State(state): State<ApiState>, headers: HeaderMap, query: Result<Query<SignalQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+async fn list_signals(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<SignalQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let Query(query) = query.map_err(|rejection| bad(rejection.body_text()))?;
-    let status = query.status.as_deref().map(|text| Status::parse(text).ok_or_else(|| bad(format!("unknown status {text:?}")))).transpose()?;
+    let status =
+        query.status.as_deref().map(|text| Status::parse(text).ok_or_else(|| bad(format!("unknown status {text:?}")))).transpose()?;
     let severity =
         query.severity.as_deref().map(|text| Severity::parse(text).ok_or_else(|| bad(format!("unknown severity {text:?}")))).transpose()?;
     let since_unix_ms = query.since.as_deref().map(parse_time).transpose()?;
@@ -455,7 +496,8 @@ async fn signal_trace(State(state): State<ApiState>, headers: HeaderMap, Path(id
     let mut trace_id = [0u8; 16];
     hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
     let snapshot = state.signals.snapshot(&tenant, &trace_id)?.ok_or_else(not_found)?;
-    let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&snapshot[..]).map_err(ApiError::internal)?;
+    let request =
+        <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&snapshot[..]).map_err(ApiError::internal)?;
     Ok(axum::Json(request).into_response())
 }
 
@@ -464,7 +506,11 @@ async fn get_trace(State(state): State<ApiState>, headers: HeaderMap, Path(trace
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let mut id = [0u8; 16];
     hex::decode_to_slice(&trace_id, &mut id).map_err(|_| bad("trace id must be 32 hex digits".into()))?;
-    let (_, otlp) = state.recent.get_raw(&tenant, &id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))?;
+    let (_, otlp) = state
+        .recent
+        .get_raw(&tenant, &id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))?;
     let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&otlp[..]).map_err(ApiError::internal)?;
     Ok(axum::Json(request).into_response())
 }

@@ -52,8 +52,11 @@ fn reload(state: &ApiState, tenant: &TenantId) -> Result<(), ApiError> {
     let mut rules = Vec::new();
     for (version, wasm) in state.store.active_versions_of(tenant.as_str()).map_err(ApiError::internal)? {
         let id = rule_id(tenant.as_str(), &version.rule);
-        let reused =
-            current.iter().flat_map(|set| &set.rules).find(|(rule, _)| rule.id == id && rule.version == version.version).map(|(_, loaded)| loaded.clone());
+        let reused = current
+            .iter()
+            .flat_map(|set| &set.rules)
+            .find(|(rule, _)| rule.id == id && rule.version == version.version)
+            .map(|(_, loaded)| loaded.clone());
         let loaded = match reused {
             Some(loaded) => loaded,
             None if version.plugin_hash == state.engine.plugin_hash() => state
@@ -92,7 +95,14 @@ pub(super) struct NewVersion {
 }
 
 /// Compiles (at most two at once), stores (flushed) and activates a version.
-async fn store_version(state: &ApiState, tenant: &TenantId, author: String, name: String, source: String, message: Option<String>) -> Result<Response, ApiError> {
+async fn store_version(
+    state: &ApiState,
+    tenant: &TenantId,
+    author: String,
+    name: String,
+    source: String,
+    message: Option<String>,
+) -> Result<Response, ApiError> {
     if message.as_ref().is_some_and(|message| message.len() > 1024) {
         return Err(bad("message must be at most 1024 bytes".into()));
     }
@@ -109,7 +119,16 @@ async fn store_version(state: &ApiState, tenant: &TenantId, author: String, name
     let version = blocking(move || {
         let version = state_for_store
             .store
-            .push_version(tenant_for_store.as_str(), &rule_name, &source, compiled.meta.clone(), &compiled.plugin_hash, &compiled.wasm, message, Some(author))
+            .push_version(
+                tenant_for_store.as_str(),
+                &rule_name,
+                &source,
+                compiled.meta.clone(),
+                &compiled.plugin_hash,
+                &compiled.wasm,
+                message,
+                Some(author),
+            )
             .map_err(ApiError::internal)?;
         reload(&state_for_store, &tenant_for_store)?;
         Ok(version)
@@ -119,7 +138,11 @@ async fn store_version(state: &ApiState, tenant: &TenantId, author: String, name
     Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "name": name, "version": version}))).into_response())
 }
 
-pub(super) async fn create(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(super) async fn create(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let request: NewRule = body(bytes)?;
@@ -131,7 +154,12 @@ pub(super) async fn create(State(state): State<ApiState>, headers: HeaderMap, by
 }
 
 /// A new version of an existing rule.
-pub(super) async fn update(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(super) async fn update(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let request: NewVersion = body(bytes)?;
@@ -162,7 +190,8 @@ pub(super) async fn list(State(state): State<ApiState>, headers: HeaderMap) -> R
 pub(super) async fn get_one(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let (active, _) = state.store.version(tenant.as_str(), &rule.name, rule.active_version).map_err(ApiError::internal)?.ok_or_else(not_found)?;
+    let (active, _) =
+        state.store.version(tenant.as_str(), &rule.name, rule.active_version).map_err(ApiError::internal)?.ok_or_else(not_found)?;
     let mut value = state_json(&rule);
     value["active"] = version_json(&active, true);
     Ok(axum::Json(value).into_response())
@@ -176,7 +205,11 @@ pub(super) async fn versions(State(state): State<ApiState>, headers: HeaderMap, 
     Ok(axum::Json(json!({ "items": items })).into_response())
 }
 
-pub(super) async fn version(State(state): State<ApiState>, headers: HeaderMap, Path((id, number)): Path<(String, u32)>) -> Result<Response, ApiError> {
+pub(super) async fn version(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path((id, number)): Path<(String, u32)>,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
     let (version, _) = state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)?.ok_or_else(not_found)?;
@@ -191,7 +224,12 @@ pub(super) struct DiffQuery {
 }
 
 /// A unified diff of two versions' sources.
-pub(super) async fn diff(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>, query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+pub(super) async fn diff(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let Query(query) = query.map_err(|rejection| bad(rejection.body_text()))?;
     let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
@@ -200,7 +238,8 @@ pub(super) async fn diff(State(state): State<ApiState>, headers: HeaderMap, Path
         Ok(version.source)
     };
     let (old, new) = (source(query.from)?, source(query.to)?);
-    let diff = similar::TextDiff::from_lines(&old, &new).unified_diff().header(&format!("v{}", query.from), &format!("v{}", query.to)).to_string();
+    let diff =
+        similar::TextDiff::from_lines(&old, &new).unified_diff().header(&format!("v{}", query.from), &format!("v{}", query.to)).to_string();
     Ok(axum::Json(json!({"from": query.from, "to": query.to, "diff": diff})).into_response())
 }
 
@@ -211,12 +250,19 @@ pub(super) struct Activate {
 }
 
 /// Makes any stored version the active one (rollback or roll forward).
-pub(super) async fn activate(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(super) async fn activate(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Write)?;
     let request: Activate = body(bytes)?;
     let changed = blocking(move || {
         let Some(rule) = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)? else { return Ok(None) };
-        let Some(rule) = state.store.activate(tenant.as_str(), &rule.name, request.version).map_err(ApiError::internal)? else { return Ok(None) };
+        let Some(rule) = state.store.activate(tenant.as_str(), &rule.name, request.version).map_err(ApiError::internal)? else {
+            return Ok(None);
+        };
         reload(&state, &tenant)?;
         Ok(Some(rule))
     })
@@ -306,7 +352,11 @@ fn run_on(state: &ApiState, loaded: std::sync::Arc<crate::rules::LoadedRule>, tr
 }
 
 /// Runs a rule that need not be saved on OTLP/JSON traces.
-pub(super) async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(super) async fn test(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let _tenant = tenant(&state, &headers, Scope::Write)?;
     let request: TestRequest = body(bytes)?;
     let documents = match request.traces {
@@ -355,7 +405,12 @@ pub(super) struct BacktestRequest {
 
 /// Runs a stored version over the tenant's retained traces and reports which
 /// would have produced signals.
-pub(super) async fn backtest(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(super) async fn backtest(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let request: BacktestRequest = match bytes {
         Ok(bytes) if bytes.is_empty() => BacktestRequest::default(),
@@ -365,9 +420,14 @@ pub(super) async fn backtest(State(state): State<ApiState>, headers: HeaderMap, 
     let report = blocking(move || {
         let Some(rule) = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)? else { return Ok(None) };
         let number = request.version.unwrap_or(rule.active_version);
-        let Some((version, wasm)) = state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)? else { return Ok(None) };
+        let Some((version, wasm)) = state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)? else {
+            return Ok(None);
+        };
         let loaded = if version.plugin_hash == state.engine.plugin_hash() {
-            state.engine.load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok()).map_err(ApiError::internal)?
+            state
+                .engine
+                .load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok())
+                .map_err(ApiError::internal)?
         } else {
             crate::rules::compile::compile(&state.engine, &version.source).map(|(_, loaded)| loaded).map_err(ApiError::internal)?
         };
@@ -381,7 +441,8 @@ pub(super) async fn backtest(State(state): State<ApiState>, headers: HeaderMap, 
             .collect();
         let results = run_on(&state, loaded, &traces);
         let failed = results.iter().filter(|result| result["outcome"] != "ok").count();
-        let hits: Vec<Value> = results.into_iter().filter(|result| result["violations"].as_array().is_some_and(|items| !items.is_empty())).collect();
+        let hits: Vec<Value> =
+            results.into_iter().filter(|result| result["violations"].as_array().is_some_and(|items| !items.is_empty())).collect();
         Ok(Some(json!({
             "rule_id": rule.id, "version": number, "traces_evaluated": traces.len(), "traces_with_violations": hits.len(),
             "traces_failed": failed, "results": hits.into_iter().take(100).collect::<Vec<_>>(),

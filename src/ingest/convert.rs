@@ -178,11 +178,11 @@ pub fn from_json(bytes: &[u8]) -> Result<ExportTraceServiceRequest, serde_json::
 /// scope (the same `Arc`s, as `convert` makes them) are grouped back together.
 /// `convert(to_otlp(spans))` gives the spans back.
 pub fn to_otlp(spans: &[Span]) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
     use opentelemetry_proto::tonic::trace::v1::{
         ResourceSpans, ScopeSpans, Span as OtlpSpan, Status, span::Event as OtlpEvent, span::Link as OtlpLink,
     };
-    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     let mut request = ExportTraceServiceRequest::default();
     let mut resources: Vec<*const Resource> = Vec::new();
     let mut scopes: Vec<Vec<*const Scope>> = Vec::new();
@@ -206,7 +206,11 @@ pub fn to_otlp(spans: &[Span]) -> ExportTraceServiceRequest {
             None => {
                 scope_list.push(Arc::as_ptr(&span.scope));
                 resource_spans.scope_spans.push(ScopeSpans {
-                    scope: Some(InstrumentationScope { name: span.scope.name.clone(), version: span.scope.version.clone(), ..Default::default() }),
+                    scope: Some(InstrumentationScope {
+                        name: span.scope.name.clone(),
+                        version: span.scope.version.clone(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 });
                 scope_list.len() - 1

@@ -42,10 +42,8 @@ impl TraceService for Service {
             .unwrap_or(Err(IngestError::Internal));
         match result {
             Ok(partial) => Ok(Response::new(ExportTraceServiceResponse {
-                partial_success: (partial.rejected_spans > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: partial.rejected_spans,
-                    error_message: partial.error_message,
-                }),
+                partial_success: (partial.rejected_spans > 0)
+                    .then(|| ExportTracePartialSuccess { rejected_spans: partial.rejected_spans, error_message: partial.error_message }),
             })),
             Err(error) => Err(status_of(&error)),
         }
@@ -53,7 +51,11 @@ impl TraceService for Service {
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` completes.
-pub async fn serve(listener: tokio::net::TcpListener, ingest: Ingest, shutdown: impl Future<Output = ()> + Send) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ingest: Ingest,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let auth_ingest = ingest.clone();
     let interceptor = move |mut request: Request<()>| {
         let header = request.metadata().get("authorization").and_then(|value| value.to_str().ok());
@@ -80,7 +82,8 @@ pub async fn serve(listener: tokio::net::TcpListener, ingest: Ingest, shutdown: 
 fn otlp_codes(mut response: ::http::Response<tonic::body::Body>) -> ::http::Response<tonic::body::Body> {
     let headers = response.headers();
     let code = headers.get("grpc-status").and_then(|status| status.to_str().ok()).and_then(|status| status.parse::<i32>().ok());
-    let decode_failure = headers.get("grpc-message").is_some_and(|message| message.as_bytes().starts_with(b"failed%20to%20decode%20Protobuf"));
+    let decode_failure =
+        headers.get("grpc-message").is_some_and(|message| message.as_bytes().starts_with(b"failed%20to%20decode%20Protobuf"));
     let replacement = match code.map(tonic::Code::from) {
         Some(tonic::Code::OutOfRange) => Some(tonic::Code::ResourceExhausted),
         Some(tonic::Code::Internal) if decode_failure => Some(tonic::Code::InvalidArgument),

@@ -49,12 +49,13 @@ async fn export(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) ->
         Ok(tenant) => tenant,
         Err(error) => return failure(encoding, error),
     };
-    let gzip = match headers.get(header::CONTENT_ENCODING).and_then(|value| value.to_str().ok()).map(|value| value.trim().to_ascii_lowercase()) {
-        None => false,
-        Some(value) if value.is_empty() || value == "identity" => false,
-        Some(value) if value == "gzip" => true,
-        Some(other) => return failure(encoding, IngestError::UnsupportedEncoding(other)),
-    };
+    let gzip =
+        match headers.get(header::CONTENT_ENCODING).and_then(|value| value.to_str().ok()).map(|value| value.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(value) if value.is_empty() || value == "identity" => false,
+            Some(value) if value == "gzip" => true,
+            Some(other) => return failure(encoding, IngestError::UnsupportedEncoding(other)),
+        };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()).and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_HTTP_BODY as u64) {
         return failure(encoding, IngestError::TooLarge { limit: MAX_HTTP_BODY });

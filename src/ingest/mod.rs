@@ -58,7 +58,9 @@ impl IngestError {
         match self {
             IngestError::Unauthenticated(_) => tonic::Code::Unauthenticated,
             IngestError::Forbidden(_) => tonic::Code::PermissionDenied,
-            IngestError::Malformed(_) | IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => tonic::Code::InvalidArgument,
+            IngestError::Malformed(_) | IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => {
+                tonic::Code::InvalidArgument
+            }
             IngestError::TooLarge { .. } => tonic::Code::ResourceExhausted,
             IngestError::RateLimited { .. } | IngestError::Overloaded { .. } => tonic::Code::Unavailable,
             IngestError::Internal => tonic::Code::Internal,

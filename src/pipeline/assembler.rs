@@ -164,7 +164,13 @@ impl Assembler {
         let mut closed = Vec::new();
         for (tenant, traces) in self.tenants.drain() {
             for (trace_id, live) in traces {
-                closed.push(ClosedTrace { tenant: tenant.clone(), trace_id, spans: live.spans, reason: CloseReason::Shutdown, last_span_at: live.last });
+                closed.push(ClosedTrace {
+                    tenant: tenant.clone(),
+                    trace_id,
+                    spans: live.spans,
+                    reason: CloseReason::Shutdown,
+                    last_span_at: live.last,
+                });
             }
         }
         closed

@@ -95,7 +95,10 @@ impl Evaluator {
         let handles = (0..workers.max(1))
             .map(|index| {
                 let shared = shared.clone();
-                std::thread::Builder::new().name(format!("fluo-eval-{index}")).spawn(move || worker(&shared)).expect("spawn evaluation worker")
+                std::thread::Builder::new()
+                    .name(format!("fluo-eval-{index}"))
+                    .spawn(move || worker(&shared))
+                    .expect("spawn evaluation worker")
             })
             .collect();
         Evaluator { shared, workers: Mutex::new(handles) }
@@ -291,7 +294,13 @@ fn store_only(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) {
 
 /// Evaluates one closed trace; returns when its last span arrived if the
 /// evaluation wrote signals (they await the group commit), and the new ones.
-fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut Sandbox, closed: ClosedTrace) -> (Option<Instant>, Vec<Signal>) {
+fn evaluate(
+    shared: &Shared,
+    tenant: &TenantId,
+    rules: &RuleSet,
+    sandbox: &mut Sandbox,
+    closed: ClosedTrace,
+) -> (Option<Instant>, Vec<Signal>) {
     let last_span_at = closed.last_span_at;
     let (trace, amended) = merged(shared, tenant, closed);
     let counters = &shared.counters;
@@ -311,7 +320,9 @@ fn evaluate(shared: &Shared, tenant: &TenantId, rules: &RuleSet, sandbox: &mut S
         });
         match run.outcome {
             Outcome::Ok { violations } => completed.push((rule.clone(), violations)),
-            failed => tracing::debug!(tenant = %tenant, rule = %rule.name, version = rule.version, outcome = failed.kind(), "rule did not complete"),
+            failed => {
+                tracing::debug!(tenant = %tenant, rule = %rule.name, version = rule.version, outcome = failed.kind(), "rule did not complete")
+            }
         }
     }
     // Encoded once: the signal snapshot and the recent-trace copy are the same bytes.

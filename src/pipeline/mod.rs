@@ -11,7 +11,7 @@ pub mod evaluator;
 
 use crate::auth::TenantId;
 use crate::trace::Span;
-use assembler::{Assembler, AssemblyLimits, ClosedTrace, CloseReason};
+use assembler::{Assembler, AssemblyLimits, CloseReason, ClosedTrace};
 use evaluator::Evaluator;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -131,7 +131,11 @@ impl Counters {
                 ("{reason=\"shutdown\"}", get(&self.traces_closed_shutdown)),
             ],
         );
-        counter("fluo_traces_amended_total", "Closed traces merged with spans that arrived after evaluation.", &[("", get(&self.traces_amended))]);
+        counter(
+            "fluo_traces_amended_total",
+            "Closed traces merged with spans that arrived after evaluation.",
+            &[("", get(&self.traces_amended))],
+        );
         let evaluations: Vec<(String, u64)> = {
             let map = self.evaluations.lock().unwrap_or_else(|poison| poison.into_inner());
             let mut list: Vec<_> = map.iter().map(|(outcome, count)| (format!("{{outcome=\"{outcome}\"}}"), *count)).collect();
@@ -150,16 +154,28 @@ impl Counters {
                 ("{result=\"cleared\"}", get(&self.signals_cleared)),
             ],
         );
-        let _ = writeln!(out, "# HELP fluo_buffered_spans Spans in live traces.\n# TYPE fluo_buffered_spans gauge\nfluo_buffered_spans {buffered_spans}");
-        let mut tenants: Vec<(TenantId, TenantCounters)> =
-            self.tenants.lock().unwrap_or_else(|poison| poison.into_inner()).iter().map(|(tenant, counters)| (tenant.clone(), counters.clone())).collect();
+        let _ = writeln!(
+            out,
+            "# HELP fluo_buffered_spans Spans in live traces.\n# TYPE fluo_buffered_spans gauge\nfluo_buffered_spans {buffered_spans}"
+        );
+        let mut tenants: Vec<(TenantId, TenantCounters)> = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .iter()
+            .map(|(tenant, counters)| (tenant.clone(), counters.clone()))
+            .collect();
         tenants.sort_by(|a, b| a.0.cmp(&b.0));
         let per_tenant: [(&str, &str, fn(&TenantCounters) -> u64); 7] = [
             ("fluo_tenant_spans_accepted_total", "Spans accepted, per tenant.", |c| c.spans_accepted),
             ("fluo_tenant_spans_rejected_total", "Spans not kept (invalid ids, trace caps), per tenant.", |c| c.spans_rejected),
             ("fluo_tenant_traces_closed_total", "Traces closed, per tenant.", |c| c.traces_closed),
             ("fluo_tenant_rule_calls_total", "Rule calls, per tenant.", |c| c.rule_calls),
-            ("fluo_tenant_rule_failures_total", "Rule calls that did not complete (fuel, deadline, memory, exception…), per tenant.", |c| c.rule_failures),
+            (
+                "fluo_tenant_rule_failures_total",
+                "Rule calls that did not complete (fuel, deadline, memory, exception…), per tenant.",
+                |c| c.rule_failures,
+            ),
             ("fluo_tenant_rule_fuel_used_total", "Fuel used by rule calls, per tenant.", |c| c.fuel_used),
             ("fluo_tenant_signals_created_total", "Signals created, per tenant.", |c| c.signals_created),
         ];

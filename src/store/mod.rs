@@ -240,7 +240,8 @@ impl Store {
         let version_key = key(tenant, rule, Some(version));
         self.modules.insert(&version_key, wasm)?;
         self.versions.insert(&version_key, serde_json::to_vec(&record)?)?;
-        let previous: Option<RuleState> = self.states.get(key(tenant, rule, None))?.map(|bytes| serde_json::from_slice(&bytes)).transpose()?;
+        let previous: Option<RuleState> =
+            self.states.get(key(tenant, rule, None))?.map(|bytes| serde_json::from_slice(&bytes)).transpose()?;
         let state = RuleState {
             id: rule_id(tenant, rule),
             name: rule.into(),
@@ -253,5 +254,4 @@ impl Store {
         self.put_state(tenant, &state)?;
         Ok(version)
     }
-
 }

@@ -35,7 +35,9 @@ impl RecentTraces {
         }
         // A record that no longer decodes (it was written by this process) is
         // treated as absent rather than failing the evaluation.
-        Ok(crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]).ok().map(|request| crate::ingest::convert::convert(request).spans))
+        Ok(crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..])
+            .ok()
+            .map(|request| crate::ingest::convert::convert(request).spans))
     }
 
     /// Stores a trace given as encoded OTLP protobuf (`encode(to_otlp(spans))`).

@@ -140,7 +140,14 @@ pub fn api_get(api: SocketAddr, path: &str, key: &str) -> (u16, Value) {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns status, headers (lowercased names) and body.
-pub fn http(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, headers: &[(&str, &str)], body: Option<&[u8]>) -> (u16, Vec<(String, String)>, Vec<u8>) {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
@@ -161,8 +168,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, heade
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let mut lines = head.lines();
     let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|line| line.split_once(':')).map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string())).collect();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
     let mut body = response[split + 4..].to_vec();
     if headers.iter().any(|(name, value)| name == "transfer-encoding" && value.contains("chunked")) {
         body = dechunk(&body);
@@ -184,7 +193,9 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 pub fn python() -> PathBuf {
-    let venv = std::env::var_os("FLUO_PY_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/fluo-venv"));
+    let venv = std::env::var_os("FLUO_PY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/fluo-venv"));
     let python = venv.join("bin/python");
     assert!(python.exists(), "{} missing: run `bash scripts/setup-python.sh` (make test does)", python.display());
     python
@@ -204,7 +215,9 @@ pub fn send(endpoint: SocketAddr, protocol: &str, key: &str, spec: &Value, extra
     child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     let report: Value = serde_json::from_slice(output.stdout.trim_ascii()).unwrap_or(Value::Null);
-    report.as_object().map(|_| ()).unwrap_or_else(|| panic!("send.py said: {}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)));
+    report.as_object().map(|_| ()).unwrap_or_else(|| {
+        panic!("send.py said: {}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    });
     let mut report = report;
     report["stderr"] = String::from_utf8_lossy(&output.stderr).into();
     report["exit"] = output.status.code().unwrap_or(-1).into();
@@ -227,7 +240,11 @@ pub fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![KeyValue { key: "service.name".into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue("shop".into())) }), ..Default::default() }],
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("shop".into())) }),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
