@@ -122,6 +122,19 @@ fn config(dir: &std::path::Path, idle: Duration) -> Config {
     }
 }
 
+/// Compiles the benchmark's ten rules and makes them `tenant`'s active set.
+fn install_rules(services: &Services, tenant: &fluo::auth::TenantId) {
+    let rules = rule_set::rule_set(10)
+        .iter()
+        .enumerate()
+        .map(|(index, source)| {
+            let (_, loaded) = fluo::rules::compile::compile(&services.engine, source).expect("rule compiles");
+            (fluo::signals::RuleRef { id: format!("r_{index}"), name: format!("rule{index}"), version: 1 }, loaded)
+        })
+        .collect();
+    services.pipeline.evaluator.set_rules(tenant, rules);
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -148,15 +161,7 @@ fn main() {
     let plain_header = format!("Bearer {}", plain_key.key);
     let ruled_header = format!("Bearer {}", ruled_key.key);
     let ruled_tenant = ingest.authenticate(Some(&ruled_header)).unwrap();
-    let rules = rule_set::rule_set(10)
-        .iter()
-        .enumerate()
-        .map(|(index, source)| {
-            let (_, loaded) = fluo::rules::compile::compile(&services.engine, source).expect("rule compiles");
-            (fluo::signals::RuleRef { id: format!("r_{index}"), name: format!("rule{index}"), version: 1 }, loaded)
-        })
-        .collect();
-    services.pipeline.evaluator.set_rules(&ruled_tenant, rules);
+    install_rules(&services, &ruled_tenant);
 
     let far = || Instant::now() + Duration::from_secs(3600);
     let (mut decode, mut plain, mut ruled) = (Vec::new(), Vec::new(), Vec::new());
@@ -264,15 +269,7 @@ fn latency() {
     let ingest = services.ingest();
     let (_, key) = services.auth.create_tenant("latency").unwrap();
     let tenant = ingest.authenticate(Some(&format!("Bearer {}", key.key))).unwrap();
-    let rules = rule_set::rule_set(10)
-        .iter()
-        .enumerate()
-        .map(|(index, source)| {
-            let (_, loaded) = fluo::rules::compile::compile(&services.engine, source).expect("rule compiles");
-            (fluo::signals::RuleRef { id: format!("r_{index}"), name: format!("rule{index}"), version: 1 }, loaded)
-        })
-        .collect();
-    services.pipeline.evaluator.set_rules(&tenant, rules);
+    install_rules(&services, &tenant);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     runtime.spawn(fluo::pipeline::sweeper(services.pipeline.clone(), idle.min(Duration::from_millis(250)), stopped));

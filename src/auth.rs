@@ -73,6 +73,15 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// Who acted, as recorded in histories and versions: key id, user id or `operator`.
+    pub fn author(&self) -> String {
+        match self {
+            Principal::Key { key_id, .. } => key_id.clone(),
+            Principal::Operator => "operator".into(),
+            Principal::User(session) => session.user_id.clone(),
+        }
+    }
+
     /// The tenant, if the credential has `scope` in it (`admin` implies every scope).
     pub fn tenant_with(&self, scope: Scope) -> Result<&TenantId, AuthError> {
         match self {
@@ -343,15 +352,6 @@ impl Auth {
             }
         }
         self.insert_key(tenant, name, parsed, expires_unix_ms)
-    }
-
-    pub fn tenant(&self, id: &str) -> Result<Option<Tenant>, AuthError> {
-        Ok(self.tenants.get(id.as_bytes())?.and_then(|value| serde_json::from_slice(&value).ok()))
-    }
-
-    /// Every tenant id (for loading rules at start).
-    pub fn tenant_ids(&self) -> Vec<TenantId> {
-        self.tenants.iter().keys().filter_map(|key| key.ok()).map(|key| TenantId(String::from_utf8_lossy(&key).into())).collect()
     }
 
     fn insert_key(&self, tenant: &TenantId, name: &str, scopes: Vec<Scope>, expires_unix_ms: Option<u64>) -> Result<NewKey, AuthError> {

@@ -404,11 +404,7 @@ async fn set_signal_status(
 ) -> Result<Response, ApiError> {
     let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Write)?.clone();
-    let author = match &principal {
-        Principal::Key { key_id, .. } => key_id.clone(),
-        Principal::Operator => "operator".into(),
-        Principal::User(session) => session.user_id.clone(),
-    };
+    let author = principal.author();
     let request: StatusChange = body(bytes)?;
     let status = Status::parse(&request.status).ok_or_else(|| bad(format!("unknown status {:?}", request.status)))?;
     let note = request.note.unwrap_or_default();

@@ -5,7 +5,7 @@
 //! store, reusing already loaded modules, and handed to the evaluator.
 
 use super::{ApiError, ApiState, bad, body, principal, tenant};
-use crate::auth::{Principal, Scope, TenantId};
+use crate::auth::{Scope, TenantId};
 use crate::signals::RuleRef;
 use crate::store::{RuleState, RuleVersion, rule_id};
 use axum::body::Bytes;
@@ -69,14 +69,6 @@ fn reload(state: &ApiState, tenant: &TenantId) -> Result<(), ApiError> {
     }
     state.pipeline.evaluator.set_rules(tenant, rules);
     Ok(())
-}
-
-fn author(principal: &Principal) -> String {
-    match principal {
-        Principal::Key { key_id, .. } => key_id.clone(),
-        Principal::Operator => "operator".into(),
-        Principal::User(session) => session.user_id.clone(),
-    }
 }
 
 #[derive(Deserialize)]
@@ -150,7 +142,7 @@ pub(super) async fn create(
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
         return Err(bad("rule name must be 1 to 128 printable characters".into()));
     }
-    store_version(&state, &tenant, author(&principal), name, request.source, request.message).await
+    store_version(&state, &tenant, principal.author(), name, request.source, request.message).await
 }
 
 /// A new version of an existing rule.
@@ -164,7 +156,7 @@ pub(super) async fn update(
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let request: NewVersion = body(bytes)?;
     let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    store_version(&state, &tenant, author(&principal), rule.name, request.source, request.message).await
+    store_version(&state, &tenant, principal.author(), rule.name, request.source, request.message).await
 }
 
 pub(super) async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
