@@ -38,7 +38,7 @@ impl fmt::Display for TenantId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     Ingest,
@@ -143,7 +143,7 @@ struct KeyRecord {
 }
 
 /// A key as listed: never its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyInfo {
     pub id: String,
     pub name: String,

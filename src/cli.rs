@@ -28,6 +28,8 @@ pub enum Command {
     /// Work with rules.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Print the API's OpenAPI document (the one served at /api/v1/openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]

@@ -14,6 +14,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Rules(RulesCommand::Test(args)) => fluo::cli::rules_test(args),
         Command::Rules(RulesCommand::Push(args)) => fluo::cli::rules_push(args),
+        Command::Openapi => {
+            println!("{}", fluo::api::document().to_pretty_json().expect("the OpenAPI document serializes"));
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => match fluo::config::Config::from_args(args).and_then(fluo::app::serve) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

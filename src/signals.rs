@@ -19,14 +19,14 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// The rule version a violation came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleRef {
     pub id: String,
     pub name: String,
     pub version: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Open,
@@ -36,6 +36,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 4] = [Status::Open, Status::Acknowledged, Status::Resolved, Status::FalsePositive];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Open => "open",
@@ -68,7 +70,7 @@ impl Status {
 }
 
 /// A witness span as stored with its signal (the full trace is in the snapshot).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Witness {
     pub span_id: String,
     pub parent_span_id: Option<String>,
@@ -97,7 +99,7 @@ impl Witness {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Resolution {
     pub reason: String,
     pub note: String,
@@ -105,7 +107,7 @@ pub struct Resolution {
 }
 
 /// One status change, kept in the signal's history.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StatusChange {
     pub from: Status,
     pub to: Status,
@@ -115,7 +117,7 @@ pub struct StatusChange {
     pub at: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Signal {
     pub id: String,
     pub rule_id: String,
@@ -148,13 +150,55 @@ pub struct Recorded {
 
 #[derive(Debug, Default)]
 pub struct Filter {
+    /// A rule id or name.
     pub rule: Option<String>,
+    pub version: Option<u32>,
     pub status: Option<Status>,
     pub severity: Option<Severity>,
     pub trace_id: Option<String>,
+    /// Created at or after (inclusive).
     pub since_unix_ms: Option<u64>,
+    /// Created before (exclusive).
+    pub until_unix_ms: Option<u64>,
+    /// Case-insensitive substring of the message or the rule name.
+    pub text: Option<String>,
     pub cursor: Option<String>,
     pub limit: usize,
+}
+
+impl Filter {
+    fn keeps(&self, signal: &Signal) -> bool {
+        self.rule.as_ref().is_none_or(|rule| &signal.rule_id == rule || &signal.rule_name == rule)
+            && self.version.is_none_or(|version| signal.rule_version == version)
+            && self.status.is_none_or(|status| signal.status == status)
+            && self.severity.is_none_or(|severity| signal.severity == severity)
+            && self.trace_id.as_ref().is_none_or(|trace| signal.trace_id.eq_ignore_ascii_case(trace))
+            && self.text.as_ref().is_none_or(|text| {
+                let text = text.to_lowercase();
+                signal.message.to_lowercase().contains(&text) || signal.rule_name.to_lowercase().contains(&text)
+            })
+    }
+}
+
+/// Signal counts for the signals a [`Filter`] keeps (cursor and limit ignored).
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Counts {
+    pub total: u64,
+    /// Every severity, zeros included.
+    pub by_severity: std::collections::BTreeMap<String, u64>,
+    /// Every status, zeros included.
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// Rules with at least one signal, most signals first.
+    pub by_rule: Vec<RuleCount>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RuleCount {
+    pub rule_id: String,
+    pub rule_name: String,
+    pub count: u64,
+    /// Severities with at least one signal.
+    pub by_severity: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -380,41 +424,67 @@ impl Signals {
     }
 
     /// Newest first; `next_cursor` is set when there may be more.
+    /// The tenant's signals newest first, from `upper` (exclusive) down to
+    /// `since`, that `filter` keeps.
+    fn scan<'a>(&'a self, tenant: &TenantId, filter: &'a Filter, upper: Vec<u8>) -> impl Iterator<Item = Result<Signal, SignalError>> + 'a {
+        let mut upper = upper;
+        if let Some(until) = filter.until_unix_ms {
+            // Ids start with their creation millisecond, big-endian.
+            let bound = keyed(tenant, &[&until.to_be_bytes()]);
+            upper = upper.min(bound);
+        }
+        self.signals
+            .range(prefix(tenant)..upper)
+            .rev()
+            .map(|entry| -> Result<Signal, SignalError> { Ok(serde_json::from_slice(&entry?.1)?) })
+            .take_while(
+                move |signal| !matches!((signal, filter.since_unix_ms), (Ok(signal), Some(since)) if signal.created_unix_ms < since),
+            )
+            .filter(move |signal| signal.as_ref().map_or(true, |signal| filter.keeps(signal)))
+    }
+
+    /// A page of signals, newest first. The cursor is the last id of the previous
+    /// page: ids only grow, so signals created meanwhile never shift a page.
     pub fn list(&self, tenant: &TenantId, filter: &Filter) -> Result<(Vec<Signal>, Option<String>), SignalError> {
         let limit = filter.limit.clamp(1, 500);
         let upper = match &filter.cursor {
             Some(cursor) => keyed(tenant, &[&id_bytes(cursor).ok_or(SignalError::Cursor)?]),
-            None => {
-                let mut end = prefix(tenant);
-                end.extend_from_slice(&[0xff; 17]);
-                end
-            }
+            None => keyed(tenant, &[&[0xff; 17]]),
         };
-        let lower = prefix(tenant);
-        let mut items = Vec::new();
-        let mut more = false;
-        let wanted_trace = filter.trace_id.as_deref().map(str::to_ascii_lowercase);
-        for entry in self.signals.range(lower..upper).rev() {
-            let (_, value) = entry?;
-            let signal: Signal = serde_json::from_slice(&value)?;
-            if filter.since_unix_ms.is_some_and(|since| signal.created_unix_ms < since) {
-                break;
-            }
-            let keep = filter.rule.as_ref().is_none_or(|rule| &signal.rule_id == rule || &signal.rule_name == rule)
-                && filter.status.is_none_or(|status| signal.status == status)
-                && filter.severity.is_none_or(|severity| signal.severity == severity)
-                && wanted_trace.as_ref().is_none_or(|trace| &signal.trace_id == trace);
-            if !keep {
-                continue;
-            }
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            items.push(signal);
-        }
+        let mut items = self.scan(tenant, filter, upper).take(limit + 1).collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
         let next_cursor = if more { items.last().map(|signal| signal.id.clone()) } else { None };
         Ok((items, next_cursor))
+    }
+
+    /// Counts of the signals `filter` keeps, by severity, status and rule.
+    pub fn counts(&self, tenant: &TenantId, filter: &Filter) -> Result<Counts, SignalError> {
+        let mut counts = Counts::default();
+        for severity in Severity::ALL {
+            counts.by_severity.insert(severity.as_str().to_string(), 0);
+        }
+        for status in Status::ALL {
+            counts.by_status.insert(status.as_str().to_string(), 0);
+        }
+        let mut rules: std::collections::HashMap<String, RuleCount> = std::collections::HashMap::new();
+        for signal in self.scan(tenant, filter, keyed(tenant, &[&[0xff; 17]])) {
+            let signal = signal?;
+            counts.total += 1;
+            *counts.by_severity.entry(signal.severity.as_str().to_string()).or_default() += 1;
+            *counts.by_status.entry(signal.status.as_str().to_string()).or_default() += 1;
+            let rule = rules.entry(signal.rule_id.clone()).or_insert_with(|| RuleCount {
+                rule_id: signal.rule_id.clone(),
+                rule_name: signal.rule_name.clone(),
+                count: 0,
+                by_severity: Default::default(),
+            });
+            rule.count += 1;
+            *rule.by_severity.entry(signal.severity.as_str().to_string()).or_default() += 1;
+        }
+        counts.by_rule = rules.into_values().collect();
+        counts.by_rule.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule_name.cmp(&b.rule_name)));
+        Ok(counts)
     }
 }
 

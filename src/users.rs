@@ -21,7 +21,7 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Failed sign-ins for one (tenant, email) before answers slow down.
 const FREE_FAILURES: u32 = 5;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
@@ -51,7 +51,7 @@ struct UserRecord {
 }
 
 /// A user as the API shows it: never the hash.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UserInfo {
     pub id: String,
     pub email: String,
@@ -90,7 +90,7 @@ pub struct Session {
 }
 
 /// A signed-in session's token.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Token {
     pub token: String,
     pub expires_at: String,

@@ -34,12 +34,30 @@ pub struct Webhook {
 
 impl Webhook {
     /// The webhook as the API shows it: without its secret.
-    pub fn public(&self) -> serde_json::Value {
-        serde_json::json!({"id": self.id, "url": self.url, "severities": self.severities, "rules": self.rules, "created_at": self.created_at})
+    pub fn public(&self) -> WebhookInfo {
+        WebhookInfo {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            severities: self.severities.clone(),
+            rules: self.rules.clone(),
+            created_at: self.created_at.clone(),
+        }
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A webhook as listed: never its secret.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookInfo {
+    pub id: String,
+    pub url: String,
+    /// Empty: every severity.
+    pub severities: Vec<Severity>,
+    /// Rule ids or names; empty: every rule.
+    pub rules: Vec<String>,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub signal_id: String,
     pub attempt: u32,

@@ -1,26 +1,34 @@
-//! The HTTP API under `/api/v1` (axum): tenants (operator), keys (tenant
-//! admin), rules ([`rules`]: versions, activation, enable/disable) and signals, plus
-//! `/healthz` and `/metrics`. One error shape, `{"error":{"code","message",…}}`,
-//! produced by [`ApiError`] only; 5xx bodies stay generic. The tenant always
-//! comes from the verified credential. Issue 4 completes the surface.
+//! The HTTP API under `/api/v1` (axum) and its OpenAPI document. Handlers live
+//! by subject: [`identity`] (tenants, keys, users, sessions), [`rules`],
+//! [`signals`] (and retained traces), [`webhooks`]; this module owns the
+//! router, the one error shape `{"error":{"code","message",…}}` (produced by
+//! [`ApiError`] only; 5xx bodies stay generic), credential helpers, request ids
+//! and the operational endpoints. Every route is registered through
+//! `utoipa_axum::routes!` from its handler's `#[utoipa::path]`, so the document
+//! served at `/api/v1/openapi.json` and the router come from the same code.
+//! The tenant always comes from the verified credential.
 
 use crate::auth::{Auth, AuthError, Principal, Scope, TenantId};
 use crate::pipeline::Pipeline;
-use crate::rules::{RuleEngine, Severity};
-use crate::signals::{Filter, SignalError, Signals, Status};
+use crate::rules::RuleEngine;
+use crate::signals::{SignalError, Signals};
 use crate::store::Store;
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-
-mod rules;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+mod identity;
+mod rules;
+mod signals;
+mod webhooks;
 
 /// Request bodies above this get 413 (a rule source is at most 128 KiB).
 pub const MAX_BODY: usize = 1 << 20;
@@ -40,32 +48,58 @@ pub struct ApiState {
     pub compile_slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// Every error answer: `{"error": {...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_request`, `invalid_json`, `unauthenticated`, `forbidden`,
+    /// `not_found`, `conflict`, `invalid_transition`, `payload_too_large`, `compile_error`,
+    /// `too_many_attempts`, `internal`.
+    code: &'static str,
+    message: String,
+    /// Where a rule failed to compile (1-based), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<u32>,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
-    message: String,
-    pub(crate) extra: serde_json::Value,
+    detail: ErrorDetail,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: json!({}) }
+        ApiError { status, detail: ErrorDetail { code, message: message.into(), line: None, column: None } }
     }
 
     pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %error, "api request failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
+
+    pub(crate) fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+    }
+
+    /// 422 for a rule that does not compile, with its position when known.
+    pub(crate) fn compile(error: &crate::rules::compile::CompileError) -> ApiError {
+        let (line, column) = error.line_column();
+        let mut api_error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "compile_error", error.to_string());
+        (api_error.detail.line, api_error.detail.column) = (line, column);
+        api_error
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let (Some(error), Some(extra)) = (error.as_object_mut(), self.extra.as_object()) {
-            error.extend(extra.clone());
-        }
-        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        let mut response = (self.status, axum::Json(ErrorBody { error: self.detail })).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
@@ -88,7 +122,7 @@ impl From<AuthError> for ApiError {
 impl From<SignalError> for ApiError {
     fn from(error: SignalError) -> ApiError {
         match error {
-            SignalError::Cursor => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "invalid cursor"),
+            SignalError::Cursor => bad("invalid cursor"),
             SignalError::Transition { from, to } => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_transition", format!("a signal cannot go from {from} to {to}"))
             }
@@ -97,43 +131,158 @@ impl From<SignalError> for ApiError {
     }
 }
 
-pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/api/v1/tenants", post(create_tenant))
-        .route("/api/v1/keys", post(create_key).get(list_keys))
-        .route("/api/v1/users", post(create_user).get(list_users))
-        .route("/api/v1/webhooks", post(create_webhook).get(list_webhooks))
-        .route("/api/v1/webhooks/{id}", axum::routing::delete(delete_webhook))
-        .route("/api/v1/webhooks/{id}/deliveries", get(webhook_deliveries))
-        .route("/api/v1/users/{id}", axum::routing::delete(delete_user))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/renew", post(renew))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
-        .route("/api/v1/signals/{id}/status", post(set_signal_status))
-        .route("/api/v1/rules", post(rules::create).get(rules::list))
-        .route("/api/v1/rules/{id}", get(rules::get_one).put(rules::update).delete(rules::delete))
-        .route("/api/v1/rules/{id}/versions", get(rules::versions))
-        .route("/api/v1/rules/{id}/versions/{version}", get(rules::version))
-        .route("/api/v1/rules/{id}/diff", get(rules::diff))
-        .route("/api/v1/rules/{id}/activate", post(rules::activate))
-        .route("/api/v1/rules/{id}/enable", post(rules::enable))
-        .route("/api/v1/rules/test", post(rules::test))
-        .route("/api/v1/rules/{id}/backtest", post(rules::backtest))
-        .route("/api/v1/traces/{trace_id}", get(get_trace))
-        .route("/api/v1/rules/{id}/disable", post(rules::disable))
-        .route("/api/v1/signals", get(list_signals))
-        .route("/api/v1/signals/stream", get(stream_signals))
-        .route("/api/v1/signals/{id}", get(get_signal))
-        .route("/api/v1/signals/{id}/trace", get(signal_trace))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        bad(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> ApiError {
+        bad(rejection.body_text())
+    }
+}
+
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "FLUO API",
+        description = "Behavioral assurance for OpenTelemetry traces: tenants, keys, users, rules, signals, webhooks. \
+            Every endpoint but sign-in and the health checks takes `Authorization: Bearer <API key or session token>`; \
+            the tenant always comes from that credential.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&Conventions),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "tenants", description = "Operator: create tenants"),
+        (name = "identity", description = "API keys, users and sessions"),
+        (name = "rules", description = "Rule versions, activation, testing and backtests"),
+        (name = "signals", description = "Violations, their workflow and live stream; retained traces"),
+        (name = "webhooks", description = "Notifications of new signals"),
+        (name = "operations", description = "Health, readiness, metrics, this document")
+    )
+)]
+struct ApiDoc;
+
+/// Adds what every operation shares: the bearer scheme, and the error answers
+/// that any authenticated operation can give (so each handler lists only its
+/// own: 404, 409, 422, 429).
+struct Conventions;
+
+impl utoipa::Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Required, ResponseBuilder, security::SecurityRequirement};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key (`fluo_…`), the operator key, or a session token from /auth/login"))
+                    .build(),
+            ),
+        );
+        let error = |description: &str| -> RefOr<utoipa::openapi::Response> {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .into()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = !path.starts_with("/api/v1/") || path == "/api/v1/auth/login" || path == "/api/v1/openapi.json";
+            for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                let has_body = operation.request_body.is_some();
+                let has_parameters = operation.parameters.as_ref().is_some_and(|parameters| !parameters.is_empty());
+                if let Some(body) = operation.request_body.as_mut() {
+                    body.required = Some(Required::True);
+                }
+                if has_body || has_parameters {
+                    responses.entry("400".into()).or_insert_with(|| error("Malformed request: bad JSON, parameter or value"));
+                }
+                if has_body {
+                    responses.entry("413".into()).or_insert_with(|| error("Request body over 1 MiB"));
+                }
+                if !public {
+                    responses.entry("401".into()).or_insert_with(|| error("No credential, or an unknown, expired or revoked one"));
+                    responses.entry("403".into()).or_insert_with(|| error("The credential lacks the scope or role this needs"));
+                    operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                }
+                if path.starts_with("/api/v1/") {
+                    responses.entry("500".into()).or_insert_with(|| error("Internal error (details are in the server log only)"));
+                }
+            }
+        }
+    }
+}
+
+/// Every operation, registered from its handler's annotation.
+fn operations() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(identity::create_tenant))
+        .routes(routes!(identity::create_key, identity::list_keys))
+        .routes(routes!(identity::revoke_key))
+        .routes(routes!(identity::create_user, identity::list_users))
+        .routes(routes!(identity::delete_user))
+        .routes(routes!(identity::login))
+        .routes(routes!(identity::renew))
+        .routes(routes!(identity::logout))
+        .routes(routes!(rules::create, rules::list))
+        .routes(routes!(rules::get_one, rules::update, rules::delete))
+        .routes(routes!(rules::versions))
+        .routes(routes!(rules::version))
+        .routes(routes!(rules::diff))
+        .routes(routes!(rules::activate))
+        .routes(routes!(rules::enable))
+        .routes(routes!(rules::disable))
+        .routes(routes!(rules::test))
+        .routes(routes!(rules::backtest))
+        .routes(routes!(signals::list))
+        .routes(routes!(signals::counts))
+        .routes(routes!(signals::stream))
+        .routes(routes!(signals::get_one))
+        .routes(routes!(signals::trace))
+        .routes(routes!(signals::set_status))
+        .routes(routes!(signals::get_trace))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_document))
+}
+
+/// The OpenAPI document the API serves (also written to `docs/openapi.json`
+/// by `fluo openapi`; a test keeps the two equal).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = operations().split_for_parts().1;
+    Conventions.modify(&mut document);
+    document
+}
+
+pub fn router(state: ApiState) -> axum::Router {
+    let (router, mut document) = operations().split_for_parts();
+    Conventions.modify(&mut document);
+    let served = Arc::new(document.to_pretty_json().expect("the OpenAPI document serializes"));
+    router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .layer(axum::Extension(OpenApiJson(served)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
 }
+
+#[derive(Clone)]
+struct OpenApiJson(Arc<String>);
 
 /// Gives every request an id (the client's `x-request-id` if it is short and
 /// printable, else a new one), returns it in `x-request-id`, and logs one
@@ -182,290 +331,18 @@ pub(crate) fn body<T: for<'de> Deserialize<'de>>(bytes: Result<Bytes, BytesRejec
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request body over {MAX_BODY} bytes"))
         }
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text()),
+        _ => bad(rejection.body_text()),
     })?;
     serde_json::from_slice(&bytes).map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTenant {
-    name: String,
-}
-
-async fn create_tenant(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    if !matches!(principal(&state, &headers)?, Principal::Operator) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "creating tenants needs the operator key"));
-    }
-    let request: NewTenant = body(bytes)?;
-    let (tenant, key) = state.auth.create_tenant(&request.name)?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": tenant.id, "name": tenant.name, "admin_key": key.key}))).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKey {
-    name: String,
-    scopes: Vec<String>,
-    /// RFC 3339; the key stops working then.
-    expires_at: Option<String>,
-}
-
-async fn create_key(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let request: NewKey = body(bytes)?;
-    let expires = request.expires_at.as_deref().map(parse_time).transpose()?;
-    let key = state.auth.create_key(&tenant, &request.name, &request.scopes, expires)?;
-    let expires_at = expires.map(crate::signals::rfc3339);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"id": key.id, "name": key.name, "key": key.key, "scopes": key.scopes, "expires_at": expires_at})),
-    )
-        .into_response())
-}
-
-async fn list_keys(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    Ok(axum::Json(json!({ "items": state.auth.list_keys(&tenant)? })).into_response())
-}
-
-async fn revoke_key(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    if state.auth.revoke_key(&tenant, &id)? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such key"))
-    }
-}
-
-impl From<crate::webhooks::WebhookError> for ApiError {
-    fn from(error: crate::webhooks::WebhookError) -> ApiError {
-        match error {
-            crate::webhooks::WebhookError::Invalid(message) => bad(message),
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewWebhook {
-    url: String,
-    #[serde(default)]
-    severities: Vec<String>,
-    #[serde(default)]
-    rules: Vec<String>,
-}
-
-async fn create_webhook(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let request: NewWebhook = body(bytes)?;
-    let severities = request
-        .severities
-        .iter()
-        .map(|text| Severity::parse(text).ok_or_else(|| bad(format!("unknown severity {text:?}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let (hook, secret) = state.webhooks.create(&tenant, &request.url, severities, request.rules)?;
-    let mut value = hook.public();
-    value["secret"] = secret.into();
-    Ok((StatusCode::CREATED, axum::Json(value)).into_response())
-}
-
-async fn list_webhooks(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let items: Vec<_> = state.webhooks.list(&tenant)?.iter().map(crate::webhooks::Webhook::public).collect();
-    Ok(axum::Json(json!({ "items": items })).into_response())
-}
-
-async fn delete_webhook(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    if state.webhooks.delete(&tenant, &id)? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such webhook"))
-    }
-}
-
-async fn webhook_deliveries(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    match state.webhooks.deliveries(&tenant, &id)? {
-        Some(items) => Ok(axum::Json(json!({ "items": items })).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such webhook")),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUser {
-    email: String,
-    password: String,
-    role: String,
-}
-
-async fn create_user(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let request: NewUser = body(bytes)?;
-    let role = crate::users::Role::parse(&request.role).ok_or_else(|| bad("role must be admin, editor or viewer".into()))?;
-    let auth = state.auth.clone();
-    let user = tokio::task::spawn_blocking(move || auth.users.create(&tenant, &request.email, &request.password, role))
-        .await
-        .map_err(ApiError::internal)??;
-    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
-}
-
-async fn list_users(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    Ok(axum::Json(json!({ "items": state.auth.users.list(&tenant)? })).into_response())
-}
-
-async fn delete_user(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    if state.auth.users.delete(&tenant, &id)? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such user"))
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Login {
-    tenant: String,
-    email: String,
-    password: String,
-}
-
-/// Signs a user in: `{token, expires_at, user}`. Failures are one generic 401;
-/// after five in a row for the same address, 429 with a doubling Retry-After.
-async fn login(State(state): State<ApiState>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let request: Login = body(bytes)?;
-    let auth = state.auth.clone();
-    let result = tokio::task::spawn_blocking(move || auth.users.login(&request.tenant, &request.email, &request.password))
-        .await
-        .map_err(ApiError::internal)?;
-    match result {
-        Ok(token) => Ok(axum::Json(token).into_response()),
-        Err(crate::users::LoginError::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid credentials")),
-        Err(crate::users::LoginError::SlowDown(wait)) => {
-            let mut response =
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed sign-ins; wait before trying again")
-                    .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
-            Ok(response)
-        }
-        Err(crate::users::LoginError::Store(error)) => Err(ApiError::internal(error)),
-    }
-}
-
-fn session(state: &ApiState, headers: &HeaderMap) -> Result<crate::users::Session, ApiError> {
-    match principal(state, headers)? {
-        Principal::User(session) => Ok(session),
-        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "this needs a session token, not a key")),
-    }
-}
-
-async fn renew(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let session = session(&state, &headers)?;
-    Ok(axum::Json(state.auth.users.renew(&session)?).into_response())
-}
-
-async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let session = session(&state, &headers)?;
-    state.auth.users.logout(&session)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusChange {
-    status: String,
-    note: Option<String>,
-}
-
-/// Moves a signal through open → acknowledged → resolved / false_positive
-/// (or back to open), keeping who, when and why in its history.
-async fn set_signal_status(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let principal = principal(&state, &headers)?;
-    let tenant = principal.tenant_with(Scope::Write)?.clone();
-    let author = principal.author();
-    let request: StatusChange = body(bytes)?;
-    let status = Status::parse(&request.status).ok_or_else(|| bad(format!("unknown status {:?}", request.status)))?;
-    let note = request.note.unwrap_or_default();
-    if note.len() > 4096 {
-        return Err(bad("note must be at most 4096 bytes".into()));
-    }
-    match state.signals.set_status(&tenant, &id, status, &note, &author)? {
-        Some(signal) => Ok(axum::Json(signal).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such signal")),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignalQuery {
-    rule: Option<String>,
-    status: Option<String>,
-    severity: Option<String>,
-    trace_id: Option<String>,
-    since: Option<String>,
-    cursor: Option<String>,
-    limit: Option<usize>,
-}
-
-pub(crate) fn bad(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-}
-
-async fn list_signals(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    query: Result<Query<SignalQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Query(query) = query.map_err(|rejection| bad(rejection.body_text()))?;
-    let status =
-        query.status.as_deref().map(|text| Status::parse(text).ok_or_else(|| bad(format!("unknown status {text:?}")))).transpose()?;
-    let severity =
-        query.severity.as_deref().map(|text| Severity::parse(text).ok_or_else(|| bad(format!("unknown severity {text:?}")))).transpose()?;
-    let since_unix_ms = query.since.as_deref().map(parse_time).transpose()?;
-    if let Some(trace_id) = &query.trace_id {
-        if trace_id.len() != 32 || hex::decode(trace_id).is_err() {
-            return Err(bad("trace_id must be 32 hex digits".into()));
-        }
-    }
-    let filter = Filter {
-        rule: query.rule,
-        status,
-        severity,
-        trace_id: query.trace_id,
-        since_unix_ms,
-        cursor: query.cursor,
-        limit: query.limit.unwrap_or(50),
-    };
-    let signals = state.signals.clone();
-    let (items, next_cursor) = tokio::task::spawn_blocking(move || signals.list(&tenant, &filter)).await.map_err(ApiError::internal)??;
-    Ok(axum::Json(json!({"items": items, "next_cursor": next_cursor})).into_response())
+/// Runs blocking store or sandbox work off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?
 }
 
 /// RFC 3339 (`2026-11-27T10:00:00Z`) or milliseconds since the epoch.
-fn parse_time(text: &str) -> Result<u64, ApiError> {
+pub(crate) fn parse_time(field: &str, text: &str) -> Result<u64, ApiError> {
     if let Ok(millis) = text.parse::<u64>() {
         return Ok(millis);
     }
@@ -473,46 +350,27 @@ fn parse_time(text: &str) -> Result<u64, ApiError> {
         .ok()
         .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|since| since.as_millis() as u64)
-        .ok_or_else(|| bad(format!("since must be RFC 3339 or milliseconds since the epoch, not {text:?}")))
+        .ok_or_else(|| bad(format!("{field} must be RFC 3339 or milliseconds since the epoch, not {text:?}")))
 }
 
-async fn get_signal(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    match state.signals.get(&tenant, &id)? {
-        Some(signal) => Ok(axum::Json(signal).into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such signal")),
-    }
+/// `{"items": [...]}`: every list answer.
+#[derive(Serialize, ToSchema)]
+pub struct Items<T: ToSchema> {
+    pub items: Vec<T>,
 }
 
-/// The trace snapshot of a signal, as OTLP/JSON.
-async fn signal_trace(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such signal");
-    let signal = state.signals.get(&tenant, &id)?.ok_or_else(not_found)?;
-    let mut trace_id = [0u8; 16];
-    hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
-    let snapshot = state.signals.snapshot(&tenant, &trace_id)?.ok_or_else(not_found)?;
-    let request =
-        <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&snapshot[..]).map_err(ApiError::internal)?;
-    Ok(axum::Json(request).into_response())
-}
-
-/// A retained trace of the tenant (as last evaluated), as OTLP/JSON.
-async fn get_trace(State(state): State<ApiState>, headers: HeaderMap, Path(trace_id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let mut id = [0u8; 16];
-    hex::decode_to_slice(&trace_id, &mut id).map_err(|_| bad("trace id must be 32 hex digits".into()))?;
-    let (_, otlp) = state
-        .recent
-        .get_raw(&tenant, &id)
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))?;
-    let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(&otlp[..]).map_err(ApiError::internal)?;
-    Ok(axum::Json(request).into_response())
+/// Liveness: answers while the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 /// Ready once the listeners run (this handler answering) and the database answers.
-async fn ready(State(state): State<ApiState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", body = String, content_type = "text/plain"),
+    (status = 503, description = "Stopping, or the database does not answer", body = String, content_type = "text/plain")
+))]
+async fn readyz(State(state): State<ApiState>) -> Response {
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
     }
@@ -525,42 +383,22 @@ async fn ready(State(state): State<ApiState>) -> Response {
     }
 }
 
-/// New signals of the tenant as Server-Sent Events (`event: signal`, the
-/// signal as JSON), once each is on disk. A client too slow to keep up gets
-/// `event: lagged` with how many it missed, and should re-read the list.
-async fn stream_signals(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let receiver = state.pipeline.evaluator.subscribe();
-    let stream = futures::stream::unfold((receiver, state.shutdown.clone(), tenant), |(mut receiver, mut shutdown, tenant)| async move {
-        loop {
-            let event = tokio::select! {
-                _ = shutdown.changed() => return None,
-                event = receiver.recv() => event,
-            };
-            match event {
-                Ok(event) if event.0 == tenant => {
-                    let data = serde_json::to_string(&event.1).unwrap_or_default();
-                    let item = Event::default().event("signal").id(event.1.id.clone()).data(data);
-                    return Some((Ok::<_, std::convert::Infallible>(item), (receiver, shutdown, tenant)));
-                }
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    let item = Event::default().event("lagged").data(missed.to_string());
-                    return Some((Ok(item), (receiver, shutdown, tenant)));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
-}
-
 /// Prometheus text; carries per-tenant figures, so it needs the operator key.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4"),
+    (status = 401, description = "No or unknown credential", body = ErrorBody),
+    (status = 403, description = "Not the operator key", body = ErrorBody)
+), security(("bearer" = [])))]
 async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if !matches!(principal(&state, &headers)?, Principal::Operator) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "metrics need the operator key"));
     }
     let text = state.pipeline.counters.prometheus(state.pipeline.buffered_spans());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// This document (OpenAPI 3.1), generated from the handlers' annotations.
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "get_openapi_document", tag = "operations", responses((status = 200, description = "The OpenAPI document", body = Object)))]
+async fn openapi_document(axum::Extension(OpenApiJson(json)): axum::Extension<OpenApiJson>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str().to_owned()).into_response()
 }

@@ -4,45 +4,93 @@
 //! tenant's retained traces. After every change the tenant's active rule set is rebuilt from the
 //! store, reusing already loaded modules, and handed to the evaluator.
 
-use super::{ApiError, ApiState, bad, body, principal, tenant};
+use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, body, principal, tenant};
 use crate::auth::{Scope, TenantId};
+use crate::rules::abi::RuleMeta;
+use crate::rules::{Outcome, Severity};
 use crate::signals::RuleRef;
 use crate::store::{RuleState, RuleVersion, rule_id};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such rule")
+    ApiError::not_found("rule")
 }
 
-fn state_json(state: &RuleState) -> Value {
-    json!({
-        "id": state.id, "name": state.name, "active_version": state.active_version, "latest_version": state.latest_version,
-        "enabled": state.enabled, "created_at": crate::signals::rfc3339(state.created_unix_ms),
-        "updated_at": crate::signals::rfc3339(state.updated_unix_ms),
-    })
+/// A rule's state, and what its active version declares.
+#[derive(Serialize, ToSchema)]
+pub struct RuleInfo {
+    id: String,
+    name: String,
+    active_version: u32,
+    latest_version: u32,
+    enabled: bool,
+    created_at: String,
+    updated_at: String,
+    /// The active version's declared severity.
+    severity: String,
+    /// `pattern`, `check` or `rule`.
+    form: String,
+    /// The active version with its source (only on `GET /rules/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<VersionInfo>,
 }
 
-fn version_json(version: &RuleVersion, with_source: bool) -> Value {
-    let mut value = json!({
-        "version": version.version, "message": version.message, "author": version.author,
-        "created_at": crate::signals::rfc3339(version.created_unix_ms), "plugin_hash": version.plugin_hash,
-        "form": version.meta.form, "severity": version.meta.severity, "description": version.meta.description,
-    });
-    if with_source {
-        value["source"] = version.source.clone().into();
+impl RuleInfo {
+    fn of(state: &RuleState, active: &RuleVersion, with_source: bool) -> RuleInfo {
+        RuleInfo {
+            id: state.id.clone(),
+            name: state.name.clone(),
+            active_version: state.active_version,
+            latest_version: state.latest_version,
+            enabled: state.enabled,
+            created_at: crate::signals::rfc3339(state.created_unix_ms),
+            updated_at: crate::signals::rfc3339(state.updated_unix_ms),
+            severity: active.meta.severity.clone(),
+            form: active.meta.form.clone(),
+            active: with_source.then(|| VersionInfo::of(active, true)),
+        }
     }
-    value
 }
 
-/// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?
+/// One immutable version.
+#[derive(Serialize, ToSchema)]
+pub struct VersionInfo {
+    version: u32,
+    message: Option<String>,
+    /// The key or user that stored it.
+    author: Option<String>,
+    created_at: String,
+    /// The rule plugin it was compiled against.
+    plugin_hash: String,
+    form: String,
+    severity: String,
+    description: Option<String>,
+    /// Only when one version is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+}
+
+impl VersionInfo {
+    fn of(version: &RuleVersion, with_source: bool) -> VersionInfo {
+        VersionInfo {
+            version: version.version,
+            message: version.message.clone(),
+            author: version.author.clone(),
+            created_at: crate::signals::rfc3339(version.created_unix_ms),
+            plugin_hash: version.plugin_hash.clone(),
+            form: version.meta.form.clone(),
+            severity: version.meta.severity.clone(),
+            description: version.meta.description.clone(),
+            source: with_source.then(|| version.source.clone()),
+        }
+    }
 }
 
 /// Rebuilds `tenant`'s active rules from the store and hands them to the
@@ -71,19 +119,30 @@ fn reload(state: &ApiState, tenant: &TenantId) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NewRule {
+pub struct NewRule {
+    /// 1 to 128 printable characters; unique in the tenant.
     name: String,
+    /// JavaScript, at most 128 KiB (see docs/rules.md).
+    source: String,
+    /// Why (at most 1024 bytes).
+    message: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVersion {
     source: String,
     message: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NewVersion {
-    source: String,
-    message: Option<String>,
+/// The version just stored (and made active).
+#[derive(Serialize, ToSchema)]
+pub struct RuleCreated {
+    id: String,
+    name: String,
+    version: u32,
 }
 
 /// Compiles (at most two at once), stores (flushed) and activates a version.
@@ -96,17 +155,12 @@ async fn store_version(
     message: Option<String>,
 ) -> Result<Response, ApiError> {
     if message.as_ref().is_some_and(|message| message.len() > 1024) {
-        return Err(bad("message must be at most 1024 bytes".into()));
+        return Err(bad("message must be at most 1024 bytes"));
     }
     let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
     let engine = state.engine.clone();
     let compiled = blocking(move || Ok(crate::rules::compile::compile(&engine, &source).map(|(compiled, _)| (compiled, source)))).await?;
-    let (compiled, source) = compiled.map_err(|error| {
-        let (line, column) = error.line_column();
-        let mut api_error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "compile_error", error.to_string());
-        api_error.extra = json!({"line": line, "column": column});
-        api_error
-    })?;
+    let (compiled, source) = compiled.map_err(|error| ApiError::compile(&error))?;
     let (state_for_store, tenant_for_store, rule_name) = (state.clone(), tenant.clone(), name.clone());
     let version = blocking(move || {
         let version = state_for_store
@@ -127,228 +181,380 @@ async fn store_version(
     })
     .await?;
     let id = rule_id(tenant.as_str(), &name);
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "name": name, "version": version}))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(RuleCreated { id, name, version })).into_response())
 }
 
-pub(super) async fn create(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+/// Creates a rule, or a new version of the rule with that name; it becomes
+/// active at once.
+#[utoipa::path(post, path = "/api/v1/rules", operation_id = "create_rule", tag = "rules", request_body = NewRule, responses(
+    (status = 201, description = "Stored and active", body = RuleCreated),
+    (status = 422, description = "The source does not compile (with line and column when known)", body = ErrorBody)
+))]
+pub async fn create(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let request: NewRule = body(bytes)?;
     let name = request.name.trim().to_string();
     if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(bad("rule name must be 1 to 128 printable characters".into()));
+        return Err(bad("rule name must be 1 to 128 printable characters"));
     }
     store_version(&state, &tenant, principal.author(), name, request.source, request.message).await
 }
 
-/// A new version of an existing rule.
-pub(super) async fn update(
+/// A new immutable version of an existing rule; it becomes active.
+#[utoipa::path(put, path = "/api/v1/rules/{id}", operation_id = "update_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+    request_body = NewVersion, responses(
+    (status = 201, description = "Stored and active", body = RuleCreated),
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody),
+    (status = 422, description = "The source does not compile", body = ErrorBody)
+))]
+pub async fn update(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Write)?.clone();
+    let Path(id) = id?;
     let request: NewVersion = body(bytes)?;
     let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
     store_version(&state, &tenant, principal.author(), rule.name, request.source, request.message).await
 }
 
-pub(super) async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// The tenant's rules with their state.
+#[utoipa::path(get, path = "/api/v1/rules", operation_id = "list_rules", tag = "rules", responses((status = 200, description = "Rules", body = Items<RuleInfo>)))]
+pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let store = state.store.clone();
     let items = blocking(move || {
         let mut items = Vec::new();
         for rule in store.rules(tenant.as_str()).map_err(ApiError::internal)? {
-            let active = store.version(tenant.as_str(), &rule.name, rule.active_version).map_err(ApiError::internal)?;
-            let mut item = state_json(&rule);
-            if let Some((version, _)) = active {
-                item["severity"] = version.meta.severity.into();
-                item["form"] = version.meta.form.into();
+            if let Some((active, _)) = store.version(tenant.as_str(), &rule.name, rule.active_version).map_err(ApiError::internal)? {
+                items.push(RuleInfo::of(&rule, &active, false));
             }
-            items.push(item);
         }
         Ok(items)
     })
     .await?;
-    Ok(axum::Json(json!({ "items": items })).into_response())
+    Ok(axum::Json(Items { items }).into_response())
 }
 
-pub(super) async fn get_one(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let (active, _) =
-        state.store.version(tenant.as_str(), &rule.name, rule.active_version).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let mut value = state_json(&rule);
-    value["active"] = version_json(&active, true);
-    Ok(axum::Json(value).into_response())
+/// Finds a rule of the tenant by id, or 404.
+fn find(state: &ApiState, tenant: &TenantId, id: &str) -> Result<RuleState, ApiError> {
+    state.store.rule_by_id(tenant.as_str(), id).map_err(ApiError::internal)?.ok_or_else(not_found)
 }
 
-pub(super) async fn versions(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let versions = state.store.versions(tenant.as_str(), &rule.name).map_err(ApiError::internal)?;
-    let items: Vec<Value> = versions.iter().map(|version| version_json(version, false)).collect();
-    Ok(axum::Json(json!({ "items": items })).into_response())
+/// One version of a rule, or 404.
+fn find_version(state: &ApiState, tenant: &TenantId, rule: &RuleState, number: u32) -> Result<(RuleVersion, Vec<u8>), ApiError> {
+    state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found("version"))
 }
 
-pub(super) async fn version(
+/// A rule with its active version's source.
+#[utoipa::path(get, path = "/api/v1/rules/{id}", operation_id = "get_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses(
+    (status = 200, description = "The rule", body = RuleInfo),
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody)
+))]
+pub async fn get_one(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path((id, number)): Path<(String, u32)>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
-    let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let (version, _) = state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    Ok(axum::Json(version_json(&version, true)).into_response())
+    let Path(id) = id?;
+    let rule = find(&state, &tenant, &id)?;
+    let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
+    Ok(axum::Json(RuleInfo::of(&rule, &active, true)).into_response())
 }
 
-#[derive(Deserialize)]
+/// Every version of a rule, oldest first, without sources.
+#[utoipa::path(get, path = "/api/v1/rules/{id}/versions", operation_id = "list_rule_versions", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses(
+    (status = 200, description = "Versions", body = Items<VersionInfo>),
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody)
+))]
+pub async fn versions(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let Path(id) = id?;
+    let rule = find(&state, &tenant, &id)?;
+    let versions = state.store.versions(tenant.as_str(), &rule.name).map_err(ApiError::internal)?;
+    let items: Vec<VersionInfo> = versions.iter().map(|version| VersionInfo::of(version, false)).collect();
+    Ok(axum::Json(Items { items }).into_response())
+}
+
+/// One version with its source.
+#[utoipa::path(get, path = "/api/v1/rules/{id}/versions/{version}", operation_id = "get_rule_version", tag = "rules", params(
+    ("id" = String, Path, description = "Rule id"), ("version" = u32, Path, description = "Version number", minimum = 1)
+), responses(
+    (status = 200, description = "The version", body = VersionInfo),
+    (status = 404, description = "No such rule or version in this tenant", body = ErrorBody)
+))]
+pub async fn version(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, u32)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let Path((id, number)) = path?;
+    let rule = find(&state, &tenant, &id)?;
+    let (version, _) = find_version(&state, &tenant, &rule, number)?;
+    Ok(axum::Json(VersionInfo::of(&version, true)).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub(super) struct DiffQuery {
+#[into_params(parameter_in = Query)]
+pub struct DiffQuery {
+    #[param(minimum = 1)]
     from: u32,
+    #[param(minimum = 1)]
     to: u32,
 }
 
 /// A unified diff of two versions' sources.
-pub(super) async fn diff(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Query(query) = query.map_err(|rejection| bad(rejection.body_text()))?;
-    let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-    let source = |number: u32| -> Result<String, ApiError> {
-        let (version, _) = state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)?.ok_or_else(not_found)?;
-        Ok(version.source)
-    };
-    let (old, new) = (source(query.from)?, source(query.to)?);
-    let diff =
-        similar::TextDiff::from_lines(&old, &new).unified_diff().header(&format!("v{}", query.from), &format!("v{}", query.to)).to_string();
-    Ok(axum::Json(json!({"from": query.from, "to": query.to, "diff": diff})).into_response())
+#[derive(Serialize, ToSchema)]
+pub struct Diff {
+    from: u32,
+    to: u32,
+    /// Unified diff, headed `v{from}` / `v{to}`; empty when the sources are equal.
+    diff: String,
 }
 
-#[derive(Deserialize)]
+/// A unified diff of two versions' sources.
+#[utoipa::path(get, path = "/api/v1/rules/{id}/diff", operation_id = "diff_rule_versions", tag = "rules", params(("id" = String, Path, description = "Rule id"), DiffQuery), responses(
+    (status = 200, description = "The diff", body = Diff),
+    (status = 404, description = "No such rule or version in this tenant", body = ErrorBody)
+))]
+pub async fn diff(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<DiffQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let (Path(id), Query(query)) = (id?, query?);
+    let rule = find(&state, &tenant, &id)?;
+    let (old, _) = find_version(&state, &tenant, &rule, query.from)?;
+    let (new, _) = find_version(&state, &tenant, &rule, query.to)?;
+    let diff = similar::TextDiff::from_lines(&old.source, &new.source)
+        .unified_diff()
+        .header(&format!("v{}", query.from), &format!("v{}", query.to))
+        .to_string();
+    Ok(axum::Json(Diff { from: query.from, to: query.to, diff }).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Activate {
+pub struct Activate {
+    #[schema(minimum = 1)]
     version: u32,
 }
 
 /// Makes any stored version the active one (rollback or roll forward).
-pub(super) async fn activate(
+#[utoipa::path(post, path = "/api/v1/rules/{id}/activate", operation_id = "activate_rule_version", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+    request_body = Activate, responses(
+    (status = 200, description = "The rule after the change", body = RuleInfo),
+    (status = 404, description = "No such rule or version in this tenant", body = ErrorBody)
+))]
+pub async fn activate(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Write)?;
+    let Path(id) = id?;
     let request: Activate = body(bytes)?;
-    let changed = blocking(move || {
-        let Some(rule) = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)? else { return Ok(None) };
-        let Some(rule) = state.store.activate(tenant.as_str(), &rule.name, request.version).map_err(ApiError::internal)? else {
-            return Ok(None);
-        };
+    let info = blocking(move || {
+        let rule = find(&state, &tenant, &id)?;
+        let rule = state
+            .store
+            .activate(tenant.as_str(), &rule.name, request.version)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found("version"))?;
         reload(&state, &tenant)?;
-        Ok(Some(rule))
+        let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
+        Ok(RuleInfo::of(&rule, &active, false))
     })
     .await?;
-    Ok(axum::Json(state_json(&changed.ok_or_else(not_found)?)).into_response())
+    Ok(axum::Json(info).into_response())
 }
 
-async fn set_enabled(state: ApiState, headers: HeaderMap, id: String, enabled: bool) -> Result<Response, ApiError> {
+async fn set_enabled(
+    state: ApiState,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    enabled: bool,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Write)?;
-    let changed = blocking(move || {
-        let Some(rule) = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)? else { return Ok(None) };
-        let changed = state.store.set_enabled(tenant.as_str(), &rule.name, enabled).map_err(ApiError::internal)?;
+    let Path(id) = id?;
+    let info = blocking(move || {
+        let rule = find(&state, &tenant, &id)?;
+        let rule = state.store.set_enabled(tenant.as_str(), &rule.name, enabled).map_err(ApiError::internal)?.ok_or_else(not_found)?;
         reload(&state, &tenant)?;
-        Ok(changed)
+        let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
+        Ok(RuleInfo::of(&rule, &active, false))
     })
     .await?;
-    Ok(axum::Json(state_json(&changed.ok_or_else(not_found)?)).into_response())
+    Ok(axum::Json(info).into_response())
 }
 
-pub(super) async fn enable(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// Turns a rule on: its active version checks new traces.
+#[utoipa::path(post, path = "/api/v1/rules/{id}/enable", operation_id = "enable_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses(
+    (status = 200, description = "The rule after the change", body = RuleInfo),
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody)
+))]
+pub async fn enable(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     set_enabled(state, headers, id, true).await
 }
 
-pub(super) async fn disable(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// Turns a rule off, keeping its versions and signals.
+#[utoipa::path(post, path = "/api/v1/rules/{id}/disable", operation_id = "disable_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses(
+    (status = 200, description = "The rule after the change", body = RuleInfo),
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody)
+))]
+pub async fn disable(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     set_enabled(state, headers, id, false).await
 }
 
 /// Deletes a rule and its versions; its signals keep its name and version.
-pub(super) async fn delete(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", operation_id = "delete_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody)
+))]
+pub async fn delete(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Write)?;
-    let deleted = blocking(move || {
-        let Some(rule) = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)? else { return Ok(false) };
+    let Path(id) = id?;
+    blocking(move || {
+        let rule = find(&state, &tenant, &id)?;
         state.store.delete_rule(tenant.as_str(), &rule.name).map_err(ApiError::internal)?;
-        reload(&state, &tenant)?;
-        Ok(true)
+        reload(&state, &tenant)
     })
     .await?;
-    if deleted { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(not_found()) }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TestRequest {
+pub struct TestRequest {
+    /// JavaScript; need not be saved.
     source: String,
-    /// OTLP/JSON: one `ExportTraceServiceRequest` or an array of them.
+    /// OTLP/JSON: one `ExportTraceServiceRequest` or an array of them (at most 100 traces in all).
     traces: Value,
+}
+
+/// A span a violation points at.
+#[derive(Serialize, ToSchema)]
+pub struct WitnessRef {
+    span_id: String,
+    name: String,
+    service: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TestViolation {
+    message: String,
+    severity: Severity,
+    span_ids: Vec<String>,
+    /// The span ids that exist in the trace, with their names.
+    witnesses: Vec<WitnessRef>,
+}
+
+/// Where a rule threw.
+#[derive(Serialize, ToSchema)]
+pub struct RuleFailure {
+    name: String,
+    message: String,
+    line: Option<u32>,
+    column: Option<u32>,
+}
+
+/// One rule on one trace.
+#[derive(Serialize, ToSchema)]
+pub struct TraceResult {
+    trace_id: String,
+    spans: usize,
+    /// `ok`, `out_of_fuel`, `deadline`, `memory_cap`, `stack_overflow`, `output_cap`, `exception` or `trap`.
+    outcome: String,
+    violations: Vec<TestViolation>,
+    fuel_used: u64,
+    elapsed_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<RuleFailure>,
 }
 
 /// One rule on a set of traces: per trace its outcome, violations, witness
 /// spans, fuel and time.
-fn run_on(state: &ApiState, loaded: std::sync::Arc<crate::rules::LoadedRule>, traces: &[crate::trace::Trace]) -> Vec<Value> {
+fn run_on(state: &ApiState, loaded: std::sync::Arc<crate::rules::LoadedRule>, traces: &[crate::trace::Trace]) -> Vec<TraceResult> {
     let mut sandbox = crate::rules::Sandbox::new(state.engine.clone(), vec![loaded]);
-    traces
-        .iter()
-        .map(|trace| {
-            let run = sandbox.evaluate(trace).into_iter().next();
-            let mut value = json!({"trace_id": hex::encode(trace.trace_id), "spans": trace.spans.len()});
-            if let Some(run) = run {
-                let witnesses: Vec<Value> = run
-                    .outcome
-                    .violations()
-                    .iter()
-                    .map(|violation| {
-                        let names: Vec<Value> = violation
-                            .span_ids
-                            .iter()
-                            .filter_map(|id| {
-                                let mut span_id = [0u8; 8];
-                                hex::decode_to_slice(id, &mut span_id).ok()?;
-                                trace.find(&span_id).map(|span| json!({"span_id": id, "name": span.name, "service": span.resource.service}))
-                            })
-                            .collect();
-                        json!({"message": violation.message, "severity": violation.severity, "span_ids": violation.span_ids, "witnesses": names})
-                    })
-                    .collect();
-                value["outcome"] = run.outcome.kind().into();
-                value["violations"] = witnesses.into();
-                value["fuel_used"] = run.fuel_used.into();
-                value["elapsed_us"] = (run.elapsed.as_micros() as u64).into();
-                if let crate::rules::Outcome::Exception { name, message, line, column } = &run.outcome {
-                    value["error"] = json!({"name": name, "message": message, "line": line, "column": column});
-                }
+    let mut results = Vec::with_capacity(traces.len());
+    for trace in traces {
+        let Some(run) = sandbox.evaluate(trace).into_iter().next() else { continue };
+        let witness = |id: &String| {
+            let mut span_id = [0u8; 8];
+            hex::decode_to_slice(id, &mut span_id).ok()?;
+            let span = trace.find(&span_id)?;
+            Some(WitnessRef { span_id: id.clone(), name: span.name.clone(), service: span.resource.service.clone() })
+        };
+        let violations = run
+            .outcome
+            .violations()
+            .iter()
+            .map(|violation| TestViolation {
+                message: violation.message.clone(),
+                severity: violation.severity,
+                span_ids: violation.span_ids.clone(),
+                witnesses: violation.span_ids.iter().filter_map(witness).collect(),
+            })
+            .collect();
+        let error = match &run.outcome {
+            Outcome::Exception { name, message, line, column } => {
+                Some(RuleFailure { name: name.clone(), message: message.clone(), line: *line, column: *column })
             }
-            value
-        })
-        .collect()
+            _ => None,
+        };
+        results.push(TraceResult {
+            trace_id: hex::encode(trace.trace_id),
+            spans: trace.spans.len(),
+            outcome: run.outcome.kind().into(),
+            violations,
+            fuel_used: run.fuel_used,
+            elapsed_us: run.elapsed.as_micros() as u64,
+            error,
+        });
+    }
+    results
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TestReport {
+    /// What the rule declared about itself.
+    rule: RuleMeta,
+    compile_ms: f64,
+    traces: Vec<TraceResult>,
 }
 
 /// Runs a rule that need not be saved on OTLP/JSON traces.
-pub(super) async fn test(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+#[utoipa::path(post, path = "/api/v1/rules/test", operation_id = "test_rule", tag = "rules", request_body = TestRequest, responses(
+    (status = 200, description = "Per trace: outcome, violations, witnesses, fuel", body = TestReport),
+    (status = 422, description = "The source does not compile", body = ErrorBody)
+))]
+pub async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let _tenant = tenant(&state, &headers, Scope::Write)?;
     let request: TestRequest = body(bytes)?;
     let documents = match request.traces {
@@ -363,58 +569,70 @@ pub(super) async fn test(
     }
     let traces = crate::trace::Trace::group(spans);
     if traces.len() > 100 {
-        return Err(bad("at most 100 traces per test".into()));
+        return Err(bad("at most 100 traces per test"));
     }
     let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
     let worker_state = state.clone();
-    let (compiled, results) = blocking(move || {
+    let report = blocking(move || {
         let started = std::time::Instant::now();
         let (compiled, loaded) = match crate::rules::compile::compile(&worker_state.engine, &request.source) {
             Ok(done) => done,
-            Err(error) => return Ok(Err(error)),
+            Err(error) => return Err(ApiError::compile(&error)),
         };
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let results = run_on(&worker_state, loaded, &traces);
-        Ok(Ok(((compiled.meta, compile_ms), results)))
+        Ok(TestReport { rule: compiled.meta, compile_ms, traces: run_on(&worker_state, loaded, &traces) })
     })
-    .await?
-    .map_err(|error| {
-        let (line, column) = error.line_column();
-        let mut api_error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "compile_error", error.to_string());
-        api_error.extra = json!({"line": line, "column": column});
-        api_error
-    })?;
-    let ((meta, compile_ms), results) = (compiled, results);
-    Ok(axum::Json(json!({"rule": meta, "compile_ms": compile_ms, "traces": results})).into_response())
+    .await?;
+    Ok(axum::Json(report).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct BacktestRequest {
+pub struct BacktestRequest {
+    /// Default: the active version.
+    #[schema(minimum = 1)]
     version: Option<u32>,
+    /// Newest retained traces to run on: 1 to 10,000; default 1,000.
+    #[schema(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct BacktestReport {
+    rule_id: String,
+    version: u32,
+    traces_evaluated: usize,
+    traces_with_violations: usize,
+    /// Traces on which the rule did not finish (fuel, deadline, exception…).
+    traces_failed: usize,
+    /// The traces with violations (at most 100).
+    results: Vec<TraceResult>,
+}
+
 /// Runs a stored version over the tenant's retained traces and reports which
-/// would have produced signals.
-pub(super) async fn backtest(
+/// would have produced signals. The body is optional.
+#[utoipa::path(post, path = "/api/v1/rules/{id}/backtest", operation_id = "backtest_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+    request_body = BacktestRequest, responses(
+    (status = 200, description = "What the version would have raised", body = BacktestReport),
+    (status = 404, description = "No such rule or version in this tenant", body = ErrorBody)
+))]
+pub async fn backtest(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
+    let Path(id) = id?;
     let request: BacktestRequest = match bytes {
         Ok(bytes) if bytes.is_empty() => BacktestRequest::default(),
         other => body(other)?,
     };
     let limit = request.limit.unwrap_or(1000).clamp(1, 10_000);
     let report = blocking(move || {
-        let Some(rule) = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)? else { return Ok(None) };
+        let rule = find(&state, &tenant, &id)?;
         let number = request.version.unwrap_or(rule.active_version);
-        let Some((version, wasm)) = state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)? else {
-            return Ok(None);
-        };
+        let (version, wasm) = find_version(&state, &tenant, &rule, number)?;
         let loaded = if version.plugin_hash == state.engine.plugin_hash() {
             state
                 .engine
@@ -432,14 +650,17 @@ pub(super) async fn backtest(
             .map(|spans| crate::trace::Trace::new(spans[0].trace_id, spans))
             .collect();
         let results = run_on(&state, loaded, &traces);
-        let failed = results.iter().filter(|result| result["outcome"] != "ok").count();
-        let hits: Vec<Value> =
-            results.into_iter().filter(|result| result["violations"].as_array().is_some_and(|items| !items.is_empty())).collect();
-        Ok(Some(json!({
-            "rule_id": rule.id, "version": number, "traces_evaluated": traces.len(), "traces_with_violations": hits.len(),
-            "traces_failed": failed, "results": hits.into_iter().take(100).collect::<Vec<_>>(),
-        })))
+        let failed = results.iter().filter(|result| result.outcome != "ok").count();
+        let hits: Vec<TraceResult> = results.into_iter().filter(|result| !result.violations.is_empty()).collect();
+        Ok(BacktestReport {
+            rule_id: rule.id,
+            version: number,
+            traces_evaluated: traces.len(),
+            traces_with_violations: hits.len(),
+            traces_failed: failed,
+            results: hits.into_iter().take(100).collect(),
+        })
     })
     .await?;
-    Ok(axum::Json(report.ok_or_else(not_found)?).into_response())
+    Ok(axum::Json(report).into_response())
 }

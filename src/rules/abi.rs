@@ -299,7 +299,7 @@ pub struct LogDoc {
 }
 
 /// What a rule declared about itself (`__fluo_describe`).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RuleMeta {
     /// `pattern`, `check` or `rule`.
     pub form: String,

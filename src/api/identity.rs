@@ -1,0 +1,219 @@
+//! Who may call: tenants (operator only), API keys with scopes, tenant users
+//! with roles, and their sessions (sign-in, renewal, sign-out).
+
+use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, body, parse_time, principal, tenant};
+use crate::auth::{KeyInfo, Principal, Scope};
+use crate::users::{LoginError, Session, Token, UserInfo};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// 1 to 128 printable characters.
+    name: String,
+}
+
+/// A new tenant with its first admin key (shown this once).
+#[derive(Serialize, ToSchema)]
+pub struct TenantCreated {
+    id: String,
+    name: String,
+    admin_key: String,
+}
+
+/// Creates a tenant (operator key only) and returns its first admin key.
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = NewTenant, responses(
+    (status = 201, description = "Created", body = TenantCreated)
+))]
+pub async fn create_tenant(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !matches!(principal(&state, &headers)?, Principal::Operator) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "creating tenants needs the operator key"));
+    }
+    let request: NewTenant = body(bytes)?;
+    let (tenant, key) = state.auth.create_tenant(&request.name)?;
+    let created = TenantCreated { id: tenant.id, name: tenant.name, admin_key: key.key };
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    name: String,
+    /// Any of `ingest`, `read`, `write`, `admin` (admin implies the others).
+    scopes: Vec<String>,
+    /// RFC 3339 or milliseconds since the epoch; the key stops working then.
+    expires_at: Option<String>,
+}
+
+/// A new key: its secret is shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct KeyCreated {
+    id: String,
+    name: String,
+    key: String,
+    scopes: Vec<Scope>,
+    expires_at: Option<String>,
+}
+
+/// Creates an API key (admin).
+#[utoipa::path(post, path = "/api/v1/keys", tag = "identity", request_body = NewKey, responses(
+    (status = 201, description = "Created", body = KeyCreated)
+))]
+pub async fn create_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    let request: NewKey = body(bytes)?;
+    let expires = request.expires_at.as_deref().map(|text| parse_time("expires_at", text)).transpose()?;
+    let key = state.auth.create_key(&tenant, &request.name, &request.scopes, expires)?;
+    let created =
+        KeyCreated { id: key.id, name: key.name, key: key.key, scopes: key.scopes, expires_at: expires.map(crate::signals::rfc3339) };
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+/// The tenant's keys, without secrets (admin).
+#[utoipa::path(get, path = "/api/v1/keys", tag = "identity", responses((status = 200, description = "Keys", body = Items<KeyInfo>)))]
+pub async fn list_keys(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    Ok(axum::Json(Items { items: state.auth.list_keys(&tenant)? }).into_response())
+}
+
+/// Revokes a key; its next request is refused (admin).
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "identity", params(("id" = String, Path, description = "Key id")), responses(
+    (status = 204, description = "Revoked"),
+    (status = 404, description = "No such key in this tenant", body = ErrorBody)
+))]
+pub async fn revoke_key(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    let Path(id) = id?;
+    if state.auth.revoke_key(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::not_found("key")) }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    email: String,
+    /// At least 12 characters.
+    password: String,
+    /// `admin`, `editor` or `viewer`.
+    role: String,
+}
+
+/// Creates a user of the tenant (admin).
+#[utoipa::path(post, path = "/api/v1/users", tag = "identity", request_body = NewUser, responses(
+    (status = 201, description = "Created", body = UserInfo),
+    (status = 409, description = "The email is taken in this tenant", body = ErrorBody)
+))]
+pub async fn create_user(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    let request: NewUser = body(bytes)?;
+    let role = crate::users::Role::parse(&request.role).ok_or_else(|| bad("role must be admin, editor or viewer"))?;
+    let auth = state.auth.clone();
+    let user = blocking(move || Ok(auth.users.create(&tenant, &request.email, &request.password, role)?)).await?;
+    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+}
+
+/// The tenant's users (admin); never a password hash.
+#[utoipa::path(get, path = "/api/v1/users", tag = "identity", responses((status = 200, description = "Users", body = Items<UserInfo>)))]
+pub async fn list_users(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    Ok(axum::Json(Items { items: state.auth.users.list(&tenant)? }).into_response())
+}
+
+/// Deletes a user and ends their sessions (admin).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "identity", params(("id" = String, Path, description = "User id")), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, description = "No such user in this tenant", body = ErrorBody)
+))]
+pub async fn delete_user(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Admin)?;
+    let Path(id) = id?;
+    if state.auth.users.delete(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::not_found("user")) }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The tenant id.
+    tenant: String,
+    email: String,
+    password: String,
+}
+
+/// Signs a user in. Failures are one generic 401; after five in a row for the
+/// same tenant and email, 429 with a doubling Retry-After.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "identity", request_body = Login, responses(
+    (status = 200, description = "A session token (15 minutes)", body = Token),
+    (status = 401, description = "Invalid credentials", body = ErrorBody),
+    (status = 429, description = "Too many failed sign-ins; see Retry-After", body = ErrorBody,
+        headers(("retry-after" = u64, description = "Seconds to wait")))
+))]
+pub async fn login(State(state): State<ApiState>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let request: Login = body(bytes)?;
+    let auth = state.auth.clone();
+    let result = blocking(move || Ok(auth.users.login(&request.tenant, &request.email, &request.password))).await?;
+    match result {
+        Ok(token) => Ok(axum::Json(token).into_response()),
+        Err(LoginError::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid credentials")),
+        Err(LoginError::SlowDown(wait)) => {
+            let mut response =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed sign-ins; wait before trying again")
+                    .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
+            Ok(response)
+        }
+        Err(LoginError::Store(error)) => Err(ApiError::internal(error)),
+    }
+}
+
+fn session(state: &ApiState, headers: &HeaderMap) -> Result<Session, ApiError> {
+    match principal(state, headers)? {
+        Principal::User(session) => Ok(session),
+        _ => Err(bad("this needs a session token, not a key")),
+    }
+}
+
+/// A fresh token for the same session (before the current one expires).
+#[utoipa::path(post, path = "/api/v1/auth/renew", tag = "identity", responses(
+    (status = 200, description = "A new token for the same session", body = Token),
+    (status = 400, description = "Called with a key, not a session token", body = ErrorBody)
+))]
+pub async fn renew(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let session = session(&state, &headers)?;
+    Ok(axum::Json(state.auth.users.renew(&session)?).into_response())
+}
+
+/// Ends the session: every token of it stops working.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "identity", responses(
+    (status = 204, description = "Signed out"),
+    (status = 400, description = "Called with a key, not a session token", body = ErrorBody)
+))]
+pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let session = session(&state, &headers)?;
+    state.auth.users.logout(&session)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

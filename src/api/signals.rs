@@ -1,0 +1,243 @@
+//! Signal endpoints: the filtered, paginated list and its counts, one signal,
+//! its trace snapshot, the status workflow, the live stream (SSE); and the
+//! tenant's retained traces.
+
+use super::{ApiError, ApiState, ErrorBody, bad, blocking, body, parse_time, principal, tenant};
+use crate::auth::Scope;
+use crate::rules::Severity;
+use crate::signals::{Counts, Filter, Signal, Status};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SignalQuery {
+    /// A rule id or name.
+    rule: Option<String>,
+    /// The rule version that fired.
+    #[param(minimum = 1)]
+    version: Option<u32>,
+    status: Option<Status>,
+    severity: Option<Severity>,
+    /// 32 hex digits.
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
+    trace_id: Option<String>,
+    /// Created at or after: RFC 3339 or milliseconds since the epoch.
+    since: Option<String>,
+    /// Created before: RFC 3339 or milliseconds since the epoch.
+    until: Option<String>,
+    /// Case-insensitive text in the message or the rule name.
+    q: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+}
+
+impl SignalQuery {
+    fn filter(self) -> Result<Filter, ApiError> {
+        if let Some(trace_id) = &self.trace_id {
+            if trace_id.len() != 32 || hex::decode(trace_id).is_err() {
+                return Err(bad("trace_id must be 32 hex digits"));
+            }
+        }
+        if self.q.as_ref().is_some_and(|text| text.len() > 256) {
+            return Err(bad("q must be at most 256 bytes"));
+        }
+        Ok(Filter {
+            rule: self.rule,
+            version: self.version,
+            status: self.status,
+            severity: self.severity,
+            trace_id: self.trace_id,
+            since_unix_ms: self.since.as_deref().map(|text| parse_time("since", text)).transpose()?,
+            until_unix_ms: self.until.as_deref().map(|text| parse_time("until", text)).transpose()?,
+            text: self.q.filter(|text| !text.is_empty()),
+            cursor: self.cursor,
+            limit: self.limit.unwrap_or(50),
+        })
+    }
+}
+
+/// A page of signals, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct SignalPage {
+    items: Vec<Signal>,
+    /// Pass as `cursor` for the next page; absent on the last page. Stable
+    /// while new signals arrive (they sort before the first page).
+    next_cursor: Option<String>,
+}
+
+/// The tenant's signals, newest first, filtered.
+#[utoipa::path(get, path = "/api/v1/signals", operation_id = "list_signals", tag = "signals", params(SignalQuery), responses(
+    (status = 200, description = "A page of signals", body = SignalPage)
+))]
+pub async fn list(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<SignalQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let filter = query?.0.filter()?;
+    let signals = state.signals.clone();
+    let (items, next_cursor) = blocking(move || Ok(signals.list(&tenant, &filter)?)).await?;
+    Ok(axum::Json(SignalPage { items, next_cursor }).into_response())
+}
+
+/// Counts of the signals the same filters keep (cursor and limit ignored), by
+/// severity, status and rule.
+#[utoipa::path(get, path = "/api/v1/signals/counts", operation_id = "count_signals", tag = "signals", params(SignalQuery), responses(
+    (status = 200, description = "Counts", body = Counts)
+))]
+pub async fn counts(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<SignalQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let filter = query?.0.filter()?;
+    let signals = state.signals.clone();
+    let counts = blocking(move || Ok(signals.counts(&tenant, &filter)?)).await?;
+    Ok(axum::Json(counts).into_response())
+}
+
+/// One signal with its witnesses and status history.
+#[utoipa::path(get, path = "/api/v1/signals/{id}", operation_id = "get_signal", tag = "signals", params(("id" = String, Path, description = "Signal id")), responses(
+    (status = 200, description = "The signal", body = Signal),
+    (status = 404, description = "No such signal in this tenant", body = ErrorBody)
+))]
+pub async fn get_one(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let Path(id) = id?;
+    match state.signals.get(&tenant, &id)? {
+        Some(signal) => Ok(axum::Json(signal).into_response()),
+        None => Err(ApiError::not_found("signal")),
+    }
+}
+
+fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
+    let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(bytes).map_err(ApiError::internal)?;
+    Ok(axum::Json(request).into_response())
+}
+
+/// The trace as it was when the signal was raised, as OTLP/JSON.
+#[utoipa::path(get, path = "/api/v1/signals/{id}/trace", operation_id = "get_signal_trace", tag = "signals", params(("id" = String, Path, description = "Signal id")), responses(
+    (status = 200, description = "OTLP/JSON `ExportTraceServiceRequest`", body = Object),
+    (status = 404, description = "No such signal in this tenant", body = ErrorBody)
+))]
+pub async fn trace(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let Path(id) = id?;
+    let signal = state.signals.get(&tenant, &id)?.ok_or_else(|| ApiError::not_found("signal"))?;
+    let mut trace_id = [0u8; 16];
+    hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
+    let snapshot = state.signals.snapshot(&tenant, &trace_id)?.ok_or_else(|| ApiError::not_found("signal"))?;
+    otlp_json(&snapshot)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    status: Status,
+    /// At most 4096 bytes.
+    note: Option<String>,
+}
+
+/// Moves a signal through open → acknowledged → resolved / false_positive
+/// (or back to open), keeping who, when and why in its history.
+#[utoipa::path(post, path = "/api/v1/signals/{id}/status", operation_id = "set_signal_status", tag = "signals", params(("id" = String, Path, description = "Signal id")),
+    request_body = StatusRequest, responses(
+    (status = 200, description = "The signal after the change", body = Signal),
+    (status = 404, description = "No such signal in this tenant", body = ErrorBody),
+    (status = 409, description = "Not a transition the workflow allows", body = ErrorBody)
+))]
+pub async fn set_status(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let principal = principal(&state, &headers)?;
+    let tenant = principal.tenant_with(Scope::Write)?.clone();
+    let Path(id) = id?;
+    let request: StatusRequest = body(bytes)?;
+    let note = request.note.unwrap_or_default();
+    if note.len() > 4096 {
+        return Err(bad("note must be at most 4096 bytes"));
+    }
+    match state.signals.set_status(&tenant, &id, request.status, &note, &principal.author())? {
+        Some(signal) => Ok(axum::Json(signal).into_response()),
+        None => Err(ApiError::not_found("signal")),
+    }
+}
+
+/// A retained trace of the tenant (as last evaluated), as OTLP/JSON.
+#[utoipa::path(get, path = "/api/v1/traces/{trace_id}", operation_id = "get_trace", tag = "signals", params(("trace_id" = String, Path, description = "32 hex digits", pattern = "^[0-9a-fA-F]{32}$")), responses(
+    (status = 200, description = "OTLP/JSON `ExportTraceServiceRequest`", body = Object),
+    (status = 404, description = "No such trace retained for this tenant", body = ErrorBody)
+))]
+pub async fn get_trace(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    trace_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let Path(trace_id) = trace_id?;
+    let mut id = [0u8; 16];
+    hex::decode_to_slice(&trace_id, &mut id).map_err(|_| bad("trace id must be 32 hex digits"))?;
+    let (_, otlp) = state
+        .recent
+        .get_raw(&tenant, &id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))?;
+    otlp_json(&otlp)
+}
+
+/// New signals of the tenant as Server-Sent Events (`event: signal`, the
+/// signal as JSON), once each is on disk. A client too slow to keep up gets
+/// `event: lagged` with how many it missed, and should re-read the list.
+#[utoipa::path(get, path = "/api/v1/signals/stream", operation_id = "stream_signals", tag = "signals", responses(
+    (status = 200, description = "An endless `text/event-stream`", body = String, content_type = "text/event-stream")
+))]
+pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let receiver = state.pipeline.evaluator.subscribe();
+    let stream = futures::stream::unfold((receiver, state.shutdown.clone(), tenant), |(mut receiver, mut shutdown, tenant)| async move {
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.changed() => return None,
+                event = receiver.recv() => event,
+            };
+            match event {
+                Ok(event) if event.0 == tenant => {
+                    let data = serde_json::to_string(&event.1).unwrap_or_default();
+                    let item = Event::default().event("signal").id(event.1.id.clone()).data(data);
+                    return Some((Ok::<_, std::convert::Infallible>(item), (receiver, shutdown, tenant)));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    let item = Event::default().event("lagged").data(missed.to_string());
+                    return Some((Ok(item), (receiver, shutdown, tenant)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
