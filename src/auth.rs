@@ -321,11 +321,10 @@ impl Auth {
 
     /// Creates a tenant and its first key (scope `admin`).
     pub fn create_tenant(&self, name: &str) -> Result<(Tenant, NewKey), AuthError> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 128 {
+        if name.trim().is_empty() || name.len() > 128 {
             return Err(AuthError::Invalid("tenant name must be 1 to 128 characters".into()));
         }
-        let tenant = Tenant { id: format!("t_{}", hex::encode(random::<8>())), name: name.into(), created_unix_ms: now_ms() };
+        let tenant = Tenant { id: format!("t_{}", hex::encode(random::<8>())), name: name.trim().into(), created_unix_ms: now_ms() };
         self.tenants.insert(tenant.id.as_bytes(), serde_json::to_vec(&tenant).expect("tenant serializes"))?;
         let key = self.insert_key(&TenantId(tenant.id.as_str().into()), "admin", vec![Scope::Admin], None)?;
         Ok((tenant, key))
@@ -336,8 +335,7 @@ impl Auth {
         if expires_unix_ms.is_some_and(|expires| expires <= now_ms()) {
             return Err(AuthError::Invalid("expires_at must be in the future".into()));
         }
-        let name = name.trim();
-        if name.is_empty() || name.len() > 128 {
+        if name.trim().is_empty() || name.len() > 128 {
             return Err(AuthError::Invalid("key name must be 1 to 128 characters".into()));
         }
         if scopes.is_empty() {

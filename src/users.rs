@@ -167,7 +167,7 @@ impl Users {
     }
 
     pub fn create(&self, tenant: &TenantId, email: &str, password: &str, role: Role) -> Result<UserInfo, AuthError> {
-        let email = email.trim().to_ascii_lowercase();
+        let email = email.to_ascii_lowercase();
         if email.len() > 254 || !email.contains('@') || email.chars().any(char::is_whitespace) {
             return Err(AuthError::Invalid("email must be an address".into()));
         }
@@ -222,7 +222,7 @@ impl Users {
     /// Checks a password; repeated failures for one (tenant, email) are answered
     /// with [`LoginError::SlowDown`] for a time that doubles with each one.
     pub fn login(&self, tenant: &str, email: &str, password: &str) -> Result<Token, LoginError> {
-        let email = email.trim().to_ascii_lowercase();
+        let email = email.to_ascii_lowercase();
         let attempt_key = (tenant.to_string(), email.clone());
         if let Some((count, last)) = self.failures.lock().unwrap_or_else(|poison| poison.into_inner()).get(&attempt_key).copied() {
             if count >= FREE_FAILURES {

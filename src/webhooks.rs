@@ -108,6 +108,9 @@ impl Webhooks {
         severities: Vec<Severity>,
         rules: Vec<String>,
     ) -> Result<(Webhook, String), WebhookError> {
+        if url.len() > 2048 {
+            return Err(WebhookError::Invalid("url must be at most 2048 bytes".into()));
+        }
         let uri: http::Uri = url.parse().map_err(|_| WebhookError::Invalid("url is not a URL".into()))?;
         match uri.scheme_str() {
             Some("http") if uri.host().is_some() => {}

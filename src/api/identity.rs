@@ -15,7 +15,8 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
-    /// 1 to 128 printable characters.
+    /// 1 to 128 characters, not all blank.
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     name: String,
 }
 
@@ -48,8 +49,10 @@ pub async fn create_tenant(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
     /// Any of `ingest`, `read`, `write`, `admin` (admin implies the others).
+    #[schema(value_type = Vec<Scope>, min_items = 1)]
     scopes: Vec<String>,
     /// RFC 3339 or milliseconds since the epoch; the key stops working then.
     expires_at: Option<String>,
@@ -108,10 +111,13 @@ pub async fn revoke_key(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// Stored lower-cased; unique in the tenant.
+    #[schema(max_length = 254, pattern = r"^\S*@\S*$")]
     email: String,
-    /// At least 12 characters.
+    /// At least 12 characters, at most 1024 bytes.
+    #[schema(min_length = 12, max_length = 1024)]
     password: String,
-    /// `admin`, `editor` or `viewer`.
+    #[schema(value_type = crate::users::Role)]
     role: String,
 }
 

@@ -176,7 +176,7 @@ struct Conventions;
 
 impl utoipa::Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{RefOr, Required, ResponseBuilder, security::SecurityRequirement};
+        use utoipa::openapi::{RefOr, ResponseBuilder, security::SecurityRequirement};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -202,9 +202,6 @@ impl utoipa::Modify for Conventions {
                 let responses = &mut operation.responses.responses;
                 let has_body = operation.request_body.is_some();
                 let has_parameters = operation.parameters.as_ref().is_some_and(|parameters| !parameters.is_empty());
-                if let Some(body) = operation.request_body.as_mut() {
-                    body.required = Some(Required::True);
-                }
                 if has_body || has_parameters {
                     responses.entry("400".into()).or_insert_with(|| error("Malformed request: bad JSON, parameter or value"));
                 }
@@ -333,7 +330,12 @@ pub(crate) fn body<T: for<'de> Deserialize<'de>>(bytes: Result<Bytes, BytesRejec
         }
         _ => bad(rejection.body_text()),
     })?;
-    serde_json::from_slice(&bytes).map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))
+    let invalid = |error: serde_json::Error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string());
+    // serde also reads a struct from a JSON array; every body here is an object.
+    match serde_json::from_slice::<serde_json::Value>(&bytes).map_err(invalid)? {
+        value @ serde_json::Value::Object(_) => serde_json::from_value(value).map_err(invalid),
+        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "the body must be a JSON object")),
+    }
 }
 
 /// Runs blocking store or sandbox work off the async workers.

@@ -19,6 +19,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+/// The example source in the document (a complete rule).
+fn example_rule() -> &'static str {
+    r#"export default rule({ name: "charge-needs-fraud-check", severity: "high", when: trace.has(s => s.name === "payment.charge_card"), expect: trace.has(s => s.name === "payment.fraud_check"), message: "payment charged without a fraud check" });"#
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("rule")
 }
@@ -123,17 +128,22 @@ fn reload(state: &ApiState, tenant: &TenantId) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
     /// 1 to 128 printable characters; unique in the tenant.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")]
     name: String,
     /// JavaScript, at most 128 KiB (see docs/rules.md).
+    #[schema(max_length = 131072, example = example_rule)]
     source: String,
-    /// Why (at most 1024 bytes).
+    /// Why this version (at most 1024 bytes).
+    #[schema(max_length = 1024)]
     message: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewVersion {
+    #[schema(max_length = 131072, example = example_rule)]
     source: String,
+    #[schema(max_length = 1024)]
     message: Option<String>,
 }
 
@@ -194,8 +204,11 @@ pub async fn create(State(state): State<ApiState>, headers: HeaderMap, bytes: Re
     let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let request: NewRule = body(bytes)?;
+    if request.name.len() > 128 {
+        return Err(bad("rule name must be 1 to 128 printable characters"));
+    }
     let name = request.name.trim().to_string();
-    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().any(char::is_control) {
         return Err(bad("rule name must be 1 to 128 printable characters"));
     }
     store_version(&state, &tenant, principal.author(), name, request.source, request.message).await
@@ -287,7 +300,7 @@ pub async fn versions(
 
 /// One version with its source.
 #[utoipa::path(get, path = "/api/v1/rules/{id}/versions/{version}", operation_id = "get_rule_version", tag = "rules", params(
-    ("id" = String, Path, description = "Rule id"), ("version" = u32, Path, description = "Version number", minimum = 1)
+    ("id" = String, Path, description = "Rule id"), ("version" = i64, Path, description = "Version number", minimum = 1, maximum = 4294967295.0)
 ), responses(
     (status = 200, description = "The version", body = VersionInfo),
     (status = 404, description = "No such rule or version in this tenant", body = ErrorBody)
@@ -308,9 +321,9 @@ pub async fn version(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DiffQuery {
-    #[param(minimum = 1)]
+    #[param(value_type = i64, minimum = 1, maximum = 4294967295.0)]
     from: u32,
-    #[param(minimum = 1)]
+    #[param(value_type = i64, minimum = 1, maximum = 4294967295.0)]
     to: u32,
 }
 
@@ -349,7 +362,7 @@ pub async fn diff(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Activate {
-    #[schema(minimum = 1)]
+    #[schema(value_type = i64, minimum = 1, maximum = 4294967295.0)]
     version: u32,
 }
 
@@ -453,8 +466,12 @@ pub async fn delete(
 #[serde(deny_unknown_fields)]
 pub struct TestRequest {
     /// JavaScript; need not be saved.
+    #[schema(max_length = 131072, example = example_rule)]
     source: String,
     /// OTLP/JSON: one `ExportTraceServiceRequest` or an array of them (at most 100 traces in all).
+    #[schema(example = json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+        "scopeSpans": [{"spans": [{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "payment.charge_card",
+        "kind": 3, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000050000000"}]}]}]}))]
     traces: Value,
 }
 
@@ -590,7 +607,7 @@ pub async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Resu
 #[serde(deny_unknown_fields)]
 pub struct BacktestRequest {
     /// Default: the active version.
-    #[schema(minimum = 1)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4294967295.0)]
     version: Option<u32>,
     /// Newest retained traces to run on: 1 to 10,000; default 1,000.
     #[schema(minimum = 1, maximum = 10000)]
@@ -612,7 +629,7 @@ pub struct BacktestReport {
 /// Runs a stored version over the tenant's retained traces and reports which
 /// would have produced signals. The body is optional.
 #[utoipa::path(post, path = "/api/v1/rules/{id}/backtest", operation_id = "backtest_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")),
-    request_body = BacktestRequest, responses(
+    request_body = Option<BacktestRequest>, responses(
     (status = 200, description = "What the version would have raised", body = BacktestReport),
     (status = 404, description = "No such rule or version in this tenant", body = ErrorBody)
 ))]
@@ -628,7 +645,10 @@ pub async fn backtest(
         Ok(bytes) if bytes.is_empty() => BacktestRequest::default(),
         other => body(other)?,
     };
-    let limit = request.limit.unwrap_or(1000).clamp(1, 10_000);
+    let limit = request.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(bad("limit must be 1 to 10000"));
+    }
     let report = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
         let number = request.version.unwrap_or(rule.active_version);

@@ -21,7 +21,7 @@ pub struct SignalQuery {
     /// A rule id or name.
     rule: Option<String>,
     /// The rule version that fired.
-    #[param(minimum = 1)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4294967295.0)]
     version: Option<u32>,
     status: Option<Status>,
     severity: Option<Severity>,
@@ -33,6 +33,7 @@ pub struct SignalQuery {
     /// Created before: RFC 3339 or milliseconds since the epoch.
     until: Option<String>,
     /// Case-insensitive text in the message or the rule name.
+    #[param(max_length = 256)]
     q: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -50,6 +51,12 @@ impl SignalQuery {
         }
         if self.q.as_ref().is_some_and(|text| text.len() > 256) {
             return Err(bad("q must be at most 256 bytes"));
+        }
+        if self.version == Some(0) {
+            return Err(bad("version must be at least 1"));
+        }
+        if self.limit.is_some_and(|limit| !(1..=500).contains(&limit)) {
+            return Err(bad("limit must be 1 to 500"));
         }
         Ok(Filter {
             rule: self.rule,
@@ -155,6 +162,7 @@ pub async fn trace(
 pub struct StatusRequest {
     status: Status,
     /// At most 4096 bytes.
+    #[schema(max_length = 4096)]
     note: Option<String>,
 }
 

@@ -26,6 +26,7 @@ impl From<crate::webhooks::WebhookError> for ApiError {
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// `http://host[:port]/path`.
+    #[schema(max_length = 2048, pattern = r"^http://[^/?#\s]+")]
     url: String,
     /// Only signals of these severities; empty or absent: all.
     #[serde(default)]
