@@ -3,7 +3,8 @@
 # Debian 12 machine with rustup: the wasm32-wasip1 Rust target and the Debian
 # packages the Javy plugin build uses (clang-19 compiles QuickJS for wasm32,
 # llvm-ar-19 indexes its archive, libclang for rquickjs' bindgen, wasi-libc's
-# headers). Safe to run again: it only installs what is missing.
+# headers), and curl and jq, which the docs/api.md examples (run by
+# tests/api_examples.rs) use. Safe to run again: it only installs what is missing.
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip1; then
@@ -11,7 +12,7 @@ if ! rustup target list --installed | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1
 fi
 
-packages=(clang-19 llvm-19 libclang-19-dev wasi-libc)
+packages=(clang-19 llvm-19 libclang-19-dev wasi-libc curl jq)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -202,7 +202,11 @@ impl Auth {
     /// Opens the trees and settles the operator key: `configured` (from
     /// `FLUO_OPERATOR_KEY`) replaces the stored one; without it, the stored one is
     /// kept, or one is generated and returned so that the caller prints it once.
-    pub fn open(store: Arc<Store>, configured: Option<&str>) -> Result<(Auth, Option<String>), AuthError> {
+    pub fn open(
+        store: Arc<Store>,
+        configured: Option<&str>,
+        jwt_key_file: Option<&std::path::Path>,
+    ) -> Result<(Auth, Option<String>), AuthError> {
         let tenants = store.db.open_tree("tenants")?;
         let keys = store.db.open_tree("api_keys")?;
         let key_ids = store.db.open_tree("api_key_ids")?;
@@ -242,7 +246,7 @@ impl Auth {
             }
             cache.insert(hash, CachedKey::new(&record));
         }
-        let users = crate::users::Users::open(&store.db, &store.dir)?;
+        let users = crate::users::Users::open(&store.db, &store.dir, jwt_key_file)?;
         Ok((Auth { users, store, tenants, keys, key_ids, cache: RwLock::new(cache), operator_hash }, generated))
     }
 
@@ -408,7 +412,7 @@ mod tests {
         // sled's flusher thread lets go of a dropped database's lock a moment later.
         for _ in 0..100 {
             if let Ok(store) = Store::open(dir) {
-                return Auth::open(Arc::new(store), operator).unwrap();
+                return Auth::open(Arc::new(store), operator, None).unwrap();
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// The operator key (manages tenants); generated and printed once if unset.
     #[arg(long, env = "FLUO_OPERATOR_KEY", hide_env_values = true)]
     pub operator_key: Option<String>,
+    /// The key session tokens are signed with (≥ 32 bytes, mode 0600); default:
+    /// `<data dir>/jwt.key`, generated at first start.
+    #[arg(long, env = "FLUO_JWT_KEY_FILE")]
+    pub jwt_key_file: Option<PathBuf>,
     /// A trace closes after this long without new spans.
     #[arg(long, env = "FLUO_TRACE_IDLE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub trace_idle: Duration,
@@ -76,6 +80,7 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub operator_key: Option<String>,
+    pub jwt_key_file: Option<PathBuf>,
     pub limits: crate::rules::Limits,
     pub assembly: AssemblyLimits,
     pub admission: AdmissionLimits,
@@ -89,6 +94,7 @@ const FILE_KEYS: &[&str] = &[
     "http_addr",
     "api_addr",
     "operator_key",
+    "jwt_key_file",
     "trace_idle",
     "trace_max_age",
     "trace_retention",
@@ -167,6 +173,7 @@ impl Config {
             http_addr: args.http_addr,
             api_addr: args.api_addr,
             operator_key: args.operator_key,
+            jwt_key_file: args.jwt_key_file,
             limits,
             assembly: AssemblyLimits {
                 idle: args.trace_idle,

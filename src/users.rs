@@ -126,10 +126,23 @@ fn user_key(tenant: &str, email: &str) -> Vec<u8> {
     key
 }
 
-/// Reads the signing key, or creates it with mode 0600.
-fn signing_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+/// Reads the signing key from `key_file` (given in the configuration: it must
+/// exist, hold at least 32 bytes and be readable by its owner only), or from
+/// `<dir>/jwt.key`, which is created with mode 0600 at first start.
+fn signing_key(dir: &Path, key_file: Option<&Path>) -> std::io::Result<Vec<u8>> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(path) = key_file {
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::other(format!("{} is readable by others (mode {:o}); chmod 600 it", path.display(), mode & 0o777)));
+        }
+        let key = std::fs::read(path)?;
+        if key.len() < 32 {
+            return Err(std::io::Error::other(format!("{} is shorter than 32 bytes", path.display())));
+        }
+        return Ok(key);
+    }
     let path = dir.join("jwt.key");
     match std::fs::read(&path) {
         Ok(key) if key.len() >= 32 => Ok(key),
@@ -152,8 +165,8 @@ fn hash_password(password: &str) -> String {
 }
 
 impl Users {
-    pub fn open(db: &sled::Db, dir: &Path) -> Result<Users, AuthError> {
-        let key = signing_key(dir).map_err(|error| AuthError::Invalid(format!("JWT signing key: {error}")))?;
+    pub fn open(db: &sled::Db, dir: &Path, key_file: Option<&Path>) -> Result<Users, AuthError> {
+        let key = signing_key(dir, key_file).map_err(|error| AuthError::Invalid(format!("JWT signing key: {error}")))?;
         Ok(Users {
             users: db.open_tree("users")?,
             user_ids: db.open_tree("user_ids")?,

@@ -510,3 +510,49 @@ fn webhooks_are_signed_retried_filtered_and_logged() {
     assert_eq!(server.api("DELETE", &format!("/api/v1/webhooks/{hook_id}"), Some(&other), None).0, 404);
     assert_eq!(server.api("DELETE", &format!("/api/v1/webhooks/{hook_id}"), Some(&admin), None).0, 204);
 }
+
+#[test]
+fn a_configured_jwt_key_signs_sessions_and_a_loose_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("session.key");
+    let secret = b"a configured 40-byte session signing key";
+    std::fs::write(&key_file, secret).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_fluo"))
+        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--jwt-key-file")
+        .arg(&key_file)
+        .env("FLUO_OPERATOR_KEY", common::OPERATOR_KEY)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("readable by others"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key_arg = key_file.to_str().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--jwt-key-file", key_arg]);
+    let (tenant, admin) = server.tenant("acme");
+    let credentials = json!({"tenant": tenant, "email": "ed@example.com", "password": "correct horse battery"});
+    let mut user = credentials.clone();
+    user.as_object_mut().unwrap().remove("tenant");
+    user["role"] = "viewer".into();
+    assert_eq!(server.api("POST", "/api/v1/users", Some(&admin), Some(&user)).0, 201);
+    let (status, login) = server.api("POST", "/api/v1/auth/login", None, Some(&credentials));
+    assert_eq!(status, 200, "{login}");
+    let token = login["token"].as_str().unwrap().to_string();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    jsonwebtoken::decode::<serde_json::Value>(&token, &jsonwebtoken::DecodingKey::from_secret(secret), &validation)
+        .expect("the token is signed with the configured key");
+    assert!(!dir.path().join("data/jwt.key").exists(), "no generated key beside a configured one");
+    assert_eq!(server.api("GET", "/api/v1/signals", Some(&token), None).0, 200);
+    drop(server);
+
+    std::fs::write(&key_file, b"another key, rotated by the operator!!!!").unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--jwt-key-file", key_arg]);
+    assert_eq!(server.api("GET", "/api/v1/signals", Some(&token), None).0, 401, "rotating the key ends old sessions");
+    let (status, _) = server.api("POST", "/api/v1/auth/login", None, Some(&credentials));
+    assert_eq!(status, 200);
+}

@@ -1,6 +1,6 @@
-//! Keeps docs/rules.md true: every JavaScript example in it compiles with the
+//! Keeps docs/ true: every JavaScript example in docs/rules.md compiles with the
 //! real compiler (a block holding several one-line `export default` rules is
-//! compiled line by line).
+//! compiled line by line), and docs/openapi.json is the served document.
 
 use fluo::rules::{Limits, RuleEngine, compile::compile};
 
@@ -40,4 +40,12 @@ fn every_rules_md_example_compiles() {
     let failures: Vec<String> =
         sources.iter().filter_map(|source| compile(&engine, source).err().map(|error| format!("{source}\n  → {error}"))).collect();
     assert!(failures.is_empty(), "examples in docs/rules.md that do not compile:\n{}", failures.join("\n"));
+}
+
+/// docs/openapi.json is the document the server serves (`fluo openapi > docs/openapi.json` refreshes it).
+#[test]
+fn openapi_json_in_docs_is_the_served_document() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json")).expect("docs/openapi.json");
+    let current = fluo::api::document().to_pretty_json().unwrap();
+    assert!(committed.trim_end() == current.trim_end(), "docs/openapi.json is stale: run `fluo openapi > docs/openapi.json`");
 }
