@@ -556,3 +556,76 @@ fn a_configured_jwt_key_signs_sessions_and_a_loose_one_is_refused() {
     let (status, _) = server.api("POST", "/api/v1/auth/login", None, Some(&credentials));
     assert_eq!(status, 200);
 }
+
+const LOOPING_RULE: &str = "export default function (trace) { while (true) {} }";
+const CHARGE_SEEN: &str = r#"export default rule({ name: "charge-seen", severity: "low",
+  when: trace.has(s => s.name === "payment.charge_card"), expect: trace.has(s => s.name === "nothing"), message: "a charge was seen" });"#;
+
+#[test]
+fn signal_filters_counts_and_per_rule_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    let (_, admin) = server.tenant("acme");
+    let (_, other) = server.tenant("globex");
+    let fraud = server.rule(&admin, "fraud", FRAUD_RULE)["id"].as_str().unwrap().to_string();
+    let seen = server.rule(&admin, "seen", CHARGE_SEEN)["id"].as_str().unwrap().to_string();
+    let looping = server.rule(&admin, "loop", LOOPING_RULE)["id"].as_str().unwrap().to_string();
+    send_charge(&server, &admin, 0x61);
+    assert_eq!(server.wait_signals(&admin, "", 2, Duration::from_secs(20)).len(), 2);
+    let middle = fluo::auth::now_ms();
+    std::thread::sleep(Duration::from_millis(20));
+    // Version 2 of "seen" fires on the next trace.
+    server.rule(&admin, "seen", &CHARGE_SEEN.replace("a charge was seen", "seen again"));
+    send_charge(&server, &admin, 0x62);
+    assert_eq!(server.wait_signals(&admin, "", 4, Duration::from_secs(20)).len(), 4);
+
+    let ids = |query: &str| -> Vec<String> {
+        server
+            .signals(&admin, query)
+            .iter()
+            .map(|signal| signal["trace_id"].as_str().unwrap().to_string() + "/" + signal["rule_name"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&format!("?rule={seen}&version=2")), [format!("{}/seen", hex_trace(0x62))]);
+    assert_eq!(ids(&format!("?until={middle}")).len(), 2, "until is exclusive and by creation time");
+    assert_eq!(ids(&format!("?since={middle}")).len(), 2);
+    assert_eq!(ids("?q=SEEN+AGAIN"), [format!("{}/seen", hex_trace(0x62))], "q is case-insensitive text in the message");
+    assert_eq!(ids("?q=fraud&severity=high").len(), 2, "q also matches the rule name");
+    assert_eq!(ids("?q=nothing-like-this"), Vec::<String>::new());
+    let long_text = format!("?q={}", "x".repeat(300));
+    for bad in ["?version=0", "?limit=0", "?limit=501", "?until=yesterday", "?status=closed", &long_text] {
+        let (status, body) = server.api("GET", &format!("/api/v1/signals{bad}"), Some(&admin), None);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(server.api("GET", &format!("/api/v1/signals/counts{bad}"), Some(&admin), None).0, 400, "{bad}");
+    }
+
+    let (status, counts) = server.api("GET", "/api/v1/signals/counts", Some(&admin), None);
+    assert_eq!(status, 200);
+    assert_eq!(counts["total"], 4);
+    assert_eq!((counts["by_severity"]["high"].as_u64(), counts["by_severity"]["low"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(counts["by_severity"]["critical"], 0, "every severity is listed");
+    assert_eq!(counts["by_status"]["open"], 4);
+    let by_rule = counts["by_rule"].as_array().unwrap();
+    assert_eq!(by_rule.len(), 2, "{counts}");
+    assert!(by_rule.iter().all(|rule| rule["count"] == 2));
+    let (_, filtered) = server.api("GET", &format!("/api/v1/signals/counts?rule={fraud}"), Some(&admin), None);
+    assert_eq!((filtered["total"].as_u64(), filtered["by_rule"][0]["rule_name"].as_str()), (Some(2), Some("fraud")));
+    let (_, theirs) = server.api("GET", "/api/v1/signals/counts", Some(&other), None);
+    assert_eq!(theirs["total"], 0, "another tenant counts nothing of ours");
+
+    let (_, rules) = server.api("GET", "/api/v1/rules", Some(&admin), None);
+    let rule = |id: &str| rules["items"].as_array().unwrap().iter().find(|rule| rule["id"] == id).unwrap().clone();
+    let (fraud_info, loop_info) = (rule(&fraud), rule(&looping));
+    assert_eq!((fraud_info["stats"]["calls"].as_u64(), fraud_info["stats"]["failures"].as_u64()), (Some(2), Some(0)));
+    assert_eq!((fraud_info["stats"]["signals_created"].as_u64(), fraud_info["signals_24h"].as_u64()), (Some(2), Some(2)));
+    assert!(fraud_info["stats"]["fuel_used"].as_u64().unwrap() > 0);
+    assert_eq!((loop_info["stats"]["failures"].as_u64(), loop_info["stats"]["last_failure"].as_str()), (Some(2), Some("out_of_fuel")));
+    assert_eq!(loop_info["signals_24h"], 0);
+    let (_, _, text) = http(server.api, "GET", "/metrics", Some(common::OPERATOR_KEY), &[], None);
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.lines().any(|line| line.starts_with("fluo_rule_failures_total{") && line.contains(&looping) && line.ends_with(" 2")),
+        "{text}"
+    );
+    assert!(text.lines().any(|line| line.starts_with("fluo_rule_signals_created_total{") && line.contains(&fraud) && line.ends_with(" 2")));
+}

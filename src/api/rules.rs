@@ -45,6 +45,12 @@ pub struct RuleInfo {
     /// The active version with its source (only on `GET /rules/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     active: Option<VersionInfo>,
+    /// Calls, failures, fuel and signals since the server started (list and get only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<crate::pipeline::RuleCounters>,
+    /// Signals of this rule created in the last 24 hours (list and get only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signals_24h: Option<u64>,
 }
 
 impl RuleInfo {
@@ -60,8 +66,24 @@ impl RuleInfo {
             severity: active.meta.severity.clone(),
             form: active.meta.form.clone(),
             active: with_source.then(|| VersionInfo::of(active, true)),
+            stats: None,
+            signals_24h: None,
         }
     }
+
+    /// Adds the figures a rule list shows: counters since start and signals in the last 24 hours.
+    fn with_stats(mut self, state: &ApiState, tenant: &TenantId, last_day: &crate::signals::Counts) -> RuleInfo {
+        self.stats = Some(state.pipeline.counters.rule_counters(tenant, &self.id));
+        self.signals_24h = Some(last_day.by_rule.iter().find(|rule| rule.rule_id == self.id).map_or(0, |rule| rule.count));
+        self
+    }
+}
+
+/// The tenant's signal counts over the last 24 hours.
+fn last_day(state: &ApiState, tenant: &TenantId) -> Result<crate::signals::Counts, ApiError> {
+    let since = crate::auth::now_ms().saturating_sub(24 * 3600 * 1000);
+    let filter = crate::signals::Filter { since_unix_ms: Some(since), ..Default::default() };
+    Ok(state.signals.counts(tenant, &filter)?)
 }
 
 /// One immutable version.
@@ -239,12 +261,13 @@ pub async fn update(
 #[utoipa::path(get, path = "/api/v1/rules", operation_id = "list_rules", tag = "rules", responses((status = 200, description = "Rules", body = Items<RuleInfo>)))]
 pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
-    let store = state.store.clone();
     let items = blocking(move || {
+        let last_day = last_day(&state, &tenant)?;
+        let store = &state.store;
         let mut items = Vec::new();
         for rule in store.rules(tenant.as_str()).map_err(ApiError::internal)? {
             if let Some((active, _)) = store.version(tenant.as_str(), &rule.name, rule.active_version).map_err(ApiError::internal)? {
-                items.push(RuleInfo::of(&rule, &active, false));
+                items.push(RuleInfo::of(&rule, &active, false).with_stats(&state, &tenant, &last_day));
             }
         }
         Ok(items)
@@ -277,7 +300,8 @@ pub async fn get_one(
     let Path(id) = id?;
     let rule = find(&state, &tenant, &id)?;
     let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
-    Ok(axum::Json(RuleInfo::of(&rule, &active, true)).into_response())
+    let info = RuleInfo::of(&rule, &active, true).with_stats(&state, &tenant, &last_day(&state, &tenant)?);
+    Ok(axum::Json(info).into_response())
 }
 
 /// Every version of a rule, oldest first, without sources.

@@ -318,6 +318,15 @@ fn evaluate(
             own.rule_failures += u64::from(failed);
             own.fuel_used += run.fuel_used;
         });
+        counters.rule(tenant, &rule.id, |own| {
+            own.calls += 1;
+            own.fuel_used += run.fuel_used;
+            if failed {
+                own.failures += 1;
+                own.last_failure = Some(run.outcome.kind().to_string());
+                own.last_failure_at = Some(crate::signals::rfc3339(now_ms()));
+            }
+        });
         match run.outcome {
             Outcome::Ok { violations } => completed.push((rule.clone(), violations)),
             failed => {
@@ -331,6 +340,9 @@ fn evaluate(
         Ok(recorded) => {
             counters.signals_created.fetch_add(recorded.created.len() as u64, Ordering::Relaxed);
             counters.tenant(tenant, |own| own.signals_created += recorded.created.len() as u64);
+            for signal in &recorded.created {
+                counters.rule(tenant, &signal.rule_id, |own| own.signals_created += 1);
+            }
             counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
             counters.signals_cleared.fetch_add(recorded.cleared as u64, Ordering::Relaxed);
             (!recorded.created.is_empty() || recorded.cleared > 0, recorded.created)

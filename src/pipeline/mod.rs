@@ -65,6 +65,21 @@ pub struct Counters {
     pub fuel_used: AtomicU64,
     evaluations: Mutex<HashMap<&'static str, u64>>,
     tenants: Mutex<HashMap<TenantId, TenantCounters>>,
+    rules: Mutex<HashMap<(TenantId, String), RuleCounters>>,
+}
+
+/// One rule's figures since the server started (the `rule` label of
+/// `fluo_rule_*`, and `stats` in `GET /api/v1/rules`).
+#[derive(Default, Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RuleCounters {
+    pub calls: u64,
+    /// Calls that did not complete (fuel, deadline, memory, exception…).
+    pub failures: u64,
+    pub fuel_used: u64,
+    pub signals_created: u64,
+    /// The outcome of the latest failed call (`out_of_fuel`, `exception`…).
+    pub last_failure: Option<String>,
+    pub last_failure_at: Option<String>,
 }
 
 /// The same figures per tenant (the `tenant` label of `fluo_tenant_*`).
@@ -87,6 +102,21 @@ impl Counters {
             Some(counters) => update(counters),
             None => update(tenants.entry(tenant.clone()).or_default()),
         }
+    }
+
+    /// Adds to a rule's own counters.
+    pub fn rule(&self, tenant: &TenantId, rule_id: &str, update: impl FnOnce(&mut RuleCounters)) {
+        let mut rules = self.rules.lock().unwrap_or_else(|poison| poison.into_inner());
+        match rules.get_mut(&(tenant.clone(), rule_id.to_string())) {
+            Some(counters) => update(counters),
+            None => update(rules.entry((tenant.clone(), rule_id.to_string())).or_default()),
+        }
+    }
+
+    /// A rule's figures since start (zeros if it has not run).
+    pub fn rule_counters(&self, tenant: &TenantId, rule_id: &str) -> RuleCounters {
+        let rules = self.rules.lock().unwrap_or_else(|poison| poison.into_inner());
+        rules.get(&(tenant.clone(), rule_id.to_string())).cloned().unwrap_or_default()
     }
 
     pub fn evaluation(&self, outcome: &'static str) {
@@ -183,6 +213,26 @@ impl Counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (tenant, counters) in &tenants {
                 let _ = writeln!(out, "{name}{{tenant=\"{tenant}\"}} {}", get(counters));
+            }
+        }
+        let mut rules: Vec<((TenantId, String), RuleCounters)> = self
+            .rules
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .iter()
+            .map(|(key, counters)| (key.clone(), counters.clone()))
+            .collect();
+        rules.sort_by(|a, b| a.0.cmp(&b.0));
+        let per_rule: [(&str, &str, fn(&RuleCounters) -> u64); 4] = [
+            ("fluo_rule_calls_total", "Calls of one rule.", |c| c.calls),
+            ("fluo_rule_failures_total", "Calls of one rule that did not complete.", |c| c.failures),
+            ("fluo_rule_fuel_used_total", "Fuel used by one rule.", |c| c.fuel_used),
+            ("fluo_rule_signals_created_total", "Signals created by one rule.", |c| c.signals_created),
+        ];
+        for (name, help, get) in per_rule {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((tenant, rule), counters) in &rules {
+                let _ = writeln!(out, "{name}{{tenant=\"{tenant}\",rule=\"{rule}\"}} {}", get(counters));
             }
         }
         out
