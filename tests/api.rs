@@ -71,6 +71,10 @@ fn signal_status_workflow_with_history() {
 
     assert_eq!(server.api("POST", &path, Some(&reader), Some(&json!({"status": "acknowledged"}))).0, 403, "read keys cannot change status");
     assert_eq!(server.api("POST", &path, Some(&other_admin), Some(&json!({"status": "acknowledged"}))).0, 404, "another tenant's signal");
+    for read in [format!("/api/v1/signals/{id}"), format!("/api/v1/signals/{id}/trace")] {
+        let (status, body) = server.api("GET", &read, Some(&other_admin), None);
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{read}");
+    }
     assert_eq!(server.api("POST", &path, Some(&admin), Some(&json!({"status": "closed"}))).0, 400);
 
     let (status, signal) = server.api("POST", &path, Some(&admin), Some(&json!({"status": "acknowledged", "note": "looking into it"})));
@@ -165,12 +169,16 @@ fn rule_lifecycle_versions_diff_rollback_enable_delete() {
     for (method, path) in [
         ("GET", format!("/api/v1/rules/{id}")),
         ("GET", format!("/api/v1/rules/{id}/versions")),
+        ("GET", format!("/api/v1/rules/{id}/versions/1")),
+        ("GET", format!("/api/v1/rules/{id}/diff?from=1&to=2")),
+        ("POST", format!("/api/v1/rules/{id}/enable")),
         ("POST", format!("/api/v1/rules/{id}/disable")),
         ("DELETE", format!("/api/v1/rules/{id}")),
     ] {
         assert_eq!(server.api(method, &path, Some(&other), None).0, 404, "{method} {path}");
     }
     assert_eq!(server.api("PUT", &format!("/api/v1/rules/{id}"), Some(&other), Some(&json!({"source": FRAUD_RULE}))).0, 404);
+    assert_eq!(server.api("POST", &format!("/api/v1/rules/{id}/activate"), Some(&other), Some(&json!({"version": 1}))).0, 404);
 
     // The rollback survives a restart.
     drop(server);
