@@ -79,7 +79,7 @@ impl Native {
         self.context.with(|ctx| {
             let adopt: Function = ctx.globals().get("__fluo_adopt").expect("adopt");
             let run: Function = ctx.globals().get("__fluo_run").expect("run");
-            let (trace_id, spans) = trace_builder::build_trace(&ctx, json).expect("built");
+            let (trace_id, spans, _window) = trace_builder::build_trace(&ctx, json).expect("built");
             adopt.call::<_, ()>((trace_id, spans)).expect("loaded");
             let mut total = 0;
             for index in 0..self.rules as u32 {
@@ -106,7 +106,8 @@ fn bench(c: &mut Criterion) {
             let label = format!("{rules}rules/{spans}spans");
             group.bench_function(BenchmarkId::new("sandbox", &label), |b| b.iter(|| sandbox.evaluate(&trace)));
             let native = Native::new(&all_sources[..rules]);
-            group.bench_function(BenchmarkId::new("native_quickjs", &label), |b| b.iter(|| native.evaluate(&abi::trace_json(&trace))));
+            group
+                .bench_function(BenchmarkId::new("native_quickjs", &label), |b| b.iter(|| native.evaluate(&abi::trace_json(&trace, None))));
         }
     }
     group.finish();

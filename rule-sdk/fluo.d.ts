@@ -175,3 +175,53 @@ declare const console: {
   warn(...args: unknown[]): void;
   error(...args: unknown[]): void;
 };
+
+/** Which spans a window rule receives; the host applies it as spans arrive. All given fields must match. */
+interface WindowSelection {
+  /** `service.name` of the span's resource. */
+  service?: string;
+  /** Span name. */
+  name?: string;
+  kind?: 'server' | 'client' | 'internal' | 'producer' | 'consumer';
+  /** Attribute values that must be equal. */
+  attributes?: Record<string, string | number | boolean>;
+}
+
+/** The window a check runs on: spans that started in [start, end), in ms since the epoch. */
+interface WindowBounds {
+  readonly start: number;
+  readonly end: number;
+  readonly length: number;
+}
+
+interface WindowSpec {
+  name?: string;
+  severity?: Severity;
+  description?: string;
+  select?: WindowSelection;
+  /** Window length, 1 ms to 1 hour. */
+  length: Duration;
+  /** How often a window is checked (default: `length`, tumbling; shorter: sliding). */
+  every?: Duration;
+  /** How long after a window's end late spans still count (default 5 s, at most 10 minutes). */
+  grace?: Duration;
+  /** Called once per window with the selected spans (sorted by start time), of any number of traces. */
+  check(spans: Span[], window: WindowBounds): CheckResult;
+}
+
+interface WindowDefinition {
+  readonly form: 'window';
+  readonly name: string | null;
+  readonly severity: Severity;
+}
+
+/** An invariant over one tenant's spans in a time window, across traces. */
+declare function window(spec: WindowSpec): WindowDefinition;
+/** Peak number of overlapping spans, the instant (ms) it is first reached, and the spans open then. */
+declare function concurrency(spans: Span[]): { peak: number; at: number | null; spans: Span[] };
+/** Spans per `per` (default 1 s) over the current window (outside a window: over the spans' own time range). */
+declare function rate(spans: Span[], per?: Duration): number;
+/** Spans grouped by a key function or an attribute name (span, then resource attributes, then span fields); spans without the key are left out. */
+declare function groupBy(spans: Span[], key: string | ((span: Span) => unknown)): Record<string, Span[]>;
+/** The p-th percentile (0–100, nearest rank) of the spans' durations in ms; null for no spans. */
+declare function percentile(spans: Span[], p: number): number | null;

@@ -43,7 +43,15 @@ impl Services {
         let engine = RuleEngine::new(config.limits.clone())?;
         tracing::info!(plugin = %engine.plugin_hash(), data_dir = %config.data_dir.display(), "rule engine ready");
         let counters = Arc::new(Counters::default());
-        let evaluator = Evaluator::start(config.eval_workers, engine.clone(), signals.clone(), recent.clone(), counters.clone(), on_signal);
+        let evaluator = Evaluator::start(
+            config.eval_workers,
+            engine.clone(),
+            signals.clone(),
+            recent.clone(),
+            counters.clone(),
+            on_signal,
+            config.windows.clone(),
+        );
         let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for (version, wasm) in store.active_versions()? {
             let loaded = if version.plugin_hash == engine.plugin_hash() {

@@ -71,6 +71,18 @@ pub struct ServeArgs {
     /// Wall-clock deadline per rule call, in milliseconds.
     #[arg(long, env = "FLUO_RULE_DEADLINE_MS", default_value_t = 100)]
     pub rule_deadline_ms: u64,
+    /// Selected spans kept per window rule; beyond, new ones are dropped and counted.
+    #[arg(long, env = "FLUO_WINDOW_MAX_SPANS", default_value_t = crate::pipeline::windows::WindowLimits::default().max_spans)]
+    pub window_max_spans: usize,
+    /// Fuel per window check.
+    #[arg(long, env = "FLUO_WINDOW_FUEL", default_value_t = crate::pipeline::windows::WindowLimits::default().sandbox.fuel_per_call)]
+    pub window_fuel: u64,
+    /// Linear memory cap of a window check's sandbox, in MiB.
+    #[arg(long, env = "FLUO_WINDOW_MEMORY_MIB", default_value_t = 1024)]
+    pub window_memory_mib: usize,
+    /// Wall-clock deadline per window check, in milliseconds.
+    #[arg(long, env = "FLUO_WINDOW_DEADLINE_MS", default_value_t = 10_000)]
+    pub window_deadline_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +98,7 @@ pub struct Config {
     pub admission: AdmissionLimits,
     pub trace_retention: Duration,
     pub eval_workers: usize,
+    pub windows: crate::pipeline::windows::WindowLimits,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -107,6 +120,10 @@ const FILE_KEYS: &[&str] = &[
     "rule_fuel",
     "rule_memory_mib",
     "rule_deadline_ms",
+    "window_max_spans",
+    "window_fuel",
+    "window_memory_mib",
+    "window_deadline_ms",
 ];
 
 /// Reads the config file named by `--config`/`FLUO_CONFIG` (if any) and
@@ -166,6 +183,21 @@ impl Config {
             deadline: Duration::from_millis(args.rule_deadline_ms),
             ..crate::rules::Limits::default()
         };
+        if args.window_max_spans == 0 || args.window_fuel < 1_000_000 {
+            bail!("--window-max-spans must be positive and --window-fuel at least 1000000");
+        }
+        if !(4..=4096).contains(&args.window_memory_mib) || !(1..=600_000).contains(&args.window_deadline_ms) {
+            bail!("--window-memory-mib must be between 4 and 4096 and --window-deadline-ms between 1 and 600000");
+        }
+        let windows = crate::pipeline::windows::WindowLimits {
+            max_spans: args.window_max_spans,
+            sandbox: crate::rules::Limits {
+                fuel_per_call: args.window_fuel,
+                memory_bytes: args.window_memory_mib << 20,
+                deadline: Duration::from_millis(args.window_deadline_ms),
+                ..crate::pipeline::windows::WindowLimits::default().sandbox
+            },
+        };
         let workers = args.eval_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         Ok(Config {
             data_dir: args.data_dir,
@@ -189,6 +221,7 @@ impl Config {
             },
             trace_retention: args.trace_retention,
             eval_workers: workers.clamp(1, 64),
+            windows,
         })
     }
 }

@@ -138,7 +138,29 @@ pub struct Signal {
     pub resolution: Option<Resolution>,
     #[serde(default)]
     pub history: Vec<StatusChange>,
+    /// Only for window rules: the window, how often it was seen broken in a row.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub window: Option<WindowDetails>,
 }
+
+/// What a window rule's signal carries beyond a trace rule's.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct WindowDetails {
+    /// The latest violating window (RFC 3339; start inclusive, end exclusive).
+    pub start: String,
+    pub end: String,
+    /// The first violating window of this run of consecutive ones.
+    pub first_start: String,
+    /// Consecutive violating windows grouped into this signal.
+    pub occurrences: u64,
+    /// Spans in the latest window.
+    pub spans_in_window: u64,
+    /// Trace ids of the witness spans (at most 20).
+    pub trace_ids: Vec<String>,
+}
+
+/// Witness spans a window signal keeps (the rest are counted, not stored).
+const WINDOW_WITNESSES: usize = 20;
 
 /// What one evaluation of one trace did to the signal store.
 #[derive(Debug, Default, PartialEq)]
@@ -333,6 +355,7 @@ impl Signals {
                     witnesses,
                     resolution: None,
                     history: Vec::new(),
+                    window: None,
                 };
                 self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
                 self.dedup.insert(dedup_entry, &id)?;
@@ -382,6 +405,88 @@ impl Signals {
     pub fn flush(&self) -> Result<(), SignalError> {
         self.store.db.flush()?;
         Ok(())
+    }
+
+    /// Records a window rule's violation: updates `group` (the signal of the
+    /// previous, also violating, window) if it is still open or acknowledged,
+    /// else creates a signal. Returns the signal and whether it is new.
+    pub fn record_window(
+        &self,
+        tenant: &TenantId,
+        rule: &RuleRef,
+        violation: &Violation,
+        (start, end): (u64, u64),
+        window: &Trace,
+        group: Option<&str>,
+    ) -> Result<(Signal, bool), SignalError> {
+        let now = now_ms();
+        let wanted: Vec<[u8; 8]> = violation
+            .span_ids
+            .iter()
+            .filter_map(|id| {
+                let mut bytes = [0u8; 8];
+                hex::decode_to_slice(id, &mut bytes).ok().map(|()| bytes)
+            })
+            .collect();
+        let witnesses: Vec<&Span> = window.spans.iter().filter(|span| wanted.contains(&span.span_id)).take(WINDOW_WITNESSES).collect();
+        let mut trace_ids: Vec<String> = Vec::new();
+        for span in &witnesses {
+            let id = hex::encode(span.trace_id);
+            if !trace_ids.contains(&id) {
+                trace_ids.push(id);
+            }
+        }
+        if let Some(existing) = group.map(|id| self.get(tenant, id)).transpose()?.flatten() {
+            if matches!(existing.status, Status::Open | Status::Acknowledged) && existing.window.is_some() {
+                let key = keyed(tenant, &[&id_bytes(&existing.id).ok_or(SignalError::Cursor)?]);
+                let before = serde_json::to_vec(&existing)?;
+                let mut signal = existing;
+                let details = signal.window.as_mut().expect("checked above");
+                details.start = rfc3339(start);
+                details.end = rfc3339(end);
+                details.occurrences += 1;
+                details.spans_in_window = window.spans.len() as u64;
+                details.trace_ids = trace_ids.clone();
+                signal.message = violation.message.clone();
+                signal.attributes = violation.attributes.clone();
+                signal.span_ids = witnesses.iter().map(|span| hex::encode(span.span_id)).collect();
+                signal.witnesses = witnesses.iter().map(|span| Witness::of(span)).collect();
+                signal.updated_at = rfc3339(now);
+                // A concurrent status change wins; this window then opens a new signal.
+                if self.signals.compare_and_swap(&key, Some(before), Some(serde_json::to_vec(&signal)?))?.is_ok() {
+                    return Ok((signal, false));
+                }
+            }
+        }
+        let id = new_id(now);
+        let signal = Signal {
+            id: format!("s_{}", hex::encode(id)),
+            rule_id: rule.id.clone(),
+            rule_name: rule.name.clone(),
+            rule_version: rule.version,
+            severity: violation.severity,
+            message: violation.message.clone(),
+            trace_id: trace_ids.first().cloned().unwrap_or_default(),
+            span_ids: witnesses.iter().map(|span| hex::encode(span.span_id)).collect(),
+            status: Status::Open,
+            created_at: rfc3339(now),
+            created_unix_ms: now,
+            updated_at: rfc3339(now),
+            attributes: violation.attributes.clone(),
+            witnesses: witnesses.iter().map(|span| Witness::of(span)).collect(),
+            resolution: None,
+            history: Vec::new(),
+            window: Some(WindowDetails {
+                start: rfc3339(start),
+                end: rfc3339(end),
+                first_start: rfc3339(start),
+                occurrences: 1,
+                spans_in_window: window.spans.len() as u64,
+                trace_ids,
+            }),
+        };
+        self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
+        Ok((signal, true))
     }
 
     pub fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Signal>, SignalError> {

@@ -93,7 +93,7 @@ fn trace_json_fields_match_the_wit_records() {
         resource,
         scope: Arc::new(Scope { name: "s".into(), version: "1".into() }),
     };
-    let doc: serde_json::Value = serde_json::from_slice(&trace_json(&Trace::new([1; 16], vec![span]))).expect("json");
+    let doc: serde_json::Value = serde_json::from_slice(&trace_json(&Trace::new([1; 16], vec![span]), None)).expect("json");
     assert_eq!(keys(&doc), record_fields("trace-json"));
     assert_eq!(keys(&doc["spans"][0]), record_fields("span"));
     assert_eq!(keys(&doc["spans"][0]["events"][0]), record_fields("event"));

@@ -134,8 +134,8 @@ fn call_entry(name: &str, arg: Arg<'_>) -> *const u32 {
                 let entry: Function = ctx.globals().get(name)?;
                 let value: Value = match arg {
                     Arg::Trace(bytes) => {
-                        let (trace_id, spans) = trace_builder::build_trace(&ctx, bytes)?;
-                        entry.call((trace_id, spans))?
+                        let (trace_id, spans, window) = trace_builder::build_trace(&ctx, bytes)?;
+                        entry.call((trace_id, spans, window))?
                     }
                     Arg::Pair(first, second) => entry.call((first, second))?,
                 };

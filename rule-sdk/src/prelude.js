@@ -1,8 +1,9 @@
 // FLUO rule SDK prelude (ABI fluo_rule_v1).
 //
 // Evaluated once while the plugin is pre-initialized, so it costs nothing per
-// evaluation. It defines the globals a rule may use (`trace`, `rule`, `duration`,
-// `concurrency`, `console`) and the `__fluo_*` entry points the plugin's exports
+// evaluation. It defines the globals a rule may use (`trace`, `rule`, `window`,
+// `duration`, `concurrency`, `rate`, `groupBy`, `percentile`, `console`) and the
+// `__fluo_*` entry points the plugin's exports
 // call. The reference for rule authors is docs/rules.md; the typings are
 // rule-sdk/fluo.d.ts. Keep all three in step.
 //
@@ -401,15 +402,110 @@
   }
 
   let currentTrace = null;
+  let currentWindow = null;
 
   // Called by the plugin's fluo-load-trace with the spans it built from the
-  // host's trace JSON (rule-sdk/src/trace_builder.rs).
-  function adopt(traceId, spans) {
+  // host's trace JSON (rule-sdk/src/trace_builder.rs); `window` ({start, end},
+  // ms) when the spans are one window's selection for a window rule.
+  function adopt(traceId, spans, window) {
     // Spans are not frozen: Object.freeze costs QuickJS more than building
     // them (≈11 µs per span, measured), so they are shared read-only by
     // convention (docs/rules.md).
     currentTrace = new Trace(traceId, spans);
+    currentWindow = window ? freeze({ start: window.start, end: window.end, length: window.end - window.start }) : null;
     return '';
+  }
+
+  // ------------------------------------------------------- window helpers --
+  function spanList(spans, where) {
+    if (!isArray(spans)) throw new TypeError(where + ': expected an array of spans');
+    return spans;
+  }
+
+  /**
+   * Peak number of overlapping spans: `{peak, at, spans}` where `at` is the
+   * instant (ms) the peak is first reached and `spans` those open then.
+   * A span covers [startTime, endTime): one ending as another starts does not overlap it.
+   */
+  function concurrency(spans) {
+    spanList(spans, 'concurrency(spans)');
+    const points = [];
+    for (let i = 0; i < spans.length; i++) {
+      points.push([spans[i].startTime, 1, i]);
+      points.push([spans[i].endTime, -1, i]);
+    }
+    points.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    let open = 0;
+    let peak = 0;
+    let at = null;
+    for (const point of points) {
+      open += point[1];
+      if (open > peak) {
+        peak = open;
+        at = point[0];
+      }
+    }
+    const involved = at === null ? [] : spans.filter((s) => s.startTime <= at && s.endTime > at);
+    return { peak, at, spans: involved };
+  }
+
+  /** Spans per `per` (a duration, default 1 s) over the window (or the spans' own span of time). */
+  function rate(spans, per) {
+    spanList(spans, 'rate(spans, per)');
+    const unit = per === undefined ? 1000 : duration(per);
+    if (!(unit > 0)) throw new RangeError('rate(spans, per): per must be positive');
+    let length;
+    if (currentWindow !== null) {
+      length = currentWindow.length;
+    } else {
+      let first = Infinity;
+      let last = -Infinity;
+      for (const s of spans) {
+        if (s.startTime < first) first = s.startTime;
+        if (s.startTime > last) last = s.startTime;
+      }
+      length = spans.length ? Math.max(last - first, unit) : unit;
+    }
+    return (spans.length * unit) / length;
+  }
+
+  /**
+   * Groups spans by `key`: a function (span => key) or an attribute name
+   * (span attributes first, then resource attributes, then span fields such as
+   * `service` or `name`). Spans without the key are left out.
+   */
+  function groupBy(spans, key) {
+    spanList(spans, 'groupBy(spans, key)');
+    let keyOf;
+    if (typeof key === 'function') {
+      keyOf = key;
+    } else if (typeof key === 'string') {
+      keyOf = (s) => {
+        if (s.attributes && s.attributes[key] !== undefined) return s.attributes[key];
+        if (s.resource && s.resource.attributes && s.resource.attributes[key] !== undefined) return s.resource.attributes[key];
+        return s[key];
+      };
+    } else {
+      throw new TypeError('groupBy(spans, key): key must be a function or an attribute name');
+    }
+    const groups = {};
+    for (const s of spans) {
+      const value = keyOf(s);
+      if (value === undefined || value === null) continue;
+      const name = typeof value === 'string' ? value : show(value);
+      (groups[name] || (groups[name] = [])).push(s);
+    }
+    return groups;
+  }
+
+  /** The `p`th percentile (0–100, nearest rank) of the spans' durations in ms; null for no spans. */
+  function percentile(spans, p) {
+    spanList(spans, 'percentile(spans, p)');
+    if (typeof p !== 'number' || !(p >= 0 && p <= 100)) throw new RangeError('percentile(spans, p): p must be a number from 0 to 100');
+    if (spans.length === 0) return null;
+    const durations = spans.map((s) => s.duration).sort((a, b) => a - b);
+    const rank = Math.max(1, Math.ceil((p / 100) * durations.length));
+    return durations[rank - 1];
   }
 
   // ------------------------------------------------------------------ rules --
@@ -461,6 +557,79 @@
     return freeze(def);
   }
 
+  const WINDOW_KEYS = ['name', 'severity', 'description', 'select', 'length', 'every', 'grace', 'check'];
+  const SELECT_KEYS = ['service', 'name', 'kind', 'attributes'];
+  const KINDS = ['INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'];
+  const HOUR = 3600 * 1000;
+
+  function selection(select) {
+    if (select === undefined) return { service: null, name: null, kind: null, attributes: {} };
+    if (select === null || typeof select !== 'object') throw new TypeError('window({select}): expected an object');
+    for (const key of keys(select)) {
+      if (SELECT_KEYS.indexOf(key) < 0) throw new TypeError('window({select}): unknown field "' + key + '" (known: ' + SELECT_KEYS.join(', ') + ')');
+    }
+    for (const key of ['service', 'name']) {
+      if (select[key] !== undefined && typeof select[key] !== 'string') throw new TypeError('window({select.' + key + '}): expected a string');
+    }
+    let kind = null;
+    if (select.kind !== undefined) {
+      kind = typeof select.kind === 'string' ? select.kind.toUpperCase() : '';
+      if (KINDS.indexOf(kind) < 0) throw new TypeError('window({select.kind}): expected one of ' + KINDS.join(', ').toLowerCase());
+    }
+    const attributes = {};
+    if (select.attributes !== undefined) {
+      if (select.attributes === null || typeof select.attributes !== 'object' || isArray(select.attributes)) {
+        throw new TypeError('window({select.attributes}): expected an object of attribute values');
+      }
+      for (const key of keys(select.attributes)) {
+        const value = select.attributes[key];
+        if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+          throw new TypeError('window({select.attributes.' + key + '}): expected a string, number or boolean');
+        }
+        attributes[key] = value;
+      }
+    }
+    return { service: select.service === undefined ? null : select.service, name: select.name === undefined ? null : select.name, kind, attributes };
+  }
+
+  function windowDuration(value, what, fallback) {
+    const ms = value === undefined ? fallback : duration(value);
+    if (!(ms >= 1) || ms > HOUR) throw new RangeError('window({' + what + '}): must be from 1 ms to 1 hour');
+    return Math.round(ms);
+  }
+
+  /**
+   * `window({...})`: an invariant over the spans of one tenant in a time
+   * window, across traces. The host selects spans as they arrive (`select`)
+   * and calls `check(spans, window)` every `every` with the spans that started
+   * in the last `length`.
+   */
+  function windowRule(spec) {
+    if (spec === null || typeof spec !== 'object') throw new TypeError('window(...) expects an object');
+    for (const key of keys(spec)) {
+      if (WINDOW_KEYS.indexOf(key) < 0) throw new TypeError('window({...}): unknown field "' + key + '" (known: ' + WINDOW_KEYS.join(', ') + ')');
+    }
+    if (spec.name !== undefined && typeof spec.name !== 'string') throw new TypeError('window({name}): expected a string');
+    if (spec.description !== undefined && typeof spec.description !== 'string') throw new TypeError('window({description}): expected a string');
+    if (typeof spec.check !== 'function') throw new TypeError('window({check}): expected a function (spans, window) => violations');
+    if (spec.length === undefined) throw new TypeError('window({length}): required, e.g. "1 minute"');
+    const length = windowDuration(spec.length, 'length');
+    const every = windowDuration(spec.every, 'every', length);
+    if (every > length) throw new RangeError('window({every}): must not exceed length (' + length + ' ms)');
+    const grace = spec.grace === undefined ? 5000 : duration(spec.grace);
+    if (!(grace >= 0) || grace > 10 * 60 * 1000) throw new RangeError('window({grace}): must be from 0 to 10 minutes');
+    return freeze({
+      [RULE]: true,
+      form: 'window',
+      name: spec.name === undefined ? null : spec.name,
+      severity: checkSeverity(spec.severity, 'window({severity})') || DEFAULT_SEVERITY,
+      description: spec.description === undefined ? null : spec.description,
+      window: freeze({ select: selection(spec.select), length_ms: length, every_ms: every, grace_ms: Math.round(grace) }),
+      check: spec.check,
+      message: undefined,
+    });
+  }
+
   function define(value) {
     let def;
     if (value instanceof Pattern) {
@@ -473,7 +642,7 @@
     } else if (value && value[RULE] === true) {
       def = value;
     } else {
-      throw new TypeError('a rule must export default a pattern (trace.has(...)), a check function (trace => violations) or rule({...}); got ' + show(value));
+      throw new TypeError('a rule must export default a pattern (trace.has(...)), a check function (trace => violations), rule({...}) or window({...}); got ' + show(value));
     }
     registry.push(freeze(def));
   }
@@ -503,6 +672,11 @@
 
   function violationsOf(def, t) {
     if (def.form === 'check') return fromCheck(def.check(t), def, t);
+    if (def.form === 'window') {
+      if (currentWindow === null) throw new Error('a window rule runs on windows of spans, not on single traces');
+      return fromCheck(def.check(t.spans, currentWindow), def, t);
+    }
+    if (currentWindow !== null) throw new Error('this rule runs on traces, not on windows of spans');
     const when = def.when ? evalCondition(def.when, t) : { ok: true, w: [] };
     if (!when.ok) return [];
     const out = [];
@@ -646,7 +820,9 @@
   function describeRule(index) {
     const def = registry[index];
     if (!def) throw new RangeError('no rule registered at index ' + index);
-    return stringify({ form: def.form, name: def.name, severity: def.severity, description: def.description });
+    const meta = { form: def.form, name: def.name, severity: def.severity, description: def.description };
+    if (def.window) meta.window = def.window;
+    return stringify(meta);
   }
 
   // ---------------------------------------------------------------- globals --
@@ -654,6 +830,11 @@
   define_('console', fluoConsole);
   define_('trace', PATTERN_BUILDER);
   define_('rule', rule);
+  define_('window', windowRule);
+  define_('concurrency', concurrency);
+  define_('rate', rate);
+  define_('groupBy', groupBy);
+  define_('percentile', percentile);
   define_('duration', duration);
   define_('__fluo_define', define);
   define_('__fluo_adopt', adopt);

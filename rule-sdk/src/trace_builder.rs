@@ -22,6 +22,15 @@ struct TraceIn<'a> {
     resources: Vec<ResourceIn<'a>>,
     scopes: Vec<ScopeIn<'a>>,
     spans: Vec<SpanIn<'a>>,
+    /// Present when the spans are one window of a window rule.
+    #[serde(default)]
+    window: Option<WindowIn>,
+}
+
+#[derive(Deserialize)]
+struct WindowIn {
+    start: f64,
+    end: f64,
 }
 
 #[derive(Deserialize)]
@@ -186,8 +195,9 @@ fn attribute<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> rquickjs::Result
     })
 }
 
-/// Parses the trace JSON and returns `(traceId, spans)` as JS values.
-pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value<'js>, Array<'js>)> {
+/// Parses the trace JSON and returns `(traceId, spans, window)` as JS values;
+/// `window` is `{start, end}` (ms) for a window's spans, else undefined.
+pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value<'js>, Array<'js>, Value<'js>)> {
     let doc: TraceIn<'_> = serde_json::from_slice(bytes).map_err(|error| Exception::throw_type(ctx, &format!("bad trace JSON: {error}")))?;
     let keys = Keys::new(ctx)?;
     let mut resources = Vec::with_capacity(doc.resources.len());
@@ -245,5 +255,14 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
         object.set(keys.links.clone(), links)?;
         spans.set(index, object)?;
     }
-    Ok((text(ctx, &doc.trace_id)?, spans))
+    let window = match &doc.window {
+        Some(window) => {
+            let object = Object::new(ctx.clone())?;
+            object.set("start", Value::new_float(ctx.clone(), window.start))?;
+            object.set("end", Value::new_float(ctx.clone(), window.end))?;
+            object.into_value()
+        }
+        None => Value::new_undefined(ctx.clone()),
+    };
+    Ok((text(ctx, &doc.trace_id)?, spans, window))
 }

@@ -70,6 +70,9 @@ struct Shared {
 pub struct Evaluator {
     shared: Arc<Shared>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Window rules, checked on their own thread.
+    pub windows: Arc<super::windows::Windows>,
+    windows_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Evaluator {
@@ -80,7 +83,11 @@ impl Evaluator {
         recent: Arc<RecentTraces>,
         counters: Arc<Counters>,
         on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
+        window_limits: super::windows::WindowLimits,
     ) -> Evaluator {
+        let events = tokio::sync::broadcast::channel(1024).0;
+        let windows =
+            Arc::new(super::windows::Windows::new(engine.clone(), signals.clone(), counters.clone(), events.clone(), window_limits));
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -90,7 +97,7 @@ impl Evaluator {
             recent,
             counters,
             on_signal,
-            events: tokio::sync::broadcast::channel(1024).0,
+            events,
         });
         let handles = (0..workers.max(1))
             .map(|index| {
@@ -100,8 +107,17 @@ impl Evaluator {
                     .spawn(move || worker(&shared))
                     .expect("spawn evaluation worker")
             })
-            .collect();
-        Evaluator { shared, workers: Mutex::new(handles) }
+            .collect::<Vec<_>>();
+        let windows_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (for_thread, stop) = (windows.clone(), windows_stop.clone());
+        let mut handles = handles;
+        handles.push(
+            std::thread::Builder::new()
+                .name("fluo-windows".into())
+                .spawn(move || super::windows::run(for_thread, stop))
+                .expect("spawn window thread"),
+        );
+        Evaluator { shared, workers: Mutex::new(handles), windows, windows_stop }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -115,6 +131,8 @@ impl Evaluator {
 
     /// Replaces a tenant's active rules; the next trace uses them.
     pub fn set_rules(&self, tenant: &TenantId, rules: Vec<(RuleRef, Arc<LoadedRule>)>) {
+        let (windowed, rules): (Vec<_>, Vec<_>) = rules.into_iter().partition(|(_, loaded)| loaded.meta.window.is_some());
+        self.windows.set_rules(tenant, windowed, now_ms());
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         self.lock().slots.entry(tenant.clone()).or_default().rules = Some(Arc::new(RuleSet { generation, rules }));
@@ -163,6 +181,7 @@ impl Evaluator {
     pub fn stop(&self) {
         self.drain();
         self.lock().stopping = true;
+        self.windows_stop.store(true, Ordering::Relaxed);
         self.shared.work.notify_all();
         for handle in self.workers.lock().unwrap_or_else(|poison| poison.into_inner()).drain(..) {
             let _ = handle.join();

@@ -4,10 +4,13 @@
 //!
 //! [`Pipeline::accept`] is the one call both OTLP transports make after they
 //! have authenticated and decoded a request. A sweeper task closes due traces;
-//! [`evaluator`] runs the rules. It owns no transport and no storage format.
+//! [`evaluator`] runs the rules on closed traces; [`windows`] selects spans
+//! for window rules as they arrive and checks each window. It owns no
+//! transport and no storage format.
 
 pub mod assembler;
 pub mod evaluator;
+pub mod windows;
 
 use crate::auth::TenantId;
 use crate::trace::Span;
@@ -63,6 +66,10 @@ pub struct Counters {
     pub signals_duplicate: AtomicU64,
     pub signals_cleared: AtomicU64,
     pub fuel_used: AtomicU64,
+    pub window_spans_selected: AtomicU64,
+    pub window_spans_late: AtomicU64,
+    pub window_spans_capped: AtomicU64,
+    pub window_checks: AtomicU64,
     evaluations: Mutex<HashMap<&'static str, u64>>,
     tenants: Mutex<HashMap<TenantId, TenantCounters>>,
     rules: Mutex<HashMap<(TenantId, String), RuleCounters>>,
@@ -184,6 +191,16 @@ impl Counters {
                 ("{result=\"cleared\"}", get(&self.signals_cleared)),
             ],
         );
+        counter(
+            "fluo_window_spans_total",
+            "Spans offered to window rules, by result.",
+            &[
+                ("{result=\"selected\"}", get(&self.window_spans_selected)),
+                ("{result=\"late\"}", get(&self.window_spans_late)),
+                ("{result=\"capped\"}", get(&self.window_spans_capped)),
+            ],
+        );
+        counter("fluo_window_checks_total", "Window checks run.", &[("", get(&self.window_checks))]);
         let _ = writeln!(
             out,
             "# HELP fluo_buffered_spans Spans in live traces.\n# TYPE fluo_buffered_spans gauge\nfluo_buffered_spans {buffered_spans}"
@@ -292,6 +309,8 @@ impl Pipeline {
     /// Adds admitted spans to their live traces.
     pub fn accept(&self, tenant: &TenantId, spans: Vec<Span>, now: Instant) -> assembler::Dropped {
         let count = spans.len() as u64;
+        // Window rules see spans as they arrive, not after assembly.
+        self.evaluator.windows.offer(tenant, &spans);
         let dropped = self.assembler().add(tenant, spans, now);
         let counters = &self.counters;
         counters.spans_accepted.fetch_add(count - dropped.span_limit - dropped.byte_limit, Ordering::Relaxed);

@@ -19,14 +19,16 @@ pub const NAMESPACE: &str = "fluo_rule_v1";
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
 /// Serializes a trace into the JSON the sandbox's `__fluo_load` reads.
-pub fn trace_json(trace: &Trace) -> Vec<u8> {
+/// With `window` (start and end, ms since the epoch), the spans are one
+/// window's selection for a window check rather than one trace.
+pub fn trace_json(trace: &Trace, window: Option<(u64, u64)>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + trace.spans.len() * 512);
     let mut serializer = serde_json::Serializer::new(&mut out);
-    TraceDoc(trace).serialize(&mut serializer).expect("serializing into memory cannot fail");
+    TraceDoc(trace, window).serialize(&mut serializer).expect("serializing into memory cannot fail");
     out
 }
 
-struct TraceDoc<'a>(&'a Trace);
+struct TraceDoc<'a>(&'a Trace, Option<(u64, u64)>);
 
 impl Serialize for TraceDoc<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -46,8 +48,11 @@ impl Serialize for TraceDoc<'_> {
         }
         big_ints = big_ints || resources.iter().any(|resource| has_big_int(&resource.attributes));
 
-        let mut map = serializer.serialize_map(Some(5))?;
+        let mut map = serializer.serialize_map(Some(5 + usize::from(self.1.is_some())))?;
         map.serialize_entry("traceId", &hex::encode(trace.trace_id))?;
+        if let Some((start, end)) = self.1 {
+            map.serialize_entry("window", &WindowDoc { start, end })?;
+        }
         map.serialize_entry("bigInts", &big_ints)?;
         map.serialize_entry("resources", &Seq(resources.iter().map(|resource| ResourceDoc(resource))))?;
         map.serialize_entry("scopes", &Seq(scopes.iter().map(|scope| ScopeDoc(scope))))?;
@@ -298,6 +303,38 @@ pub struct LogDoc {
     pub message: String,
 }
 
+#[derive(Serialize)]
+struct WindowDoc {
+    start: u64,
+    end: u64,
+}
+
+/// What a window rule declared: which spans it wants and how often it runs.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct WindowSpec {
+    /// Span selection the host applies as spans arrive.
+    pub select: Selection,
+    pub length_ms: u64,
+    /// Evaluation period; equal to the length: tumbling, shorter: sliding.
+    pub every_ms: u64,
+    /// How long after a window's end late spans still count.
+    pub grace_ms: u64,
+}
+
+/// All given fields must match (attribute values by JSON equality).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Selection {
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `SERVER`, `CLIENT`, `INTERNAL`, `PRODUCER` or `CONSUMER`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
 /// What a rule declared about itself (`__fluo_describe`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RuleMeta {
@@ -306,4 +343,7 @@ pub struct RuleMeta {
     pub name: Option<String>,
     pub severity: String,
     pub description: Option<String>,
+    /// Only for `form: "window"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSpec>,
 }

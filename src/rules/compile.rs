@@ -74,7 +74,7 @@ pub fn compile(engine: &Arc<RuleEngine>, source_text: &str) -> Result<(CompiledR
     })?;
     let wasm = generate(engine, &prepared)?;
     let (module, imports) = engine.load_module(&wasm).map_err(|error| CompileError::Internal(format!("{error:#}")))?;
-    let placeholder = RuleMeta { form: String::new(), name: None, severity: "medium".into(), description: None };
+    let placeholder = RuleMeta { form: String::new(), name: None, severity: "medium".into(), description: None, window: None };
     let loaded = Arc::new(LoadedRule { module, imports, meta: placeholder, prepared: Some(prepared.clone()) });
     let mut trial = Sandbox::new(engine.clone(), vec![loaded.clone()]);
     let meta = trial.describe(0).map_err(definition_error)?;

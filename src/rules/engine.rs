@@ -86,11 +86,6 @@ impl RuleEngine {
         &self.plugin
     }
 
-    /// Ticks of [`EPOCH_TICK`] that make up the per-call deadline.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        (self.limits.deadline.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
-    }
-
     /// Compiles a rule module for this engine and checks that it imports
     /// exactly what a Javy dynamic module of this plugin may import.
     pub(crate) fn load_module(&self, wasm: &[u8]) -> Result<(Module, Vec<PluginExport>)> {

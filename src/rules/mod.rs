@@ -40,6 +40,13 @@ pub struct Limits {
     pub source_bytes: usize,
 }
 
+impl Limits {
+    /// Ticks of the engine's epoch that make up the per-call deadline.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        (self.deadline.as_micros() / engine::EPOCH_TICK.as_micros()).max(1) as u64 + 1
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -13,7 +13,7 @@
 
 use super::abi::{self, RuleMeta, RunDoc};
 use super::engine::{LoadedRule, PluginExport, RuleEngine};
-use super::{Outcome, RuleRun, Severity, Violation};
+use super::{Limits, Outcome, RuleRun, Severity, Violation};
 use crate::trace::Trace;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,6 +67,8 @@ struct Live {
 
 pub struct Sandbox {
     engine: Arc<RuleEngine>,
+    /// The engine's limits, or larger ones for window checks.
+    limits: Limits,
     rules: Vec<Arc<LoadedRule>>,
     live: Option<Live>,
     /// Why a rule could not be started (its module's top level failed).
@@ -77,8 +79,15 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(engine: Arc<RuleEngine>, rules: Vec<Arc<LoadedRule>>) -> Sandbox {
+        let limits = engine.limits.clone();
+        Sandbox::with_limits(engine, rules, limits)
+    }
+
+    /// A sandbox whose calls get `limits` instead of the engine's (the wasm
+    /// stack stays engine-wide).
+    pub fn with_limits(engine: Arc<RuleEngine>, rules: Vec<Arc<LoadedRule>>, limits: Limits) -> Sandbox {
         let count = rules.len();
-        Sandbox { engine, rules, live: None, start_failures: vec![None; count], rebuilds: 0 }
+        Sandbox { engine, limits, rules, live: None, start_failures: vec![None; count], rebuilds: 0 }
     }
 
     pub fn rules(&self) -> &[Arc<LoadedRule>] {
@@ -90,13 +99,25 @@ impl Sandbox {
         if self.rules.is_empty() {
             return Vec::new();
         }
-        let json = abi::trace_json(trace);
+        self.evaluate_json(&abi::trace_json(trace, None))
+    }
+
+    /// Runs every rule (window checks) on the spans of one window, given as a
+    /// trace whose spans come from many traces.
+    pub fn evaluate_window(&mut self, spans: &Trace, window: (u64, u64)) -> Vec<RuleRun> {
+        if self.rules.is_empty() {
+            return Vec::new();
+        }
+        self.evaluate_json(&abi::trace_json(spans, Some(window)))
+    }
+
+    fn evaluate_json(&mut self, json: &[u8]) -> Vec<RuleRun> {
         let mut runs = Vec::with_capacity(self.rules.len());
         if let Some(live) = self.live.as_mut() {
             live.loaded = false;
         }
         for index in 0..self.rules.len() {
-            runs.push(self.run_one(index, &json));
+            runs.push(self.run_one(index, json));
         }
         runs
     }
@@ -124,9 +145,9 @@ impl Sandbox {
         let Some(slot) = live.slots[index] else {
             return failed(Outcome::Trap { message: "rule did not register".into() }, started);
         };
-        let fuel = self.engine.limits.fuel_per_call;
-        prepare_call(&mut live.store, fuel, self.engine.deadline_ticks());
-        let output_cap = self.engine.limits.output_bytes as u32;
+        let fuel = self.limits.fuel_per_call;
+        prepare_call(&mut live.store, fuel, self.limits.deadline_ticks());
+        let output_cap = self.limits.output_bytes as u32;
         let call_started = Instant::now();
         let result = live.run.call(&mut live.store, (slot, output_cap));
         let elapsed = call_started.elapsed();
@@ -183,13 +204,13 @@ impl Sandbox {
         builder.stdout(MemoryOutputPipe::new(STDERR_CAP)).stderr(stderr.clone());
         let state = SandboxState {
             wasi: builder.build_p1(),
-            limiter: Limiter { cap: engine.limits.memory_bytes, refused: None },
+            limiter: Limiter { cap: self.limits.memory_bytes, refused: None },
             stderr: stderr.clone(),
         };
         let mut store = Store::new(&engine.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
-        prepare_call(&mut store, engine.limits.fuel_per_call, engine.deadline_ticks());
+        prepare_call(&mut store, self.limits.fuel_per_call, self.limits.deadline_ticks());
         let host = |error: wasmtime::Error| (None, Outcome::Trap { message: format!("sandbox setup failed: {error}") });
         let plugin = engine.plugin_pre.instantiate(&mut store).map_err(|error| (None, classify(error, &store)))?;
         let memory = plugin.get_memory(&mut store, "memory").ok_or_else(|| host(wasmtime::Error::msg("plugin has no memory")))?;
@@ -218,7 +239,7 @@ impl Sandbox {
                 })
                 .collect();
             let before = count.call(&mut store, ()).map_err(|error| (None, classify(error, &store)))?;
-            prepare_call(&mut store, engine.limits.fuel_per_call, engine.deadline_ticks());
+            prepare_call(&mut store, self.limits.fuel_per_call, self.limits.deadline_ticks());
             let started = Instance::new(&mut store, &rule.module, &imports)
                 .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
                 .and_then(|start| start.call(&mut store, ()));
@@ -242,13 +263,13 @@ impl Sandbox {
     }
 
     fn ensure_loaded(&mut self, json: &[u8]) -> Result<(), Outcome> {
-        let engine = self.engine.clone();
+        let limits = self.limits.clone();
         let live = self.live.as_mut().expect("live");
         if live.loaded {
             return Ok(());
         }
-        let fuel = (json.len() as u64).saturating_mul(engine.limits.fuel_per_trace_byte).saturating_add(engine.limits.fuel_per_call);
-        prepare_call(&mut live.store, fuel, engine.deadline_ticks().saturating_mul(4));
+        let fuel = (json.len() as u64).saturating_mul(limits.fuel_per_trace_byte).saturating_add(limits.fuel_per_call);
+        prepare_call(&mut live.store, fuel, limits.deadline_ticks().saturating_mul(4));
         let len = u32::try_from(json.len()).map_err(|_| Outcome::MemoryCap { requested_bytes: json.len() as u64 })?;
         let outcome = (|| {
             let pointer = live.input.call(&mut live.store, len)?;
@@ -281,10 +302,10 @@ impl Sandbox {
         if let Some(outcome) = &self.start_failures[index] {
             return Err(outcome.clone());
         }
-        let engine = self.engine.clone();
+        let limits = self.limits.clone();
         let live = self.live.as_mut().expect("live");
         let slot = live.slots[index].ok_or(Outcome::Trap { message: "rule did not register".into() })?;
-        prepare_call(&mut live.store, engine.limits.fuel_per_call, engine.deadline_ticks());
+        prepare_call(&mut live.store, limits.fuel_per_call, limits.deadline_ticks());
         let ret = live.describe.call(&mut live.store, slot).map_err(|error| classify(error, &live.store))?;
         let text = read_result(&mut live.store, live.memory, ret, 64 * 1024)?;
         serde_json::from_str(&text).map_err(|error| Outcome::Trap { message: format!("bad rule description: {error}") })

@@ -12,7 +12,8 @@ Spec: {"traces": [{"service": "checkout", "resource": {...}, "spans": [
    "start_ms": 0, "duration_ms": 120, "attributes": {...},
    "status": "ok"|"error"|"unset", "status_message": "...", "service": "payments"}]}]}
 
-Times are ms after the moment each trace is sent; each trace needs one root.
+Times are ms after the moment each trace is sent (or after the trace's
+"base_unix_ms", if it has one); each trace needs one root.
 Each distinct (service, resource) gets its own TracerProvider (service.name is
 a resource attribute); spans of a trace share its trace id. A trace leaves as
 one request per provider (<= 512 spans); --late spans follow --late-after-ms later.
@@ -113,7 +114,7 @@ def send_trace(spec, providers, late_labels, late_after_ms):
     if len(roots) != 1:
         raise ValueError(f"a trace needs exactly one root span (parent null), got {roots}")
     resource = dict(spec.get("resource", {}))
-    base = time.time_ns()
+    base = int(spec["base_unix_ms"]) * MS if "base_unix_ms" in spec else time.time_ns()
     started = {}
 
     def start(label, seen=()):
