@@ -93,8 +93,13 @@ fn trace_json_fields_match_the_wit_records() {
         resource,
         scope: Arc::new(Scope { name: "s".into(), version: "1".into() }),
     };
-    let doc: serde_json::Value = serde_json::from_slice(&trace_json(&Trace::new([1; 16], vec![span]), None)).expect("json");
+    let trace = Trace::new([1; 16], vec![span]);
+    let plain: serde_json::Value = serde_json::from_slice(&trace_json(&trace, None)).expect("json");
+    assert!(plain.get("window").is_none(), "a trace has no window");
+    let doc: serde_json::Value = serde_json::from_slice(&trace_json(&trace, Some((1000, 2000)))).expect("json");
     assert_eq!(keys(&doc), record_fields("trace-json"));
+    assert_eq!(keys(&doc["window"]), record_fields("window-bounds"));
+    assert_eq!((doc["window"]["start"].as_u64(), doc["window"]["end"].as_u64()), (Some(1000), Some(2000)));
     assert_eq!(keys(&doc["spans"][0]), record_fields("span"));
     assert_eq!(keys(&doc["spans"][0]["events"][0]), record_fields("event"));
     assert_eq!(keys(&doc["spans"][0]["links"][0]), record_fields("link"));
