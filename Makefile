@@ -26,3 +26,4 @@ test: setup
 bench: setup
 	$(CARGO) bench --locked --bench rules
 	$(CARGO) bench --locked --bench ingest
+	$(CARGO) bench --locked --bench windows

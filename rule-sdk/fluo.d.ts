@@ -199,9 +199,9 @@ interface WindowSpec {
   severity?: Severity;
   description?: string;
   select?: WindowSelection;
-  /** Window length, 1 ms to 1 hour. */
+  /** Window length, 1 second to 1 hour. */
   length: Duration;
-  /** How often a window is checked (default: `length`, tumbling; shorter: sliding). */
+  /** How often a window is checked, at least 1 second (default: `length`, tumbling; shorter: sliding). */
   every?: Duration;
   /** How long after a window's end late spans still count (default 5 s, at most 10 minutes). */
   grace?: Duration;

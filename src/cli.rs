@@ -217,8 +217,21 @@ pub fn rules_test(args: TestArgs) -> ExitCode {
     let mut sandbox = Sandbox::new(engine.clone(), vec![loaded]);
     let mut reports = Vec::new();
     let mut any_failed = false;
-    for (file, trace) in &traces {
-        let run = sandbox.evaluate(trace).pop().expect("one rule, one run");
+    // A window rule sees the spans it selects from every file as one window.
+    let traces = match &compiled.meta.window {
+        Some(spec) => {
+            let (window, bounds) = crate::pipeline::windows::one_window(traces.iter().map(|(_, trace)| trace), spec);
+            vec![(format!("one window [{}, {}) ms", bounds.0, bounds.1), (window, Some(bounds)))]
+        }
+        None => traces.into_iter().map(|(file, trace)| (file, (trace, None))).collect(),
+    };
+    for (file, (trace, window)) in &traces {
+        let run = match window {
+            Some(bounds) => sandbox.evaluate_window(trace, *bounds),
+            None => sandbox.evaluate(trace),
+        }
+        .pop()
+        .expect("one rule, one run");
         any_failed |= !matches!(run.outcome, Outcome::Ok { .. });
         let witnesses = run
             .outcome

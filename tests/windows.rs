@@ -64,3 +64,45 @@ fn concurrency_limit_over_spans_of_many_traces() {
     assert!(server.signals(&tenants[2].1, "").is_empty(), "60 spread out in time never overlap");
     assert!(server.metric("fluo_window_spans_total{result=\"selected\"}") >= 160);
 }
+
+/// OTLP/JSON with `count` overlapping `auth` server spans, each in its own trace.
+fn overlapping_auth(count: u64) -> Value {
+    let spans: Vec<Value> = (0..count)
+        .map(|n| {
+            json!({"traceId": format!("{:032x}", n + 1), "spanId": format!("{:016x}", n + 1), "name": "POST /login", "kind": 2,
+                "startTimeUnixNano": (1_800_000_000_000_000_000u64 + n * 1000).to_string(), "endTimeUnixNano": "1800000001000000000"})
+        })
+        .collect();
+    json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "auth"}}]}, "scopeSpans": [{"spans": spans}]}]})
+}
+
+#[test]
+fn a_window_rule_is_tested_on_pasted_traces_as_one_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let (_, admin) = server.tenant("acme");
+    let (status, report) =
+        server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": AUTH_LIMIT, "traces": overlapping_auth(60)})));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["rule"]["form"], "window");
+    assert_eq!(report["rule"]["window"]["length_ms"], 2000);
+    let result = &report["traces"][0];
+    assert_eq!((result["outcome"].as_str(), result["spans"].as_u64()), (Some("ok"), Some(60)), "{result}");
+    assert_eq!(result["violations"][0]["message"], "auth served 60 concurrent requests (limit 50)");
+    let (_, fine) =
+        server.api("POST", "/api/v1/rules/test", Some(&admin), Some(&json!({"source": AUTH_LIMIT, "traces": overlapping_auth(40)})));
+    assert_eq!(fine["traces"][0]["violations"], json!([]));
+    for (bad, says) in [
+        (AUTH_LIMIT.replace(r#"length: "2s","#, r#"length: "2s", every: "500ms","#), "must be from 1 second to 1 hour"),
+        (AUTH_LIMIT.replace(r#"length: "2s","#, r#"length: "2s", every: "3s","#), "must not exceed length"),
+        (AUTH_LIMIT.replace("select: {", "select: { host: 'a',"), r#"unknown field "host""#),
+        (AUTH_LIMIT.replace(r#"kind: "server""#, r#"kind: "serverish""#), "select.kind"),
+    ] {
+        let (status, body) = server.api("POST", "/api/v1/rules", Some(&admin), Some(&json!({"name": "bad", "source": bad})));
+        assert_eq!(status, 422, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{body}");
+    }
+    let rule = server.rule(&admin, "auth-concurrency", AUTH_LIMIT);
+    let (status, body) = server.api("POST", &format!("/api/v1/rules/{}/backtest", rule["id"].as_str().unwrap()), Some(&admin), None);
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_request")), "{body}");
+}

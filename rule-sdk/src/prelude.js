@@ -594,7 +594,8 @@
 
   function windowDuration(value, what, fallback) {
     const ms = value === undefined ? fallback : duration(value);
-    if (!(ms >= 1) || ms > HOUR) throw new RangeError('window({' + what + '}): must be from 1 ms to 1 hour');
+    // At least a second: every tenant's windows are checked on one thread.
+    if (!(ms >= 1000) || ms > HOUR) throw new RangeError('window({' + what + '}): must be from 1 second to 1 hour');
     return Math.round(ms);
   }
 

@@ -541,11 +541,20 @@ pub struct TraceResult {
 
 /// One rule on a set of traces: per trace its outcome, violations, witness
 /// spans, fuel and time.
-fn run_on(state: &ApiState, loaded: std::sync::Arc<crate::rules::LoadedRule>, traces: &[crate::trace::Trace]) -> Vec<TraceResult> {
+fn run_on(
+    state: &ApiState,
+    loaded: std::sync::Arc<crate::rules::LoadedRule>,
+    traces: &[crate::trace::Trace],
+    window: Option<(u64, u64)>,
+) -> Vec<TraceResult> {
     let mut sandbox = crate::rules::Sandbox::new(state.engine.clone(), vec![loaded]);
     let mut results = Vec::with_capacity(traces.len());
     for trace in traces {
-        let Some(run) = sandbox.evaluate(trace).into_iter().next() else { continue };
+        let runs = match window {
+            Some(bounds) => sandbox.evaluate_window(trace, bounds),
+            None => sandbox.evaluate(trace),
+        };
+        let Some(run) = runs.into_iter().next() else { continue };
         let witness = |id: &String| {
             let mut span_id = [0u8; 8];
             hex::decode_to_slice(id, &mut span_id).ok()?;
@@ -621,7 +630,15 @@ pub async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Resu
             Err(error) => return Err(ApiError::compile(&error)),
         };
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-        Ok(TestReport { rule: compiled.meta, compile_ms, traces: run_on(&worker_state, loaded, &traces) })
+        let results = match &compiled.meta.window {
+            // A window rule sees the spans it selects from all the traces as one window.
+            Some(spec) => {
+                let (window, bounds) = crate::pipeline::windows::one_window(&traces, spec);
+                run_on(&worker_state, loaded, &[window], Some(bounds))
+            }
+            None => run_on(&worker_state, loaded, &traces, None),
+        };
+        Ok(TestReport { rule: compiled.meta, compile_ms, traces: results })
     })
     .await?;
     Ok(axum::Json(report).into_response())
@@ -693,7 +710,10 @@ pub async fn backtest(
             .filter(|spans| !spans.is_empty())
             .map(|spans| crate::trace::Trace::new(spans[0].trace_id, spans))
             .collect();
-        let results = run_on(&state, loaded, &traces);
+        if version.meta.window.is_some() {
+            return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));
+        }
+        let results = run_on(&state, loaded, &traces, None);
         let failed = results.iter().filter(|result| result.outcome != "ok").count();
         let hits: Vec<TraceResult> = results.into_iter().filter(|result| !result.violations.is_empty()).collect();
         Ok(BacktestReport {

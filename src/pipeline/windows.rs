@@ -275,6 +275,16 @@ impl Windows {
     }
 }
 
+/// For testing a window rule on given traces (`fluo rules test`, `POST
+/// /rules/test`): the spans the rule selects from all of them, as one window
+/// from the first start to just after the last end.
+pub fn one_window<'a>(traces: impl IntoIterator<Item = &'a Trace>, spec: &WindowSpec) -> (Trace, (u64, u64)) {
+    let spans: Vec<Span> = traces.into_iter().flat_map(|trace| &trace.spans).filter(|span| selects(&spec.select, span)).cloned().collect();
+    let start = spans.iter().map(|span| span.start_unix_nano / 1_000_000).min().unwrap_or(0);
+    let end = spans.iter().map(|span| span.end_unix_nano / 1_000_000 + 1).max().unwrap_or(start + 1);
+    (Trace::new([0; 16], spans), (start, end.max(start + 1)))
+}
+
 /// Runs due window checks until `stop` is set.
 pub fn run(windows: Arc<Windows>, stop: Arc<std::sync::atomic::AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
