@@ -30,6 +30,9 @@ pub enum Command {
     Rules(RulesCommand),
     /// Print the API's OpenAPI document (the one served at /api/v1/openapi.json).
     Openapi,
+    /// Create a demo tenant with the rule templates on a running server and send
+    /// it a stream of realistic traces, some of which break the rules.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Subcommand)]

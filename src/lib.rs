@@ -11,6 +11,7 @@
 //! - [`rules`]: rule compilation (JS → Javy module), the wasmtime engine and
 //!   per-tenant sandboxes, the host↔rule ABI.
 //! - [`app`]: the composition root of `fluo serve`.
+//! - [`demo`]: `fluo demo`, a demo tenant and a stream of realistic traces.
 //! - [`cli`]: the `fluo` command line (`rules test`, `rules push`, `serve` arguments).
 //! - [`config`]: typed configuration for `fluo serve`.
 //! - [`store`]: the sled database.
@@ -22,6 +23,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod ingest;
 pub mod pipeline;
 pub mod rules;

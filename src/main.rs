@@ -14,6 +14,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Rules(RulesCommand::Test(args)) => fluo::cli::rules_test(args),
         Command::Rules(RulesCommand::Push(args)) => fluo::cli::rules_push(args),
+        Command::Demo(args) => match fluo::demo::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Openapi => {
             println!("{}", fluo::api::document().to_pretty_json().expect("the OpenAPI document serializes"));
             ExitCode::SUCCESS

@@ -1,6 +1,9 @@
 //! The `fluo` binary as a user runs it: `rules test` (report, --json, exit
 //! codes), `rules push` and `serve` loading what was pushed.
 
+mod common;
+
+use common::{OPERATOR_KEY, Server};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -195,4 +198,30 @@ fn serve_reads_a_config_file_and_refuses_unknown_keys() {
     let output = fluo().args(["serve", "--data-dir"]).arg(&data).args(["--config"]).arg(&invalid).output().expect("serve");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--trace-idle must be"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn demo_creates_a_tenant_with_the_templates_and_its_traces_raise_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fluo"))
+        .args(["demo", "--api", &format!("http://{}", server.api), "--otlp", &format!("http://{}", server.http)])
+        .args(["--rate", "200", "--traces", "120"])
+        .env("FLUO_OPERATOR_KEY", OPERATOR_KEY)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let admin =
+        stdout.lines().find_map(|line| line.trim().strip_prefix("admin key:")).expect("the admin key is printed").trim().to_string();
+    let (_, rules) = server.api("GET", "/api/v1/rules", Some(&admin), None);
+    assert_eq!(rules["items"].as_array().unwrap().len(), 6, "{rules}");
+    // About one trace in eight breaks a rule: 120 traces give signals at once.
+    let signals = server.wait_signals(&admin, "", 3, std::time::Duration::from_secs(20));
+    assert!(signals.len() >= 3, "{signals:?}");
+    let sign_in = stdout.lines().find_map(|line| line.trim().strip_prefix("sign in:")).expect("sign-in details").trim().to_string();
+    let password = sign_in.rsplit("password ").next().unwrap();
+    let tenant = sign_in.split(',').next().unwrap().trim_start_matches("tenant ").trim();
+    let credentials = serde_json::json!({"tenant": tenant, "email": "demo@fluo.example", "password": password});
+    assert_eq!(server.api("POST", "/api/v1/auth/login", None, Some(&credentials)).0, 200);
 }

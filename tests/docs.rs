@@ -49,3 +49,14 @@ fn openapi_json_in_docs_is_the_served_document() {
     let current = fluo::api::document().to_pretty_json().unwrap();
     assert!(committed.trim_end() == current.trim_end(), "docs/openapi.json is stale: run `fluo openapi > docs/openapi.json`");
 }
+
+/// Every rule template (rule-sdk/templates/, used by `fluo demo`) compiles.
+#[test]
+fn every_rule_template_compiles() {
+    let engine = RuleEngine::new(Limits::default()).expect("engine");
+    assert_eq!(fluo::rules::templates::TEMPLATES.len(), 6);
+    for template in fluo::rules::templates::TEMPLATES {
+        let (compiled, _) = compile(&engine, template.source).unwrap_or_else(|error| panic!("{}: {error}", template.id));
+        assert!(compiled.meta.name.is_some(), "{} names itself", template.id);
+    }
+}

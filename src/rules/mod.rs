@@ -11,6 +11,7 @@ pub mod engine;
 pub mod plugin;
 pub mod sandbox;
 pub mod source;
+pub mod templates;
 
 use serde::Serialize;
 use std::time::Duration;

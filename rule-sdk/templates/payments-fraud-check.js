@@ -1,0 +1,9 @@
+// Payments need a fraud check: every card charge in a trace is preceded by a fraud check.
+export default rule({
+  name: "payment-needs-fraud-check",
+  severity: "critical",
+  description: "every card charge is fraud-checked first",
+  when: trace.has(s => s.name === "payment.charge_card"),
+  expect: trace.has(s => s.name === "payment.fraud_check"),
+  message: "payment charged without a fraud check",
+});
