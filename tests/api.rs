@@ -637,19 +637,3 @@ fn signal_filters_counts_and_per_rule_figures() {
     );
     assert!(text.lines().any(|line| line.starts_with("fluo_rule_signals_created_total{") && line.contains(&fraud) && line.ends_with(" 2")));
 }
-
-#[test]
-fn rule_templates_are_listed_for_readers() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let (_, admin) = server.tenant("acme");
-    let (reader, ingest) = (server.key(&admin, &["read"]), server.key(&admin, &["ingest"]));
-    let (status, body) = server.api("GET", "/api/v1/rules/templates", Some(&reader), None);
-    assert_eq!(status, 200, "{body}");
-    let items = body["items"].as_array().unwrap();
-    assert_eq!(items.len(), 6);
-    assert!(items.iter().all(|item| item["source"].as_str().unwrap().contains("export default")));
-    assert!(items.iter().any(|item| item["id"] == "auth-concurrency"));
-    assert_eq!(server.api("GET", "/api/v1/rules/templates", Some(&ingest), None).0, 403);
-    assert_eq!(server.api("GET", "/api/v1/rules/templates", None, None).0, 401);
-}

@@ -241,7 +241,6 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(rules::enable))
         .routes(routes!(rules::disable))
         .routes(routes!(rules::test))
-        .routes(routes!(rules::templates))
         .routes(routes!(rules::backtest))
         .routes(routes!(signals::list))
         .routes(routes!(signals::counts))

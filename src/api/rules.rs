@@ -486,27 +486,6 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// A rule template a tenant can start from.
-#[derive(Serialize, ToSchema)]
-pub struct TemplateInfo {
-    id: &'static str,
-    title: &'static str,
-    source: &'static str,
-}
-
-/// The gallery of rule templates (the same ones `fluo demo` installs).
-#[utoipa::path(get, path = "/api/v1/rules/templates", operation_id = "list_rule_templates", tag = "rules", responses(
-    (status = 200, description = "Templates", body = Items<TemplateInfo>)
-))]
-pub async fn templates(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    tenant(&state, &headers, Scope::Read)?;
-    let items = crate::rules::templates::TEMPLATES
-        .iter()
-        .map(|template| TemplateInfo { id: template.id, title: template.title, source: template.source })
-        .collect();
-    Ok(axum::Json(Items { items }).into_response())
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestRequest {
