@@ -253,7 +253,7 @@ pub async fn update(
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let Path(id) = id?;
     let request: NewVersion = body(bytes)?;
-    let rule = state.store.rule_by_id(tenant.as_str(), &id).map_err(ApiError::internal)?.ok_or_else(not_found)?;
+    let rule = find(&state, &tenant, &id)?;
     store_version(&state, &tenant, principal.author(), rule.name, request.source, request.message).await
 }
 

@@ -337,15 +337,7 @@ fn evaluate(
             own.rule_failures += u64::from(failed);
             own.fuel_used += run.fuel_used;
         });
-        counters.rule(tenant, &rule.id, |own| {
-            own.calls += 1;
-            own.fuel_used += run.fuel_used;
-            if failed {
-                own.failures += 1;
-                own.last_failure = Some(run.outcome.kind().to_string());
-                own.last_failure_at = Some(crate::signals::rfc3339(now_ms()));
-            }
-        });
+        counters.rule_call(tenant, &rule.id, &run);
         match run.outcome {
             Outcome::Ok { violations } => completed.push((rule.clone(), violations)),
             failed => {

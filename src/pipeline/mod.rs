@@ -120,6 +120,20 @@ impl Counters {
         }
     }
 
+    /// Counts one call of a rule: calls, fuel, and the failure if it did not complete.
+    pub fn rule_call(&self, tenant: &TenantId, rule_id: &str, run: &crate::rules::RuleRun) {
+        let failed = !matches!(run.outcome, crate::rules::Outcome::Ok { .. });
+        self.rule(tenant, rule_id, |own| {
+            own.calls += 1;
+            own.fuel_used += run.fuel_used;
+            if failed {
+                own.failures += 1;
+                own.last_failure = Some(run.outcome.kind().to_string());
+                own.last_failure_at = Some(crate::signals::rfc3339(crate::auth::now_ms()));
+            }
+        });
+    }
+
     /// A rule's figures since start (zeros if it has not run).
     pub fn rule_counters(&self, tenant: &TenantId, rule_id: &str) -> RuleCounters {
         let rules = self.rules.lock().unwrap_or_else(|poison| poison.into_inner());

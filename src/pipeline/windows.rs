@@ -7,7 +7,7 @@
 //! limits. Consecutive violating windows of a rule update one open signal
 //! (occurrence count) instead of raising one signal each.
 
-use super::{Counters, RuleCounters};
+use super::Counters;
 use crate::auth::TenantId;
 use crate::rules::abi::{Selection, WindowSpec};
 use crate::rules::{Limits, LoadedRule, Outcome, RuleEngine, Sandbox};
@@ -223,18 +223,9 @@ impl Windows {
         let mut outcome_group = open_signal;
         let mut created = None;
         if let Some(run) = &run {
-            let failed = !matches!(run.outcome, Outcome::Ok { .. });
             self.counters.evaluation(run.outcome.kind());
             self.counters.window_checks.fetch_add(1, Ordering::Relaxed);
-            self.counters.rule(&tenant, &rule.id, |own: &mut RuleCounters| {
-                own.calls += 1;
-                own.fuel_used += run.fuel_used;
-                if failed {
-                    own.failures += 1;
-                    own.last_failure = Some(run.outcome.kind().to_string());
-                    own.last_failure_at = Some(crate::signals::rfc3339(crate::auth::now_ms()));
-                }
-            });
+            self.counters.rule_call(&tenant, &rule.id, run);
             match &run.outcome {
                 Outcome::Ok { violations } if violations.is_empty() => outcome_group = None,
                 Outcome::Ok { violations } => {
