@@ -89,7 +89,12 @@ impl Services {
         Ingest { auth: self.auth.clone(), pipeline: self.pipeline.clone() }
     }
 
-    pub fn api_state(&self, shutdown: tokio::sync::watch::Receiver<bool>) -> ApiState {
+    pub fn api_state(
+        &self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        otlp_ports: (u16, u16),
+        console: Arc<crate::web::Console>,
+    ) -> ApiState {
         ApiState {
             auth: self.auth.clone(),
             store: self.store.clone(),
@@ -100,6 +105,8 @@ impl Services {
             webhooks: self.webhooks.clone(),
             shutdown,
             compile_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            otlp_ports,
+            console,
         }
     }
 }
@@ -132,6 +139,14 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await.with_context(|| format!("bind OTLP/gRPC on {}", config.grpc_addr))?;
     let http = tokio::net::TcpListener::bind(config.http_addr).await.with_context(|| format!("bind OTLP/HTTP on {}", config.http_addr))?;
     let api = tokio::net::TcpListener::bind(config.api_addr).await.with_context(|| format!("bind API on {}", config.api_addr))?;
+    let console =
+        Arc::new(crate::web::Console::load(&config.web_dir).with_context(|| format!("read the console in {}", config.web_dir.display()))?);
+    if console.is_built() {
+        tracing::info!(dir = %config.web_dir.display(), files = console.files(), "web console served at /");
+    } else {
+        tracing::warn!(dir = %config.web_dir.display(), "web console not built (no index.html): `make build` builds it; the API works without it");
+    }
+    let otlp_ports = (grpc.local_addr()?.port(), http.local_addr()?.port());
     tracing::info!(grpc = %grpc.local_addr()?, http = %http.local_addr()?, api = %api.local_addr()?, "listening");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let shutdown = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
@@ -142,7 +157,8 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     tasks.spawn(async move { grpc_server.await.map_err(anyhow::Error::from) });
     let http_server = axum::serve(http, crate::ingest::http::router(services.ingest())).with_graceful_shutdown(shutdown(stopped.clone()));
     tasks.spawn(async move { http_server.await.map_err(anyhow::Error::from) });
-    let api_server = axum::serve(api, router(services.api_state(stopped.clone()))).with_graceful_shutdown(shutdown(stopped.clone()));
+    let api_server = axum::serve(api, router(services.api_state(stopped.clone(), otlp_ports, console)))
+        .with_graceful_shutdown(shutdown(stopped.clone()));
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));

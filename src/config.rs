@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// `<data dir>/jwt.key`, generated at first start.
     #[arg(long, env = "FLUO_JWT_KEY_FILE")]
     pub jwt_key_file: Option<PathBuf>,
+    /// The built web console (`web/dist`, made by `make build`), served at `/` of the API address.
+    #[arg(long, env = "FLUO_WEB_DIR", default_value = "web/dist")]
+    pub web_dir: PathBuf,
     /// A trace closes after this long without new spans.
     #[arg(long, env = "FLUO_TRACE_IDLE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub trace_idle: Duration,
@@ -93,6 +96,7 @@ pub struct Config {
     pub api_addr: SocketAddr,
     pub operator_key: Option<String>,
     pub jwt_key_file: Option<PathBuf>,
+    pub web_dir: PathBuf,
     pub limits: crate::rules::Limits,
     pub assembly: AssemblyLimits,
     pub admission: AdmissionLimits,
@@ -108,6 +112,7 @@ const FILE_KEYS: &[&str] = &[
     "api_addr",
     "operator_key",
     "jwt_key_file",
+    "web_dir",
     "trace_idle",
     "trace_max_age",
     "trace_retention",
@@ -206,6 +211,7 @@ impl Config {
             api_addr: args.api_addr,
             operator_key: args.operator_key,
             jwt_key_file: args.jwt_key_file,
+            web_dir: args.web_dir,
             limits,
             assembly: AssemblyLimits {
                 idle: args.trace_idle,

@@ -31,4 +31,5 @@ pub mod signals;
 pub mod store;
 pub mod trace;
 pub mod users;
+pub mod web;
 pub mod webhooks;

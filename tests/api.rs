@@ -154,7 +154,8 @@ fn rule_lifecycle_versions_diff_rollback_enable_delete() {
     // Roll back to version 1.
     let (status, rolled) = server.api("POST", &format!("/api/v1/rules/{id}/activate"), Some(&admin), Some(&json!({"version": 1})));
     assert_eq!((status, rolled["active_version"].as_u64()), (200, Some(1)), "{rolled}");
-    assert_eq!(server.api("POST", &format!("/api/v1/rules/{id}/activate"), Some(&admin), Some(&json!({"version": 9}))).0, 404);
+    let (status, error) = server.api("POST", &format!("/api/v1/rules/{id}/activate"), Some(&admin), Some(&json!({"version": 9})));
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("unknown_version")), "a version the rule does not have");
     let trace = send_charge(&server, &admin, 0x22);
     let signals = server.wait_signals(&admin, &format!("?trace_id={trace}"), 1, Duration::from_secs(20));
     assert_eq!(signals[0]["rule_version"], 1);
@@ -259,6 +260,83 @@ fn test_a_rule_before_saving_backtest_it_and_read_retained_traces() {
     assert_eq!(backtest["traces_with_violations"], 1);
     assert_eq!(backtest["results"][0]["trace_id"], sent);
     assert_eq!(server.api("POST", &format!("/api/v1/rules/{}/backtest", created["id"].as_str().unwrap()), Some(&other), None).0, 404);
+    let (status, error) = server.api(
+        "POST",
+        &format!("/api/v1/rules/{}/backtest", created["id"].as_str().unwrap()),
+        Some(&admin),
+        Some(&json!({"version": 7})),
+    );
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("unknown_version")), "{error}");
+
+    // The retained traces, newest first, and the names they use (for the editor's completions).
+    let newer = send_charge(&server, &admin, 0x32);
+    std::thread::sleep(Duration::from_millis(800));
+    let (status, listed) = server.api("GET", "/api/v1/traces?limit=10", Some(&admin), None);
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> = listed["items"].as_array().unwrap().iter().map(|item| item["trace_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [newer.as_str(), sent.as_str()], "newest evaluated first");
+    assert_eq!(listed["items"][0]["root_name"], "payment.charge_card");
+    assert_eq!(listed["items"][0]["spans"], 1);
+    assert_eq!(server.api("GET", "/api/v1/traces?limit=1", Some(&admin), None).1["items"].as_array().unwrap().len(), 1);
+    assert_eq!(server.api("GET", "/api/v1/traces?limit=0", Some(&admin), None).0, 400);
+    assert_eq!(server.api("GET", "/api/v1/traces", Some(&other), None).1["items"], json!([]), "another tenant's traces are not listed");
+    let (status, vocabulary) = server.api("GET", "/api/v1/traces/vocabulary", Some(&admin), None);
+    assert_eq!(status, 200, "{vocabulary}");
+    assert_eq!(vocabulary["traces"], 2);
+    assert_eq!(vocabulary["span_names"], json!(["payment.charge_card"]));
+    assert_eq!(server.api("GET", "/api/v1/traces/vocabulary", Some(&other), None).1["span_names"], json!([]));
+}
+
+#[test]
+fn compile_check_templates_and_caller_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let (tenant, admin) = server.tenant("acme");
+    let (reader, ingest) = (server.key(&admin, &["read"]), server.key(&admin, &["ingest"]));
+
+    let (status, compiled) = server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({"source": FRAUD_RULE})));
+    assert_eq!(status, 200, "{compiled}");
+    assert_eq!(compiled["rule"]["form"], "rule");
+    assert!(compiled["compile_ms"].as_f64().unwrap() > 0.0);
+    let broken = "export default rule({\n  name: \"x\",\n  when: )\n});";
+    let (status, error) = server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({"source": broken})));
+    assert_eq!(
+        (status, error["error"]["code"].as_str(), error["error"]["line"].as_u64()),
+        (422, Some("compile_error"), Some(3)),
+        "{error}"
+    );
+    assert_eq!(server.api("POST", "/api/v1/rules/compile", Some(&reader), Some(&json!({"source": FRAUD_RULE}))).0, 403);
+    assert!(server.api("GET", "/api/v1/rules", Some(&admin), None).1["items"].as_array().unwrap().is_empty(), "compiling saves nothing");
+
+    let (status, body) = server.api("GET", "/api/v1/rules/templates", Some(&reader), None);
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 6);
+    assert!(items.iter().all(|item| item["source"].as_str().unwrap().contains("export default")));
+    assert!(items.iter().any(|item| item["id"] == "auth-concurrency"));
+    assert_eq!(server.api("GET", "/api/v1/rules/templates", Some(&ingest), None).0, 403);
+    assert_eq!(server.api("GET", "/api/v1/rules/templates", None, None).0, 401);
+
+    let (status, info) = server.api("GET", "/api/v1/info", Some(&reader), None);
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["tenant"], tenant);
+    assert_eq!(info["otlp_grpc_port"], server.grpc.port());
+    assert_eq!(info["otlp_http_port"], server.http.port());
+    assert_eq!((info["principal"]["kind"].as_str(), info["principal"]["scopes"].clone()), (Some("key"), json!(["read"])));
+    assert_eq!(server.api("GET", "/api/v1/info", Some(&ingest), None).0, 403, "an ingest key reads nothing");
+    assert_eq!(server.api("GET", "/api/v1/info", Some(common::OPERATOR_KEY), None).0, 403, "the operator has no tenant");
+    server.api(
+        "POST",
+        "/api/v1/users",
+        Some(&admin),
+        Some(&json!({"email": "vi@acme.example", "password": "correct horse battery", "role": "viewer"})),
+    );
+    let login = json!({"tenant": tenant, "email": "vi@acme.example", "password": "correct horse battery"});
+    let token = server.api("POST", "/api/v1/auth/login", None, Some(&login)).1["token"].as_str().unwrap().to_string();
+    let (_, info) = server.api("GET", "/api/v1/info", Some(&token), None);
+    assert_eq!(info["principal"]["kind"], "user");
+    assert_eq!(info["principal"]["email"], "vi@acme.example");
+    assert_eq!((info["principal"]["role"].as_str(), info["principal"]["scopes"].clone()), (Some("viewer"), json!(["read"])));
 }
 
 /// Opens an SSE stream; returns a receiver of the `data:` lines of `signal` events.
@@ -636,4 +714,39 @@ fn signal_filters_counts_and_per_rule_figures() {
         "{text}"
     );
     assert!(text.lines().any(|line| line.starts_with("fluo_rule_signals_created_total{") && line.contains(&fraud) && line.ends_with(" 2")));
+}
+
+#[test]
+fn the_console_is_served_at_the_root_with_security_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = tempfile::tempdir().unwrap();
+    std::fs::create_dir(web.path().join("assets")).unwrap();
+    std::fs::write(web.path().join("index.html"), "<!doctype html><title>FLUO console</title>").unwrap();
+    std::fs::write(web.path().join("assets/app-1a2b.js"), "export {}").unwrap();
+    let server = Server::start(dir.path(), &["--web-dir", web.path().to_str().unwrap()]);
+    let header = |headers: &[(String, String)], name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone());
+    for page in ["/", "/signals/0123", "/rules/new?template=x"] {
+        let (status, headers, body) = http(server.api, "GET", page, None, &[], None);
+        assert_eq!(status, 200, "{page}");
+        assert!(String::from_utf8_lossy(&body).contains("FLUO console"), "{page} is the console's page");
+        let csp = header(&headers, "content-security-policy").unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(header(&headers, "x-content-type-options").as_deref(), Some("nosniff"));
+    }
+    let (status, headers, _) = http(server.api, "GET", "/assets/app-1a2b.js", None, &[], None);
+    assert_eq!((status, header(&headers, "content-type").as_deref()), (200, Some("text/javascript; charset=utf-8")));
+    assert_eq!(http(server.api, "GET", "/assets/missing.js", None, &[], None).0, 404);
+    // The API keeps its own answers: JSON errors, never the console's page.
+    let (status, headers, body) = http(server.api, "GET", "/api/v1/nothing-here", None, &[], None);
+    assert_eq!((status, header(&headers, "content-type").as_deref()), (404, Some("application/json")));
+    assert!(String::from_utf8_lossy(&body).contains("no such endpoint"));
+    assert_eq!(http(server.api, "POST", "/rules", None, &[], None).0, 404, "only GET reaches the console");
+
+    // Without a built console the API still works and `/` says how to build it.
+    let bare = tempfile::tempdir().unwrap();
+    let server = Server::start(bare.path(), &["--web-dir", bare.path().join("missing").to_str().unwrap()]);
+    let (status, _, body) = http(server.api, "GET", "/", None, &[], None);
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("make build"));
+    assert_eq!(http(server.api, "GET", "/healthz", None, &[], None).0, 200);
 }

@@ -223,3 +223,64 @@ pub async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result
     state.auth.users.logout(&session)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// Who the credential is, in which tenant, with which scopes.
+#[derive(Serialize, ToSchema)]
+pub struct Caller {
+    /// `user` (a session token) or `key`.
+    kind: &'static str,
+    /// The user id or the key id.
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<crate::users::Role>,
+    /// What the credential may do (a role's scopes for a user).
+    scopes: Vec<Scope>,
+}
+
+/// What a client (the console) needs to know about this server and the caller.
+#[derive(Serialize, ToSchema)]
+pub struct Info {
+    /// FLUO's version.
+    version: &'static str,
+    tenant: String,
+    /// The ports OTLP is received on (the host is the one the client reached).
+    otlp_grpc_port: u16,
+    otlp_http_port: u16,
+    principal: Caller,
+}
+
+/// The caller and the server's OTLP ports; any tenant credential but an
+/// ingest-only key.
+#[utoipa::path(get, path = "/api/v1/info", operation_id = "get_info", tag = "identity", responses(
+    (status = 200, description = "The caller and the server", body = Info)
+))]
+pub async fn info(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let principal = principal(&state, &headers)?;
+    let tenant = principal.tenant_with(Scope::Read)?.clone();
+    let caller = match &principal {
+        Principal::User(session) => {
+            use crate::users::Role;
+            let scopes = match session.role {
+                Role::Admin => vec![Scope::Ingest, Scope::Read, Scope::Write, Scope::Admin],
+                Role::Editor => vec![Scope::Read, Scope::Write],
+                Role::Viewer => vec![Scope::Read],
+            };
+            let email = state.auth.users.list(&tenant)?.into_iter().find(|user| user.id == session.user_id).map(|user| user.email);
+            Caller { kind: "user", id: session.user_id.clone(), email, role: Some(session.role), scopes }
+        }
+        Principal::Key { key_id, scopes, .. } => {
+            Caller { kind: "key", id: key_id.clone(), email: None, role: None, scopes: scopes.clone() }
+        }
+        Principal::Operator => return Err(crate::auth::AuthError::Forbidden("the operator key has no tenant").into()),
+    };
+    Ok(axum::Json(Info {
+        version: env!("CARGO_PKG_VERSION"),
+        tenant: tenant.as_str().to_string(),
+        otlp_grpc_port: state.otlp_ports.0,
+        otlp_http_port: state.otlp_ports.1,
+        principal: caller,
+    })
+    .into_response())
+}

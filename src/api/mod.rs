@@ -28,6 +28,7 @@ use utoipa_axum::routes;
 mod identity;
 mod rules;
 mod signals;
+mod traces;
 mod webhooks;
 
 /// Request bodies above this get 413 (a rule source is at most 128 KiB).
@@ -46,6 +47,10 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Compiling takes ~1.2 s of CPU: at most this many at once, the rest wait.
     pub compile_slots: Arc<tokio::sync::Semaphore>,
+    /// The OTLP/gRPC and OTLP/HTTP ports, as bound (`GET /api/v1/info`).
+    pub otlp_ports: (u16, u16),
+    /// The web console's files, served at `/`.
+    pub console: Arc<crate::web::Console>,
 }
 
 /// Every error answer: `{"error": {...}}`.
@@ -57,7 +62,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `invalid_json`, `unauthenticated`, `forbidden`,
-    /// `not_found`, `conflict`, `invalid_transition`, `payload_too_large`, `compile_error`,
+    /// `not_found`, `conflict`, `invalid_transition`, `payload_too_large`, `compile_error`, `unknown_version`,
     /// `too_many_attempts`, `internal`.
     code: &'static str,
     message: String,
@@ -232,6 +237,7 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(identity::login))
         .routes(routes!(identity::renew))
         .routes(routes!(identity::logout))
+        .routes(routes!(identity::info))
         .routes(routes!(rules::create, rules::list))
         .routes(routes!(rules::get_one, rules::update, rules::delete))
         .routes(routes!(rules::versions))
@@ -242,13 +248,17 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(rules::disable))
         .routes(routes!(rules::test))
         .routes(routes!(rules::backtest))
+        .routes(routes!(rules::templates))
+        .routes(routes!(rules::compile))
         .routes(routes!(signals::list))
         .routes(routes!(signals::counts))
         .routes(routes!(signals::stream))
         .routes(routes!(signals::get_one))
         .routes(routes!(signals::trace))
         .routes(routes!(signals::set_status))
-        .routes(routes!(signals::get_trace))
+        .routes(routes!(traces::list))
+        .routes(routes!(traces::vocabulary))
+        .routes(routes!(traces::get_trace))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))
@@ -271,11 +281,22 @@ pub fn router(state: ApiState) -> axum::Router {
     Conventions.modify(&mut document);
     let served = Arc::new(document.to_pretty_json().expect("the OpenAPI document serializes"));
     router
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(fallback)
         .layer(axum::Extension(OpenApiJson(served)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Paths that are not the API's are the web console's.
+async fn fallback(State(state): State<ApiState>, method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let api =
+        ["/api/", "/v1/"].iter().any(|prefix| path.starts_with(prefix)) || matches!(path, "/api" | "/healthz" | "/readyz" | "/metrics");
+    if api || !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD) {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response();
+    }
+    state.console.serve(path)
 }
 
 #[derive(Clone)]

@@ -282,6 +282,12 @@ fn find(state: &ApiState, tenant: &TenantId, id: &str) -> Result<RuleState, ApiE
 }
 
 /// One version of a rule, or 404.
+/// A version named in a request body that the rule does not have: the
+/// request is understood but cannot be applied (the rule itself exists).
+fn unknown_version(number: u32) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_version", format!("the rule has no version {number}"))
+}
+
 fn find_version(state: &ApiState, tenant: &TenantId, rule: &RuleState, number: u32) -> Result<(RuleVersion, Vec<u8>), ApiError> {
     state.store.version(tenant.as_str(), &rule.name, number).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found("version"))
 }
@@ -394,7 +400,8 @@ pub struct Activate {
 #[utoipa::path(post, path = "/api/v1/rules/{id}/activate", operation_id = "activate_rule_version", tag = "rules", params(("id" = String, Path, description = "Rule id")),
     request_body = Activate, responses(
     (status = 200, description = "The rule after the change", body = RuleInfo),
-    (status = 404, description = "No such rule or version in this tenant", body = ErrorBody)
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody),
+    (status = 422, description = "The rule has no such version", body = ErrorBody)
 ))]
 pub async fn activate(
     State(state): State<ApiState>,
@@ -411,7 +418,7 @@ pub async fn activate(
             .store
             .activate(tenant.as_str(), &rule.name, request.version)
             .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::not_found("version"))?;
+            .ok_or_else(|| unknown_version(request.version))?;
         reload(&state, &tenant)?;
         let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
         Ok(RuleInfo::of(&rule, &active, false))
@@ -484,6 +491,64 @@ pub async fn delete(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A rule template a tenant can start from.
+#[derive(Serialize, ToSchema)]
+pub struct TemplateInfo {
+    id: &'static str,
+    title: &'static str,
+    source: &'static str,
+}
+
+/// The gallery of rule templates (the ones `fluo demo` installs).
+#[utoipa::path(get, path = "/api/v1/rules/templates", operation_id = "list_rule_templates", tag = "rules", responses(
+    (status = 200, description = "Templates", body = Items<TemplateInfo>)
+))]
+pub async fn templates(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    tenant(&state, &headers, Scope::Read)?;
+    let items = crate::rules::templates::TEMPLATES
+        .iter()
+        .map(|template| TemplateInfo { id: template.id, title: template.title, source: template.source })
+        .collect();
+    Ok(axum::Json(Items { items }).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompileRequest {
+    #[schema(max_length = 131072, example = example_rule)]
+    source: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CompileReport {
+    /// What the rule declared about itself.
+    rule: RuleMeta,
+    compile_ms: f64,
+}
+
+/// Compiles a source without saving or running it: what an editor calls to
+/// show compile errors at their line while the rule is written.
+#[utoipa::path(post, path = "/api/v1/rules/compile", operation_id = "compile_rule", tag = "rules", request_body = CompileRequest, responses(
+    (status = 200, description = "It compiles: what the rule declares", body = CompileReport),
+    (status = 422, description = "The source does not compile", body = ErrorBody)
+))]
+pub async fn compile(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    tenant(&state, &headers, Scope::Write)?;
+    let request: CompileRequest = body(bytes)?;
+    let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
+    let report = blocking(move || {
+        let started = std::time::Instant::now();
+        let (compiled, _) = crate::rules::compile::compile(&state.engine, &request.source).map_err(|error| ApiError::compile(&error))?;
+        Ok(CompileReport { rule: compiled.meta, compile_ms: started.elapsed().as_secs_f64() * 1000.0 })
+    })
+    .await?;
+    Ok(axum::Json(report).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -672,7 +737,8 @@ pub struct BacktestReport {
 #[utoipa::path(post, path = "/api/v1/rules/{id}/backtest", operation_id = "backtest_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")),
     request_body = Option<BacktestRequest>, responses(
     (status = 200, description = "What the version would have raised", body = BacktestReport),
-    (status = 404, description = "No such rule or version in this tenant", body = ErrorBody)
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody),
+    (status = 422, description = "The rule has no such version", body = ErrorBody)
 ))]
 pub async fn backtest(
     State(state): State<ApiState>,
@@ -693,7 +759,10 @@ pub async fn backtest(
     let report = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
         let number = request.version.unwrap_or(rule.active_version);
-        let (version, wasm) = find_version(&state, &tenant, &rule, number)?;
+        let (version, wasm) = match find_version(&state, &tenant, &rule, number) {
+            Err(error) if request.version.is_some() && error.status == StatusCode::NOT_FOUND => return Err(unknown_version(number)),
+            other => other?,
+        };
         let loaded = if version.plugin_hash == state.engine.plugin_hash() {
             state
                 .engine
@@ -704,11 +773,11 @@ pub async fn backtest(
         };
         let traces: Vec<crate::trace::Trace> = state
             .recent
-            .of_tenant(&tenant, limit)
+            .newest(&tenant, limit)
             .map_err(ApiError::internal)?
             .into_iter()
-            .filter(|spans| !spans.is_empty())
-            .map(|spans| crate::trace::Trace::new(spans[0].trace_id, spans))
+            .filter(|(_, spans)| !spans.is_empty())
+            .map(|(_, spans)| crate::trace::Trace::new(spans[0].trace_id, spans))
             .collect();
         if version.meta.window.is_some() {
             return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));

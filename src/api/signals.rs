@@ -1,6 +1,5 @@
 //! Signal endpoints: the filtered, paginated list and its counts, one signal,
-//! its trace snapshot, the status workflow, the live stream (SSE); and the
-//! tenant's retained traces.
+//! its trace snapshot, the status workflow and the live stream (SSE).
 
 use super::{ApiError, ApiState, ErrorBody, bad, blocking, body, parse_time, principal, tenant};
 use crate::auth::Scope;
@@ -9,7 +8,7 @@ use crate::signals::{Counts, Filter, Signal, Status};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -133,7 +132,7 @@ pub async fn get_one(
     }
 }
 
-fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
+pub(super) fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
     let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(bytes).map_err(ApiError::internal)?;
     Ok(axum::Json(request).into_response())
 }
@@ -192,28 +191,6 @@ pub async fn set_status(
         Some(signal) => Ok(axum::Json(signal).into_response()),
         None => Err(ApiError::not_found("signal")),
     }
-}
-
-/// A retained trace of the tenant (as last evaluated), as OTLP/JSON.
-#[utoipa::path(get, path = "/api/v1/traces/{trace_id}", operation_id = "get_trace", tag = "signals", params(("trace_id" = String, Path, description = "32 hex digits", pattern = "^[0-9a-fA-F]{32}$")), responses(
-    (status = 200, description = "OTLP/JSON `ExportTraceServiceRequest`", body = Object),
-    (status = 404, description = "No such trace retained for this tenant", body = ErrorBody)
-))]
-pub async fn get_trace(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    trace_id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Path(trace_id) = trace_id?;
-    let mut id = [0u8; 16];
-    hex::decode_to_slice(&trace_id, &mut id).map_err(|_| bad("trace id must be 32 hex digits"))?;
-    let (_, otlp) = state
-        .recent
-        .get_raw(&tenant, &id)
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))?;
-    otlp_json(&otlp)
 }
 
 /// New signals of the tenant as Server-Sent Events (`event: signal`, the

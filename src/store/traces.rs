@@ -67,17 +67,29 @@ impl RecentTraces {
         Ok(Some((at, value[8..].to_vec())))
     }
 
-    /// Up to `limit` of the tenant's retained traces (in trace-id order), for backtests.
-    pub fn of_tenant(&self, tenant: &TenantId, limit: usize) -> sled::Result<Vec<Vec<Span>>> {
+    /// Up to `limit` of the tenant's retained traces, the most recently
+    /// evaluated first, with their evaluation time (Unix ms). It walks the time
+    /// index of every tenant backwards, so its cost grows with all retained
+    /// traces (bounded by `--trace-retention`), not only this tenant's.
+    pub fn newest(&self, tenant: &TenantId, limit: usize) -> sled::Result<Vec<(u64, Vec<Span>)>> {
         let prefix = trace_key(tenant, &[0; 16]);
+        let prefix = &prefix[..prefix.len() - 16];
         let mut traces = Vec::new();
-        for entry in self.traces.scan_prefix(&prefix[..prefix.len() - 16]).take(limit) {
-            let (_, value) = entry?;
+        for entry in self.by_time.iter().rev() {
+            if traces.len() >= limit {
+                break;
+            }
+            let (index, _) = entry?;
+            if index.len() < 8 || !index[8..].starts_with(prefix) {
+                continue;
+            }
+            let Some(value) = self.traces.get(&index[8..])? else { continue };
             if value.len() < 8 {
                 continue;
             }
+            let at = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
             if let Ok(request) = crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]) {
-                traces.push(crate::ingest::convert::convert(request).spans);
+                traces.push((at, crate::ingest::convert::convert(request).spans));
             }
         }
         Ok(traces)

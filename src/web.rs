@@ -1,0 +1,171 @@
+//! The web console's files (built from `web/` by Vite into `--web-dir`),
+//! read once at start and served at `/` by the API listener: hashed assets
+//! with a year's cache, every other path that is not a file gets
+//! `index.html` (the console routes in the browser), and every answer carries
+//! the security headers (a CSP allowing only this origin, no framing).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Only this origin's scripts, styles, images and connections; no inline
+/// script, no framing, no plugins.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     font-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Files larger than this are not served (a built console is a few MiB).
+const MAX_FILE: u64 = 16 << 20;
+
+struct Asset {
+    content_type: &'static str,
+    bytes: axum::body::Bytes,
+}
+
+/// The console's files, keyed by URL path (`/index.html`, `/assets/…`).
+pub struct Console {
+    dir: PathBuf,
+    files: HashMap<String, Asset>,
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|extension| extension.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        "webmanifest" => "application/manifest+json",
+        _ => "application/octet-stream",
+    }
+}
+
+impl Console {
+    /// Reads every file under `dir`. A missing directory is not an error: the
+    /// API works without the console, and `/` explains how to build it.
+    pub fn load(dir: &Path) -> std::io::Result<Console> {
+        let mut files = HashMap::new();
+        if dir.is_dir() {
+            let mut pending = vec![dir.to_path_buf()];
+            while let Some(folder) = pending.pop() {
+                for entry in std::fs::read_dir(&folder)? {
+                    let entry = entry?;
+                    let (path, kind) = (entry.path(), entry.file_type()?);
+                    if kind.is_dir() {
+                        pending.push(path);
+                    } else if kind.is_file() && entry.metadata()?.len() <= MAX_FILE {
+                        let relative = path.strip_prefix(dir).expect("under dir");
+                        let url = format!("/{}", relative.to_string_lossy().replace('\\', "/"));
+                        let bytes = std::fs::read(&path)?.into();
+                        files.insert(url, Asset { content_type: content_type(&path), bytes });
+                    }
+                }
+            }
+        }
+        Ok(Console { dir: dir.to_path_buf(), files })
+    }
+
+    /// Whether the console was built (its `index.html` exists).
+    pub fn is_built(&self) -> bool {
+        self.files.contains_key("/index.html")
+    }
+
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
+    /// The answer for a GET of `path` (a path outside the API).
+    pub fn serve(&self, path: &str) -> Response {
+        let last = path.rsplit('/').next().unwrap_or("");
+        let (asset, cache) = match self.files.get(path) {
+            Some(asset) if path.starts_with("/assets/") => (asset, "public, max-age=31536000, immutable"),
+            Some(asset) => (asset, "no-cache"),
+            // A path with an extension is a file that does not exist; any
+            // other is a page of the console.
+            None if last.contains('.') => return secured(not_found("no such file")),
+            None => match self.files.get("/index.html") {
+                Some(index) => (index, "no-cache"),
+                None => return secured(self.not_built()),
+            },
+        };
+        let mut response = (StatusCode::OK, asset.bytes.clone()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        secured(response)
+    }
+
+    fn not_built(&self) -> Response {
+        let text = format!(
+            "The FLUO console is not built: there is no index.html in {}.\n\
+             Build it with `make build` (or `cd web && npm ci && npm run build`), or start fluo with --web-dir \
+             pointing at a built console. The API is at /api/v1 (see /api/v1/openapi.json).\n",
+            self.dir.display()
+        );
+        (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+    }
+}
+
+fn not_found(message: &'static str) -> Response {
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message).into_response()
+}
+
+fn secured(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    headers.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn console() -> (tempfile::TempDir, Console) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("assets")).unwrap();
+        std::fs::write(dir.path().join("index.html"), "<!doctype html><title>FLUO</title>").unwrap();
+        std::fs::write(dir.path().join("assets/index-abc123.js"), "console.log(1)").unwrap();
+        let console = Console::load(dir.path()).unwrap();
+        (dir, console)
+    }
+
+    #[test]
+    fn pages_get_index_files_get_themselves_and_every_answer_is_secured() {
+        let (_dir, console) = console();
+        assert!(console.is_built());
+        let page = console.serve("/signals/abc");
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(page.headers()[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], CONTENT_SECURITY_POLICY);
+        let script = console.serve("/assets/index-abc123.js");
+        assert_eq!(script.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert!(script.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("immutable"));
+        assert_eq!(script.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        let missing = console.serve("/assets/other.js");
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        assert_eq!(missing.headers()[header::X_FRAME_OPTIONS], "DENY");
+        // No way out of the directory: only files read at start are served.
+        assert_eq!(console.serve("/../Cargo.toml").status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn an_unbuilt_console_explains_how_to_build_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = Console::load(&dir.path().join("missing")).unwrap();
+        assert!(!console.is_built());
+        let response = console.serve("/");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    }
+}
