@@ -1,14 +1,18 @@
 # The two commands of README.md: `make run` and `make test`. Both install what
-# is missing first (scripts/setup.sh), then build with cargo.
+# is missing first (scripts/setup.sh), build the web console (scripts/setup-web.sh:
+# npm ci + Vite into web/dist) and then build with cargo.
 CARGO ?= cargo
 DATA_DIR ?= ./data
 
-.PHONY: setup build run test bench
+.PHONY: setup web build run test bench
 
 setup:
 	@bash scripts/setup.sh
 
-build: setup
+web:
+	@bash scripts/setup-web.sh
+
+build: setup web
 	$(CARGO) build --release --locked
 
 run: build
@@ -19,7 +23,10 @@ run: build
 FLUO_PY_VENV ?= $(HOME)/.cache/fluo-venv
 export FLUO_PY_VENV
 
-test: setup
+# The browser tests (tests/browser.rs) drive Debian's chromium, which
+# `scripts/setup.sh test` installs.
+test: web
+	@bash scripts/setup.sh test
 	@bash scripts/setup-python.sh >/dev/null
 	$(CARGO) test --release --locked
 

@@ -4,7 +4,10 @@
 # packages the Javy plugin build uses (clang-19 compiles QuickJS for wasm32,
 # llvm-ar-19 indexes its archive, libclang for rquickjs' bindgen, wasi-libc's
 # headers), and curl and jq, which the docs/api.md examples (run by
-# tests/api_examples.rs) use. Safe to run again: it only installs what is missing.
+# tests/api_examples.rs) use. With the argument `test` it also installs
+# Debian's chromium, which the console's browser tests (tests/browser.rs, with
+# Playwright's `executablePath`) drive headless; no browser is downloaded.
+# Safe to run again: it only installs what is missing.
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx wasm32-wasip1; then
@@ -13,6 +16,9 @@ if ! rustup target list --installed | grep -qx wasm32-wasip1; then
 fi
 
 packages=(clang-19 llvm-19 libclang-19-dev wasi-libc curl jq)
+if [ "${1:-}" = test ]; then
+  packages+=(chromium)
+fi
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -82,6 +82,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("  admin key:  {admin}");
     println!("  ingest key: {ingest}");
     println!("  sign in:    tenant {tenant}, demo@fluo.example, password {password}");
+    println!("  console:    {}/login?tenant={tenant}", args.api.trim_end_matches('/'));
     println!("sending traces to {} ({} per second); some break the rules", args.otlp, args.rate);
 
     let url = format!("{}/v1/traces", args.otlp.trim_end_matches('/'));

@@ -1,0 +1,656 @@
+// The rule editor: source with live compile errors, Test / Backtest / History panels, save, activate.
+import { EditorView, EditorView as EV, basicSetup } from 'codemirror';
+import { EditorState } from '@codemirror/state';
+import { javascript } from '@codemirror/lang-javascript';
+import { ApiError, api, errorMessage, isMissingEndpoint, qs } from '../api';
+import { editorTheme, ruleEditor, setVocabulary, shadowMount, type CompileProblem } from '../cm';
+import { h, mount } from '../dom';
+import { fmtDate, fmtDuration, fmtNumber, shortId } from '../format';
+import { parseOtlp } from '../otlp';
+import { type Ctx, navigate } from '../router';
+import { sampleTrace } from '../sample';
+import { canWrite, READ_ONLY_TITLE } from '../session';
+import { loadTemplates } from '../templates';
+import type { BacktestReport, Compiled, RuleCreated, RuleInfo, TestReport, TraceResult, TraceSummary, VersionInfo, Vocabulary } from '../types';
+import { confirmDialog, emptyState, errorBox, loading, promptDialog, sevBadge, toast } from '../ui';
+import { waterfall } from '../waterfall';
+
+const SKELETON = `// Describe the invariant in one line.
+export default rule({
+  name: "my-rule",
+  severity: "medium",
+  description: "what must always hold",
+  when: trace.has(s => s.name === ""),
+  expect: trace.has(s => s.name === ""),
+  message: "what went wrong",
+});
+`;
+
+let compileEndpoint: 'compile' | 'test' = 'compile';
+
+/** Compiles without saving: POST /rules/compile, or /rules/test with no traces on older servers. */
+async function compileSource(source: string, signal: AbortSignal): Promise<Compiled> {
+  if (compileEndpoint === 'compile') {
+    try {
+      const r = await api.post<Compiled & { rule?: TestReport['rule'] }>('/rules/compile', { source }, { signal });
+      return r.rule ? { ...r.rule, compile_ms: r.compile_ms } : r;
+    } catch (e) {
+      if (!isMissingEndpoint(e)) throw e;
+      compileEndpoint = 'test';
+    }
+  }
+  const r = await api.post<TestReport>('/rules/test', { source, traces: [] }, { signal });
+  return { ...r.rule, form: r.rule.form, severity: r.rule.severity, compile_ms: r.compile_ms };
+}
+
+let vocabLoaded = false;
+function loadVocabulary(): void {
+  if (vocabLoaded) return;
+  vocabLoaded = true;
+  api
+    .get<Vocabulary>('/traces/vocabulary')
+    .then(setVocabulary)
+    .catch(() => (vocabLoaded = false));
+}
+
+export function editorPage(ctx: Ctx): () => void {
+  const isNew = !ctx.params.id;
+  const ruleId = ctx.params.id ?? null;
+  const viewVersion = ctx.query.get('version') ? Number(ctx.query.get('version')) : null;
+  let alive = true;
+  let view: EditorView | null = null;
+  let mergeView: { destroy(): void } | null = null;
+  let rule: RuleInfo | null = null;
+  let versions: VersionInfo[] = [];
+  let savedSource = '';
+  let readOnlyVersion: VersionInfo | null = null;
+
+  mount(ctx.root, loading('Loading the rule…'));
+
+  // ---- parts ----
+  const status = h('div', { class: 'compile-status', id: 'compile-status', role: 'status', 'aria-live': 'polite' });
+  const dirty = h('span', { class: 'dirty muted small', hidden: true }, '● unsaved changes');
+  const nameInput = h('input', { id: 'rule-name', type: 'text', required: true, spellcheck: 'false', autocomplete: 'off', pattern: '[A-Za-z0-9._-]+' });
+  const editorHost = h('div', { class: 'cm-host' });
+  const headerHost = h('div');
+  const panelHost = h('div', { class: 'panel-body' });
+  const wideHost = h('section', { class: 'card compare-card', 'aria-labelledby': 'compare-title', hidden: true });
+
+  function setStatus(kind: 'idle' | 'busy' | 'ok' | 'error', content: (Node | string)[]): void {
+    status.className = `compile-status cs-${kind}`;
+    mount(status, content);
+  }
+
+  const compiler = canWrite()
+    ? async (source: string, signal: AbortSignal): Promise<CompileProblem | null> => {
+        setStatus('busy', [h('span', { class: 'spinner spinner-small', 'aria-hidden': 'true' }), 'Compiling…']);
+        try {
+          const c = await compileSource(source, signal);
+          setStatus('ok', [h('span', { class: 'cs-icon', 'aria-hidden': 'true' }, '✓'), h('span', { class: 'cs-text' }, `Compiles: ${c.form}${c.name ? ` “${c.name}”` : ''} · ${c.severity} · ${Math.round(c.compile_ms)} ms`)]);
+          return null;
+        } catch (e) {
+          if (e instanceof DOMException && e.name === 'AbortError') throw e;
+          if (e instanceof ApiError && e.code === 'compile_error') {
+            const msg = e.message.replace(/\s*\(line \d+, column \d+\)\s*$/, '');
+            setStatus('error', [h('span', { class: 'cs-icon', 'aria-hidden': 'true' }, '✕'), h('span', { class: 'cs-text' }, e.line ? `Line ${e.line}: ${msg}` : msg)]);
+            return { message: msg, line: e.line, column: e.column };
+          }
+          setStatus('error', [`Cannot compile: ${errorMessage(e)}`]);
+          return null;
+        }
+      }
+    : undefined;
+
+  function editable(): boolean {
+    return canWrite() && !readOnlyVersion;
+  }
+
+  function onChange(doc: string): void {
+    dirty.hidden = doc === savedSource;
+  }
+
+  // ---- header ----
+  function renderHeader(): void {
+    const crumbs = h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/rules' }, 'Rules'), ' / ', h('span', { 'aria-current': 'page' }, rule ? rule.name : 'New rule'));
+    const actions: (Node | null)[] = [];
+    if (rule && canWrite()) {
+      const toggle = h('button', { type: 'button', class: 'btn' }, rule.enabled ? 'Disable' : 'Enable');
+      toggle.addEventListener('click', async () => {
+        toggle.disabled = true;
+        try {
+          rule = { ...rule!, ...(await api.post<RuleInfo>(`/rules/${enc(rule!.id)}/${rule!.enabled ? 'disable' : 'enable'}`, {})) };
+          toast(`Rule ${rule.enabled ? 'enabled' : 'disabled'}`);
+          renderHeader();
+        } catch (e) {
+          toast(errorMessage(e), 'error');
+          toggle.disabled = false;
+        }
+      });
+      actions.push(toggle);
+    }
+    if (editable()) {
+      const save = h('button', { type: 'button', class: 'btn btn-primary', 'aria-keyshortcuts': 'Control+S' }, rule ? 'Save version' : 'Save rule');
+      save.addEventListener('click', () => void saveFlow());
+      actions.push(save);
+    } else if (!canWrite()) {
+      actions.push(h('span', { class: 'badge role role-viewer', title: READ_ONLY_TITLE }, 'read-only'));
+    }
+    mount(
+      headerHost,
+      crumbs,
+      h(
+        'header',
+        { class: 'page-header' },
+        h(
+          'div',
+          { class: 'page-title' },
+          h('h1', null, rule ? rule.name : 'New rule'),
+          rule
+            ? h(
+                'div',
+                { class: 'row wrap-row' },
+                sevBadge(rule.severity),
+                h('span', { class: 'tag', title: `declared form: ${rule.form}` }, rule.form === 'window' ? 'window rule' : 'trace rule'),
+                h('span', { class: 'badge badge-accent', id: 'active-version' }, `active: v${rule.active_version}`),
+                h('span', { class: 'badge' }, `latest: v${rule.latest_version}`),
+                h('span', { class: `badge ${rule.enabled ? 'badge-ok' : 'badge-muted'}` }, rule.enabled ? 'enabled' : 'disabled'),
+                dirty,
+              )
+            : h('p', { class: 'muted' }, 'Not saved yet. Saving compiles, stores version 1 and activates it.', dirty),
+        ),
+        h('div', { class: 'page-actions' }, actions),
+      ),
+      readOnlyVersion
+        ? h(
+            'div',
+            { class: 'alert alert-info row wrap-row' },
+            h('span', null, `You are viewing version ${readOnlyVersion.version} (read-only)${readOnlyVersion.version === rule?.active_version ? ', the active version' : ''}.`),
+            h('a', { href: `/rules/${enc(rule!.id)}`, class: 'btn btn-small' }, 'Open the editor'),
+            canWrite() && rule && readOnlyVersion.version !== rule.active_version ? activateButton(readOnlyVersion.version, 'Activate this version') : null,
+          )
+        : null,
+    );
+  }
+
+  function activateButton(version: number, label = 'Activate'): HTMLButtonElement {
+    const b = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `${label} (v${version})` }, label);
+    if (!canWrite()) {
+      b.disabled = true;
+      b.title = READ_ONLY_TITLE;
+    }
+    b.addEventListener('click', async () => {
+      const ok = await confirmDialog(`Activate version ${version}?`, `New traces will be checked by version ${version} of “${rule!.name}” from now on. Other versions stay stored.`, `Activate v${version}`, false);
+      if (!ok) return;
+      try {
+        rule = { ...rule!, ...(await api.post<RuleInfo>(`/rules/${enc(rule!.id)}/activate`, { version })) };
+        toast(`Version ${version} is active`);
+        await reload();
+      } catch (e) {
+        toast(errorMessage(e), 'error');
+      }
+    });
+    return b;
+  }
+
+  // ---- save ----
+  async function saveFlow(): Promise<void> {
+    if (!view) return;
+    const source = view.state.doc.toString();
+    if (!rule) {
+      const name = nameInput.value.trim();
+      if (!name) {
+        toast('Give the rule a name first.', 'error');
+        nameInput.focus();
+        return;
+      }
+    }
+    const message = await promptDialog(rule ? `Save version ${rule.latest_version + 1}` : 'Save rule', 'What changed? (version message)', {
+      confirmLabel: 'Save',
+      hint: 'Stored with the version and shown in the history, like a commit message.',
+    });
+    if (message === null) return;
+    try {
+      if (!rule) {
+        const created = await api.post<RuleCreated>('/rules', { name: nameInput.value.trim(), source, message: message || undefined });
+        toast(`Saved “${created.name}” as version ${created.version}`);
+        savedSource = source;
+        navigate(`/rules/${enc(created.id)}`, { replace: true });
+      } else {
+        const created = await api.put<RuleCreated>(`/rules/${enc(rule.id)}`, { source, message: message || undefined });
+        toast(`Saved version ${created.version}`);
+        savedSource = source;
+        dirty.hidden = true;
+        await reload();
+      }
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'compile_error') {
+        toast(`Not saved: ${e.line ? `line ${e.line}: ` : ''}${e.message}`, 'error');
+      } else toast(`Not saved: ${errorMessage(e)}`, 'error');
+    }
+  }
+
+  // ---- panels ----
+  const tabs = ['Test', 'Backtest', 'History'] as const;
+  type Tab = (typeof tabs)[number];
+  let currentTab: Tab = (ctx.query.get('tab') as Tab) || 'Test';
+  const tabButtons = new Map<Tab, HTMLButtonElement>();
+  const tablist = h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Rule tools' });
+  for (const t of tabs) {
+    const b = h('button', { type: 'button', role: 'tab', id: `tab-${t}`, 'aria-controls': 'rule-panel', class: 'tab' }, t);
+    b.addEventListener('click', () => selectTab(t));
+    b.addEventListener('keydown', (ev) => {
+      const i = tabs.indexOf(t);
+      if (ev.key === 'ArrowRight' || ev.key === 'ArrowLeft') {
+        const next = tabs[(i + (ev.key === 'ArrowRight' ? 1 : tabs.length - 1)) % tabs.length];
+        selectTab(next);
+        tabButtons.get(next)!.focus();
+        ev.preventDefault();
+      }
+    });
+    tabButtons.set(t, b);
+    tablist.appendChild(b);
+  }
+  const panel = h('div', { class: 'panel', id: 'rule-panel', role: 'tabpanel' }, panelHost);
+
+  function selectTab(t: Tab): void {
+    currentTab = t;
+    for (const [name, b] of tabButtons) {
+      b.setAttribute('aria-selected', String(name === t));
+      b.tabIndex = name === t ? 0 : -1;
+    }
+    panel.setAttribute('aria-labelledby', `tab-${t}`);
+    mergeView?.destroy();
+    mergeView = null;
+    wideHost.hidden = true;
+    mount(wideHost);
+    if (t === 'Test') renderTest();
+    else if (t === 'Backtest') renderBacktest();
+    else renderHistory();
+  }
+
+  // Test panel state survives tab switches.
+  const traceInput = h('textarea', { id: 'test-traces', class: 'mono', rows: 10, spellcheck: 'false', placeholder: '{"resourceSpans": [...]} — one OTLP/JSON document or an array of them' });
+  const testResults = h('div', { class: 'test-results', 'aria-live': 'polite' });
+
+  function renderTest(): void {
+    const run = h('button', { type: 'button', class: 'btn btn-primary' }, 'Run test');
+    if (!canWrite()) {
+      run.disabled = true;
+      run.title = 'Testing compiles the source, which needs the editor or admin role';
+    }
+    const recent = h('select', { id: 'recent-trace' }, h('option', { value: '' }, 'Loading recent traces…'));
+    recent.disabled = true;
+    api
+      .get<{ items: TraceSummary[] }>(`/traces${qs({ limit: 50 })}`)
+      .then(({ items }) => {
+        mount(recent, h('option', { value: '' }, items.length ? `Pick one of ${items.length} recent traces…` : 'No recent traces'));
+        for (const t of items) recent.appendChild(h('option', { value: t.trace_id }, `${t.root_name ?? '(no root)'} · ${t.service ?? '?'} · ${t.spans} spans · ${fmtDuration(t.duration_ms)} · ${shortId(t.trace_id)}`));
+        recent.disabled = items.length === 0;
+      })
+      .catch((e) => {
+        mount(recent, h('option', { value: '' }, isMissingEndpoint(e) || (e instanceof ApiError && e.status === 404) ? 'Recent traces: not available on this server' : `Recent traces: ${errorMessage(e)}`));
+      });
+    recent.addEventListener('change', async () => {
+      if (!recent.value) return;
+      try {
+        const doc = await api.get<unknown>(`/traces/${enc(recent.value)}`);
+        traceInput.value = JSON.stringify(doc, null, 2);
+      } catch (e) {
+        toast(errorMessage(e), 'error');
+      }
+    });
+    run.addEventListener('click', () => void runTest(run));
+    mount(
+      panelHost,
+      h('p', { class: 'muted small' }, 'Runs the source in the editor on traces you give it; nothing is saved.'),
+      h('div', { class: 'field' }, h('label', { for: 'test-traces' }, 'Traces (OTLP/JSON)'), traceInput),
+      h(
+        'div',
+        { class: 'row wrap-row' },
+        h('label', { for: 'recent-trace', class: 'sr-only' }, 'Recent trace'),
+        recent,
+        h('button', { type: 'button', class: 'btn', onclick: () => (traceInput.value = sampleTrace()) }, 'Insert sample trace'),
+        run,
+      ),
+      testResults,
+    );
+  }
+
+  async function runTest(btn: HTMLButtonElement): Promise<void> {
+    let traces: unknown;
+    try {
+      traces = JSON.parse(traceInput.value);
+    } catch (e) {
+      mount(testResults, h('div', { class: 'alert alert-error', role: 'alert' }, `The traces are not valid JSON: ${(e as Error).message}`));
+      return;
+    }
+    btn.disabled = true;
+    mount(testResults, loading('Compiling and running…'));
+    try {
+      const report = await api.post<TestReport>('/rules/test', { source: view!.state.doc.toString(), traces });
+      const spans = parseOtlp(traces);
+      mount(
+        testResults,
+        h('p', { class: 'muted small' }, `Compiled in ${Math.round(report.compile_ms)} ms · ${report.traces.length} trace${report.traces.length === 1 ? '' : 's'}`),
+        report.traces.length === 0 ? h('p', { class: 'muted' }, 'No traces in the input.') : null,
+        report.traces.map((r) => traceResult(r, spans.filter((s) => s.traceId === r.trace_id))),
+      );
+    } catch (e) {
+      const text = e instanceof ApiError && e.code === 'compile_error' && e.line ? `Line ${e.line}: ${e.message}` : errorMessage(e);
+      mount(testResults, h('div', { class: 'alert alert-error', role: 'alert' }, text));
+    } finally {
+      btn.disabled = !canWrite();
+    }
+  }
+
+  function traceResult(r: TraceResult, spans: ReturnType<typeof parseOtlp>): HTMLElement {
+    const witnesses = r.violations.flatMap((v) => v.span_ids);
+    const ok = r.outcome === 'ok';
+    return h(
+      'article',
+      { class: `result ${r.violations.length ? 'result-violation' : ok ? 'result-pass' : 'result-failed'}`, 'aria-label': `Result for trace ${r.trace_id}` },
+      h(
+        'div',
+        { class: 'result-head' },
+        h('strong', null, r.violations.length ? `${r.violations.length} violation${r.violations.length === 1 ? '' : 's'}` : ok ? 'No violation' : `Failed: ${r.outcome}`),
+        h('span', { class: `badge ${ok ? 'badge-ok' : 'badge-danger'}` }, `outcome: ${r.outcome}`),
+        h('span', { class: 'muted small' }, `trace ${shortId(r.trace_id, 12)} · ${r.spans} spans · fuel ${fmtNumber(r.fuel_used)} · ${fmtDuration(r.elapsed_us / 1000)}`),
+      ),
+      r.error ? h('div', { class: 'alert alert-error' }, `${r.error.name}: ${r.error.message}${r.error.line ? ` (line ${r.error.line})` : ''}`) : null,
+      r.violations.length
+        ? h(
+            'ul',
+            { class: 'violations' },
+            r.violations.map((v) =>
+              h('li', null, sevBadge(v.severity), ' ', h('span', { class: 'violation-message' }, v.message), v.witnesses.length ? h('div', { class: 'muted small' }, 'witnesses: ', v.witnesses.map((w) => `${w.name}${w.service ? ` (${w.service})` : ''}`).join(', ')) : null),
+            ),
+          )
+        : null,
+      spans.length ? waterfall(spans, { witnesses, label: `Tested trace ${r.trace_id}`, compact: true }) : null,
+    );
+  }
+
+  function renderBacktest(): void {
+    if (!rule) {
+      mount(panelHost, emptyState('Save first', 'A backtest runs a saved version over the traces the server retained (15 minutes by default).'));
+      return;
+    }
+    const version = h('select', { id: 'bt-version' }, versions.slice().reverse().map((v) => h('option', { value: v.version }, `v${v.version}${v.version === rule!.active_version ? ' (active)' : ''}`)));
+    version.value = String(rule.active_version);
+    const limit = h('input', { id: 'bt-limit', type: 'number', min: 1, max: 10000, value: 1000 });
+    const run = h('button', { type: 'button', class: 'btn btn-primary' }, 'Run backtest');
+    const out = h('div', { 'aria-live': 'polite' });
+    run.addEventListener('click', async () => {
+      run.disabled = true;
+      mount(out, loading('Backtesting over retained traces…'));
+      try {
+        const r = await api.post<BacktestReport>(`/rules/${enc(rule!.id)}/backtest`, { version: Number(version.value), limit: Number(limit.value) || 1000 });
+        mount(
+          out,
+          h(
+            'div',
+            { class: 'stats' },
+            stat('Evaluated', r.traces_evaluated),
+            stat('With violations', r.traces_with_violations, r.traces_with_violations ? 'warn' : ''),
+            stat('Failed', r.traces_failed, r.traces_failed ? 'danger' : ''),
+          ),
+          r.results.length
+            ? h(
+                'ul',
+                { class: 'bt-list' },
+                r.results.map((res) => {
+                  const host = h('div');
+                  const btn = h('button', { type: 'button', class: 'btn btn-small', 'aria-expanded': 'false' }, 'Show trace');
+                  btn.addEventListener('click', async () => {
+                    if (btn.getAttribute('aria-expanded') === 'true') {
+                      mount(host);
+                      btn.setAttribute('aria-expanded', 'false');
+                      btn.textContent = 'Show trace';
+                      return;
+                    }
+                    mount(host, loading());
+                    try {
+                      const doc = await api.get<unknown>(`/traces/${enc(res.trace_id)}`);
+                      mount(host, waterfall(parseOtlp(doc), { witnesses: res.violations.flatMap((v) => v.span_ids), compact: true }));
+                      btn.setAttribute('aria-expanded', 'true');
+                      btn.textContent = 'Hide trace';
+                    } catch (e) {
+                      mount(host, errorBox(e));
+                    }
+                  });
+                  return h(
+                    'li',
+                    null,
+                    h('div', { class: 'row wrap-row' }, h('code', null, shortId(res.trace_id, 16)), h('span', { class: 'muted small' }, `${res.spans} spans · ${res.outcome}`), btn),
+                    h('ul', { class: 'violations' }, res.violations.map((v) => h('li', null, sevBadge(v.severity), ' ', v.message))),
+                    res.error ? h('div', { class: 'alert alert-error' }, res.error.message) : null,
+                    host,
+                  );
+                }),
+              )
+            : h('p', { class: 'muted' }, r.traces_evaluated ? 'No retained trace violates this version.' : 'No traces are retained right now; send some and try again.'),
+        );
+      } catch (e) {
+        mount(out, errorBox(e));
+      } finally {
+        run.disabled = false;
+      }
+    });
+    mount(
+      panelHost,
+      h('p', { class: 'muted small' }, 'Runs a saved version over the traces the server still retains, without creating signals.'),
+      h('div', { class: 'row wrap-row align-end' }, h('div', { class: 'field' }, h('label', { for: 'bt-version' }, 'Version'), version), h('div', { class: 'field' }, h('label', { for: 'bt-limit' }, 'Max traces'), limit), run),
+      out,
+    );
+  }
+
+  function stat(label: string, n: number, kind = ''): HTMLElement {
+    return h('div', { class: `stat ${kind ? 'stat-' + kind : ''}` }, h('div', { class: 'stat-value' }, fmtNumber(n)), h('div', { class: 'stat-label' }, label));
+  }
+
+  function renderHistory(): void {
+    if (!rule) {
+      mount(panelHost, emptyState('No history yet', 'Each save stores an immutable version here.'));
+      return;
+    }
+    const r = rule;
+    const list = h(
+      'table',
+      { class: 'table table-compact stack-mobile' },
+      h('caption', { class: 'sr-only' }, 'Versions'),
+      h('thead', null, h('tr', null, ['Version', 'Message', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      h(
+        'tbody',
+        null,
+        versions
+          .slice()
+          .reverse()
+          .map((v) =>
+            h(
+              'tr',
+              { class: v.version === r.active_version ? 'row-active' : '' },
+              h('th', { scope: 'row', 'data-label': 'Version' }, h('span', { class: 'mono' }, `v${v.version}`), v.version === r.active_version ? h('span', { class: 'badge badge-accent', 'aria-label': 'active version' }, 'active') : null),
+              h(
+                'td',
+                { 'data-label': 'Message' },
+                h('div', null, v.message || h('span', { class: 'muted' }, '(no message)')),
+                h('div', { class: 'muted small' }, `${fmtDate(v.created_at)} · by `, h('span', { class: 'mono' }, v.author ?? 'unknown')),
+              ),
+              h(
+                'td',
+                { 'data-label': 'Actions' },
+                h('div', { class: 'row' }, h('a', { href: `/rules/${enc(r.id)}?version=${v.version}`, class: 'btn btn-small', 'aria-label': `View v${v.version}` }, 'View'), v.version !== r.active_version && canWrite() ? activateButton(v.version) : null),
+              ),
+            ),
+          ),
+      ),
+    );
+    const from = h('select', { id: 'diff-from' }, versions.map((v) => h('option', { value: v.version }, `v${v.version}`)));
+    const to = h('select', { id: 'diff-to' }, versions.map((v) => h('option', { value: v.version }, `v${v.version}`)));
+    from.value = String(Math.max(1, r.latest_version - 1));
+    to.value = String(r.latest_version);
+    const diffHost = h('div', { class: 'diff-host' });
+    const show = h('button', { type: 'button', class: 'btn' }, 'Compare');
+    const showDiff = async () => {
+      mount(diffHost, loading('Loading both versions…'));
+      try {
+        const [a, b] = await Promise.all([
+          api.get<VersionInfo>(`/rules/${enc(r.id)}/versions/${from.value}`),
+          api.get<VersionInfo>(`/rules/${enc(r.id)}/versions/${to.value}`),
+        ]);
+        const { MergeView } = await import('@codemirror/merge');
+        if (!alive) return;
+        mergeView?.destroy();
+        const ro = [basicSetup, javascript(), editorTheme, EditorState.readOnly.of(true), EV.editable.of(false), EV.theme({ '.cm-scroller': { overflow: 'auto' } })];
+        const host = h('div', { class: 'merge' });
+        mount(
+          diffHost,
+          h('div', { class: 'diff-labels', 'aria-hidden': 'true' }, h('span', null, `v${a.version}${a.message ? ` — ${a.message}` : ''}`), h('span', null, `v${b.version}${b.message ? ` — ${b.message}` : ''}`)),
+          h('section', { 'aria-label': `Differences between v${a.version} and v${b.version}` }, host),
+        );
+        const { root, parent } = shadowMount(host);
+        mergeView = new MergeView({
+          root,
+          a: { doc: a.source ?? '', extensions: [...ro, EV.contentAttributes.of({ 'aria-label': `Version ${a.version} source` })] },
+          b: { doc: b.source ?? '', extensions: [...ro, EV.contentAttributes.of({ 'aria-label': `Version ${b.version} source` })] },
+          parent,
+          highlightChanges: true,
+          gutter: true,
+        });
+        if (a.source === b.source) diffHost.appendChild(h('p', { class: 'muted small' }, 'The two versions have the same source.'));
+      } catch (e) {
+        mount(diffHost, errorBox(e));
+      }
+    };
+    show.addEventListener('click', () => void showDiff());
+    const del = h('button', { type: 'button', class: 'btn btn-danger' }, 'Delete rule…');
+    if (!canWrite()) {
+      del.disabled = true;
+      del.title = READ_ONLY_TITLE;
+    }
+    del.addEventListener('click', async () => {
+      const ok = await confirmDialog(`Delete “${r.name}”?`, 'All its versions are deleted and it stops running at once. Its signals stay, with the rule name and version.', 'Delete rule');
+      if (!ok) return;
+      try {
+        await api.del(`/rules/${enc(r.id)}`);
+        toast(`Deleted “${r.name}”`);
+        navigate('/rules', { replace: true });
+      } catch (e) {
+        toast(errorMessage(e), 'error');
+      }
+    });
+    mount(
+      panelHost,
+      h('h2', { class: 'h3' }, 'Versions'),
+      h('div', { class: 'table-scroll' }, list),
+      versions.length > 1 ? h('p', { class: 'muted small' }, 'The comparison of two versions is below the editor.') : null,
+      canWrite() ? h('div', { class: 'danger-zone' }, h('h2', { class: 'h3' }, 'Danger zone'), del) : null,
+    );
+    // The side-by-side diff needs the page's width: a card under the editor and the panel.
+    if (versions.length > 1) {
+      wideHost.hidden = false;
+      mount(
+        wideHost,
+        h('h2', { class: 'h3', id: 'compare-title' }, 'Compare versions'),
+        h('div', { class: 'row wrap-row align-end' }, h('div', { class: 'field' }, h('label', { for: 'diff-from' }, 'From'), from), h('div', { class: 'field' }, h('label', { for: 'diff-to' }, 'To'), to), show),
+        diffHost,
+      );
+    }
+    if (versions.length > 1) void showDiff();
+  }
+
+  // ---- load ----
+  async function reload(): Promise<void> {
+    if (!ruleId) return;
+    const [r, vs] = await Promise.all([api.get<RuleInfo>(`/rules/${enc(ruleId)}`), api.get<{ items: VersionInfo[] }>(`/rules/${enc(ruleId)}/versions`)]);
+    rule = r;
+    versions = vs.items.sort((a, b) => a.version - b.version);
+    renderHeader();
+    if (currentTab === 'History' || currentTab === 'Backtest') selectTab(currentTab);
+  }
+
+  async function init(): Promise<void> {
+    let source = SKELETON;
+    try {
+      if (ruleId) {
+        await reload();
+        if (!alive) return;
+        if (viewVersion !== null && Number.isFinite(viewVersion)) {
+          readOnlyVersion = await api.get<VersionInfo>(`/rules/${enc(ruleId)}/versions/${viewVersion}`);
+          source = readOnlyVersion.source ?? '';
+        } else {
+          source = rule!.active?.source ?? (await api.get<VersionInfo>(`/rules/${enc(ruleId)}/versions/${rule!.active_version}`)).source ?? '';
+        }
+        savedSource = source;
+      } else {
+        const tid = ctx.query.get('template');
+        nameInput.value = 'my-rule';
+        if (tid) {
+          const t = (await loadTemplates()).find((x) => x.id === tid);
+          if (t) {
+            source = t.source;
+            nameInput.value = t.id;
+          } else toast(`No template “${tid}”`, 'error');
+        }
+        savedSource = '';
+      }
+    } catch (e) {
+      if (alive) mount(ctx.root, h('nav', { class: 'crumbs' }, h('a', { href: '/rules' }, 'Rules')), errorBox(e, () => void init()));
+      return;
+    }
+    if (!alive) return;
+    if (canWrite()) loadVocabulary();
+    renderHeader();
+    const readOnly = !editable();
+    mount(
+      ctx.root,
+      headerHost,
+      h(
+        'div',
+        { class: 'editor-layout' },
+        h(
+          'section',
+          { class: 'card editor-card', 'aria-label': 'Source' },
+          isNew
+            ? h('div', { class: 'field field-inline' }, h('label', { for: 'rule-name' }, 'Rule name'), nameInput, h('span', { class: 'hint' }, 'Letters, digits, . _ - ; saving an existing name adds a version to it.'))
+            : null,
+          editorHost,
+          canWrite() && !readOnly ? status : h('div', { class: 'compile-status cs-idle' }, readOnly && canWrite() ? 'Read-only view of a stored version.' : 'Read-only: your role cannot change rules.'),
+        ),
+        h('section', { class: 'card tools-card', 'aria-label': 'Test, backtest and history' }, tablist, panel),
+      ),
+      wideHost,
+    );
+    view = ruleEditor({ parent: editorHost, doc: source, readOnly, compile: readOnly ? undefined : compiler, onChange, label: 'Rule source' });
+    if (!readOnly) setStatus('idle', ['Edit the source; it is compiled as you type.']);
+    dirty.hidden = isNew ? false : true;
+    selectTab(tabs.includes(currentTab) ? currentTab : 'Test');
+    if (isNew && !readOnly) view.focus();
+  }
+
+  const onKey = (ev: KeyboardEvent) => {
+    if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === 's' && editable() && view) {
+      ev.preventDefault();
+      void saveFlow();
+    }
+  };
+  document.addEventListener('keydown', onKey);
+  const beforeUnload = (ev: BeforeUnloadEvent) => {
+    if (view && editable() && view.state.doc.toString() !== savedSource) ev.preventDefault();
+  };
+  window.addEventListener('beforeunload', beforeUnload);
+
+  void init();
+  return () => {
+    alive = false;
+    document.removeEventListener('keydown', onKey);
+    window.removeEventListener('beforeunload', beforeUnload);
+    mergeView?.destroy();
+    view?.destroy();
+  };
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+

@@ -1,0 +1,370 @@
+// Settings (admins): API keys, users, webhooks and their delivery log.
+import { api, errorMessage } from '../api';
+import { h, mount } from '../dom';
+import { fmtDate, fromLocalInput } from '../format';
+import type { Ctx } from '../router';
+import { isAdmin, session } from '../session';
+import { SEVERITIES, type Delivery, type KeyCreated, type KeyInfo, type RuleInfo, type UserInfo, type WebhookCreated, type WebhookInfo } from '../types';
+import { confirmDialog, emptyState, errorBox, loading, openDialog, pageHeader, secretBox, toast } from '../ui';
+
+const SCOPES = ['ingest', 'read', 'write', 'admin'] as const;
+
+function checkboxes(name: string, values: readonly string[], checked: string[] = []): { el: HTMLElement; values: () => string[] } {
+  const boxes = values.map((v) => h('input', { type: 'checkbox', name, value: v, checked: checked.includes(v), id: `${name}-${v}` }));
+  return {
+    el: h('div', { class: 'checks' }, boxes.map((b, i) => h('label', { class: 'check', for: b.id }, b, values[i]))),
+    values: () => boxes.filter((b) => b.checked).map((b) => b.value),
+  };
+}
+
+function section(id: string, title: string, text: string, action: HTMLElement | null, body: HTMLElement): HTMLElement {
+  return h(
+    'section',
+    { class: 'card settings-section', id, 'aria-labelledby': `${id}-title` },
+    h('div', { class: 'section-head' }, h('div', null, h('h2', { id: `${id}-title` }, title), h('p', { class: 'muted small' }, text)), action),
+    body,
+  );
+}
+
+export function settingsPage(ctx: Ctx): () => void {
+  let alive = true;
+  if (!isAdmin()) {
+    mount(
+      ctx.root,
+      pageHeader('Settings'),
+      emptyState('Administrators only', `API keys, users and webhooks are managed by the tenant's administrators. You are signed in as ${session()?.user.role ?? 'a viewer'}.`, h('a', { href: '/start', class: 'btn' }, 'Getting started')),
+    );
+    return () => undefined;
+  }
+  const keysBody = h('div', null, loading());
+  const usersBody = h('div', null, loading());
+  const hooksBody = h('div', null, loading());
+
+  const newKey = h('button', { type: 'button', class: 'btn btn-primary' }, 'Create API key');
+  const newUser = h('button', { type: 'button', class: 'btn btn-primary' }, 'Add user');
+  const newHook = h('button', { type: 'button', class: 'btn btn-primary' }, 'Add webhook');
+
+  mount(
+    ctx.root,
+    pageHeader('Settings', 'Credentials, people and notifications of this tenant.', h('nav', { class: 'row', 'aria-label': 'Sections' }, h('a', { href: '#keys', class: 'btn btn-ghost btn-small' }, 'API keys'), h('a', { href: '#users', class: 'btn btn-ghost btn-small' }, 'Users'), h('a', { href: '#webhooks', class: 'btn btn-ghost btn-small' }, 'Webhooks'))),
+    section('keys', 'API keys', 'For OpenTelemetry exporters (ingest) and automation (read, write, admin). Secrets are shown once.', newKey, keysBody),
+    section('users', 'Users', 'People who sign in to this console. Admin: everything; editor: rules and signals; viewer: read only.', newUser, usersBody),
+    section('webhooks', 'Webhooks', 'New signals are POSTed, signed with HMAC-SHA256 (x-fluo-signature). http:// only.', newHook, hooksBody),
+  );
+  // The in-page section links must not go through the router.
+  for (const a of ctx.root.querySelectorAll<HTMLAnchorElement>('a[href^="#"]')) {
+    a.addEventListener('click', (ev) => {
+      ev.preventDefault();
+      const t = document.getElementById(a.getAttribute('href')!.slice(1));
+      t?.scrollIntoView({ behavior: 'smooth' });
+      t?.querySelector<HTMLElement>('h2')?.setAttribute('tabindex', '-1');
+      t?.querySelector<HTMLElement>('h2')?.focus({ preventScroll: true });
+    });
+  }
+
+  // ---- keys ----
+  async function loadKeys(): Promise<void> {
+    try {
+      const { items } = await api.get<{ items: KeyInfo[] }>('/keys');
+      if (!alive) return;
+      items.sort((a, b) => b.created_at.localeCompare(a.created_at));
+      mount(
+        keysBody,
+        items.length
+          ? h(
+              'div',
+              { class: 'table-scroll' },
+              h(
+                'table',
+                { class: 'table stack-mobile' },
+                h('caption', { class: 'sr-only' }, 'API keys'),
+                h('thead', null, h('tr', null, ['Name', 'Scopes', 'Created', 'Expires', 'Last used', ''].map((c) => h('th', { scope: 'col' }, c)))),
+                h(
+                  'tbody',
+                  null,
+                  items.map((k) => {
+                    const expired = k.expires_at && Date.parse(k.expires_at) < Date.now();
+                    const revoke = h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Revoke key ${k.name}` }, 'Revoke');
+                    revoke.addEventListener('click', async () => {
+                      if (!(await confirmDialog(`Revoke “${k.name}”?`, 'Anything using this key is refused from its next request on. This cannot be undone.', 'Revoke key'))) return;
+                      try {
+                        await api.del(`/keys/${encodeURIComponent(k.id)}`);
+                        toast(`Revoked “${k.name}”`);
+                        void loadKeys();
+                      } catch (e) {
+                        toast(errorMessage(e), 'error');
+                      }
+                    });
+                    return h(
+                      'tr',
+                      null,
+                      h('th', { scope: 'row', 'data-label': 'Name' }, k.name, h('div', { class: 'muted small mono' }, k.id)),
+                      h('td', { 'data-label': 'Scopes' }, k.scopes.map((s) => h('span', { class: 'tag' }, s))),
+                      h('td', { 'data-label': 'Created', class: 'small' }, fmtDate(k.created_at)),
+                      h('td', { 'data-label': 'Expires', class: `small${expired ? ' text-danger' : ''}` }, k.expires_at ? `${fmtDate(k.expires_at)}${expired ? ' (expired)' : ''}` : 'never'),
+                      h('td', { 'data-label': 'Last used', class: 'small' }, k.last_used_at ? fmtDate(k.last_used_at) : 'never'),
+                      h('td', { 'data-label': 'Actions' }, revoke),
+                    );
+                  }),
+                ),
+              ),
+            )
+          : emptyState('No API keys', 'Create an ingest key for your OpenTelemetry Collector or SDKs.'),
+      );
+    } catch (e) {
+      if (alive) mount(keysBody, errorBox(e, () => void loadKeys()));
+    }
+  }
+
+  newKey.addEventListener('click', () => openKeyDialog(() => void loadKeys()));
+
+  // ---- users ----
+  async function loadUsers(): Promise<void> {
+    try {
+      const { items } = await api.get<{ items: UserInfo[] }>('/users');
+      if (!alive) return;
+      const me = session()?.user.id;
+      mount(
+        usersBody,
+        items.length
+          ? h(
+              'div',
+              { class: 'table-scroll' },
+              h(
+                'table',
+                { class: 'table stack-mobile' },
+                h('caption', { class: 'sr-only' }, 'Users'),
+                h('thead', null, h('tr', null, ['Email', 'Role', 'Created', ''].map((c) => h('th', { scope: 'col' }, c)))),
+                h(
+                  'tbody',
+                  null,
+                  items.map((u) => {
+                    const del = h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Delete user ${u.email}` }, 'Delete');
+                    if (u.id === me) {
+                      del.disabled = true;
+                      del.title = 'You cannot delete yourself';
+                    }
+                    del.addEventListener('click', async () => {
+                      if (!(await confirmDialog(`Delete ${u.email}?`, 'Their sessions stop working at once.', 'Delete user'))) return;
+                      try {
+                        await api.del(`/users/${encodeURIComponent(u.id)}`);
+                        toast(`Deleted ${u.email}`);
+                        void loadUsers();
+                      } catch (e) {
+                        toast(errorMessage(e), 'error');
+                      }
+                    });
+                    return h(
+                      'tr',
+                      null,
+                      h('th', { scope: 'row', 'data-label': 'Email' }, u.email, u.id === me ? h('span', { class: 'muted small' }, ' (you)') : null),
+                      h('td', { 'data-label': 'Role' }, h('span', { class: `badge role role-${u.role}` }, u.role)),
+                      h('td', { 'data-label': 'Created', class: 'small' }, fmtDate(u.created_at)),
+                      h('td', { 'data-label': 'Actions' }, del),
+                    );
+                  }),
+                ),
+              ),
+            )
+          : emptyState('No users', 'Add the people who work on rules and signals.'),
+      );
+    } catch (e) {
+      if (alive) mount(usersBody, errorBox(e, () => void loadUsers()));
+    }
+  }
+
+  newUser.addEventListener('click', () => {
+    const email = h('input', { id: 'nu-email', type: 'email', required: true, autocomplete: 'off' });
+    const password = h('input', { id: 'nu-password', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' });
+    const role = h('select', { id: 'nu-role' }, ['viewer', 'editor', 'admin'].map((r) => h('option', { value: r }, r)));
+    const err = h('div', { role: 'alert' });
+    const form = h(
+      'form',
+      { class: 'stack' },
+      h('div', { class: 'field' }, h('label', { for: 'nu-email' }, 'Email'), email),
+      h('div', { class: 'field' }, h('label', { for: 'nu-password' }, 'Initial password'), password, h('span', { class: 'hint' }, 'At least 12 characters. Share it safely.')),
+      h('div', { class: 'field' }, h('label', { for: 'nu-role' }, 'Role'), role),
+      err,
+      h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn', onclick: () => d.close() }, 'Cancel'), h('button', { type: 'submit', class: 'btn btn-primary' }, 'Add user')),
+    );
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        const u = await api.post<UserInfo>('/users', { email: email.value.trim(), password: password.value, role: role.value });
+        toast(`Added ${u.email} (${u.role})`);
+        d.close();
+        void loadUsers();
+      } catch (e) {
+        mount(err, h('div', { class: 'alert alert-error' }, errorMessage(e)));
+      }
+    });
+    const d = openDialog('Add user', form);
+  });
+
+  // ---- webhooks ----
+  let rules: RuleInfo[] = [];
+  async function loadHooks(): Promise<void> {
+    try {
+      const [{ items }, rs] = await Promise.all([api.get<{ items: WebhookInfo[] }>('/webhooks'), api.get<{ items: RuleInfo[] }>('/rules').catch(() => ({ items: [] as RuleInfo[] }))]);
+      if (!alive) return;
+      rules = rs.items;
+      const ruleName = (id: string) => rules.find((r) => r.id === id || r.name === id)?.name ?? id;
+      mount(
+        hooksBody,
+        items.length
+          ? h(
+              'ul',
+              { class: 'hook-list' },
+              items.map((w) => {
+                const log = h('div', { class: 'deliveries' });
+                const logBtn = h('button', { type: 'button', class: 'btn btn-small', 'aria-expanded': 'false' }, 'Delivery log');
+                logBtn.addEventListener('click', async () => {
+                  if (logBtn.getAttribute('aria-expanded') === 'true') {
+                    mount(log);
+                    logBtn.setAttribute('aria-expanded', 'false');
+                    return;
+                  }
+                  logBtn.setAttribute('aria-expanded', 'true');
+                  mount(log, loading());
+                  try {
+                    const { items: ds } = await api.get<{ items: Delivery[] }>(`/webhooks/${encodeURIComponent(w.id)}/deliveries`);
+                    mount(
+                      log,
+                      ds.length
+                        ? h(
+                            'table',
+                            { class: 'table table-compact stack-mobile' },
+                            h('caption', { class: 'sr-only' }, `Deliveries to ${w.url}`),
+                            h('thead', null, h('tr', null, ['When', 'Signal', 'Attempt', 'Result'].map((c) => h('th', { scope: 'col' }, c)))),
+                            h(
+                              'tbody',
+                              null,
+                              ds.map((d) =>
+                                h(
+                                  'tr',
+                                  null,
+                                  h('td', { 'data-label': 'When', class: 'small' }, fmtDate(d.at)),
+                                  h('td', { 'data-label': 'Signal' }, h('a', { href: `/signals/${encodeURIComponent(d.signal_id)}`, class: 'mono small' }, d.signal_id)),
+                                  h('td', { 'data-label': 'Attempt' }, String(d.attempt)),
+                                  h('td', { 'data-label': 'Result' }, h('span', { class: `badge ${d.delivered ? 'badge-ok' : 'badge-danger'}` }, d.delivered ? `delivered${d.status ? ` (${d.status})` : ''}` : d.status ? `HTTP ${d.status}` : 'failed'), d.error ? h('div', { class: 'muted small' }, d.error) : null),
+                                ),
+                              ),
+                            ),
+                          )
+                        : h('p', { class: 'muted small' }, 'No deliveries yet.'),
+                    );
+                  } catch (e) {
+                    mount(log, errorBox(e));
+                  }
+                });
+                const del = h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Delete webhook ${w.url}` }, 'Delete');
+                del.addEventListener('click', async () => {
+                  if (!(await confirmDialog('Delete this webhook?', `${w.url} stops receiving signals.`, 'Delete webhook'))) return;
+                  try {
+                    await api.del(`/webhooks/${encodeURIComponent(w.id)}`);
+                    toast('Webhook deleted');
+                    void loadHooks();
+                  } catch (e) {
+                    toast(errorMessage(e), 'error');
+                  }
+                });
+                return h(
+                  'li',
+                  { class: 'hook' },
+                  h(
+                    'div',
+                    { class: 'hook-head' },
+                    h('div', null, h('code', { class: 'strong' }, w.url), h('div', { class: 'muted small' }, `Severities: ${w.severities.length ? w.severities.join(', ') : 'all'} · Rules: ${w.rules.length ? w.rules.map(ruleName).join(', ') : 'all'} · created ${fmtDate(w.created_at)}`)),
+                    h('div', { class: 'row' }, logBtn, del),
+                  ),
+                  log,
+                );
+              }),
+            )
+          : emptyState('No webhooks', 'Send new signals to your incident tooling or chat.'),
+      );
+    } catch (e) {
+      if (alive) mount(hooksBody, errorBox(e, () => void loadHooks()));
+    }
+  }
+
+  newHook.addEventListener('click', () => {
+    const url = h('input', { id: 'nh-url', type: 'url', required: true, placeholder: 'http://alerts.internal:9000/fluo', autocomplete: 'off' });
+    const sev = checkboxes('nh-sev', SEVERITIES);
+    const ruleBoxes = checkboxes('nh-rule', rules.map((r) => r.name));
+    const err = h('div', { role: 'alert' });
+    const body = h('div');
+    const form = h(
+      'form',
+      { class: 'stack' },
+      h('div', { class: 'field' }, h('label', { for: 'nh-url' }, 'URL'), url, h('span', { class: 'hint' }, 'http:// only for now.')),
+      h('fieldset', null, h('legend', null, 'Severities (none checked: all)'), sev.el),
+      rules.length ? h('fieldset', null, h('legend', null, 'Rules (none checked: all)'), ruleBoxes.el) : null,
+      err,
+      h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn', onclick: () => d.close() }, 'Cancel'), h('button', { type: 'submit', class: 'btn btn-primary' }, 'Add webhook')),
+    );
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        const names = ruleBoxes.values();
+        const w = await api.post<WebhookCreated>('/webhooks', { url: url.value.trim(), severities: sev.values(), rules: rules.filter((r) => names.includes(r.name)).map((r) => r.id) });
+        mount(body, secretBox('signing secret', w.secret), h('p', { class: 'muted small' }, 'Verify x-fluo-signature = sha256=HMAC(secret, "{x-fluo-timestamp}.{body}").'), h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn btn-primary', onclick: () => d.close() }, 'Done')));
+        body.querySelector<HTMLElement>('.secret-value')?.focus();
+        void loadHooks();
+      } catch (e) {
+        mount(err, h('div', { class: 'alert alert-error' }, errorMessage(e)));
+      }
+    });
+    body.appendChild(form);
+    const d = openDialog('Add webhook', body);
+  });
+
+  void loadKeys();
+  void loadUsers();
+  void loadHooks();
+  return () => {
+    alive = false;
+  };
+}
+
+/** The key creation dialog (also used by Getting started, preset to an ingest key). */
+export function openKeyDialog(onCreated: (k: KeyCreated) => void, preset: { name?: string; scopes?: string[] } = {}): void {
+  const name = h('input', { id: 'nk-name', type: 'text', required: true, autocomplete: 'off', placeholder: 'collector-prod' });
+  name.value = preset.name ?? '';
+  const scopes = checkboxes('nk-scope', SCOPES, preset.scopes ?? ['ingest']);
+  const expires = h('input', { id: 'nk-expires', type: 'datetime-local' });
+  const err = h('div', { role: 'alert' });
+  const body = h('div');
+  const form = h(
+    'form',
+    { class: 'stack' },
+    h('div', { class: 'field' }, h('label', { for: 'nk-name' }, 'Name'), name),
+    h('fieldset', null, h('legend', null, 'Scopes'), scopes.el, h('span', { class: 'hint' }, 'ingest: send OTLP only · read · write · admin (implies all)')),
+    h('div', { class: 'field' }, h('label', { for: 'nk-expires' }, 'Expires (optional)'), expires),
+    err,
+    h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn', onclick: () => d.close() }, 'Cancel'), h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create key')),
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const sc = scopes.values();
+    if (!name.value.trim() || sc.length === 0) {
+      mount(err, h('div', { class: 'alert alert-error' }, !name.value.trim() ? 'Give the key a name.' : 'Pick at least one scope.'));
+      return;
+    }
+    try {
+      const k = await api.post<KeyCreated>('/keys', { name: name.value.trim(), scopes: sc, expires_at: fromLocalInput(expires.value) ?? undefined });
+      mount(
+        body,
+        h('p', null, 'Key ', h('strong', null, k.name), ' created with scopes ', k.scopes.join(', '), '.'),
+        secretBox('API key', k.key),
+        h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn btn-primary', onclick: () => d.close() }, 'Done')),
+      );
+      body.querySelector<HTMLElement>('.secret-value')?.focus();
+      onCreated(k);
+    } catch (e) {
+      mount(err, h('div', { class: 'alert alert-error' }, errorMessage(e)));
+    }
+  });
+  body.appendChild(form);
+  const d = openDialog('Create API key', body);
+}

@@ -1,0 +1,98 @@
+// Shapes of the FLUO API (docs/openapi.json).
+
+export type Severity = 'critical' | 'high' | 'medium' | 'low' | 'info';
+export type Status = 'open' | 'acknowledged' | 'resolved' | 'false_positive';
+export type Role = 'admin' | 'editor' | 'viewer';
+export const SEVERITIES: Severity[] = ['critical', 'high', 'medium', 'low', 'info'];
+export const STATUSES: Status[] = ['open', 'acknowledged', 'resolved', 'false_positive'];
+
+export interface UserInfo { id: string; email: string; role: Role; created_at: string }
+export interface Token { token: string; expires_at: string; user: UserInfo }
+
+export interface Principal {
+  kind: 'user' | 'key';
+  id: string;
+  email?: string | null;
+  role?: Role | null;
+  scopes: string[];
+}
+export interface Info {
+  version: string;
+  tenant: string;
+  otlp_grpc_port: number;
+  otlp_http_port: number;
+  principal: Principal;
+}
+
+export interface RuleCounters {
+  calls: number; failures: number; fuel_used: number; signals_created: number;
+  last_failure?: string | null; last_failure_at?: string | null;
+}
+export interface VersionInfo {
+  version: number; message?: string | null; author?: string | null; created_at: string;
+  plugin_hash: string; form: string; severity: string; description?: string | null; source?: string | null;
+}
+export interface RuleInfo {
+  id: string; name: string; active_version: number; latest_version: number; enabled: boolean;
+  created_at: string; updated_at: string; severity: string; form: string;
+  active?: VersionInfo | null; stats?: RuleCounters | null; signals_24h?: number | null;
+}
+export interface RuleCreated { id: string; name: string; version: number }
+export interface Template { id: string; title: string; source: string }
+export interface Compiled { name?: string | null; severity: string; description?: string | null; form: string; compile_ms: number }
+
+export interface WitnessRef { span_id: string; name: string; service?: string | null }
+export interface TestViolation { message: string; severity: Severity; span_ids: string[]; witnesses: WitnessRef[] }
+export interface RuleFailure { name: string; message: string; line?: number | null; column?: number | null }
+export interface TraceResult {
+  trace_id: string; spans: number; outcome: string; violations: TestViolation[];
+  fuel_used: number; elapsed_us: number; error?: RuleFailure | null;
+}
+export interface TestReport { rule: { form: string; name?: string | null; severity: string; description?: string | null }; compile_ms: number; traces: TraceResult[] }
+export interface BacktestReport {
+  rule_id: string; version: number; traces_evaluated: number; traces_with_violations: number;
+  traces_failed: number; results: TraceResult[];
+}
+
+export interface Witness {
+  span_id: string; parent_span_id?: string | null; name: string; service?: string | null; kind: string;
+  status: string; start_time_unix_nano: number; end_time_unix_nano: number; attributes: Record<string, unknown>;
+}
+export interface StatusChange { from: Status; to: Status; note: string | null; author: string; at: string }
+export interface WindowDetails {
+  start: string; end: string; first_start: string; occurrences: number; spans_in_window: number; trace_ids: string[];
+}
+export interface Signal {
+  id: string; rule_id: string; rule_name: string; rule_version: number; severity: Severity; message: string;
+  trace_id: string; span_ids: string[]; status: Status; created_at: string; created_unix_ms: number;
+  updated_at: string; attributes?: unknown; witnesses: Witness[];
+  resolution?: { reason: string; note: string; at: string } | null;
+  history?: StatusChange[]; window?: WindowDetails | null;
+}
+export interface SignalPage { items: Signal[]; next_cursor?: string | null }
+export interface Counts {
+  total: number; by_severity: Record<string, number>; by_status: Record<string, number>;
+  by_rule: { rule_id: string; rule_name: string; count: number; by_severity: Record<string, number> }[];
+}
+
+export interface KeyInfo { id: string; name: string; scopes: string[]; created_at: string; expires_at?: string | null; last_used_at?: string | null }
+export interface KeyCreated { id: string; name: string; key: string; scopes: string[]; expires_at?: string | null }
+export interface WebhookInfo { id: string; url: string; severities: Severity[]; rules: string[]; created_at: string }
+export interface WebhookCreated extends WebhookInfo { secret: string }
+export interface Delivery { signal_id: string; attempt: number; status?: number | null; error?: string | null; delivered: boolean; at: string }
+export interface TraceSummary { trace_id: string; root_name: string | null; service: string | null; spans: number; start_time: string; duration_ms: number }
+export interface Vocabulary { services: string[]; span_names: string[]; attribute_keys: string[]; resource_attribute_keys?: string[] }
+
+/** Allowed status changes (docs/api.md, "Status workflow"). */
+export const TRANSITIONS: Record<Status, Status[]> = {
+  open: ['acknowledged', 'resolved', 'false_positive'],
+  acknowledged: ['resolved', 'false_positive', 'open'],
+  resolved: ['open'],
+  false_positive: ['open'],
+};
+export const STATUS_LABEL: Record<Status, string> = {
+  open: 'Open', acknowledged: 'Acknowledged', resolved: 'Resolved', false_positive: 'False positive',
+};
+export const ACTION_LABEL: Record<Status, string> = {
+  open: 'Reopen', acknowledged: 'Acknowledge', resolved: 'Resolve', false_positive: 'Mark false positive',
+};

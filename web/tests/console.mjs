@@ -1,0 +1,482 @@
+// Browser test of the FLUO console against a real server (see the env variables below).
+// Run: FLUO_URL=… FLUO_TENANT=… … npm test   (tests/browser.rs starts a server and sets them).
+// It drives the console the way a user does (roles, labels, keyboard), asserts what is shown,
+// saves screenshots, and fails on any console error or warning.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const need = (name) => {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`console.mjs: the environment variable ${name} is required`);
+    process.exit(2);
+  }
+  return v;
+};
+const BASE = need('FLUO_URL').replace(/\/$/, '');
+const TENANT = need('FLUO_TENANT');
+const ADMIN = { email: need('FLUO_ADMIN_EMAIL'), password: need('FLUO_ADMIN_PASSWORD') };
+const VIEWER = { email: need('FLUO_VIEWER_EMAIL'), password: need('FLUO_VIEWER_PASSWORD') };
+const INGEST_KEY = need('FLUO_INGEST_KEY');
+const OTLP_GRPC = need('FLUO_OTLP_GRPC');
+const PYTHON = need('FLUO_PYTHON');
+const SEND_PY = need('FLUO_SEND_PY');
+const SHOTS = path.resolve(process.env.FLUO_SCREENSHOTS || path.join(here, '..', '..', 'docs', 'screenshots'));
+const CHROMIUM = process.env.FLUO_CHROMIUM || '/usr/bin/chromium';
+// A fresh server gets the template's own name; FLUO_TEST_UNIQUE=1 makes reruns on one server possible.
+const SUFFIX = process.env.FLUO_TEST_UNIQUE ? `-${Date.now().toString(36)}` : '';
+const RULE = `payments-fraud-check${SUFFIX}`;
+const KEY_NAME = `browser-test-collector${SUFFIX}`;
+const MESSAGE = 'payment charged without a fraud check';
+const TIMEOUT = 15_000;
+
+mkdirSync(SHOTS, { recursive: true });
+const started = Date.now();
+const problems = [];
+let currentStep = '(setup)';
+
+function watch(page, label) {
+  page.on('console', (m) => {
+    if (m.type() !== 'error' && m.type() !== 'warning') return;
+    const url = m.location()?.url ?? '';
+    // The only failing requests this test provokes on purpose: compile errors (422) while editing.
+    if (/status of 422/.test(m.text()) && /\/api\/v1\/rules\/compile$/.test(url)) return;
+    problems.push(`[${label}] ${currentStep}: console ${m.type()}: ${m.text()}${url ? ` (${url})` : ''}`);
+  });
+  page.on('pageerror', (e) => problems.push(`[${label}] ${currentStep}: page error: ${e.message}`));
+  page.on('dialog', (d) => void d.accept());
+}
+
+async function step(name, fn) {
+  currentStep = name;
+  const t0 = Date.now();
+  process.stdout.write(`• ${name} … `);
+  try {
+    await fn();
+    console.log(`ok (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    console.log('FAILED');
+    throw Object.assign(e instanceof Error ? e : new Error(String(e)), { step: name });
+  }
+}
+
+async function shot(page, name) {
+  const vp = page.viewportSize();
+  await page.evaluate(() => document.querySelectorAll('.toast').forEach((t) => t.remove())); // transient noise
+  await page.screenshot({ path: path.join(SHOTS, `${name}-${vp.width}x${vp.height}.png`) });
+}
+
+async function signIn(page, who, { screenshot } = {}) {
+  await page.goto(`${BASE}/login`);
+  const tenant = page.getByLabel('Tenant ID');
+  await tenant.click();
+  await tenant.fill('');
+  await page.keyboard.type(TENANT);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(who.email);
+  if (screenshot) await shot(page, 'login');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(who.password);
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/signals(\?|$)/, { timeout: TIMEOUT });
+}
+
+/** Sends traces through the real OpenTelemetry Python SDK exporter (tests/otel/send.py). */
+function sendTraces(spec) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, [SEND_PY, '--endpoint', OTLP_GRPC, '--protocol', 'grpc', '--key', INGEST_KEY, '--spec', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`send.py exited ${code}: ${err.trim()}`));
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop()));
+      } catch (e) {
+        reject(new Error(`send.py printed no JSON: ${out} ${err}`));
+      }
+    });
+    child.stdin.end(JSON.stringify(spec));
+  });
+}
+
+function checkoutTrace({ fraudCheck }) {
+  const spans = [
+    { id: 'root', name: 'POST /checkout', kind: 'server', parent: null, start_ms: 0, duration_ms: 140, attributes: { 'http.route': '/checkout', 'http.response.status_code': 200 } },
+    { id: 'cart', name: 'cart.load', kind: 'internal', parent: 'root', start_ms: 5, duration_ms: 20, service: 'checkout' },
+    { id: 'charge', name: 'payment.charge_card', kind: 'client', parent: 'root', start_ms: 60, duration_ms: 55, service: 'payments', attributes: { amount: 4200, currency: 'EUR' } },
+  ];
+  if (fraudCheck) spans.push({ id: 'fraud', name: 'payment.fraud_check', kind: 'client', parent: 'root', start_ms: 30, duration_ms: 20, service: 'risk' });
+  return { service: 'checkout', spans };
+}
+
+/** An OTLP/JSON document as a file exporter writes it: a charge without a fraud check. */
+function otlpJson() {
+  const hex = (n) => Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+  const traceId = hex(32);
+  const root = hex(16);
+  const t = BigInt(Date.now()) * 1_000_000n;
+  const ns = (ms) => String(t + BigInt(ms) * 1_000_000n);
+  const res = (name) => ({ attributes: [{ key: 'service.name', value: { stringValue: name } }] });
+  return JSON.stringify(
+    {
+      resourceSpans: [
+        { resource: res('checkout'), scopeSpans: [{ spans: [{ traceId, spanId: root, name: 'POST /checkout', kind: 2, startTimeUnixNano: ns(0), endTimeUnixNano: ns(120) }] }] },
+        {
+          resource: res('payments'),
+          scopeSpans: [{ spans: [{ traceId, spanId: hex(16), parentSpanId: root, name: 'payment.charge_card', kind: 3, startTimeUnixNano: ns(40), endTimeUnixNano: ns(90), attributes: [{ key: 'amount', value: { intValue: '4200' } }] }] }],
+        },
+      ],
+    },
+    null,
+    2,
+  );
+}
+
+const editorLine = (page, n) => page.locator('.cm-editor .cm-content .cm-line').nth(n - 1);
+const compileStatus = (page) => page.locator('#compile-status');
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    headless: true,
+  });
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  watch(page, 'admin 1440');
+  let ruleUrl = '';
+  let signalUrl = '';
+
+  try {
+    await step('sign in as admin (typing, Enter submits)', async () => {
+      await signIn(page, ADMIN, { screenshot: true });
+      const nav = page.getByRole('navigation', { name: 'Main' });
+      await nav.getByText(ADMIN.email.toLowerCase()).waitFor();
+      await nav.getByText(TENANT).waitFor();
+      await nav.getByLabel('Role: admin').waitFor();
+    });
+
+    await step('template gallery → "Payments need a fraud check" → Use', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Rules' }).click();
+      await page.getByRole('heading', { name: 'Rules', level: 1 }).waitFor();
+      await page.getByRole('link', { name: 'From template' }).click();
+      const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'Payments need a fraud check' }) });
+      await card.getByText('payment.fraud_check').first().waitFor();
+      await card.getByRole('button', { name: /^Use template/ }).click();
+      await page.waitForURL(/\/rules\/new\?template=payments-fraud-check/);
+      const name = page.getByLabel('Rule name');
+      assert.equal(await name.inputValue(), 'payments-fraud-check');
+      if (RULE !== 'payments-fraud-check') await name.fill(RULE);
+      await editorLine(page, 3).getByText('payment-needs-fraud-check').waitFor();
+      await compileStatus(page).getByText(/Compiles: rule/).waitFor({ timeout: 30_000 });
+    });
+
+    await step('delete a comma → compile error at its line (diagnostic, gutter, "Line N")', async () => {
+      const line4 = editorLine(page, 4);
+      assert.match(await line4.innerText(), /severity: "critical",$/);
+      await line4.click();
+      await page.keyboard.press('End');
+      await page.keyboard.press('Backspace');
+      assert.match(await line4.innerText(), /severity: "critical"$/);
+      const status = compileStatus(page);
+      await status.getByText(/^Line \d+: /).waitFor({ timeout: 30_000 });
+      const text = await status.innerText();
+      const n = Number(/Line (\d+):/.exec(text)[1]);
+      assert.equal(n, 5, `the error should be on line 5 (after the missing comma): ${text}`);
+      await editorLine(page, n).locator('.cm-lintRange-error').first().waitFor();
+      const marker = page.locator('.cm-gutter-lint .cm-lint-marker-error').first();
+      await marker.waitFor();
+      const [mb, lb] = [await marker.boundingBox(), await editorLine(page, n).boundingBox()];
+      assert.ok(Math.abs(mb.y + mb.height / 2 - (lb.y + lb.height / 2)) < lb.height, 'the gutter marker is on the error line');
+    });
+
+    await step('fix it → compiles again', async () => {
+      await page.keyboard.type(',');
+      await compileStatus(page).getByText(/Compiles: rule/).waitFor({ timeout: 30_000 });
+      assert.equal(await page.locator('.cm-lintRange-error').count(), 0);
+    });
+
+    await step('Test: paste an OTLP/JSON trace, run, see the violation and the witness span', async () => {
+      await page.getByRole('tab', { name: 'Test', exact: true }).click();
+      await page.getByLabel('Traces (OTLP/JSON)').fill(otlpJson());
+      await page.getByRole('button', { name: 'Run test' }).click();
+      const result = page.locator('article.result').first();
+      await result.getByText('1 violation').waitFor({ timeout: 30_000 });
+      await result.getByText(MESSAGE).waitFor();
+      const witness = result.getByRole('button', { name: /payment\.charge_card.*witness span/ });
+      await witness.waitFor();
+      assert.match(await witness.getAttribute('class'), /wf-witness/);
+      const other = result.getByRole('button', { name: /POST \/checkout/ });
+      assert.doesNotMatch(await other.getAttribute('class'), /wf-witness/);
+      await shot(page, 'editor');
+    });
+
+    await step('save with a message → version 1', async () => {
+      await page.getByRole('button', { name: 'Save rule' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Save rule' });
+      await dialog.getByLabel(/version message/).fill('first version, from the template');
+      await page.keyboard.press('Enter');
+      await page.waitForURL(/\/rules\/r_[^/?]+$/);
+      ruleUrl = page.url();
+      await page.getByRole('heading', { level: 1, name: RULE }).waitFor();
+      await page.getByText('active: v1').waitFor();
+    });
+
+    await step('edit (severity high) and save again → version 2', async () => {
+      const line4 = editorLine(page, 4);
+      await line4.waitFor();
+      await line4.click();
+      await page.keyboard.press('End');
+      await page.keyboard.press('Shift+Home');
+      await page.keyboard.insertText('severity: "high",');
+      assert.match(await line4.innerText(), /^\s*severity: "high",$/);
+      await compileStatus(page).getByText(/Compiles: rule.*· high ·/).waitFor({ timeout: 30_000 });
+      await page.getByRole('button', { name: 'Save version' }).click();
+      await page.getByRole('dialog', { name: 'Save version 2' }).getByLabel(/version message/).fill('high, not critical: pages at night are for outages');
+      await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
+      await page.getByText('active: v2').waitFor();
+      await page.getByText('latest: v2').waitFor();
+    });
+
+    await step('rules list shows the rule', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Rules' }).click();
+      const row = page.getByRole('row').filter({ has: page.getByRole('link', { name: RULE, exact: true }) });
+      await row.waitFor();
+      await row.getByText('high').waitFor();
+      await row.getByText('v2').waitFor();
+      assert.equal(await row.getByRole('switch').isChecked(), true);
+      await shot(page, 'rules');
+    });
+
+    await step('signals inbox: send traces with the OpenTelemetry SDK, the signal appears live', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Signals' }).click();
+      await page.getByRole('heading', { name: 'Signals', level: 1 }).waitFor();
+      await page.locator('.live-live').waitFor();
+      await page.evaluate(() => (window.__noReload = true));
+      const sent = await sendTraces({ traces: [checkoutTrace({ fraudCheck: true }), checkoutTrace({ fraudCheck: false })] });
+      assert.equal(sent.export_ok, true);
+      const traceId = sent.traces[1].trace_id;
+      const row = page.locator('tr.sig-row').filter({ hasText: RULE }).filter({ has: page.locator(`span[title="${traceId}"]`) });
+      await row.waitFor({ timeout: 30_000 });
+      await row.getByText(MESSAGE).waitFor();
+      assert.match(await row.getAttribute('class'), /fresh/, 'a new signal is highlighted');
+      assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
+      assert.equal(await page.locator('tr.sig-row').filter({ hasText: RULE }).count(), 1, 'the compliant trace made no signal');
+      await shot(page, 'signals');
+    });
+
+    await step('open the signal with the keyboard (focus the link, Enter)', async () => {
+      const link = page.locator('tr.sig-row').filter({ hasText: RULE }).getByRole('link', { name: MESSAGE });
+      await link.focus();
+      await page.keyboard.press('Enter');
+      await page.waitForURL(/\/signals\/s_/);
+      signalUrl = page.url();
+      await page.getByRole('heading', { level: 1, name: MESSAGE }).waitFor();
+    });
+
+    await step('waterfall highlights the offending span; span details open', async () => {
+      const wf = page.getByRole('region', { name: 'Trace waterfall' });
+      const witness = wf.getByRole('button', { name: /payment\.charge_card.*witness span/ });
+      await witness.waitFor();
+      assert.match(await witness.getAttribute('class'), /wf-witness/);
+      assert.equal(await wf.locator('.wf-row').count(), 3);
+      assert.equal(await wf.locator('.wf-row.wf-witness').count(), 1);
+      await wf.getByText('payments', { exact: true }).first().waitFor(); // legend
+      await witness.focus();
+      await page.keyboard.press('Enter');
+      const details = page.getByRole('region', { name: 'Span details: payment.charge_card' });
+      await details.waitFor();
+      await details.getByText('CLIENT').waitFor();
+      await details.getByRole('rowheader', { name: 'amount', exact: true }).waitFor();
+      await details.getByRole('cell', { name: '4200' }).waitFor();
+      await details.getByText('service.name').waitFor();
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.waitForTimeout(150);
+      await shot(page, 'signal');
+    });
+
+    await step('acknowledge with a note → the note is in the status history', async () => {
+      const note = 'charge path bypasses the risk service since deploy 4711';
+      await page.getByLabel('Note').fill(note);
+      await page.getByRole('button', { name: 'Acknowledge' }).click();
+      await page.locator('#signal-status').getByText('Acknowledged').waitFor();
+      const history = page.locator('#status-history');
+      await history.getByText(note).waitFor();
+      await history.getByText('Open').first().waitFor();
+      assert.equal(await page.getByRole('button', { name: 'Acknowledge' }).count(), 0);
+      await page.getByRole('button', { name: 'Resolve' }).waitFor();
+    });
+
+    await step('rule history: diff of v1 and v2, roll back to v1', async () => {
+      await page.getByRole('link', { name: `${RULE} v2` }).click();
+      await page.waitForURL(/\/rules\/r_[^/]+\?version=2/);
+      await page.getByText('You are viewing version 2 (read-only)').waitFor();
+      await page.getByRole('link', { name: 'Open the editor' }).click();
+      await page.getByRole('tab', { name: 'History' }).click();
+      const versions = page.getByRole('table', { name: 'Versions' });
+      await versions.getByText('first version, from the template').waitFor();
+      await versions.getByText('high, not critical: pages at night are for outages').waitFor();
+      const merge = page.locator('.cm-mergeView');
+      await merge.waitFor();
+      await merge.locator('.cm-changedLine').first().waitFor();
+      const a = await merge.locator('.cm-merge-a .cm-changedLine').first().innerText();
+      const b = await merge.locator('.cm-merge-b .cm-changedLine').first().innerText();
+      assert.match(a, /critical/);
+      assert.match(b, /high/);
+      await page.getByRole('button', { name: 'Activate (v1)' }).click();
+      await page.getByRole('dialog', { name: 'Activate version 1?' }).getByRole('button', { name: 'Activate v1' }).click();
+      await page.getByText('active: v1').waitFor();
+      await page.getByText('latest: v2').waitFor();
+      assert.equal(new URL(page.url()).pathname, new URL(ruleUrl).pathname);
+    });
+
+    await step('settings (admin): create an API key, the secret is shown once', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click();
+      await page.getByRole('heading', { name: 'API keys' }).waitFor();
+      await page.getByRole('button', { name: 'Create API key' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Create API key' });
+      await dialog.getByLabel('Name').fill(KEY_NAME);
+      assert.equal(await dialog.getByLabel('ingest').isChecked(), true);
+      await dialog.getByRole('button', { name: 'Create key' }).click();
+      const secret = dialog.locator('.secret-value');
+      await secret.waitFor();
+      assert.match(await secret.innerText(), /^fluo_[0-9a-f]{16,}$/);
+      await dialog.getByText('shown only once').waitFor();
+      await dialog.getByRole('button', { name: 'Copy' }).waitFor();
+      await page.keyboard.press('Escape');
+      await dialog.waitFor({ state: 'detached' });
+      const keys = page.getByRole('table', { name: 'API keys' });
+      await keys.getByText(KEY_NAME).waitFor();
+      await page.locator('.secret-value').waitFor({ state: 'detached' }); // the secret is not shown again
+      await page.getByRole('heading', { name: 'Users' }).waitFor();
+      await page.getByRole('table', { name: 'Users' }).getByText(VIEWER.email.toLowerCase()).waitFor();
+      await shot(page, 'settings');
+    });
+
+    await step('getting started shows this server\'s OTLP endpoint', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Getting started' }).click();
+      const info = await page.evaluate(async () => {
+        const s = JSON.parse(sessionStorage.getItem('fluo.session'));
+        const r = await fetch('/api/v1/info', { headers: { authorization: `Bearer ${s.token}` } });
+        return r.json();
+      });
+      const host = new URL(BASE).hostname;
+      await page.getByText(`OTEL_EXPORTER_OTLP_ENDPOINT=http://${host}:${info.otlp_http_port}`).waitFor();
+      await page.getByText(`endpoint: ${host}:${info.otlp_grpc_port}`).waitFor();
+      await page.getByRole('button', { name: 'Create an ingest key' }).waitFor();
+      await shot(page, 'start');
+    });
+
+    await step('viewer: no editing controls', async () => {
+      const vctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+      const v = await vctx.newPage();
+      v.setDefaultTimeout(TIMEOUT);
+      watch(v, 'viewer');
+      await signIn(v, VIEWER);
+      const nav = v.getByRole('navigation', { name: 'Main' });
+      await nav.getByLabel('Role: viewer').waitFor();
+      assert.equal(await nav.getByRole('link', { name: 'Settings' }).count(), 0, 'no Settings for a viewer');
+      // signals: no bulk selection
+      const row = v.locator('tr.sig-row').filter({ hasText: RULE }).first();
+      await row.waitFor();
+      assert.equal(await row.getByRole('checkbox').isDisabled(), true);
+      // the signal: status buttons disabled
+      await v.goto(signalUrl);
+      await v.getByRole('heading', { level: 1, name: MESSAGE }).waitFor();
+      for (const name of ['Resolve', 'Reopen', 'Mark false positive']) {
+        const b = v.getByRole('button', { name });
+        if (await b.count()) assert.equal(await b.isDisabled(), true, `${name} is disabled`);
+      }
+      assert.equal(await v.getByLabel('Note').count(), 0);
+      // rules: no new rule, no enable toggle, a read-only editor
+      await nav.getByRole('link', { name: 'Rules' }).click();
+      await v.getByRole('button', { name: 'New rule' }).waitFor();
+      assert.equal(await v.getByRole('button', { name: 'New rule' }).isDisabled(), true);
+      const rrow = v.getByRole('row').filter({ has: v.getByRole('link', { name: RULE, exact: true }) });
+      assert.equal(await rrow.getByRole('switch').isDisabled(), true);
+      await rrow.getByRole('link', { name: RULE, exact: true }).click();
+      await v.getByText('active: v1').waitFor();
+      await v.getByText('read-only', { exact: true }).waitFor();
+      for (const name of ['Save version', 'Save rule', 'Disable', 'Enable']) assert.equal(await v.getByRole('button', { name, exact: true }).count(), 0, `no ${name}`);
+      assert.equal(await v.locator('.cm-content').getAttribute('contenteditable'), 'false');
+      assert.equal(await v.getByRole('button', { name: 'Run test' }).isDisabled(), true);
+      await v.getByRole('tab', { name: 'History' }).click();
+      await v.getByRole('table', { name: 'Versions' }).waitFor();
+      assert.equal(await v.getByRole('button', { name: /^Activate/ }).count(), 0, 'no Activate');
+      assert.equal(await v.getByRole('button', { name: /Delete/ }).count(), 0, 'no Delete');
+      // settings by URL: admins only
+      await v.goto(`${BASE}/settings`);
+      await v.getByRole('heading', { name: 'Administrators only' }).waitFor();
+      await vctx.close();
+    });
+
+    await step('phone viewport (390×844): navigation collapses; screenshots', async () => {
+      const mctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+      const m = await mctx.newPage();
+      m.setDefaultTimeout(TIMEOUT);
+      watch(m, 'admin 390');
+      await signIn(m, ADMIN, { screenshot: true });
+      const menu = m.getByRole('button', { name: 'Menu' });
+      await menu.waitFor();
+      assert.equal(await m.getByRole('navigation', { name: 'Main' }).isVisible(), false, 'the navigation is collapsed');
+      await m.locator('.live-live').waitFor();
+      await m.locator('tr.sig-row').first().waitFor();
+      await shot(m, 'signals');
+      await menu.click();
+      await m.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Rules' }).click();
+      await m.getByRole('link', { name: RULE, exact: true }).waitFor();
+      assert.equal(await m.getByRole('navigation', { name: 'Main' }).isVisible(), false, 'the navigation closes after a choice');
+      await shot(m, 'rules');
+      await m.goto(signalUrl);
+      const witness = m.getByRole('region', { name: 'Trace waterfall' }).getByRole('button', { name: /payment\.charge_card.*witness span/ });
+      await witness.click();
+      await m.getByRole('region', { name: 'Span details: payment.charge_card' }).waitFor();
+      await m.getByRole('heading', { name: 'Trace' }).scrollIntoViewIfNeeded();
+      await shot(m, 'signal');
+      await m.goto(`${BASE}/rules/new?template=payments-fraud-check`);
+      await compileStatus(m).getByText(/Compiles: rule/).waitFor({ timeout: 30_000 });
+      await m.getByLabel('Traces (OTLP/JSON)').fill(otlpJson());
+      await m.getByRole('button', { name: 'Run test' }).click();
+      await m.locator('article.result').getByText('1 violation').waitFor({ timeout: 30_000 });
+      await m.locator('article.result').scrollIntoViewIfNeeded();
+      await shot(m, 'editor');
+      await m.goto(`${BASE}/settings`);
+      await m.getByRole('table', { name: 'API keys' }).getByText(KEY_NAME).waitFor();
+      await shot(m, 'settings');
+      await m.goto(`${BASE}/start`);
+      await m.getByText(/OTEL_EXPORTER_OTLP_ENDPOINT=/).waitFor();
+      await shot(m, 'start');
+      await mctx.close();
+    });
+
+    await step('no console errors or warnings', async () => {
+      if (problems.length) throw new Error(`${problems.length} console problem(s):\n  ${problems.join('\n  ')}`);
+    });
+  } catch (e) {
+    try {
+      await page.screenshot({ path: path.join(SHOTS, 'failure.png'), fullPage: true });
+    } catch {
+      /* the page may be gone */
+    }
+    console.error(`\nFAILED at step "${e.step ?? currentStep}": ${e.message}`);
+    if (problems.length && !/console problem/.test(e.message)) console.error(`console problems so far:\n  ${problems.join('\n  ')}`);
+    await browser.close();
+    process.exit(1);
+  }
+  await browser.close();
+  console.log(`\nconsole test passed in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in ${SHOTS}`);
+}
+
+main().catch((e) => {
+  console.error(`console.mjs: ${e.stack ?? e}`);
+  process.exit(1);
+});
