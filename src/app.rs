@@ -106,6 +106,7 @@ impl Services {
             shutdown,
             compile_slots: Arc::new(tokio::sync::Semaphore::new(2)),
             otlp_ports,
+            status_events: tokio::sync::broadcast::channel(1024).0,
             console,
         }
     }

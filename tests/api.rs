@@ -296,15 +296,18 @@ fn compile_check_templates_and_caller_info() {
 
     let (status, compiled) = server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({"source": FRAUD_RULE})));
     assert_eq!(status, 200, "{compiled}");
-    assert_eq!(compiled["rule"]["form"], "rule");
+    assert_eq!((compiled["compiles"].as_bool(), compiled["rule"]["form"].as_str()), (Some(true), Some("rule")), "{compiled}");
     assert!(compiled["compile_ms"].as_f64().unwrap() > 0.0);
+    // Not compiling is the check's answer (200), with the message and where.
     let broken = "export default rule({\n  name: \"x\",\n  when: )\n});";
-    let (status, error) = server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({"source": broken})));
-    assert_eq!(
-        (status, error["error"]["code"].as_str(), error["error"]["line"].as_u64()),
-        (422, Some("compile_error"), Some(3)),
-        "{error}"
-    );
+    let (status, verdict) = server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({"source": broken})));
+    assert_eq!((status, verdict["compiles"].as_bool(), verdict["error"]["line"].as_u64()), (200, Some(false), Some(3)), "{verdict}");
+    assert!(verdict.get("rule").is_none());
+    let (_, verdict) = server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({"source": "export default 42;"})));
+    assert_eq!(verdict["compiles"], false, "a module that exports no rule: {verdict}");
+    assert_eq!(server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({"source": 5}))).0, 400);
+    let huge = "a".repeat(131_073);
+    assert_eq!(server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({"source": huge}))).0, 400, "over 128 KiB");
     assert_eq!(server.api("POST", "/api/v1/rules/compile", Some(&reader), Some(&json!({"source": FRAUD_RULE}))).0, 403);
     assert!(server.api("GET", "/api/v1/rules", Some(&admin), None).1["items"].as_array().unwrap().is_empty(), "compiling saves nothing");
 
@@ -357,11 +360,16 @@ fn stream(api: std::net::SocketAddr, key: &str) -> std::sync::mpsc::Receiver<ser
                 return;
             }
             seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
-            while let Some(start) = seen.find("event: signal\n") {
+            // `event: signal` (new) or `event: status` (changed): the data is
+            // the signal; the event's name is added to it as `_event`.
+            while let Some(start) = seen.find("event: ") {
+                let Some(name_end) = seen[start..].find('\n') else { break };
+                let name = seen[start + "event: ".len()..start + name_end].to_string();
                 let Some(data) = seen[start..].find("data: ") else { break };
                 let rest = &seen[start + data + "data: ".len()..];
                 let Some(end) = rest.find('\n') else { break };
-                if let Ok(value) = serde_json::from_str(&rest[..end]) {
+                if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&rest[..end]) {
+                    value["_event"] = name.into();
                     let _ = sender.send(value);
                 }
                 seen = rest[end..].to_string();
@@ -391,11 +399,27 @@ fn live_stream_of_new_signals_is_per_tenant_and_readyz() {
     std::thread::sleep(Duration::from_millis(300));
     let trace = send_charge(&server, &admin, 0x41);
     let signal = mine.recv_timeout(Duration::from_secs(20)).expect("the signal arrives on the stream");
+    assert_eq!(signal["_event"], "signal");
     assert_eq!(signal["trace_id"], trace);
     assert_eq!(signal["rule_name"], "fraud");
     assert!(theirs.recv_timeout(Duration::from_millis(1500)).is_err(), "another tenant's stream stays silent");
     // The streamed signal is already stored.
     assert_eq!(server.signals(&admin, &format!("?trace_id={trace}")).len(), 1);
+    // A status change reaches the tenant's open streams too.
+    let id = signal["id"].as_str().unwrap();
+    let (status, _) = server.api(
+        "POST",
+        &format!("/api/v1/signals/{id}/status"),
+        Some(&admin),
+        Some(&json!({"status": "acknowledged", "note": "on it"})),
+    );
+    assert_eq!(status, 200);
+    let changed = mine.recv_timeout(Duration::from_secs(10)).expect("the status change arrives on the stream");
+    assert_eq!(
+        (changed["_event"].as_str(), changed["id"].as_str(), changed["status"].as_str()),
+        (Some("status"), Some(id), Some("acknowledged"))
+    );
+    assert!(theirs.recv_timeout(Duration::from_millis(500)).is_err(), "another tenant's stream stays silent");
 }
 
 fn jwt(claims: &serde_json::Value, secret: &[u8]) -> String {

@@ -49,6 +49,8 @@ pub struct ApiState {
     pub compile_slots: Arc<tokio::sync::Semaphore>,
     /// The OTLP/gRPC and OTLP/HTTP ports, as bound (`GET /api/v1/info`).
     pub otlp_ports: (u16, u16),
+    /// Status changes made through the API, for the live stream.
+    pub status_events: tokio::sync::broadcast::Sender<Arc<(TenantId, crate::signals::Signal)>>,
     /// The web console's files, served at `/`.
     pub console: Arc<crate::web::Console>,
 }

@@ -521,18 +521,34 @@ pub struct CompileRequest {
     source: String,
 }
 
+/// Why a source does not compile.
+#[derive(Serialize, ToSchema)]
+pub struct CompileProblem {
+    message: String,
+    /// 1-based, when known.
+    line: Option<u32>,
+    column: Option<u32>,
+}
+
+/// The verdict on a source: it compiles (and what it declares) or where it does not.
 #[derive(Serialize, ToSchema)]
 pub struct CompileReport {
-    /// What the rule declared about itself.
-    rule: RuleMeta,
+    compiles: bool,
+    /// What the rule declares about itself, when it compiles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<RuleMeta>,
+    /// Why it does not compile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<CompileProblem>,
     compile_ms: f64,
 }
 
-/// Compiles a source without saving or running it: what an editor calls to
-/// show compile errors at their line while the rule is written.
+/// Compiles a source without saving or running it: what an editor calls while
+/// the rule is written. A source that does not compile is a normal answer
+/// (`compiles: false` with the message and position), not an error status: the
+/// check itself succeeded.
 #[utoipa::path(post, path = "/api/v1/rules/compile", operation_id = "compile_rule", tag = "rules", request_body = CompileRequest, responses(
-    (status = 200, description = "It compiles: what the rule declares", body = CompileReport),
-    (status = 422, description = "The source does not compile", body = ErrorBody)
+    (status = 200, description = "Whether it compiles: what the rule declares, or where it fails", body = CompileReport)
 ))]
 pub async fn compile(
     State(state): State<ApiState>,
@@ -544,8 +560,19 @@ pub async fn compile(
     let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
     let report = blocking(move || {
         let started = std::time::Instant::now();
-        let (compiled, _) = crate::rules::compile::compile(&state.engine, &request.source).map_err(|error| ApiError::compile(&error))?;
-        Ok(CompileReport { rule: compiled.meta, compile_ms: started.elapsed().as_secs_f64() * 1000.0 })
+        let result = crate::rules::compile::compile(&state.engine, &request.source);
+        let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(match result {
+            Ok((compiled, _)) => CompileReport { compiles: true, rule: Some(compiled.meta), error: None, compile_ms },
+            Err(error @ crate::rules::compile::CompileError::Internal(_)) => return Err(ApiError::internal(error)),
+            // Over the documented size: the request itself is refused.
+            Err(error @ crate::rules::compile::CompileError::TooLarge { .. }) => return Err(bad(error.to_string())),
+            Err(error) => {
+                let (line, column) = error.line_column();
+                let problem = CompileProblem { message: error.to_string(), line, column };
+                CompileReport { compiles: false, rule: None, error: Some(problem), compile_ms }
+            }
+        })
     })
     .await?;
     Ok(axum::Json(report).into_response())

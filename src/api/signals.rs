@@ -188,39 +188,57 @@ pub async fn set_status(
         return Err(bad("note must be at most 4096 bytes"));
     }
     match state.signals.set_status(&tenant, &id, request.status, &note, &principal.author())? {
-        Some(signal) => Ok(axum::Json(signal).into_response()),
+        Some(signal) => {
+            // Live consoles see the change; nobody listening is fine.
+            let _ = state.status_events.send(std::sync::Arc::new((tenant, signal.clone())));
+            Ok(axum::Json(signal).into_response())
+        }
         None => Err(ApiError::not_found("signal")),
     }
 }
 
-/// New signals of the tenant as Server-Sent Events (`event: signal`, the
-/// signal as JSON), once each is on disk. A client too slow to keep up gets
-/// `event: lagged` with how many it missed, and should re-read the list.
+/// The tenant's signals as Server-Sent Events: `event: signal` for each new
+/// one once it is on disk, `event: status` for each status change made through
+/// the API (the signal after the change); the data is the signal as JSON, the
+/// event id its id. A client too slow to keep up gets `event: lagged` with how
+/// many it missed, and should re-read the list.
 #[utoipa::path(get, path = "/api/v1/signals/stream", operation_id = "stream_signals", tag = "signals", responses(
     (status = 200, description = "An endless `text/event-stream`", body = String, content_type = "text/event-stream")
 ))]
 pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let receiver = state.pipeline.evaluator.subscribe();
-    let stream = futures::stream::unfold((receiver, state.shutdown.clone(), tenant), |(mut receiver, mut shutdown, tenant)| async move {
+    use tokio::sync::broadcast::error::RecvError;
+    struct Listening {
+        created: tokio::sync::broadcast::Receiver<std::sync::Arc<(crate::auth::TenantId, Signal)>>,
+        changed: tokio::sync::broadcast::Receiver<std::sync::Arc<(crate::auth::TenantId, Signal)>>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+        tenant: crate::auth::TenantId,
+    }
+    let listening = Listening {
+        created: state.pipeline.evaluator.subscribe(),
+        changed: state.status_events.subscribe(),
+        shutdown: state.shutdown.clone(),
+        tenant: tenant(&state, &headers, Scope::Read)?,
+    };
+    let stream = futures::stream::unfold(listening, |mut listening| async move {
         loop {
-            let event = tokio::select! {
-                _ = shutdown.changed() => return None,
-                event = receiver.recv() => event,
+            let (kind, event) = tokio::select! {
+                _ = listening.shutdown.changed() => return None,
+                event = listening.created.recv() => ("signal", event),
+                event = listening.changed.recv() => ("status", event),
             };
             match event {
-                Ok(event) if event.0 == tenant => {
+                Ok(event) if event.0 == listening.tenant => {
                     let data = serde_json::to_string(&event.1).unwrap_or_default();
-                    let item = Event::default().event("signal").id(event.1.id.clone()).data(data);
-                    return Some((Ok::<_, std::convert::Infallible>(item), (receiver, shutdown, tenant)));
+                    let item = Event::default().event(kind).id(event.1.id.clone()).data(data);
+                    return Some((Ok::<_, std::convert::Infallible>(item), listening));
                 }
                 Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                Err(RecvError::Lagged(missed)) => {
                     let item = Event::default().event("lagged").data(missed.to_string());
-                    return Some((Ok(item), (receiver, shutdown, tenant)));
+                    return Some((Ok(item), listening));
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                Err(RecvError::Closed) => return None,
             }
         }
     });

@@ -114,8 +114,3 @@ export function errorMessage(e: unknown): string {
   if (e instanceof Error) return e.message;
   return String(e);
 }
-
-/** Endpoints the server may not have yet answer 404 "no such endpoint"; callers fall back. */
-export function isMissingEndpoint(e: unknown): boolean {
-  return e instanceof ApiError && (e.status === 404 || e.status === 405);
-}

@@ -15,7 +15,6 @@ export interface StreamOptions {
 export function openStream(opts: StreamOptions): () => void {
   let stopped = false;
   let controller: AbortController | null = null;
-  let lastId: string | undefined;
   let attempt = 0;
   let timer: number | undefined;
 
@@ -26,7 +25,6 @@ export function openStream(opts: StreamOptions): () => void {
     const headers: Record<string, string> = { accept: 'text/event-stream' };
     const token = session()?.token;
     if (token) headers.authorization = `Bearer ${token}`;
-    if (lastId) headers['last-event-id'] = lastId;
     try {
       const res = await fetch(`/api/v1${opts.path}`, { headers, signal: controller.signal, cache: 'no-store' });
       if (res.status === 401) {
@@ -53,7 +51,6 @@ export function openStream(opts: StreamOptions): () => void {
           if (line === '') {
             if (dataLines.length) {
               ev.data = dataLines.join('\n');
-              if (ev.id) lastId = ev.id;
               try {
                 opts.onEvent(ev);
               } catch (e) {

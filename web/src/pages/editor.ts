@@ -2,7 +2,7 @@
 import { EditorView, EditorView as EV, basicSetup } from 'codemirror';
 import { EditorState } from '@codemirror/state';
 import { javascript } from '@codemirror/lang-javascript';
-import { ApiError, api, errorMessage, isMissingEndpoint, qs } from '../api';
+import { ApiError, api, errorMessage, qs } from '../api';
 import { editorTheme, ruleEditor, setVocabulary, shadowMount, type CompileProblem } from '../cm';
 import { h, mount } from '../dom';
 import { fmtDate, fmtDuration, fmtNumber, shortId } from '../format';
@@ -26,31 +26,27 @@ export default rule({
 });
 `;
 
-let compileEndpoint: 'compile' | 'test' = 'compile';
-
-/** Compiles without saving: POST /rules/compile, or /rules/test with no traces on older servers. */
-async function compileSource(source: string, signal: AbortSignal): Promise<Compiled> {
-  if (compileEndpoint === 'compile') {
-    try {
-      const r = await api.post<Compiled & { rule?: TestReport['rule'] }>('/rules/compile', { source }, { signal });
-      return r.rule ? { ...r.rule, compile_ms: r.compile_ms } : r;
-    } catch (e) {
-      if (!isMissingEndpoint(e)) throw e;
-      compileEndpoint = 'test';
-    }
-  }
-  const r = await api.post<TestReport>('/rules/test', { source, traces: [] }, { signal });
-  return { ...r.rule, form: r.rule.form, severity: r.rule.severity, compile_ms: r.compile_ms };
+interface CompileVerdict {
+  compiles: boolean;
+  rule?: TestReport['rule'];
+  error?: { message: string; line?: number | null; column?: number | null };
+  compile_ms: number;
 }
 
-let vocabLoaded = false;
+/** Compiles without saving (POST /rules/compile): what the rule declares, or where it fails. */
+async function compileSource(source: string, signal: AbortSignal): Promise<{ ok: Compiled } | { problem: CompileProblem }> {
+  const r = await api.post<CompileVerdict>('/rules/compile', { source }, { signal });
+  if (r.compiles && r.rule) return { ok: { ...r.rule, compile_ms: r.compile_ms } };
+  const error = r.error ?? { message: 'does not compile' };
+  return { problem: { message: error.message, line: error.line ?? undefined, column: error.column ?? undefined } };
+}
+
+// The names in the tenant's recent traces, re-read each time an editor opens (new traces bring new names).
 function loadVocabulary(): void {
-  if (vocabLoaded) return;
-  vocabLoaded = true;
   api
     .get<Vocabulary>('/traces/vocabulary')
     .then(setVocabulary)
-    .catch(() => (vocabLoaded = false));
+    .catch(() => undefined); // completions from the SDK still work
 }
 
 export function editorPage(ctx: Ctx): () => void {
@@ -85,16 +81,18 @@ export function editorPage(ctx: Ctx): () => void {
     ? async (source: string, signal: AbortSignal): Promise<CompileProblem | null> => {
         setStatus('busy', [h('span', { class: 'spinner spinner-small', 'aria-hidden': 'true' }), 'Compiling…']);
         try {
-          const c = await compileSource(source, signal);
+          const verdict = await compileSource(source, signal);
+          if ('problem' in verdict) {
+            const msg = verdict.problem.message.replace(/\s*\(line \d+(, column \d+)?\)\s*$/, '');
+            const line = verdict.problem.line;
+            setStatus('error', [h('span', { class: 'cs-icon', 'aria-hidden': 'true' }, '✕'), h('span', { class: 'cs-text' }, line ? `Line ${line}: ${msg}` : msg)]);
+            return { ...verdict.problem, message: msg };
+          }
+          const c = verdict.ok;
           setStatus('ok', [h('span', { class: 'cs-icon', 'aria-hidden': 'true' }, '✓'), h('span', { class: 'cs-text' }, `Compiles: ${c.form}${c.name ? ` “${c.name}”` : ''} · ${c.severity} · ${Math.round(c.compile_ms)} ms`)]);
           return null;
         } catch (e) {
           if (e instanceof DOMException && e.name === 'AbortError') throw e;
-          if (e instanceof ApiError && e.code === 'compile_error') {
-            const msg = e.message.replace(/\s*\(line \d+, column \d+\)\s*$/, '');
-            setStatus('error', [h('span', { class: 'cs-icon', 'aria-hidden': 'true' }, '✕'), h('span', { class: 'cs-text' }, e.line ? `Line ${e.line}: ${msg}` : msg)]);
-            return { message: msg, line: e.line, column: e.column };
-          }
           setStatus('error', [`Cannot compile: ${errorMessage(e)}`]);
           return null;
         }
@@ -288,7 +286,7 @@ export function editorPage(ctx: Ctx): () => void {
         recent.disabled = items.length === 0;
       })
       .catch((e) => {
-        mount(recent, h('option', { value: '' }, isMissingEndpoint(e) || (e instanceof ApiError && e.status === 404) ? 'Recent traces: not available on this server' : `Recent traces: ${errorMessage(e)}`));
+        mount(recent, h('option', { value: '' }, `Recent traces: ${errorMessage(e)}`));
       });
     recent.addEventListener('change', async () => {
       if (!recent.value) return;

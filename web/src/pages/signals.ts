@@ -367,8 +367,15 @@ export function signalsPage(ctx: Ctx): () => void {
   }
 
   // ---- live ----
+  let wasDown = false;
   const setLive = (st: StreamState, detail?: string) => {
     if (!alive) return;
+    // The stream does not replay what happened while it was down: re-read the list.
+    if (st === 'reconnecting') wasDown = true;
+    if (st === 'live' && wasDown) {
+      wasDown = false;
+      void load();
+    }
     live.className = `live live-${st}`;
     live.textContent = st === 'live' ? 'Live' : st === 'connecting' ? 'Connecting…' : st === 'reconnecting' ? 'Reconnecting…' : 'Offline';
     live.title = detail ?? (st === 'live' ? 'New signals appear as they are found' : '');
@@ -382,11 +389,22 @@ export function signalsPage(ctx: Ctx): () => void {
         mount(notice, h('div', { class: 'alert alert-warn', role: 'status' }, `The live stream fell behind and skipped ${ev.data} signals. `, h('button', { type: 'button', class: 'btn btn-small', onclick: () => { mount(notice); void load(); } }, 'Reload')));
         return;
       }
-      if (ev.event !== 'signal') return;
+      if (ev.event !== 'signal' && ev.event !== 'status') return;
       let sig: Signal;
       try {
         sig = JSON.parse(ev.data) as Signal;
       } catch {
+        return;
+      }
+      if (ev.event === 'status') {
+        // Someone (maybe in another tab) changed a signal's status: show it, and
+        // drop it from a list filtered on a status it no longer has.
+        const at = items.findIndex((s) => s.id === sig.id);
+        if (at < 0) return;
+        if (matches(sig, filters)) items[at] = sig;
+        else items.splice(at, 1);
+        renderList();
+        void loadCounts();
         return;
       }
       if (!matches(sig, filters) || items.some((s) => s.id === sig.id)) return;
