@@ -9,7 +9,7 @@
 mod common;
 
 use common::Server;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
 
@@ -32,6 +32,7 @@ fn the_console_in_chromium_from_template_to_signal_to_rollback() {
         assert_eq!(status, 201, "{body}");
     }
     let ingest = server.key(&admin, &["ingest"]);
+    background(&server, &admin, &ingest);
 
     let status = Command::new("node")
         .arg("tests/console.mjs")
@@ -51,4 +52,65 @@ fn the_console_in_chromium_from_template_to_signal_to_rollback() {
         .status()
         .expect("run node web/tests/console.mjs");
     assert!(status.success(), "the browser test failed (its output is above): {status}");
+}
+
+/// A tenant that has been running for a while: three other template rules and
+/// traces from several services, some breaking them, so that the inbox, its
+/// chart and the rules list in the screenshots look like a day at work. The
+/// browser test's own rule and signal are told apart by their names.
+fn background(server: &Server, admin: &str, ingest: &str) {
+    for id in ["pii-needs-audit-log", "server-errors-logged", "admin-needs-admin-check"] {
+        let template = fluo::rules::templates::TEMPLATES.iter().find(|template| template.id == id).expect("a template");
+        server.rule(admin, id, template.source);
+    }
+    let span = |id: &str, name: &str, kind: &str, parent: Option<&str>, start: u64, duration: u64, attributes: Value| json!({"id": id, "name": name, "kind": kind, "parent": parent, "start_ms": start, "duration_ms": duration, "attributes": attributes});
+    let customer = |audited: bool| {
+        let mut spans = vec![
+            span(
+                "root",
+                "GET /customers/{id}",
+                "server",
+                None,
+                0,
+                48,
+                json!({"http.route": "/customers/{id}", "http.response.status_code": 200}),
+            ),
+            span("db", "SELECT customers", "client", Some("root"), 6, 30, json!({"db.system": "postgresql", "data.classification": "pii"})),
+        ];
+        if audited {
+            spans.push(span("audit", "audit.log", "internal", Some("root"), 38, 4, json!({})));
+        }
+        json!({"service": "accounts", "spans": spans})
+    };
+    let order_failed = json!({"service": "orders", "spans": [
+        span("root", "POST /orders", "server", None, 0, 220, json!({"http.route": "/orders", "http.response.status_code": 503})),
+        span("stock", "inventory.reserve", "client", Some("root"), 10, 200, json!({"peer.service": "inventory"})),
+    ]});
+    let admin_call = |checked: bool| {
+        let mut spans = vec![span(
+            "root",
+            "DELETE /admin/users/{id}",
+            "server",
+            None,
+            0,
+            35,
+            json!({"http.route": "/admin/users/{id}", "http.response.status_code": 204}),
+        )];
+        if checked {
+            spans.push(span("authz", "authz.check_admin", "internal", Some("root"), 2, 3, json!({})));
+        }
+        json!({"service": "backoffice", "spans": spans})
+    };
+    let traces = vec![
+        customer(false),
+        customer(true),
+        customer(false),
+        order_failed.clone(),
+        admin_call(true),
+        customer(false),
+        order_failed,
+        admin_call(false),
+    ];
+    let report = common::send(server.grpc, "grpc", ingest, &json!({ "traces": traces }), &[]);
+    assert_eq!(report["export_ok"], true, "{report}");
 }
