@@ -26,6 +26,7 @@ const INGEST_KEY = need('FLUO_INGEST_KEY');
 const OTLP_GRPC = need('FLUO_OTLP_GRPC');
 const PYTHON = need('FLUO_PYTHON');
 const SEND_PY = need('FLUO_SEND_PY');
+const WEBHOOK_URL = need('FLUO_WEBHOOK_URL'); // a receiver on loopback that answers 200
 const SHOTS = path.resolve(process.env.FLUO_SCREENSHOTS || path.join(here, '..', '..', 'docs', 'screenshots'));
 const CHROMIUM = process.env.FLUO_CHROMIUM || '/usr/bin/chromium';
 // A fresh server gets the template's own name; FLUO_TEST_UNIQUE=1 makes reruns on one server possible.
@@ -342,6 +343,16 @@ async function main() {
       assert.equal(new URL(page.url()).pathname, new URL(ruleUrl).pathname);
     });
 
+    await step('backtest the active version over the retained traces', async () => {
+      await page.getByRole('tab', { name: 'Backtest' }).click();
+      await page.getByRole('button', { name: 'Run backtest' }).click();
+      const stat = (label) => page.locator('.stat').filter({ has: page.getByText(label, { exact: true }) }).locator('.stat-value');
+      await stat('Evaluated').waitFor({ timeout: 30_000 });
+      assert.ok(Number(await stat('Evaluated').innerText()) >= 2, 'both sent checkout traces are retained');
+      assert.equal(Number(await stat('With violations').innerText()), 1, 'the trace without a fraud check');
+      assert.equal(Number(await stat('Failed').innerText()), 0);
+    });
+
     await step('editor completions: span names seen in traces, SDK members', async () => {
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Rules' }).click();
       await page.getByRole('link', { name: 'New rule' }).click();
@@ -412,6 +423,32 @@ async function main() {
       await page.getByRole('heading', { name: 'Users' }).waitFor();
       await page.getByRole('table', { name: 'Users' }).getByText(VIEWER.email.toLowerCase()).waitFor();
       await shot(page, 'settings');
+    });
+
+    await step('webhook: add it, the secret is shown once, a new signal is delivered and logged', async () => {
+      await page.getByRole('button', { name: 'Add webhook' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Add webhook' });
+      await dialog.getByLabel('URL').fill(WEBHOOK_URL);
+      await dialog.getByRole('button', { name: 'Add webhook' }).click();
+      const secret = dialog.locator('.secret-value');
+      await secret.waitFor();
+      assert.ok((await secret.innerText()).length >= 32, 'a signing secret');
+      await dialog.getByRole('button', { name: 'Done' }).click();
+      const hook = page.locator('.hook-list li').filter({ hasText: WEBHOOK_URL });
+      await hook.waitFor();
+      const sent = await sendTraces({ traces: [checkoutTrace({ fraudCheck: false })] });
+      assert.equal(sent.export_ok, true);
+      const log = hook.getByRole('button', { name: 'Delivery log' });
+      for (let attempt = 0; ; attempt++) {
+        await log.click(); // opens and reads the log
+        await hook.locator('.deliveries').getByText(/No deliveries yet|delivered|HTTP|failed/).first().waitFor();
+        const delivered = hook.getByText('delivered (200)');
+        if (await delivered.count()) break;
+        if (attempt === 30) throw new Error(`no delivery logged: ${await hook.innerText()}`);
+        await log.click(); // closes it
+        await page.waitForTimeout(500);
+      }
+      await hook.getByRole('link', { name: /^s_/ }).first().waitFor();
     });
 
     await step('getting started shows this server\'s OTLP endpoint', async () => {
