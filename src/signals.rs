@@ -212,6 +212,28 @@ pub struct Counts {
     pub by_status: std::collections::BTreeMap<String, u64>,
     /// Rules with at least one signal, most signals first.
     pub by_rule: Vec<RuleCount>,
+    /// Per time bucket, oldest first, when buckets were asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<Vec<Bucket>>,
+}
+
+/// The signals created in `[start, start + bucket)`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Bucket {
+    /// RFC 3339.
+    pub start: String,
+    pub start_unix_ms: u64,
+    pub total: u64,
+    /// Rule id → signals, for rules with at least one.
+    pub by_rule: std::collections::BTreeMap<String, u64>,
+}
+
+/// Buckets of a count: `count` buckets of `width_ms` from `start_unix_ms`.
+#[derive(Clone, Copy, Debug)]
+pub struct Buckets {
+    pub start_unix_ms: u64,
+    pub width_ms: u64,
+    pub count: usize,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -564,8 +586,16 @@ impl Signals {
     }
 
     /// Counts of the signals `filter` keeps, by severity, status and rule.
-    pub fn counts(&self, tenant: &TenantId, filter: &Filter) -> Result<Counts, SignalError> {
+    pub fn counts(&self, tenant: &TenantId, filter: &Filter, buckets: Option<Buckets>) -> Result<Counts, SignalError> {
         let mut counts = Counts::default();
+        counts.series = buckets.map(|buckets| {
+            (0..buckets.count as u64)
+                .map(|index| {
+                    let start_unix_ms = buckets.start_unix_ms + index * buckets.width_ms;
+                    Bucket { start: rfc3339(start_unix_ms), start_unix_ms, total: 0, by_rule: Default::default() }
+                })
+                .collect()
+        });
         for severity in Severity::ALL {
             counts.by_severity.insert(severity.as_str().to_string(), 0);
         }
@@ -586,6 +616,13 @@ impl Signals {
             });
             rule.count += 1;
             *rule.by_severity.entry(signal.severity.as_str().to_string()).or_default() += 1;
+            if let (Some(series), Some(buckets)) = (counts.series.as_mut(), buckets) {
+                let index = signal.created_unix_ms.checked_sub(buckets.start_unix_ms).map(|offset| offset / buckets.width_ms);
+                if let Some(bucket) = index.and_then(|index| series.get_mut(index as usize)) {
+                    bucket.total += 1;
+                    *bucket.by_rule.entry(signal.rule_id.clone()).or_default() += 1;
+                }
+            }
         }
         counts.by_rule = rules.into_values().collect();
         counts.by_rule.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule_name.cmp(&b.rule_name)));

@@ -722,6 +722,20 @@ fn signal_filters_counts_and_per_rule_figures() {
     assert_eq!((filtered["total"].as_u64(), filtered["by_rule"][0]["rule_name"].as_str()), (Some(2), Some("fraud")));
     let (_, theirs) = server.api("GET", "/api/v1/signals/counts", Some(&other), None);
     assert_eq!(theirs["total"], 0, "another tenant counts nothing of ours");
+    // Per time bucket: two 5-minute buckets, split where the second trace's signals begin.
+    let since = middle - 5 * 60_000;
+    let (status, series) = server.api("GET", &format!("/api/v1/signals/counts?since={since}&bucket_minutes=5"), Some(&admin), None);
+    assert_eq!(status, 200, "{series}");
+    let buckets = series["series"].as_array().unwrap();
+    assert_eq!(buckets.len(), 2, "{series}");
+    assert_eq!((buckets[0]["start_unix_ms"].as_u64(), buckets[1]["start_unix_ms"].as_u64()), (Some(since), Some(middle)));
+    assert_eq!((buckets[0]["total"].as_u64(), buckets[1]["total"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(buckets[0]["by_rule"], json!({ fraud.as_str(): 1, seen.as_str(): 1 }));
+    assert!(counts.get("series").is_none(), "no series unless asked for");
+    for bad in ["?bucket_minutes=5", "?since=0&bucket_minutes=1", "?since=0&bucket_minutes=0", "?since=0&bucket_minutes=1441"] {
+        assert_eq!(server.api("GET", &format!("/api/v1/signals/counts{bad}"), Some(&admin), None).0, 400, "{bad}");
+    }
+    assert_eq!(server.api("GET", &format!("/api/v1/signals?since={since}&bucket_minutes=5"), Some(&admin), None).0, 400, "counts only");
 
     let (_, rules) = server.api("GET", "/api/v1/rules", Some(&admin), None);
     let rule = |id: &str| rules["items"].as_array().unwrap().iter().find(|rule| rule["id"] == id).unwrap().clone();

@@ -83,7 +83,7 @@ impl RuleInfo {
 fn last_day(state: &ApiState, tenant: &TenantId) -> Result<crate::signals::Counts, ApiError> {
     let since = crate::auth::now_ms().saturating_sub(24 * 3600 * 1000);
     let filter = crate::signals::Filter { since_unix_ms: Some(since), ..Default::default() };
-    Ok(state.signals.counts(tenant, &filter)?)
+    Ok(state.signals.counts(tenant, &filter, None)?)
 }
 
 /// One immutable version.

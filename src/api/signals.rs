@@ -39,6 +39,11 @@ pub struct SignalQuery {
     /// 1 to 500; default 50.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// `/signals/counts` only (the list refuses it): also count per bucket of
+    /// this many minutes, from `since` (then required) to `until` (default:
+    /// now), at most 500 buckets.
+    #[param(minimum = 1, maximum = 1440)]
+    bucket_minutes: Option<u32>,
 }
 
 impl SignalQuery {
@@ -91,14 +96,18 @@ pub async fn list(
     query: Result<Query<SignalQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
-    let filter = query?.0.filter()?;
+    let query = query?.0;
+    if query.bucket_minutes.is_some() {
+        return Err(bad("bucket_minutes applies to /api/v1/signals/counts only"));
+    }
+    let filter = query.filter()?;
     let signals = state.signals.clone();
     let (items, next_cursor) = blocking(move || Ok(signals.list(&tenant, &filter)?)).await?;
     Ok(axum::Json(SignalPage { items, next_cursor }).into_response())
 }
 
 /// Counts of the signals the same filters keep (cursor and limit ignored), by
-/// severity, status and rule.
+/// severity, status and rule; with `bucket_minutes`, also per time bucket.
 #[utoipa::path(get, path = "/api/v1/signals/counts", operation_id = "count_signals", tag = "signals", params(SignalQuery), responses(
     (status = 200, description = "Counts", body = Counts)
 ))]
@@ -108,9 +117,27 @@ pub async fn counts(
     query: Result<Query<SignalQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
-    let filter = query?.0.filter()?;
+    let query = query?.0;
+    let bucket_minutes = query.bucket_minutes;
+    let filter = query.filter()?;
+    let buckets = match bucket_minutes {
+        None => None,
+        Some(minutes) => {
+            if !(1..=1440).contains(&minutes) {
+                return Err(bad("bucket_minutes must be 1 to 1440"));
+            }
+            let start = filter.since_unix_ms.ok_or_else(|| bad("bucket_minutes needs since"))?;
+            let end = filter.until_unix_ms.unwrap_or_else(crate::auth::now_ms);
+            let width_ms = u64::from(minutes) * 60_000;
+            let count = end.saturating_sub(start).div_ceil(width_ms);
+            if count > 500 {
+                return Err(bad("at most 500 buckets: widen bucket_minutes or narrow since..until"));
+            }
+            Some(crate::signals::Buckets { start_unix_ms: start, width_ms, count: count as usize })
+        }
+    };
     let signals = state.signals.clone();
-    let counts = blocking(move || Ok(signals.counts(&tenant, &filter)?)).await?;
+    let counts = blocking(move || Ok(signals.counts(&tenant, &filter, buckets)?)).await?;
     Ok(axum::Json(counts).into_response())
 }
 

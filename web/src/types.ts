@@ -73,6 +73,8 @@ export interface SignalPage { items: Signal[]; next_cursor?: string | null }
 export interface Counts {
   total: number; by_severity: Record<string, number>; by_status: Record<string, number>;
   by_rule: { rule_id: string; rule_name: string; count: number; by_severity: Record<string, number> }[];
+  /** With bucket_minutes: per bucket, rule id → count. */
+  series?: { start: string; start_unix_ms: number; total: number; by_rule: Record<string, number> }[];
 }
 
 export interface KeyInfo { id: string; name: string; scopes: string[]; created_at: string; expires_at?: string | null; last_used_at?: string | null }
