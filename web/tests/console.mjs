@@ -465,7 +465,7 @@ async function main() {
       await shot(page, 'start');
     });
 
-    await step('viewer: no editing controls', async () => {
+    await step('viewer: no editing controls; sign out ends the session', async () => {
       const vctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
       const v = await vctx.newPage();
       v.setDefaultTimeout(TIMEOUT);
@@ -505,6 +505,15 @@ async function main() {
       // settings by URL: admins only
       await v.goto(`${BASE}/settings`);
       await v.getByRole('heading', { name: 'Administrators only' }).waitFor();
+      // Signing out ends the session on the server, not only in the tab.
+      const token = await v.evaluate(() => JSON.parse(sessionStorage.getItem('fluo.session')).token);
+      await v.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Sign out' }).click();
+      await v.waitForURL(/\/login/);
+      await v.getByLabel('Tenant ID').waitFor();
+      assert.equal(await v.evaluate(() => sessionStorage.getItem('fluo.session')), null);
+      // Asked from Node, not the page: the page's console stays free of this expected 401.
+      const { status } = await fetch(`${BASE}/api/v1/info`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(status, 401, 'the signed-out token is refused');
       await vctx.close();
     });
 
