@@ -114,6 +114,10 @@ pub struct StatusChange {
     pub note: String,
     /// The key (or user) that made the change; `fluo` for automatic ones.
     pub author: String,
+    /// The author's current email (user) or name (key), filled in by the API
+    /// when one signal is read; not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_name: Option<String>,
     pub at: String,
 }
 
@@ -403,6 +407,7 @@ impl Signals {
                     to: Status::Resolved,
                     note: "cleared: spans that arrived later no longer violate the rule".into(),
                     author: "fluo".into(),
+                    author_name: None,
                     at: rfc3339(now),
                 });
                 signal.status = Status::Resolved;
@@ -530,7 +535,14 @@ impl Signals {
             return Err(SignalError::Transition { from: signal.status.as_str(), to: status.as_str() });
         }
         let now = rfc3339(now_ms());
-        signal.history.push(StatusChange { from: signal.status, to: status, note: note.into(), author: author.into(), at: now.clone() });
+        signal.history.push(StatusChange {
+            from: signal.status,
+            to: status,
+            note: note.into(),
+            author: author.into(),
+            author_name: None,
+            at: now.clone(),
+        });
         signal.status = status;
         signal.updated_at = now.clone();
         signal.resolution = match status {

@@ -96,6 +96,7 @@ fn signal_status_workflow_with_history() {
     assert_eq!(history[0]["to"], "acknowledged");
     assert_eq!(history[0]["note"], "looking into it");
     assert!(history[0]["author"].as_str().unwrap().starts_with("k_"), "the author is the key id");
+    assert!(history[0]["author_name"].as_str().unwrap().starts_with("key "), "and its name: {stored}");
     assert_eq!(history[2]["to"], "open");
     assert_eq!(server.signals(&admin, "?status=open").len(), 1);
 }
@@ -141,6 +142,7 @@ fn rule_lifecycle_versions_diff_rollback_enable_delete() {
     assert_eq!(versions["items"].as_array().unwrap().len(), 2);
     assert_eq!(versions["items"][1]["message"], "louder");
     assert!(versions["items"][1]["author"].as_str().unwrap().starts_with("k_"));
+    assert!(versions["items"][1]["author_name"].as_str().unwrap().starts_with("key "), "{versions}");
     let (_, one) = server.api("GET", &format!("/api/v1/rules/{id}/versions/1"), Some(&admin), None);
     assert_eq!(one["source"], FRAUD_RULE);
     let (_, diff) = server.api("GET", &format!("/api/v1/rules/{id}/diff?from=1&to=2"), Some(&admin), None);

@@ -341,6 +341,15 @@ pub(crate) fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Princip
     Ok(state.auth.authenticate(headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()))?)
 }
 
+/// Who the tenant's authors are now, for showing: user id → email, key id →
+/// key name. Ids of deleted users or keys are absent.
+pub(crate) fn author_names(state: &ApiState, tenant: &TenantId) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    let mut names: std::collections::HashMap<String, String> =
+        state.auth.list_keys(tenant)?.into_iter().map(|key| (key.id, format!("key {}", key.name))).collect();
+    names.extend(state.auth.users.list(tenant)?.into_iter().map(|user| (user.id, user.email)));
+    Ok(names)
+}
+
 pub(crate) fn tenant(state: &ApiState, headers: &HeaderMap, scope: Scope) -> Result<TenantId, ApiError> {
     Ok(principal(state, headers)?.tenant_with(scope)?.clone())
 }

@@ -4,7 +4,7 @@
 //! tenant's retained traces. After every change the tenant's active rule set is rebuilt from the
 //! store, reusing already loaded modules, and handed to the evaluator.
 
-use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, body, principal, tenant};
+use super::{ApiError, ApiState, ErrorBody, Items, author_names, bad, blocking, body, principal, tenant};
 use crate::auth::{Scope, TenantId};
 use crate::rules::abi::RuleMeta;
 use crate::rules::{Outcome, Severity};
@@ -54,7 +54,8 @@ pub struct RuleInfo {
 }
 
 impl RuleInfo {
-    fn of(state: &RuleState, active: &RuleVersion, with_source: bool) -> RuleInfo {
+    /// With `names` (see [`author_names`]), the active version and its source are included.
+    fn of(state: &RuleState, active: &RuleVersion, names: Option<&std::collections::HashMap<String, String>>) -> RuleInfo {
         RuleInfo {
             id: state.id.clone(),
             name: state.name.clone(),
@@ -65,7 +66,7 @@ impl RuleInfo {
             updated_at: crate::signals::rfc3339(state.updated_unix_ms),
             severity: active.meta.severity.clone(),
             form: active.meta.form.clone(),
-            active: with_source.then(|| VersionInfo::of(active, true)),
+            active: names.map(|names| VersionInfo::of(active, true, names)),
             stats: None,
             signals_24h: None,
         }
@@ -93,6 +94,8 @@ pub struct VersionInfo {
     message: Option<String>,
     /// The key or user that stored it.
     author: Option<String>,
+    /// The author's current email (user) or `key <name>` (API key), if it still exists.
+    author_name: Option<String>,
     created_at: String,
     /// The rule plugin it was compiled against.
     plugin_hash: String,
@@ -105,11 +108,12 @@ pub struct VersionInfo {
 }
 
 impl VersionInfo {
-    fn of(version: &RuleVersion, with_source: bool) -> VersionInfo {
+    fn of(version: &RuleVersion, with_source: bool, names: &std::collections::HashMap<String, String>) -> VersionInfo {
         VersionInfo {
             version: version.version,
             message: version.message.clone(),
             author: version.author.clone(),
+            author_name: version.author.as_ref().and_then(|author| names.get(author).cloned()),
             created_at: crate::signals::rfc3339(version.created_unix_ms),
             plugin_hash: version.plugin_hash.clone(),
             form: version.meta.form.clone(),
@@ -267,7 +271,7 @@ pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<R
         let mut items = Vec::new();
         for rule in store.rules(tenant.as_str()).map_err(ApiError::internal)? {
             if let Some((active, _)) = store.version(tenant.as_str(), &rule.name, rule.active_version).map_err(ApiError::internal)? {
-                items.push(RuleInfo::of(&rule, &active, false).with_stats(&state, &tenant, &last_day));
+                items.push(RuleInfo::of(&rule, &active, None).with_stats(&state, &tenant, &last_day));
             }
         }
         Ok(items)
@@ -306,7 +310,7 @@ pub async fn get_one(
     let Path(id) = id?;
     let rule = find(&state, &tenant, &id)?;
     let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
-    let info = RuleInfo::of(&rule, &active, true).with_stats(&state, &tenant, &last_day(&state, &tenant)?);
+    let info = RuleInfo::of(&rule, &active, Some(&author_names(&state, &tenant)?)).with_stats(&state, &tenant, &last_day(&state, &tenant)?);
     Ok(axum::Json(info).into_response())
 }
 
@@ -324,7 +328,8 @@ pub async fn versions(
     let Path(id) = id?;
     let rule = find(&state, &tenant, &id)?;
     let versions = state.store.versions(tenant.as_str(), &rule.name).map_err(ApiError::internal)?;
-    let items: Vec<VersionInfo> = versions.iter().map(|version| VersionInfo::of(version, false)).collect();
+    let names = author_names(&state, &tenant)?;
+    let items: Vec<VersionInfo> = versions.iter().map(|version| VersionInfo::of(version, false, &names)).collect();
     Ok(axum::Json(Items { items }).into_response())
 }
 
@@ -344,7 +349,7 @@ pub async fn version(
     let Path((id, number)) = path?;
     let rule = find(&state, &tenant, &id)?;
     let (version, _) = find_version(&state, &tenant, &rule, number)?;
-    Ok(axum::Json(VersionInfo::of(&version, true)).into_response())
+    Ok(axum::Json(VersionInfo::of(&version, true, &author_names(&state, &tenant)?)).into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -421,7 +426,7 @@ pub async fn activate(
             .ok_or_else(|| unknown_version(request.version))?;
         reload(&state, &tenant)?;
         let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
-        Ok(RuleInfo::of(&rule, &active, false))
+        Ok(RuleInfo::of(&rule, &active, None))
     })
     .await?;
     Ok(axum::Json(info).into_response())
@@ -440,7 +445,7 @@ async fn set_enabled(
         let rule = state.store.set_enabled(tenant.as_str(), &rule.name, enabled).map_err(ApiError::internal)?.ok_or_else(not_found)?;
         reload(&state, &tenant)?;
         let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
-        Ok(RuleInfo::of(&rule, &active, false))
+        Ok(RuleInfo::of(&rule, &active, None))
     })
     .await?;
     Ok(axum::Json(info).into_response())

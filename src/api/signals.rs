@@ -1,7 +1,7 @@
 //! Signal endpoints: the filtered, paginated list and its counts, one signal,
 //! its trace snapshot, the status workflow and the live stream (SSE).
 
-use super::{ApiError, ApiState, ErrorBody, bad, blocking, body, parse_time, principal, tenant};
+use super::{ApiError, ApiState, ErrorBody, author_names, bad, blocking, body, parse_time, principal, tenant};
 use crate::auth::Scope;
 use crate::rules::Severity;
 use crate::signals::{Counts, Filter, Signal, Status};
@@ -154,9 +154,21 @@ pub async fn get_one(
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let Path(id) = id?;
     match state.signals.get(&tenant, &id)? {
-        Some(signal) => Ok(axum::Json(signal).into_response()),
+        Some(signal) => Ok(axum::Json(with_author_names(&state, &tenant, signal)?).into_response()),
         None => Err(ApiError::not_found("signal")),
     }
+}
+
+/// Fills in `author_name` in the status history (see [`author_names`]).
+fn with_author_names(state: &ApiState, tenant: &crate::auth::TenantId, mut signal: Signal) -> Result<Signal, ApiError> {
+    if signal.history.is_empty() {
+        return Ok(signal);
+    }
+    let names = author_names(state, tenant)?;
+    for change in &mut signal.history {
+        change.author_name = names.get(&change.author).cloned();
+    }
+    Ok(signal)
 }
 
 pub(super) fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
@@ -217,8 +229,8 @@ pub async fn set_status(
     match state.signals.set_status(&tenant, &id, request.status, &note, &principal.author())? {
         Some(signal) => {
             // Live consoles see the change; nobody listening is fine.
-            let _ = state.status_events.send(std::sync::Arc::new((tenant, signal.clone())));
-            Ok(axum::Json(signal).into_response())
+            let _ = state.status_events.send(std::sync::Arc::new((tenant.clone(), signal.clone())));
+            Ok(axum::Json(with_author_names(&state, &tenant, signal)?).into_response())
         }
         None => Err(ApiError::not_found("signal")),
     }

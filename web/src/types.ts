@@ -29,7 +29,7 @@ export interface RuleCounters {
   last_failure?: string | null; last_failure_at?: string | null;
 }
 export interface VersionInfo {
-  version: number; message?: string | null; author?: string | null; created_at: string;
+  version: number; message?: string | null; author?: string | null; author_name?: string | null; created_at: string;
   plugin_hash: string; form: string; severity: string; description?: string | null; source?: string | null;
 }
 export interface RuleInfo {
@@ -58,7 +58,7 @@ export interface Witness {
   span_id: string; parent_span_id?: string | null; name: string; service?: string | null; kind: string;
   status: string; start_time_unix_nano: number; end_time_unix_nano: number; attributes: Record<string, unknown>;
 }
-export interface StatusChange { from: Status; to: Status; note: string | null; author: string; at: string }
+export interface StatusChange { from: Status; to: Status; note: string | null; author: string; author_name?: string | null; at: string }
 export interface WindowDetails {
   start: string; end: string; first_start: string; occurrences: number; spans_in_window: number; trace_ids: string[];
 }

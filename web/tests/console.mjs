@@ -315,6 +315,7 @@ async function main() {
       await page.locator('#signal-status').getByText('Acknowledged').waitFor();
       const history = page.locator('#status-history');
       await history.getByText(note).waitFor();
+      await history.getByText(ADMIN.email.toLowerCase()).waitFor(); // who, by email, not by user id
       await history.getByText('Open').first().waitFor();
       assert.equal(await page.getByRole('button', { name: 'Acknowledge' }).count(), 0);
       await page.getByRole('button', { name: 'Resolve' }).waitFor();
@@ -328,6 +329,7 @@ async function main() {
       await page.getByRole('tab', { name: 'History' }).click();
       const versions = page.getByRole('table', { name: 'Versions' });
       await versions.getByText('first version, from the template').waitFor();
+      await versions.getByText(ADMIN.email.toLowerCase()).first().waitFor(); // the author of each version
       await versions.getByText('high, not critical: pages at night are for outages').waitFor();
       const merge = page.locator('.cm-mergeView');
       await merge.waitFor();

@@ -472,7 +472,7 @@ export function editorPage(ctx: Ctx): () => void {
                 'td',
                 { 'data-label': 'Message' },
                 h('div', null, v.message || h('span', { class: 'muted' }, '(no message)')),
-                h('div', { class: 'muted small' }, `${fmtDate(v.created_at)} · by `, h('span', { class: 'mono' }, v.author ?? 'unknown')),
+                h('div', { class: 'muted small' }, `${fmtDate(v.created_at)} · by `, v.author_name ? h('span', { title: v.author ?? '' }, v.author_name) : h('span', { class: 'mono' }, v.author ?? 'unknown')),
               ),
               h(
                 'td',

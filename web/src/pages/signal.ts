@@ -101,7 +101,7 @@ export function signalPage(ctx: Ctx): () => void {
                 null,
                 h('div', null, statusBadge(c.from), ' → ', statusBadge(c.to)),
                 c.note ? h('p', { class: 'note' }, c.note) : null,
-                h('div', { class: 'muted small' }, `${c.author} · `, h('time', { datetime: c.at, title: fmtDate(c.at) }, fmtDate(c.at))),
+                h('div', { class: 'muted small' }, `${c.author_name ?? c.author} · `, h('time', { datetime: c.at, title: fmtDate(c.at) }, fmtDate(c.at))),
               ),
             ),
           )
