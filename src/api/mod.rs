@@ -29,6 +29,7 @@ mod identity;
 mod rules;
 mod signals;
 mod traces;
+mod trying;
 mod webhooks;
 
 /// Request bodies above this get 413 (a rule source is at most 128 KiB).
@@ -248,10 +249,10 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(rules::activate))
         .routes(routes!(rules::enable))
         .routes(routes!(rules::disable))
-        .routes(routes!(rules::test))
-        .routes(routes!(rules::backtest))
-        .routes(routes!(rules::templates))
-        .routes(routes!(rules::compile))
+        .routes(routes!(trying::test))
+        .routes(routes!(trying::backtest))
+        .routes(routes!(trying::templates))
+        .routes(routes!(trying::compile))
         .routes(routes!(signals::list))
         .routes(routes!(signals::counts))
         .routes(routes!(signals::stream))

@@ -1,0 +1,349 @@
+//! Trying rules out without storing them: the template gallery, the compile
+//! check an editor calls as one types, a test of any source on given traces,
+//! and a backtest of a stored version on the tenant's retained traces.
+
+use super::rules::{example_rule, find, find_version, unknown_version};
+use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, body, tenant};
+use crate::auth::Scope;
+use crate::rules::abi::RuleMeta;
+use crate::rules::{Outcome, Severity};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A rule template a tenant can start from.
+#[derive(Serialize, ToSchema)]
+pub struct TemplateInfo {
+    id: &'static str,
+    title: &'static str,
+    source: &'static str,
+}
+
+/// The gallery of rule templates (the ones `fluo demo` installs).
+#[utoipa::path(get, path = "/api/v1/rules/templates", operation_id = "list_rule_templates", tag = "rules", responses(
+    (status = 200, description = "Templates", body = Items<TemplateInfo>)
+))]
+pub async fn templates(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    tenant(&state, &headers, Scope::Read)?;
+    let items = crate::rules::templates::TEMPLATES
+        .iter()
+        .map(|template| TemplateInfo { id: template.id, title: template.title, source: template.source })
+        .collect();
+    Ok(axum::Json(Items { items }).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompileRequest {
+    #[schema(max_length = 131072, example = example_rule)]
+    source: String,
+}
+
+/// Why a source does not compile.
+#[derive(Serialize, ToSchema)]
+pub struct CompileProblem {
+    message: String,
+    /// 1-based, when known.
+    line: Option<u32>,
+    column: Option<u32>,
+}
+
+/// The verdict on a source: it compiles (and what it declares) or where it does not.
+#[derive(Serialize, ToSchema)]
+pub struct CompileReport {
+    compiles: bool,
+    /// What the rule declares about itself, when it compiles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<RuleMeta>,
+    /// Why it does not compile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<CompileProblem>,
+    compile_ms: f64,
+}
+
+/// Compiles a source without saving or running it: what an editor calls while
+/// the rule is written. A source that does not compile is a normal answer
+/// (`compiles: false` with the message and position), not an error status: the
+/// check itself succeeded.
+#[utoipa::path(post, path = "/api/v1/rules/compile", operation_id = "compile_rule", tag = "rules", request_body = CompileRequest, responses(
+    (status = 200, description = "Whether it compiles: what the rule declares, or where it fails", body = CompileReport)
+))]
+pub async fn compile(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    tenant(&state, &headers, Scope::Write)?;
+    let request: CompileRequest = body(bytes)?;
+    let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
+    let report = blocking(move || {
+        let started = std::time::Instant::now();
+        let result = crate::rules::compile::compile(&state.engine, &request.source);
+        let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Ok(match result {
+            Ok((compiled, _)) => CompileReport { compiles: true, rule: Some(compiled.meta), error: None, compile_ms },
+            Err(error @ crate::rules::compile::CompileError::Internal(_)) => return Err(ApiError::internal(error)),
+            // Over the documented size: the request itself is refused.
+            Err(error @ crate::rules::compile::CompileError::TooLarge { .. }) => return Err(bad(error.to_string())),
+            Err(error) => {
+                let (line, column) = error.line_column();
+                let problem = CompileProblem { message: error.to_string(), line, column };
+                CompileReport { compiles: false, rule: None, error: Some(problem), compile_ms }
+            }
+        })
+    })
+    .await?;
+    Ok(axum::Json(report).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    /// JavaScript; need not be saved.
+    #[schema(max_length = 131072, example = example_rule)]
+    source: String,
+    /// OTLP/JSON: one `ExportTraceServiceRequest` or an array of them (at most 100 traces in all).
+    #[schema(example = json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+        "scopeSpans": [{"spans": [{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "payment.charge_card",
+        "kind": 3, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000050000000"}]}]}]}))]
+    traces: Value,
+}
+
+/// A span a violation points at.
+#[derive(Serialize, ToSchema)]
+pub struct WitnessRef {
+    span_id: String,
+    name: String,
+    service: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TestViolation {
+    message: String,
+    severity: Severity,
+    span_ids: Vec<String>,
+    /// The span ids that exist in the trace, with their names.
+    witnesses: Vec<WitnessRef>,
+}
+
+/// Where a rule threw.
+#[derive(Serialize, ToSchema)]
+pub struct RuleFailure {
+    name: String,
+    message: String,
+    line: Option<u32>,
+    column: Option<u32>,
+}
+
+/// One rule on one trace.
+#[derive(Serialize, ToSchema)]
+pub struct TraceResult {
+    trace_id: String,
+    spans: usize,
+    /// `ok`, `out_of_fuel`, `deadline`, `memory_cap`, `stack_overflow`, `output_cap`, `exception` or `trap`.
+    outcome: String,
+    violations: Vec<TestViolation>,
+    fuel_used: u64,
+    elapsed_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<RuleFailure>,
+}
+
+/// One rule on a set of traces: per trace its outcome, violations, witness
+/// spans, fuel and time.
+fn run_on(
+    state: &ApiState,
+    loaded: std::sync::Arc<crate::rules::LoadedRule>,
+    traces: &[crate::trace::Trace],
+    window: Option<(u64, u64)>,
+) -> Vec<TraceResult> {
+    let mut sandbox = crate::rules::Sandbox::new(state.engine.clone(), vec![loaded]);
+    let mut results = Vec::with_capacity(traces.len());
+    for trace in traces {
+        let runs = match window {
+            Some(bounds) => sandbox.evaluate_window(trace, bounds),
+            None => sandbox.evaluate(trace),
+        };
+        let Some(run) = runs.into_iter().next() else { continue };
+        let witness = |id: &String| {
+            let mut span_id = [0u8; 8];
+            hex::decode_to_slice(id, &mut span_id).ok()?;
+            let span = trace.find(&span_id)?;
+            Some(WitnessRef { span_id: id.clone(), name: span.name.clone(), service: span.resource.service.clone() })
+        };
+        let violations = run
+            .outcome
+            .violations()
+            .iter()
+            .map(|violation| TestViolation {
+                message: violation.message.clone(),
+                severity: violation.severity,
+                span_ids: violation.span_ids.clone(),
+                witnesses: violation.span_ids.iter().filter_map(witness).collect(),
+            })
+            .collect();
+        let error = match &run.outcome {
+            Outcome::Exception { name, message, line, column } => {
+                Some(RuleFailure { name: name.clone(), message: message.clone(), line: *line, column: *column })
+            }
+            _ => None,
+        };
+        results.push(TraceResult {
+            trace_id: hex::encode(trace.trace_id),
+            spans: trace.spans.len(),
+            outcome: run.outcome.kind().into(),
+            violations,
+            fuel_used: run.fuel_used,
+            elapsed_us: run.elapsed.as_micros() as u64,
+            error,
+        });
+    }
+    results
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TestReport {
+    /// What the rule declared about itself.
+    rule: RuleMeta,
+    compile_ms: f64,
+    traces: Vec<TraceResult>,
+}
+
+/// Runs a rule that need not be saved on OTLP/JSON traces.
+#[utoipa::path(post, path = "/api/v1/rules/test", operation_id = "test_rule", tag = "rules", request_body = TestRequest, responses(
+    (status = 200, description = "Per trace: outcome, violations, witnesses, fuel", body = TestReport),
+    (status = 422, description = "The source does not compile", body = ErrorBody)
+))]
+pub async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let _tenant = tenant(&state, &headers, Scope::Write)?;
+    let request: TestRequest = body(bytes)?;
+    let documents = match request.traces {
+        Value::Array(items) => items,
+        single => vec![single],
+    };
+    let mut spans = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        let otlp: crate::ingest::convert::ExportTraceServiceRequest =
+            serde_json::from_value(document).map_err(|error| bad(format!("traces[{index}] is not OTLP/JSON: {error}")))?;
+        spans.extend(crate::ingest::convert::convert(otlp).spans);
+    }
+    let traces = crate::trace::Trace::group(spans);
+    if traces.len() > 100 {
+        return Err(bad("at most 100 traces per test"));
+    }
+    let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
+    let worker_state = state.clone();
+    let report = blocking(move || {
+        let started = std::time::Instant::now();
+        let (compiled, loaded) = match crate::rules::compile::compile(&worker_state.engine, &request.source) {
+            Ok(done) => done,
+            Err(error) => return Err(ApiError::compile(&error)),
+        };
+        let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let results = match &compiled.meta.window {
+            // A window rule sees the spans it selects from all the traces as one window.
+            Some(spec) => {
+                let (window, bounds) = crate::pipeline::windows::one_window(&traces, spec);
+                run_on(&worker_state, loaded, &[window], Some(bounds))
+            }
+            None => run_on(&worker_state, loaded, &traces, None),
+        };
+        Ok(TestReport { rule: compiled.meta, compile_ms, traces: results })
+    })
+    .await?;
+    Ok(axum::Json(report).into_response())
+}
+
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestRequest {
+    /// Default: the active version.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4294967295.0)]
+    version: Option<u32>,
+    /// Newest retained traces to run on: 1 to 10,000; default 1,000.
+    #[schema(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BacktestReport {
+    rule_id: String,
+    version: u32,
+    traces_evaluated: usize,
+    traces_with_violations: usize,
+    /// Traces on which the rule did not finish (fuel, deadline, exception…).
+    traces_failed: usize,
+    /// The traces with violations (at most 100).
+    results: Vec<TraceResult>,
+}
+
+/// Runs a stored version over the tenant's retained traces and reports which
+/// would have produced signals. The body is optional.
+#[utoipa::path(post, path = "/api/v1/rules/{id}/backtest", operation_id = "backtest_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")),
+    request_body = Option<BacktestRequest>, responses(
+    (status = 200, description = "What the version would have raised", body = BacktestReport),
+    (status = 404, description = "No such rule in this tenant", body = ErrorBody),
+    (status = 422, description = "The rule has no such version", body = ErrorBody)
+))]
+pub async fn backtest(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers, Scope::Read)?;
+    let Path(id) = id?;
+    let request: BacktestRequest = match bytes {
+        Ok(bytes) if bytes.is_empty() => BacktestRequest::default(),
+        other => body(other)?,
+    };
+    let limit = request.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(bad("limit must be 1 to 10000"));
+    }
+    let report = blocking(move || {
+        let rule = find(&state, &tenant, &id)?;
+        let number = request.version.unwrap_or(rule.active_version);
+        let (version, wasm) = match find_version(&state, &tenant, &rule, number) {
+            Err(error) if request.version.is_some() && error.status == StatusCode::NOT_FOUND => return Err(unknown_version(number)),
+            other => other?,
+        };
+        let loaded = if version.plugin_hash == state.engine.plugin_hash() {
+            state
+                .engine
+                .load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok())
+                .map_err(ApiError::internal)?
+        } else {
+            crate::rules::compile::compile(&state.engine, &version.source).map(|(_, loaded)| loaded).map_err(ApiError::internal)?
+        };
+        let traces: Vec<crate::trace::Trace> = state
+            .recent
+            .newest(&tenant, limit)
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter(|(_, spans)| !spans.is_empty())
+            .map(|(_, spans)| crate::trace::Trace::new(spans[0].trace_id, spans))
+            .collect();
+        if version.meta.window.is_some() {
+            return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));
+        }
+        let results = run_on(&state, loaded, &traces, None);
+        let failed = results.iter().filter(|result| result.outcome != "ok").count();
+        let hits: Vec<TraceResult> = results.into_iter().filter(|result| !result.violations.is_empty()).collect();
+        Ok(BacktestReport {
+            rule_id: rule.id,
+            version: number,
+            traces_evaluated: traces.len(),
+            traces_with_violations: hits.len(),
+            traces_failed: failed,
+            results: hits.into_iter().take(100).collect(),
+        })
+    })
+    .await?;
+    Ok(axum::Json(report).into_response())
+}
