@@ -53,7 +53,18 @@ export function render(): void {
   renderer(m?.route ?? null, { params: m?.params ?? {}, query: new URLSearchParams(location.search), path });
 }
 
+let leaveGuard: (() => boolean) | null = null;
+
+/** A page with unsaved work sets a guard: in-app navigation asks it first (false: stay). */
+export function setLeaveGuard(guard: () => boolean): void {
+  leaveGuard = guard;
+}
+export function clearLeaveGuard(guard: () => boolean): void {
+  if (leaveGuard === guard) leaveGuard = null;
+}
+
 export function navigate(url: string, opts: { replace?: boolean } = {}): void {
+  if (leaveGuard && !leaveGuard()) return;
   if (opts.replace) history.replaceState(null, '', url);
   else history.pushState(null, '', url);
   render();

@@ -39,6 +39,7 @@ const TIMEOUT = 15_000;
 mkdirSync(SHOTS, { recursive: true });
 const started = Date.now();
 const problems = [];
+const dialogs = []; // native dialogs (confirm) seen, accepted
 let currentStep = '(setup)';
 
 function watch(page, label) {
@@ -53,7 +54,10 @@ function watch(page, label) {
     const url = r.url();
     if (!url.startsWith(`${BASE}/`) && !url.startsWith('data:')) problems.push(`[${label}] ${currentStep}: request to another origin: ${url}`);
   });
-  page.on('dialog', (d) => void d.accept());
+  page.on('dialog', (d) => {
+    dialogs.push(d.message());
+    void d.accept();
+  });
 }
 
 async function step(name, fn) {
@@ -390,7 +394,9 @@ async function main() {
       await other.locator('.live-live').waitFor();
       await other.evaluate(() => (window.__noReload = true));
 
+      // The editor left by the previous step has unsaved text: leaving asks first.
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Signals' }).click();
+      assert.match(dialogs.at(-1) ?? '', /changes are not saved/, 'leaving an edited rule asks first');
       const mine = page.locator('tr.sig-row').filter({ hasText: RULE });
       await mine.getByRole('checkbox', { name: `Select signal: ${MESSAGE}` }).check();
       const bulk = page.getByRole('region', { name: 'Bulk actions' });

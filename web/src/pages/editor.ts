@@ -7,7 +7,7 @@ import { editorTheme, ruleEditor, setVocabulary, shadowMount, type CompileProble
 import { h, mount } from '../dom';
 import { fmtDate, fmtDuration, fmtNumber, shortId } from '../format';
 import { parseOtlp } from '../otlp';
-import { type Ctx, navigate } from '../router';
+import { type Ctx, clearLeaveGuard, navigate, setLeaveGuard } from '../router';
 import { sampleTrace } from '../sample';
 import { canWrite, READ_ONLY_TITLE } from '../session';
 import { loadTemplates } from '../templates';
@@ -532,6 +532,7 @@ export function editorPage(ctx: Ctx): () => void {
       try {
         await api.del(`/rules/${enc(r.id)}`);
         toast(`Deleted “${r.name}”`);
+        clearLeaveGuard(leaveGuard); // nothing left to save
         navigate('/rules', { replace: true });
       } catch (e) {
         toast(errorMessage(e), 'error');
@@ -633,16 +634,21 @@ export function editorPage(ctx: Ctx): () => void {
     }
   };
   document.addEventListener('keydown', onKey);
+  const unsaved = () => Boolean(view && editable() && view.state.doc.toString() !== savedSource);
   const beforeUnload = (ev: BeforeUnloadEvent) => {
-    if (view && editable() && view.state.doc.toString() !== savedSource) ev.preventDefault();
+    if (unsaved()) ev.preventDefault();
   };
   window.addEventListener('beforeunload', beforeUnload);
+  // Leaving through the console's own links asks too (the browser's Back button cannot be held).
+  const leaveGuard = () => !unsaved() || window.confirm('Leave this rule? Your changes are not saved.');
+  setLeaveGuard(leaveGuard);
 
   void init();
   return () => {
     alive = false;
     document.removeEventListener('keydown', onKey);
     window.removeEventListener('beforeunload', beforeUnload);
+    clearLeaveGuard(leaveGuard);
     mergeView?.destroy();
     view?.destroy();
   };
