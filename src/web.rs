@@ -1,8 +1,9 @@
 //! The web console's files (built from `web/` by Vite into `--web-dir`),
 //! read once at start and served at `/` by the API listener: hashed assets
 //! with a year's cache, every other path that is not a file gets
-//! `index.html` (the console routes in the browser), and every answer carries
-//! the security headers (a CSP allowing only this origin, no framing).
+//! `index.html` (the console routes in the browser), text files gzip-compressed
+//! once at start for clients that accept it, and every answer carries the
+//! security headers (a CSP allowing only this origin, no framing).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +21,16 @@ const MAX_FILE: u64 = 16 << 20;
 struct Asset {
     content_type: &'static str,
     bytes: axum::body::Bytes,
+    /// The same bytes gzip-compressed, when that makes them smaller.
+    gzipped: Option<axum::body::Bytes>,
+}
+
+fn gzip(bytes: &[u8]) -> Option<axum::body::Bytes> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).ok()?;
+    let compressed = encoder.finish().ok()?;
+    (compressed.len() + 64 < bytes.len()).then(|| compressed.into())
 }
 
 /// The console's files, keyed by URL path (`/index.html`, `/assets/…`).
@@ -60,8 +71,12 @@ impl Console {
                     } else if kind.is_file() && entry.metadata()?.len() <= MAX_FILE {
                         let relative = path.strip_prefix(dir).expect("under dir");
                         let url = format!("/{}", relative.to_string_lossy().replace('\\', "/"));
-                        let bytes = std::fs::read(&path)?.into();
-                        files.insert(url, Asset { content_type: content_type(&path), bytes });
+                        let bytes = std::fs::read(&path)?;
+                        let content_type = content_type(&path);
+                        let compressible =
+                            content_type.starts_with("text/") || content_type.contains("json") || content_type.contains("svg");
+                        let gzipped = if compressible { gzip(&bytes) } else { None };
+                        files.insert(url, Asset { content_type, bytes: bytes.into(), gzipped });
                     }
                 }
             }
@@ -78,8 +93,9 @@ impl Console {
         self.files.len()
     }
 
-    /// The answer for a GET of `path` (a path outside the API).
-    pub fn serve(&self, path: &str) -> Response {
+    /// The answer for a GET of `path` (a path outside the API); gzip when
+    /// `accepts_gzip` and it helps.
+    pub fn serve(&self, path: &str, accepts_gzip: bool) -> Response {
         let last = path.rsplit('/').next().unwrap_or("");
         let (asset, cache) = match self.files.get(path) {
             Some(asset) if path.starts_with("/assets/") => (asset, "public, max-age=31536000, immutable"),
@@ -92,10 +108,15 @@ impl Console {
                 None => return secured(self.not_built()),
             },
         };
-        let mut response = (StatusCode::OK, asset.bytes.clone()).into_response();
+        let gzipped = asset.gzipped.as_ref().filter(|_| accepts_gzip);
+        let mut response = (StatusCode::OK, gzipped.unwrap_or(&asset.bytes).clone()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if gzipped.is_some() {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         secured(response)
     }
 
@@ -135,6 +156,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("assets")).unwrap();
         std::fs::write(dir.path().join("index.html"), "<!doctype html><title>FLUO</title>").unwrap();
         std::fs::write(dir.path().join("assets/index-abc123.js"), "console.log(1)").unwrap();
+        std::fs::write(dir.path().join("assets/big-def456.js"), "export const a = 1;\n".repeat(500)).unwrap();
         let console = Console::load(dir.path()).unwrap();
         (dir, console)
     }
@@ -143,20 +165,24 @@ mod tests {
     fn pages_get_index_files_get_themselves_and_every_answer_is_secured() {
         let (_dir, console) = console();
         assert!(console.is_built());
-        let page = console.serve("/signals/abc");
+        let page = console.serve("/signals/abc", false);
         assert_eq!(page.status(), StatusCode::OK);
         assert_eq!(page.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
         assert_eq!(page.headers()[header::CACHE_CONTROL], "no-cache");
         assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], CONTENT_SECURITY_POLICY);
-        let script = console.serve("/assets/index-abc123.js");
+        let script = console.serve("/assets/index-abc123.js", true);
         assert_eq!(script.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
         assert!(script.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("immutable"));
         assert_eq!(script.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
-        let missing = console.serve("/assets/other.js");
+        assert!(script.headers().get(header::CONTENT_ENCODING).is_none(), "a tiny file is sent as it is");
+        let big = console.serve("/assets/big-def456.js", true);
+        assert_eq!(big.headers()[header::CONTENT_ENCODING], "gzip");
+        assert!(console.serve("/assets/big-def456.js", false).headers().get(header::CONTENT_ENCODING).is_none(), "only when accepted");
+        let missing = console.serve("/assets/other.js", false);
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
         assert_eq!(missing.headers()[header::X_FRAME_OPTIONS], "DENY");
         // No way out of the directory: only files read at start are served.
-        assert_eq!(console.serve("/../Cargo.toml").status(), StatusCode::NOT_FOUND);
+        assert_eq!(console.serve("/../Cargo.toml", false).status(), StatusCode::NOT_FOUND);
     }
 
     #[test]
@@ -164,7 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let console = Console::load(&dir.path().join("missing")).unwrap();
         assert!(!console.is_built());
-        let response = console.serve("/");
+        let response = console.serve("/", true);
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
     }

@@ -292,14 +292,21 @@ pub fn router(state: ApiState) -> axum::Router {
 }
 
 /// Paths that are not the API's are the web console's.
-async fn fallback(State(state): State<ApiState>, method: axum::http::Method, uri: axum::http::Uri) -> Response {
+async fn fallback(State(state): State<ApiState>, method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let path = uri.path();
     let api =
         ["/api/", "/v1/"].iter().any(|prefix| path.starts_with(prefix)) || matches!(path, "/api" | "/healthz" | "/readyz" | "/metrics");
     if api || !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD) {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response();
     }
-    state.console.serve(path)
+    let accepts_gzip =
+        headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).any(
+            |coding| {
+                coding.split(';').next().is_some_and(|name| name.trim().eq_ignore_ascii_case("gzip"))
+                    && !coding.replace(' ', "").ends_with(";q=0")
+            },
+        );
+    state.console.serve(path, accepts_gzip)
 }
 
 #[derive(Clone)]
