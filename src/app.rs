@@ -37,7 +37,8 @@ impl Services {
     pub fn open(config: &Config, on_signal: Option<Box<dyn Fn(Duration) + Send + Sync>>) -> Result<(Services, Option<String>)> {
         let store = Arc::new(Store::open(&config.data_dir)?);
         let (auth, generated) =
-            Auth::open(store.clone(), config.operator_key.as_deref(), config.jwt_key_file.as_deref()).context("open tenants and keys")?;
+            Auth::open(store.clone(), config.operator_key.as_deref(), config.jwt_key_file.as_deref(), config.session_ttl)
+                .context("open tenants and keys")?;
         let signals = Arc::new(Signals::open(store.clone()).context("open signals")?);
         let recent = Arc::new(RecentTraces::open(&store.db).context("open recent traces")?);
         let engine = RuleEngine::new(config.limits.clone())?;

@@ -202,10 +202,12 @@ impl Auth {
     /// Opens the trees and settles the operator key: `configured` (from
     /// `FLUO_OPERATOR_KEY`) replaces the stored one; without it, the stored one is
     /// kept, or one is generated and returned so that the caller prints it once.
+    /// Session tokens live `session_ttl`.
     pub fn open(
         store: Arc<Store>,
         configured: Option<&str>,
         jwt_key_file: Option<&std::path::Path>,
+        session_ttl: std::time::Duration,
     ) -> Result<(Auth, Option<String>), AuthError> {
         let tenants = store.db.open_tree("tenants")?;
         let keys = store.db.open_tree("api_keys")?;
@@ -246,7 +248,7 @@ impl Auth {
             }
             cache.insert(hash, CachedKey::new(&record));
         }
-        let users = crate::users::Users::open(&store.db, &store.dir, jwt_key_file)?;
+        let users = crate::users::Users::open(&store.db, &store.dir, jwt_key_file, session_ttl)?;
         Ok((Auth { users, store, tenants, keys, key_ids, cache: RwLock::new(cache), operator_hash }, generated))
     }
 
@@ -412,7 +414,7 @@ mod tests {
         // sled's flusher thread lets go of a dropped database's lock a moment later.
         for _ in 0..100 {
             if let Ok(store) = Store::open(dir) {
-                return Auth::open(Arc::new(store), operator, None).unwrap();
+                return Auth::open(Arc::new(store), operator, None, crate::users::TOKEN_TTL).unwrap();
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// `<data dir>/jwt.key`, generated at first start.
     #[arg(long, env = "FLUO_JWT_KEY_FILE")]
     pub jwt_key_file: Option<PathBuf>,
+    /// How long a session token lives (1 minute to 24 hours); the console renews it before it ends.
+    #[arg(long, env = "FLUO_SESSION_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub session_ttl: Duration,
     /// The built web console (`web/dist`, made by `make build`), served at `/` of the API address.
     #[arg(long, env = "FLUO_WEB_DIR", default_value = "web/dist")]
     pub web_dir: PathBuf,
@@ -96,6 +99,7 @@ pub struct Config {
     pub api_addr: SocketAddr,
     pub operator_key: Option<String>,
     pub jwt_key_file: Option<PathBuf>,
+    pub session_ttl: Duration,
     pub web_dir: PathBuf,
     pub limits: crate::rules::Limits,
     pub assembly: AssemblyLimits,
@@ -112,6 +116,7 @@ const FILE_KEYS: &[&str] = &[
     "api_addr",
     "operator_key",
     "jwt_key_file",
+    "session_ttl",
     "web_dir",
     "trace_idle",
     "trace_max_age",
@@ -194,6 +199,9 @@ impl Config {
         if !(4..=4096).contains(&args.window_memory_mib) || !(1..=600_000).contains(&args.window_deadline_ms) {
             bail!("--window-memory-mib must be between 4 and 4096 and --window-deadline-ms between 1 and 600000");
         }
+        if !(Duration::from_secs(60)..=Duration::from_secs(24 * 3600)).contains(&args.session_ttl) {
+            bail!("--session-ttl must be between 1m and 24h");
+        }
         let windows = crate::pipeline::windows::WindowLimits {
             max_spans: args.window_max_spans,
             sandbox: crate::rules::Limits {
@@ -211,6 +219,7 @@ impl Config {
             api_addr: args.api_addr,
             operator_key: args.operator_key,
             jwt_key_file: args.jwt_key_file,
+            session_ttl: args.session_ttl,
             web_dir: args.web_dir,
             limits,
             assembly: AssemblyLimits {

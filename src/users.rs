@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a session token is valid; renew before it runs out.
+/// How long a session token is valid by default (`--session-ttl`); renew before it runs out.
 pub const TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Failed sign-ins for one (tenant, email) before answers slow down.
 const FREE_FAILURES: u32 = 5;
@@ -117,6 +117,8 @@ pub struct Users {
     failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
     /// Verified against when the user does not exist, so timing tells nothing.
     dummy_hash: String,
+    /// How long a session token lives.
+    ttl: Duration,
 }
 
 fn user_key(tenant: &str, email: &str) -> Vec<u8> {
@@ -165,7 +167,8 @@ fn hash_password(password: &str) -> String {
 }
 
 impl Users {
-    pub fn open(db: &sled::Db, dir: &Path, key_file: Option<&Path>) -> Result<Users, AuthError> {
+    /// `ttl`: how long a session token lives (renewal gives a new one).
+    pub fn open(db: &sled::Db, dir: &Path, key_file: Option<&Path>, ttl: Duration) -> Result<Users, AuthError> {
         let key = signing_key(dir, key_file).map_err(|error| AuthError::Invalid(format!("JWT signing key: {error}")))?;
         Ok(Users {
             users: db.open_tree("users")?,
@@ -176,6 +179,7 @@ impl Users {
             decoding: DecodingKey::from_secret(&key),
             failures: Mutex::new(HashMap::new()),
             dummy_hash: hash_password("not a password anyone has"),
+            ttl,
         })
     }
 
@@ -264,7 +268,7 @@ impl Users {
 
     fn token(&self, tenant: &str, user_id: &str, role: Role, session_id: &str, user: UserInfo) -> Token {
         let now = now_ms() / 1000;
-        let exp = now + TOKEN_TTL.as_secs();
+        let exp = now + self.ttl.as_secs();
         let claims = Claims { sub: user_id.into(), tenant: tenant.into(), role, sid: session_id.into(), iat: now, exp };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing does not fail");
         Token { token, expires_at: crate::signals::rfc3339(exp * 1000), user }
@@ -297,7 +301,7 @@ impl Users {
 
     /// Revokes the session: its tokens stop working at once.
     pub fn logout(&self, session: &Session) -> Result<(), AuthError> {
-        let expires = (now_ms() + TOKEN_TTL.as_millis() as u64).to_be_bytes();
+        let expires = (now_ms() + self.ttl.as_millis() as u64).to_be_bytes();
         self.revoked.insert(session.session_id.as_bytes(), &expires)?;
         self.db.flush()?;
         Ok(())

@@ -3,7 +3,8 @@
 //! `web/tests/console.mjs` driving Debian's chromium through Playwright
 //! (`playwright-core`, `executablePath`; no browser download). The script walks
 //! the main flows, asserts what the user sees at each step, fails on any
-//! console error, and writes the screenshots in docs/screenshots/.
+//! console error, and writes the screenshots in docs/screenshots/. Sessions
+//! last one minute here, so that the console's renewal happens during the test.
 //! `make test` builds the console and installs chromium first.
 
 mod common;
@@ -23,7 +24,7 @@ fn the_console_in_chromium_from_template_to_signal_to_rollback() {
     assert!(repo.join("web/node_modules/playwright-core").exists(), "web/node_modules missing: run `bash scripts/setup-web.sh`");
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--web-dir", dist.to_str().unwrap(), "--trace-idle", "1s"]);
+    let server = Server::start(dir.path(), &["--web-dir", dist.to_str().unwrap(), "--trace-idle", "1s", "--session-ttl", "1m"]);
     let (tenant, admin) = server.tenant("Acme Payments");
     let password = "correct horse battery staple";
     for (email, role) in [("ada@acme.example", "admin"), ("vic@acme.example", "viewer")] {

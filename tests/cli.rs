@@ -198,6 +198,12 @@ fn serve_reads_a_config_file_and_refuses_unknown_keys() {
     let output = fluo().args(["serve", "--data-dir"]).arg(&data).args(["--config"]).arg(&invalid).output().expect("serve");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--trace-idle must be"), "{}", String::from_utf8_lossy(&output.stderr));
+
+    for ttl in ["10s", "2d"] {
+        let output = fluo().args(["serve", "--data-dir"]).arg(&data).args(["--session-ttl", ttl]).output().expect("serve");
+        assert!(!output.status.success());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("--session-ttl must be between 1m and 24h"), "{ttl}");
+    }
 }
 
 #[test]

@@ -162,6 +162,7 @@ async function main() {
   page.setDefaultTimeout(TIMEOUT);
   watch(page, 'admin 1440');
   let ruleUrl = '';
+  let firstSession = null;
   let signalUrl = '';
 
   try {
@@ -171,6 +172,7 @@ async function main() {
       await nav.getByText(ADMIN.email.toLowerCase()).waitFor();
       await nav.getByText(TENANT).waitFor();
       await nav.getByLabel('Role: admin').waitFor();
+      firstSession = await page.evaluate(() => JSON.parse(sessionStorage.getItem('fluo.session')));
     });
 
     await step('template gallery → "Payments need a fraud check" → Use', async () => {
@@ -562,6 +564,14 @@ async function main() {
       await m.getByText(/OTEL_EXPORTER_OTLP_ENDPOINT=/).waitFor();
       await shot(m, 'start');
       await mctx.close();
+    });
+
+    await step('the session renewed itself before its token ran out (tokens last 1 minute here)', async () => {
+      const now = await page.evaluate(() => JSON.parse(sessionStorage.getItem('fluo.session')));
+      assert.notEqual(now.token, firstSession.token, 'a renewed token');
+      assert.ok(Date.parse(now.expires_at) > Date.parse(firstSession.expires_at), 'that lives longer');
+      const { status } = await fetch(`${BASE}/api/v1/info`, { headers: { authorization: `Bearer ${now.token}` } });
+      assert.equal(status, 200, 'and works');
     });
 
     await step('no console errors or warnings, no request to another origin', async () => {
