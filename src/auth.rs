@@ -87,13 +87,11 @@ impl Principal {
         match self {
             Principal::Operator => Err(AuthError::Forbidden("the operator key manages tenants; use a tenant key")),
             Principal::User(session) => {
-                use crate::users::Role;
-                let allowed = match session.role {
-                    Role::Admin => true,
-                    Role::Editor => matches!(scope, Scope::Read | Scope::Write),
-                    Role::Viewer => scope == Scope::Read,
-                };
-                if allowed { Ok(&session.tenant) } else { Err(AuthError::Forbidden("the user's role does not allow this")) }
+                if session.role.scopes().contains(&scope) {
+                    Ok(&session.tenant)
+                } else {
+                    Err(AuthError::Forbidden("the user's role does not allow this"))
+                }
             }
             Principal::Key { tenant, scopes, .. } => {
                 if scopes.contains(&scope) || scopes.contains(&Scope::Admin) {

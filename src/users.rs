@@ -38,6 +38,16 @@ impl Role {
             _ => None,
         }
     }
+
+    /// What the role may do: `admin` everything, `editor` read and write, `viewer` read.
+    pub fn scopes(self) -> &'static [crate::auth::Scope] {
+        use crate::auth::Scope;
+        match self {
+            Role::Admin => &[Scope::Ingest, Scope::Read, Scope::Write, Scope::Admin],
+            Role::Editor => &[Scope::Read, Scope::Write],
+            Role::Viewer => &[Scope::Read],
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -236,6 +246,11 @@ impl Users {
         Ok(self.user_ids.contains_key(user_key(tenant, user_id))?)
     }
 
+    /// The email of a user of the tenant, if the user exists.
+    pub fn email(&self, tenant: &str, user_id: &str) -> Result<Option<String>, AuthError> {
+        Ok(self.user_ids.get(user_key(tenant, user_id))?.map(|email| String::from_utf8_lossy(&email).into_owned()))
+    }
+
     /// Checks a password; repeated failures for one (tenant, email) are answered
     /// with [`LoginError::SlowDown`] for a time that doubles with each one.
     pub fn login(&self, tenant: &str, email: &str, password: &str) -> Result<Token, LoginError> {
@@ -290,12 +305,9 @@ impl Users {
     /// A fresh token for the same session.
     pub fn renew(&self, session: &Session) -> Result<Token, AuthError> {
         let tenant = session.tenant.as_str();
-        let email = self.user_ids.get(user_key(tenant, &session.user_id))?.ok_or(AuthError::Unknown)?;
-        let record: UserRecord = self
-            .users
-            .get(user_key(tenant, &String::from_utf8_lossy(&email)))?
-            .and_then(|value| serde_json::from_slice(&value).ok())
-            .ok_or(AuthError::Unknown)?;
+        let email = self.email(tenant, &session.user_id)?.ok_or(AuthError::Unknown)?;
+        let record: UserRecord =
+            self.users.get(user_key(tenant, &email))?.and_then(|value| serde_json::from_slice(&value).ok()).ok_or(AuthError::Unknown)?;
         Ok(self.token(tenant, &record.id, record.role, &session.session_id, UserInfo::from(&record)))
     }
 

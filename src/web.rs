@@ -131,6 +131,17 @@ impl Console {
     }
 }
 
+/// Whether `Accept-Encoding` allows gzip (not with `q=0`).
+pub fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).any(
+        |coding| {
+            let mut parts = coding.split(';');
+            let named = parts.next().is_some_and(|name| name.trim().eq_ignore_ascii_case("gzip"));
+            named && !parts.any(|parameter| parameter.replace(' ', "") == "q=0")
+        },
+    )
+}
+
 fn not_found(message: &'static str) -> Response {
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message).into_response()
 }
@@ -183,6 +194,20 @@ mod tests {
         assert_eq!(missing.headers()[header::X_FRAME_OPTIONS], "DENY");
         // No way out of the directory: only files read at start are served.
         assert_eq!(console.serve("/../Cargo.toml", false).status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn gzip_only_when_the_client_accepts_it() {
+        let headers = |value: &'static str| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
+            headers
+        };
+        assert!(accepts_gzip(&headers("gzip, deflate, br")));
+        assert!(accepts_gzip(&headers("br;q=1.0, GZIP;q=0.5")));
+        assert!(!accepts_gzip(&headers("gzip;q=0, br")));
+        assert!(!accepts_gzip(&headers("identity")));
+        assert!(!accepts_gzip(&axum::http::HeaderMap::new()));
     }
 
     #[test]

@@ -532,39 +532,6 @@ fn users_sessions_and_forged_tokens() {
 }
 
 /// A webhook receiver on loopback: answers 500 to the first request, 200 after; records what it got.
-fn receiver() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<(Vec<(String, String)>, String)>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for (count, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                if line.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.trim().split_once(':') {
-                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-                }
-            }
-            let length: usize = headers.iter().find(|(name, _)| name == "content-length").map_or(0, |(_, value)| value.parse().unwrap());
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body).unwrap();
-            let status = if count == 0 { "500 Internal Server Error" } else { "200 OK" };
-            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
-            let _ = sender.send((headers, String::from_utf8(body).unwrap()));
-        }
-    });
-    (addr, receiver)
-}
-
 #[test]
 fn webhooks_are_signed_retried_filtered_and_logged() {
     let dir = tempfile::tempdir().unwrap();
@@ -572,8 +539,8 @@ fn webhooks_are_signed_retried_filtered_and_logged() {
     let (_, admin) = server.tenant("acme");
     let (_, other) = server.tenant("globex");
     server.rule(&admin, "fraud", FRAUD_RULE);
-    let (addr, received) = receiver();
-    let (low_addr, low_received) = receiver();
+    let (addr, received) = common::webhook_receiver(1);
+    let (low_addr, low_received) = common::webhook_receiver(1);
     let (status, hook) = server.api(
         "POST",
         "/api/v1/webhooks",

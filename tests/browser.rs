@@ -35,6 +35,8 @@ fn the_console_in_chromium_from_template_to_signal_to_rollback() {
     let ingest = server.key(&admin, &["ingest"]);
     background(&server, &admin, &ingest);
 
+    // Every delivery succeeds: the console's delivery log must show it delivered.
+    let (webhook, _deliveries) = common::webhook_receiver(0);
     let status = Command::new("node")
         .arg("tests/console.mjs")
         .current_dir(repo.join("web"))
@@ -48,7 +50,7 @@ fn the_console_in_chromium_from_template_to_signal_to_rollback() {
         .env("FLUO_OTLP_GRPC", format!("http://{}", server.grpc))
         .env("FLUO_PYTHON", common::python())
         .env("FLUO_SEND_PY", repo.join("tests/otel/send.py"))
-        .env("FLUO_WEBHOOK_URL", format!("http://{}/fluo-hook", webhook_receiver()))
+        .env("FLUO_WEBHOOK_URL", format!("http://{webhook}/fluo-hook"))
         .env("FLUO_SCREENSHOTS", repo.join("docs/screenshots"))
         .env("FLUO_CHROMIUM", &chromium)
         .status()
@@ -115,38 +117,4 @@ fn background(server: &Server, admin: &str, ingest: &str) {
     ];
     let report = common::send(server.grpc, "grpc", ingest, &json!({ "traces": traces }), &[]);
     assert_eq!(report["export_ok"], true, "{report}");
-}
-
-/// A webhook receiver on loopback: answers every request 200 (the console's
-/// delivery log must show it delivered).
-fn webhook_receiver() -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().map_while(Result::ok) {
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 8192];
-            // Read the head and the declared body, then answer.
-            while let Ok(read) = stream.read(&mut buffer) {
-                if read == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buffer[..read]);
-                let Some(head_end) = request.windows(4).position(|window| window == b"\r\n\r\n") else { continue };
-                let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
-                let length = head
-                    .lines()
-                    .find_map(|line| line.strip_prefix("content-length:"))
-                    .and_then(|value| value.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                if request.len() >= head_end + 4 + length {
-                    break;
-                }
-            }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    address
 }

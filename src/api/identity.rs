@@ -261,13 +261,8 @@ pub async fn info(State(state): State<ApiState>, headers: HeaderMap) -> Result<R
     let tenant = principal.tenant_with(Scope::Read)?.clone();
     let caller = match &principal {
         Principal::User(session) => {
-            use crate::users::Role;
-            let scopes = match session.role {
-                Role::Admin => vec![Scope::Ingest, Scope::Read, Scope::Write, Scope::Admin],
-                Role::Editor => vec![Scope::Read, Scope::Write],
-                Role::Viewer => vec![Scope::Read],
-            };
-            let email = state.auth.users.list(&tenant)?.into_iter().find(|user| user.id == session.user_id).map(|user| user.email);
+            let scopes = session.role.scopes().to_vec();
+            let email = state.auth.users.email(tenant.as_str(), &session.user_id)?;
             Caller { kind: "user", id: session.user_id.clone(), email, role: Some(session.role), scopes }
         }
         Principal::Key { key_id, scopes, .. } => {

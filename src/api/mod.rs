@@ -1,9 +1,11 @@
 //! The HTTP API under `/api/v1` (axum) and its OpenAPI document. Handlers live
-//! by subject: [`identity`] (tenants, keys, users, sessions), [`rules`],
-//! [`signals`] (and retained traces), [`webhooks`]; this module owns the
-//! router, the one error shape `{"error":{"code","message",…}}` (produced by
-//! [`ApiError`] only; 5xx bodies stay generic), credential helpers, request ids
-//! and the operational endpoints. Every route is registered through
+//! by subject: [`identity`] (tenants, keys, users, sessions), [`rules`]
+//! (versions and their lifecycle), [`trying`] (templates, compile check, test,
+//! backtest), [`signals`], [`traces`] (retained traces), [`webhooks`]; this
+//! module owns the router, the one error shape `{"error":{"code","message",…}}`
+//! (produced by [`ApiError`] only; 5xx bodies stay generic), credential
+//! helpers, request ids and the operational endpoints; every other GET goes to
+//! the web console ([`crate::web`]). Every route is registered through
 //! `utoipa_axum::routes!` from its handler's `#[utoipa::path]`, so the document
 //! served at `/api/v1/openapi.json` and the router come from the same code.
 //! The tenant always comes from the verified credential.
@@ -170,7 +172,8 @@ pub(crate) fn bad(message: impl Into<String>) -> ApiError {
         (name = "tenants", description = "Operator: create tenants"),
         (name = "identity", description = "API keys, users and sessions"),
         (name = "rules", description = "Rule versions, activation, testing and backtests"),
-        (name = "signals", description = "Violations, their workflow and live stream; retained traces"),
+        (name = "signals", description = "Violations, their workflow and live stream"),
+        (name = "traces", description = "Retained traces and the names they use"),
         (name = "webhooks", description = "Notifications of new signals"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
@@ -299,14 +302,7 @@ async fn fallback(State(state): State<ApiState>, method: axum::http::Method, uri
     if api || !matches!(method, axum::http::Method::GET | axum::http::Method::HEAD) {
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response();
     }
-    let accepts_gzip =
-        headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).any(
-            |coding| {
-                coding.split(';').next().is_some_and(|name| name.trim().eq_ignore_ascii_case("gzip"))
-                    && !coding.replace(' ', "").ends_with(";q=0")
-            },
-        );
-    state.console.serve(path, accepts_gzip)
+    state.console.serve(path, crate::web::accepts_gzip(&headers))
 }
 
 #[derive(Clone)]

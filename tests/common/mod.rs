@@ -1,6 +1,7 @@
 //! Shared by the server tests: starting `fluo serve` on loopback ports chosen
 //! by the OS, a minimal HTTP/1.1 client (no client library to build), and the
-//! real OpenTelemetry Python SDK sender (tests/otel/send.py).
+//! real OpenTelemetry Python SDK sender (tests/otel/send.py), and a webhook
+//! receiver.
 #![allow(dead_code)]
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -274,3 +275,38 @@ export default rule({
   message: "payment charged without a fraud check",
 });
 "#;
+
+/// A webhook receiver on loopback: answers the first `failures` requests 500
+/// and the rest 200, and passes on each request's headers (lower-cased names)
+/// and body.
+pub fn webhook_receiver(failures: usize) -> (SocketAddr, std::sync::mpsc::Receiver<(Vec<(String, String)>, String)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (count, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.trim().split_once(':') {
+                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                }
+            }
+            let length: usize = headers.iter().find(|(name, _)| name == "content-length").map_or(0, |(_, value)| value.parse().unwrap());
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let status = if count < failures { "500 Internal Server Error" } else { "200 OK" };
+            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
+            let _ = sender.send((headers, String::from_utf8(body).unwrap()));
+        }
+    });
+    (addr, receiver)
+}

@@ -26,6 +26,29 @@ function section(id: string, title: string, text: string, action: HTMLElement | 
   );
 }
 
+/** A button that, once the dialog is confirmed, DELETEs `path`, says `done` and calls `after`. */
+function deleteButton(
+  label: string,
+  ariaLabel: string,
+  confirm: { title: string; text: string; action: string },
+  path: string,
+  done: string,
+  after: () => void,
+): HTMLButtonElement {
+  const button = h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': ariaLabel }, label);
+  button.addEventListener('click', async () => {
+    if (!(await confirmDialog(confirm.title, confirm.text, confirm.action))) return;
+    try {
+      await api.del(path);
+      toast(done);
+      after();
+    } catch (e) {
+      toast(errorMessage(e), 'error');
+    }
+  });
+  return button;
+}
+
 export function settingsPage(ctx: Ctx): () => void {
   let alive = true;
   if (!isAdmin()) {
@@ -84,17 +107,14 @@ export function settingsPage(ctx: Ctx): () => void {
                   null,
                   items.map((k) => {
                     const expired = k.expires_at && Date.parse(k.expires_at) < Date.now();
-                    const revoke = h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Revoke key ${k.name}` }, 'Revoke');
-                    revoke.addEventListener('click', async () => {
-                      if (!(await confirmDialog(`Revoke “${k.name}”?`, 'Anything using this key is refused from its next request on. This cannot be undone.', 'Revoke key'))) return;
-                      try {
-                        await api.del(`/keys/${encodeURIComponent(k.id)}`);
-                        toast(`Revoked “${k.name}”`);
-                        void loadKeys();
-                      } catch (e) {
-                        toast(errorMessage(e), 'error');
-                      }
-                    });
+                    const revoke = deleteButton(
+                      'Revoke',
+                      `Revoke key ${k.name}`,
+                      { title: `Revoke “${k.name}”?`, text: 'Anything using this key is refused from its next request on. This cannot be undone.', action: 'Revoke key' },
+                      `/keys/${encodeURIComponent(k.id)}`,
+                      `Revoked “${k.name}”`,
+                      () => void loadKeys(),
+                    );
                     return h(
                       'tr',
                       null,
@@ -139,21 +159,18 @@ export function settingsPage(ctx: Ctx): () => void {
                   'tbody',
                   null,
                   items.map((u) => {
-                    const del = h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Delete user ${u.email}` }, 'Delete');
+                    const del = deleteButton(
+                      'Delete',
+                      `Delete user ${u.email}`,
+                      { title: `Delete ${u.email}?`, text: 'Their sessions stop working at once.', action: 'Delete user' },
+                      `/users/${encodeURIComponent(u.id)}`,
+                      `Deleted ${u.email}`,
+                      () => void loadUsers(),
+                    );
                     if (u.id === me) {
                       del.disabled = true;
                       del.title = 'You cannot delete yourself';
                     }
-                    del.addEventListener('click', async () => {
-                      if (!(await confirmDialog(`Delete ${u.email}?`, 'Their sessions stop working at once.', 'Delete user'))) return;
-                      try {
-                        await api.del(`/users/${encodeURIComponent(u.id)}`);
-                        toast(`Deleted ${u.email}`);
-                        void loadUsers();
-                      } catch (e) {
-                        toast(errorMessage(e), 'error');
-                      }
-                    });
                     return h(
                       'tr',
                       null,
@@ -257,17 +274,14 @@ export function settingsPage(ctx: Ctx): () => void {
                     mount(log, errorBox(e));
                   }
                 });
-                const del = h('button', { type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Delete webhook ${w.url}` }, 'Delete');
-                del.addEventListener('click', async () => {
-                  if (!(await confirmDialog('Delete this webhook?', `${w.url} stops receiving signals.`, 'Delete webhook'))) return;
-                  try {
-                    await api.del(`/webhooks/${encodeURIComponent(w.id)}`);
-                    toast('Webhook deleted');
-                    void loadHooks();
-                  } catch (e) {
-                    toast(errorMessage(e), 'error');
-                  }
-                });
+                const del = deleteButton(
+                  'Delete',
+                  `Delete webhook ${w.url}`,
+                  { title: 'Delete this webhook?', text: `${w.url} stops receiving signals.`, action: 'Delete webhook' },
+                  `/webhooks/${encodeURIComponent(w.id)}`,
+                  'Webhook deleted',
+                  () => void loadHooks(),
+                );
                 return h(
                   'li',
                   { class: 'hook' },
