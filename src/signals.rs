@@ -302,6 +302,30 @@ fn id_bytes(id: &str) -> Option<[u8; 16]> {
     Some(bytes)
 }
 
+/// The witness spans a violation names: each span once (ids compared decoded),
+/// at most [`crate::rules::MAX_WITNESSES`], while their JSON fits in `budget`.
+fn witnesses_of(trace: &Trace, span_ids: &[String], budget: &mut usize) -> Vec<Witness> {
+    let mut seen: Vec<[u8; 8]> = Vec::new();
+    let mut witnesses = Vec::new();
+    for hex_id in span_ids {
+        let mut span_id = [0u8; 8];
+        if witnesses.len() >= crate::rules::MAX_WITNESSES || hex::decode_to_slice(hex_id, &mut span_id).is_err() || seen.contains(&span_id)
+        {
+            continue;
+        }
+        seen.push(span_id);
+        let Some(span) = trace.find(&span_id) else { continue };
+        let witness = Witness::of(span);
+        let bytes = serde_json::to_vec(&witness).map_or(usize::MAX, |json| json.len());
+        if bytes > *budget {
+            continue;
+        }
+        *budget -= bytes;
+        witnesses.push(witness);
+    }
+    witnesses
+}
+
 fn dedup_key(rule_id: &str, trace_id: &str, message: &str, span_ids: &[String]) -> [u8; 32] {
     let mut spans = span_ids.to_vec();
     spans.sort();
@@ -346,6 +370,9 @@ impl Signals {
         let mut current_keys = Vec::new();
         let now = now_ms();
         for (rule, violations) in runs {
+            // Witness copies of one rule on one trace share a byte budget (a rule
+            // naming one large span in many violations must not multiply it).
+            let mut witness_budget = crate::rules::WITNESS_BYTES;
             for violation in violations {
                 let dedup = dedup_key(&rule.id, &trace_id, &violation.message, &violation.span_ids);
                 current_keys.push(dedup);
@@ -355,15 +382,7 @@ impl Signals {
                     continue;
                 }
                 let id = new_id(now);
-                let witnesses = violation
-                    .span_ids
-                    .iter()
-                    .filter_map(|hex_id| {
-                        let mut span_id = [0u8; 8];
-                        hex::decode_to_slice(hex_id, &mut span_id).ok()?;
-                        trace.find(&span_id).map(Witness::of)
-                    })
-                    .collect();
+                let witnesses = witnesses_of(trace, &violation.span_ids, &mut witness_budget);
                 let signal = Signal {
                     id: format!("s_{}", hex::encode(id)),
                     rule_id: rule.id.clone(),
@@ -666,6 +685,29 @@ mod tests {
 
     fn violation(message: &str, span: &str) -> Violation {
         Violation { message: message.into(), severity: Severity::High, span_ids: vec![span.into()], attributes: None }
+    }
+
+    #[test]
+    fn witness_copies_are_deduplicated_and_bounded() {
+        let mut big = trace(&[("payment.charge_card", 1)]);
+        big.spans[0].attributes.push(("blob".into(), crate::trace::Value::Str("x".repeat(60_000))));
+        // Case variants of one id are one witness.
+        let variants: Vec<String> = ["000000000000000a", "000000000000000A", "000000000000000a"].iter().map(|id| id.to_string()).collect();
+        let mut budget = crate::rules::WITNESS_BYTES;
+        let small = trace(&[("a", 10)]);
+        assert_eq!(witnesses_of(&small, &variants, &mut budget).len(), 1);
+        // One rule naming the 60 KB span in many violations stores at most the budget.
+        let runs = vec![(
+            RuleRef { id: "r_1".into(), name: "big".into(), version: 1 },
+            (0..100).map(|index| violation(&format!("v{index}"), "0000000000000001")).collect::<Vec<_>>(),
+        )];
+        let dir = tempfile::tempdir().unwrap();
+        let signals = Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap();
+        let recorded = signals.record(&TenantId::trusted("t_a"), &big, &otlp(&big), &runs, false).unwrap();
+        assert_eq!(recorded.created.len(), 100);
+        let stored: usize = recorded.created.iter().map(|signal| serde_json::to_vec(&signal.witnesses).unwrap().len()).sum();
+        assert!(stored <= crate::rules::WITNESS_BYTES + 100 * 2, "{stored} bytes of witnesses");
+        assert!(recorded.created.iter().all(|signal| signal.span_ids == ["0000000000000001"]));
     }
 
     #[test]

@@ -247,3 +247,47 @@ fn oversized_sources_are_refused() {
     let source = format!("export default trace.has('a'); // {}", "x".repeat(200 * 1024));
     assert!(matches!(compile(&engine(), &source), Err(fluo::rules::CompileError::TooLarge { .. })));
 }
+
+/// Item 3 of the hardening issue: a rule that patches the SDK's `Trace`
+/// prototype (so that `span()` accepts any spelling of an id) and returns
+/// thousands of case variants of one span id. The prototype is frozen, the
+/// host keeps each decoded id once, and the rule after it is undisturbed.
+#[test]
+fn a_rule_cannot_patch_the_sdk_or_multiply_one_witness() {
+    let engine = engine();
+    let hostile = r#"export default function (t) {
+        const proto = Object.getPrototypeOf(t);
+        for (const name of ['span', 'has', 'find', 'children']) { try { proto[name] = () => true; } catch (e) {} }
+        try { t.span = () => true; } catch (e) {}
+        const id = t.spans[0].spanId;
+        const variants = [];
+        for (let i = 0; i < 3000; i++) {
+            let variant = '';
+            for (let k = 0; k < id.length; k++) variant += (i >> (k % 12)) & 1 ? id[k].toUpperCase() : id[k];
+            variants.push(variant);
+        }
+        return { message: 'many spellings', spans: variants };
+    }"#;
+    let victim = r#"export default function (t) {
+        return t.span('ffffffffffffffff') === null && t.has('payment.charge_card')
+            ? { message: 'charge', spans: [t.find('payment.charge_card')] } : false;
+    }"#;
+    let (_, bad) = compile(&engine, hostile).expect("hostile rule compiles");
+    let (_, good) = compile(&engine, victim).expect("victim rule compiles");
+    let mut sandbox = Sandbox::new(engine.clone(), vec![bad, good]);
+    let mut first = span("payment.charge_card", 1, 0);
+    first.span_id = [0xab, 0xcd, 0xef, 0xab, 0xcd, 0xef, 0xab, 0xcd];
+    let trace = Trace::new([7; 16], vec![first, span("checkout", 2, 1)]);
+    for _ in 0..2 {
+        let runs = sandbox.evaluate(&trace);
+        for violation in runs[0].outcome.violations() {
+            assert!(
+                violation.span_ids.len() <= 1,
+                "one span, one witness id: {:?}",
+                &violation.span_ids[..violation.span_ids.len().min(4)]
+            );
+        }
+        assert_eq!(runs[1].outcome.violations().len(), 1, "the next rule still sees the real SDK: {:?}", runs[1].outcome);
+        assert_eq!(runs[1].outcome.violations()[0].span_ids, vec!["abcdefabcdefabcd".to_string()]);
+    }
+}

@@ -411,7 +411,9 @@
     // Spans are not frozen: Object.freeze costs QuickJS more than building
     // them (≈11 µs per span, measured), so they are shared read-only by
     // convention (docs/rules.md).
-    currentTrace = new Trace(traceId, spans);
+    // The trace object is frozen (its spans array and `_cache` holder are not):
+    // a rule cannot replace `trace.span` or `trace.spans` for the rules after it.
+    currentTrace = freeze(new Trace(traceId, spans));
     currentWindow = window ? freeze({ start: window.start, end: window.end, length: window.end - window.start }) : null;
     return '';
   }
@@ -870,5 +872,12 @@
   for (const sample of [function () {}, async function () {}, function* () {}, async function* () {}]) freeze(Object.getPrototypeOf(sample));
   freeze(Function.prototype);
   freeze(Object.getPrototypeOf([][Symbol.iterator]()));
+  // The SDK's own classes are shared by the tenant's rules too: a rule that
+  // reaches `Object.getPrototypeOf(trace)` must not patch, say, `span()` (which
+  // vets witness ids) for the rules that run after it.
+  for (const shared of [Trace, Pattern, Count]) {
+    freeze(shared.prototype);
+    freeze(shared);
+  }
   freeze(globalThis);
 })();

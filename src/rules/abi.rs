@@ -288,6 +288,25 @@ pub enum RunDoc {
     },
 }
 
+/// A violation's span ids as the host keeps them: each decoded (16 hex digits,
+/// either case), kept once per decoded id in the rule's order, written in
+/// lowercase, at most `cap`. Ids that are not span ids are dropped: they
+/// cannot name a witness. The SDK already refuses ids that are not in the
+/// trace, but the host does not rely on code that runs in the sandbox.
+pub fn witness_ids(ids: &[String], cap: usize) -> Vec<String> {
+    let mut seen: Vec<[u8; 8]> = Vec::with_capacity(ids.len().min(cap));
+    for id in ids {
+        if seen.len() >= cap {
+            break;
+        }
+        let mut bytes = [0u8; 8];
+        if hex::decode_to_slice(id, &mut bytes).is_ok() && !seen.contains(&bytes) {
+            seen.push(bytes);
+        }
+    }
+    seen.iter().map(hex::encode).collect()
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ViolationDoc {
     pub message: String,

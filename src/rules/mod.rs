@@ -62,6 +62,14 @@ impl Default for Limits {
     }
 }
 
+/// Witness spans one violation may name; the host keeps the first this many
+/// distinct ids (docs/rules.md).
+pub const MAX_WITNESSES: usize = 100;
+
+/// Bytes of witness spans stored with the signals of one rule on one trace
+/// (as JSON); witnesses beyond keep their ids in `span_ids` but are not copied.
+pub const WITNESS_BYTES: usize = 1 << 20;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -101,7 +109,8 @@ impl Severity {
 pub struct Violation {
     pub message: String,
     pub severity: Severity,
-    /// Witness span ids (hex), in the order the rule reported them.
+    /// Witness span ids (lowercase hex, distinct, at most [`MAX_WITNESSES`]),
+    /// in the order the rule reported them.
     pub span_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attributes: Option<serde_json::Value>,

@@ -13,7 +13,8 @@
 
 use super::abi::{self, RuleMeta, RunDoc};
 use super::engine::{LoadedRule, PluginExport, RuleEngine};
-use super::{Limits, Outcome, RuleRun, Severity, Violation};
+use super::source::Prepared;
+use super::{Limits, MAX_WITNESSES, Outcome, RuleRun, Severity, Violation};
 use crate::trace::Trace;
 use std::sync::Arc;
 use std::time::Instant;
@@ -168,7 +169,7 @@ impl Sandbox {
                 self.discard();
                 (outcome, Vec::new(), false)
             }
-            (Ok(text), None) => interpret(&text, &self.rules[index]),
+            (Ok(text), None) => interpret(&text, self.rules[index].prepared.as_ref()),
         };
         RuleRun { outcome, fuel_used, elapsed, logs, logs_truncated }
     }
@@ -368,12 +369,12 @@ fn top_level_error(message: &str, stderr: &[u8], rule: &LoadedRule) -> Outcome {
         Some((name, rest)) if !name.contains(' ') => (name.to_string(), rest.to_string()),
         _ => ("Error".to_string(), first),
     };
-    let (line, column) = position_in(&text, rule);
+    let (line, column) = position_in(&text, rule.prepared.as_ref());
     Outcome::Exception { name, message, line, column }
 }
 
 /// The first `function.mjs:L:C` in a QuickJS stack, mapped back to the tenant's source.
-pub(crate) fn position_in(stack: &str, rule: &LoadedRule) -> (Option<u32>, Option<u32>) {
+pub(crate) fn position_in(stack: &str, prepared: Option<&Prepared>) -> (Option<u32>, Option<u32>) {
     let Some(at) = stack.find("function.mjs:") else {
         return (None, None);
     };
@@ -383,14 +384,17 @@ pub(crate) fn position_in(stack: &str, rule: &LoadedRule) -> (Option<u32>, Optio
     let (Some(Some(line)), Some(Some(column))) = (numbers.next(), numbers.next()) else {
         return (None, None);
     };
-    let (line, column) = match &rule.prepared {
+    let (line, column) = match prepared {
         Some(prepared) => prepared.original_position(line, column),
         None => (line, column),
     };
     (Some(line), Some(column))
 }
 
-fn interpret(text: &str, rule: &LoadedRule) -> (Outcome, Vec<abi::LogDoc>, bool) {
+/// Reads what `__fluo_run` returned. The text comes from the sandbox: any
+/// bytes must give an outcome (never a panic), and witness ids are normalized
+/// and capped here ([`abi::witness_ids`]).
+pub(crate) fn interpret(text: &str, prepared: Option<&Prepared>) -> (Outcome, Vec<abi::LogDoc>, bool) {
     // The common case, written as a constant by the SDK: skip the JSON parse.
     if text == abi::EMPTY_RESULT {
         return (Outcome::Ok { violations: Vec::new() }, Vec::new(), false);
@@ -406,7 +410,7 @@ fn interpret(text: &str, rule: &LoadedRule) -> (Outcome, Vec<abi::LogDoc>, bool)
                 .map(|v| Violation {
                     message: v.message,
                     severity: Severity::parse(&v.severity).unwrap_or(Severity::Medium),
-                    span_ids: v.spans,
+                    span_ids: abi::witness_ids(&v.spans, MAX_WITNESSES),
                     attributes: v.attributes,
                 })
                 .collect();
@@ -414,8 +418,85 @@ fn interpret(text: &str, rule: &LoadedRule) -> (Outcome, Vec<abi::LogDoc>, bool)
         }
         RunDoc::OutputCap { bytes } => (Outcome::OutputCap { bytes }, Vec::new(), false),
         RunDoc::Error { name, message, stack, logs, logs_truncated } => {
-            let (line, column) = position_in(&stack, rule);
+            let (line, column) = position_in(&stack, prepared);
             (Outcome::Exception { name, message, line, column }, logs, logs_truncated)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn result_with_spans(spans: &[String]) -> String {
+        serde_json::json!({"outcome": "ok", "violations": [{"message": "m", "severity": "high", "spans": spans}]}).to_string()
+    }
+
+    #[test]
+    fn case_variants_of_one_span_id_are_one_witness() {
+        let id = "00aabbccddeeff11";
+        let mut variants = vec![id.to_string(), id.to_ascii_uppercase(), "00AaBbCcDdEeFf11".to_string(), "not hex".to_string()];
+        for index in 0..3000 {
+            let mut variant: Vec<char> = id.chars().collect();
+            for (position, ch) in variant.iter_mut().enumerate() {
+                if index >> (position % 12) & 1 == 1 {
+                    *ch = ch.to_ascii_uppercase();
+                }
+            }
+            variants.push(variant.into_iter().collect());
+        }
+        let (outcome, _, _) = interpret(&result_with_spans(&variants), None);
+        assert_eq!(outcome.violations()[0].span_ids, vec![id.to_string()]);
+    }
+
+    #[test]
+    fn witnesses_per_violation_are_capped() {
+        let ids: Vec<String> = (0..5000u64).map(|n| hex::encode(n.to_be_bytes())).collect();
+        let (outcome, _, _) = interpret(&result_with_spans(&ids), None);
+        assert_eq!(outcome.violations()[0].span_ids, ids[..MAX_WITNESSES].to_vec());
+    }
+
+    /// Span ids the way a hostile rule might spell them.
+    fn span_id_spellings() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9a-fA-F]{16}",
+            "(0{0,15}1){1}[aA]{0,3}",
+            any::<String>(),
+            proptest::sample::select(vec!["00aabbccddeeff11".to_string(), "00AABBCCDDEEFF11".to_string()]),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::default())]
+
+        #[test]
+        fn proptest_interpret_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = interpret(&String::from_utf8_lossy(&bytes), None);
+        }
+
+        #[test]
+        fn proptest_interpret_never_panics_on_json_shapes(text in "[{}\\[\\]\":,a-z0-9 ]{0,400}", stack in ".{0,200}") {
+            let _ = interpret(&text, None);
+            let error = serde_json::json!({"outcome": "error", "name": "E", "message": "m", "stack": stack}).to_string();
+            let _ = interpret(&error, None);
+            let with_position = serde_json::json!({"outcome": "error", "name": "E", "message": "m", "stack": format!("at function.mjs:{stack}")}).to_string();
+            let _ = interpret(&with_position, None);
+        }
+
+        #[test]
+        fn proptest_witness_caps_hold(ids in proptest::collection::vec(span_id_spellings(), 0..400)) {
+            let (outcome, _, _) = interpret(&result_with_spans(&ids), None);
+            let kept = &outcome.violations()[0].span_ids;
+            prop_assert!(kept.len() <= MAX_WITNESSES);
+            let mut distinct = kept.clone();
+            distinct.sort();
+            distinct.dedup();
+            prop_assert_eq!(distinct.len(), kept.len());
+            for id in kept {
+                prop_assert!(id.len() == 16 && id.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')), "{}", id);
+                prop_assert!(ids.iter().any(|given| given.eq_ignore_ascii_case(id)));
+            }
         }
     }
 }
