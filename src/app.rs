@@ -28,6 +28,7 @@ pub struct Services {
     pub engine: Arc<RuleEngine>,
     pub pipeline: Arc<Pipeline>,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    pub rule_quotas: crate::api::RuleQuotas,
 }
 
 impl Services {
@@ -83,7 +84,8 @@ impl Services {
         }
         let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, counters));
         let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db).context("open webhooks")?);
-        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks }, generated))
+        let rule_quotas = config.rule_quotas;
+        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks, rule_quotas }, generated))
     }
 
     pub fn ingest(&self) -> Ingest {
@@ -105,7 +107,15 @@ impl Services {
             recent: self.recent.clone(),
             webhooks: self.webhooks.clone(),
             shutdown,
-            compile_slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            compile_slots: Arc::new(crate::api::slots::TenantSlots::new(
+                crate::api::slots::COMPILE_SLOTS,
+                crate::api::slots::COMPILE_SLOTS_PER_TENANT,
+            )),
+            backtest_slots: Arc::new(crate::api::slots::TenantSlots::new(
+                crate::api::slots::BACKTEST_SLOTS,
+                crate::api::slots::BACKTEST_SLOTS_PER_TENANT,
+            )),
+            rule_quotas: self.rule_quotas,
             otlp_ports,
             status_events: tokio::sync::broadcast::channel(1024).0,
             console,

@@ -89,6 +89,12 @@ pub struct ServeArgs {
     /// Wall-clock deadline per window check, in milliseconds.
     #[arg(long, env = "FLUO_WINDOW_DEADLINE_MS", default_value_t = 10_000)]
     pub window_deadline_ms: u64,
+    /// Rules a tenant may have; one more is refused with 409 `quota_exceeded`.
+    #[arg(long, env = "FLUO_MAX_RULES_PER_TENANT", default_value_t = crate::api::RuleQuotas::default().rules_per_tenant)]
+    pub max_rules_per_tenant: usize,
+    /// Versions a rule may have; one more is refused with 409 `quota_exceeded`.
+    #[arg(long, env = "FLUO_MAX_VERSIONS_PER_RULE", default_value_t = crate::api::RuleQuotas::default().versions_per_rule)]
+    pub max_versions_per_rule: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +113,7 @@ pub struct Config {
     pub trace_retention: Duration,
     pub eval_workers: usize,
     pub windows: crate::pipeline::windows::WindowLimits,
+    pub rule_quotas: crate::api::RuleQuotas,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -134,6 +141,8 @@ const FILE_KEYS: &[&str] = &[
     "window_fuel",
     "window_memory_mib",
     "window_deadline_ms",
+    "max_rules_per_tenant",
+    "max_versions_per_rule",
 ];
 
 /// Reads the config file named by `--config`/`FLUO_CONFIG` (if any) and
@@ -211,6 +220,9 @@ impl Config {
                 ..crate::pipeline::windows::WindowLimits::default().sandbox
             },
         };
+        if args.max_rules_per_tenant == 0 || args.max_versions_per_rule == 0 {
+            bail!("--max-rules-per-tenant and --max-versions-per-rule must be positive");
+        }
         let workers = args.eval_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         Ok(Config {
             data_dir: args.data_dir,
@@ -237,6 +249,10 @@ impl Config {
             trace_retention: args.trace_retention,
             eval_workers: workers.clamp(1, 64),
             windows,
+            rule_quotas: crate::api::RuleQuotas {
+                rules_per_tenant: args.max_rules_per_tenant,
+                versions_per_rule: args.max_versions_per_rule,
+            },
         })
     }
 }

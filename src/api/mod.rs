@@ -30,6 +30,9 @@ use utoipa_axum::routes;
 mod identity;
 mod rules;
 mod signals;
+pub mod slots;
+
+pub use rules::RuleQuotas;
 mod traces;
 mod trying;
 mod webhooks;
@@ -48,8 +51,13 @@ pub struct ApiState {
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Fires when the server stops: live streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Compiling takes ~1.2 s of CPU: at most this many at once, the rest wait.
-    pub compile_slots: Arc<tokio::sync::Semaphore>,
+    /// Compiling (and testing) takes ~1.2 s of CPU: at most this many at once
+    /// server-wide and per tenant, the rest wait in line ([`slots`]).
+    pub compile_slots: Arc<slots::TenantSlots>,
+    /// Backtests at once, server-wide and per tenant; beyond, 429 or 503 with `Retry-After`.
+    pub backtest_slots: Arc<slots::TenantSlots>,
+    /// How many rules a tenant and versions a rule may have.
+    pub rule_quotas: RuleQuotas,
     /// The OTLP/gRPC and OTLP/HTTP ports, as bound (`GET /api/v1/info`).
     pub otlp_ports: (u16, u16),
     /// Status changes made through the API, for the live stream.
@@ -68,7 +76,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `invalid_json`, `unauthenticated`, `forbidden`,
     /// `not_found`, `conflict`, `invalid_transition`, `payload_too_large`, `compile_error`, `unknown_version`,
-    /// `too_many_attempts`, `internal`.
+    /// `too_many_attempts`, `too_many_requests`, `quota_exceeded`, `busy`, `internal`.
     code: &'static str,
     message: String,
     /// Where a rule failed to compile (1-based), when known.
@@ -82,11 +90,24 @@ pub struct ErrorDetail {
 pub struct ApiError {
     status: StatusCode,
     detail: ErrorDetail,
+    /// Seconds, sent as `Retry-After` (429 and 503 answers).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, detail: ErrorDetail { code, message: message.into(), line: None, column: None } }
+        ApiError { status, detail: ErrorDetail { code, message: message.into(), line: None, column: None }, retry_after: None }
+    }
+
+    /// Asks the client to come back after `seconds` (`Retry-After`).
+    pub(crate) fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 503 `busy`: the server could not do this in time; the client may retry.
+    pub(crate) fn busy(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).retry_after(BUSY_RETRY_AFTER_SECS)
     }
 
     pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
@@ -112,6 +133,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, axum::Json(ErrorBody { error: self.detail })).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         response
     }
@@ -223,6 +247,11 @@ impl utoipa::Modify for Conventions {
                     responses.entry("401".into()).or_insert_with(|| error("No credential, or an unknown, expired or revoked one"));
                     responses.entry("403".into()).or_insert_with(|| error("The credential lacks the scope or role this needs"));
                     operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                }
+                if !public {
+                    responses.entry("503".into()).or_insert_with(|| {
+                        error("The server is busy: the work did not finish within its deadline, or no slot was free (`busy`, with `Retry-After`)")
+                    });
                 }
                 if path.starts_with("/api/v1/") {
                     responses.entry("500".into()).or_insert_with(|| error("Internal error (details are in the server log only)"));
@@ -374,9 +403,47 @@ pub(crate) fn body<T: for<'de> Deserialize<'de>>(bytes: Result<Bytes, BytesRejec
     }
 }
 
-/// Runs blocking store or sandbox work off the async workers.
+/// How long store work (reads, writes, flushes, diffs) on the blocking pool may
+/// take before the client gets 503 `busy`.
+pub const WORK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long compiling or testing a rule may take (its slot wait not included).
+pub const COMPILE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a request may wait in line for a compile slot.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `Retry-After` of a 503 `busy` answer, in seconds.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 5;
+
+/// Runs blocking store or sandbox work off the async workers, within
+/// [`WORK_DEADLINE`].
 pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(ApiError::internal)?
+    blocking_within(WORK_DEADLINE, work).await
+}
+
+/// Runs blocking work off the async workers; if it has not finished after
+/// `deadline`, the client gets 503 `busy` with `Retry-After`. The work itself
+/// cannot be interrupted and goes on; whatever it holds (a slot moved into
+/// it) is released when it ends, not when the client is answered.
+pub(crate) async fn blocking_within<T: Send + 'static>(
+    deadline: std::time::Duration,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(deadline, tokio::task::spawn_blocking(work)).await {
+        Ok(joined) => joined.map_err(ApiError::internal)?,
+        Err(_) => {
+            tracing::warn!(deadline_ms = deadline.as_millis() as u64, "api work exceeded its deadline");
+            Err(ApiError::busy(format!("the server did not finish this within {} s; try again later", deadline.as_secs())))
+        }
+    }
+}
+
+/// A compile slot for `tenant` (see [`slots`]), waiting at most [`SLOT_WAIT`].
+pub(crate) async fn compile_slot(state: &ApiState, tenant: &TenantId) -> Result<slots::Slot, ApiError> {
+    tokio::time::timeout(SLOT_WAIT, state.compile_slots.acquire(tenant))
+        .await
+        .map_err(|_| ApiError::busy(format!("every rule compiler stayed busy for {} s; try again later", SLOT_WAIT.as_secs())))
 }
 
 /// RFC 3339 (`2026-11-27T10:00:00Z`) or milliseconds since the epoch.
@@ -439,4 +506,28 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Re
 #[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "get_openapi_document", tag = "operations", responses((status = 200, description = "The OpenAPI document", body = Object)))]
 async fn openapi_document(axum::Extension(OpenApiJson(json)): axum::Extension<OpenApiJson>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], json.as_str().to_owned()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn blocking_work_past_its_deadline_is_503_busy_with_retry_after() {
+        let (finished, done) = std::sync::mpsc::channel();
+        let answer = blocking_within(std::time::Duration::from_millis(50), move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let _ = finished.send(());
+            Ok(())
+        })
+        .await
+        .expect_err("past the deadline");
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.detail.code, "busy");
+        let response = answer.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], BUSY_RETRY_AFTER_SECS.to_string().as_str());
+        // The work itself goes on to its end.
+        done.recv_timeout(std::time::Duration::from_secs(5)).expect("the work finished");
+        assert_eq!(blocking_within(std::time::Duration::from_secs(5), || Ok(7)).await.expect("in time"), 7);
+    }
 }

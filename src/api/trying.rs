@@ -1,9 +1,15 @@
 //! Trying rules out without storing them: the template gallery, the compile
 //! check an editor calls as one types, a test of any source on given traces,
 //! and a backtest of a stored version on the tenant's retained traces.
+//!
+//! Compiles and tests take the tenant's compile slot (queued fairly, see
+//! [`super::slots`]); backtests take a backtest slot or are refused at once
+//! (429 beyond the tenant's share, 503 when the server's are taken), both with
+//! `Retry-After`. All the work runs on the blocking pool within a deadline.
 
 use super::rules::{example_rule, find, find_version, unknown_version};
-use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, body, tenant};
+use super::slots::SlotError;
+use super::{ApiError, ApiState, COMPILE_DEADLINE, ErrorBody, Items, bad, blocking, blocking_within, body, compile_slot, tenant};
 use crate::auth::Scope;
 use crate::rules::abi::RuleMeta;
 use crate::rules::{Outcome, Severity};
@@ -78,10 +84,11 @@ pub async fn compile(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    tenant(&state, &headers, Scope::Write)?;
+    let tenant = tenant(&state, &headers, Scope::Write)?;
     let request: CompileRequest = body(bytes)?;
-    let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
-    let report = blocking(move || {
+    let slot = compile_slot(&state, &tenant).await?;
+    let report = blocking_within(COMPILE_DEADLINE, move || {
+        let _slot = slot;
         let started = std::time::Instant::now();
         let result = crate::rules::compile::compile(&state.engine, &request.source);
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -154,17 +161,25 @@ pub struct TraceResult {
     error: Option<RuleFailure>,
 }
 
+/// How long a backtest may run; its client gets 503 `busy` after it, and the
+/// work stops at the next trace.
+pub const BACKTEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One rule on a set of traces: per trace its outcome, violations, witness
-/// spans, fuel and time.
+/// spans, fuel and time. Stops before the next trace once `stop_at` has passed.
 fn run_on(
     state: &ApiState,
     loaded: std::sync::Arc<crate::rules::LoadedRule>,
     traces: &[crate::trace::Trace],
     window: Option<(u64, u64)>,
+    stop_at: Option<std::time::Instant>,
 ) -> Vec<TraceResult> {
     let mut sandbox = crate::rules::Sandbox::new(state.engine.clone(), vec![loaded]);
     let mut results = Vec::with_capacity(traces.len());
     for trace in traces {
+        if stop_at.is_some_and(|stop_at| std::time::Instant::now() >= stop_at) {
+            break;
+        }
         let runs = match window {
             Some(bounds) => sandbox.evaluate_window(trace, bounds),
             None => sandbox.evaluate(trace),
@@ -220,27 +235,33 @@ pub struct TestReport {
     (status = 422, description = "The source does not compile", body = ErrorBody)
 ))]
 pub async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let _tenant = tenant(&state, &headers, Scope::Write)?;
-    let request: TestRequest = body(bytes)?;
-    let documents = match request.traces {
-        Value::Array(items) => items,
-        single => vec![single],
-    };
-    let mut spans = Vec::new();
-    for (index, document) in documents.into_iter().enumerate() {
-        let otlp: crate::ingest::convert::ExportTraceServiceRequest =
-            serde_json::from_value(document).map_err(|error| bad(format!("traces[{index}] is not OTLP/JSON: {error}")))?;
-        spans.extend(crate::ingest::convert::convert(otlp).spans);
-    }
-    let traces = crate::trace::Trace::group(spans);
-    if traces.len() > 100 {
-        return Err(bad("at most 100 traces per test"));
-    }
-    let _slot = state.compile_slots.acquire().await.map_err(ApiError::internal)?;
+    let tenant = tenant(&state, &headers, Scope::Write)?;
+    // Up to 1 MiB of JSON: parsed and converted on the blocking pool.
+    let (source, traces) = blocking(move || {
+        let request: TestRequest = body(bytes)?;
+        let documents = match request.traces {
+            Value::Array(items) => items,
+            single => vec![single],
+        };
+        let mut spans = Vec::new();
+        for (index, document) in documents.into_iter().enumerate() {
+            let otlp: crate::ingest::convert::ExportTraceServiceRequest =
+                serde_json::from_value(document).map_err(|error| bad(format!("traces[{index}] is not OTLP/JSON: {error}")))?;
+            spans.extend(crate::ingest::convert::convert(otlp).spans);
+        }
+        let traces = crate::trace::Trace::group(spans);
+        if traces.len() > 100 {
+            return Err(bad("at most 100 traces per test"));
+        }
+        Ok((request.source, traces))
+    })
+    .await?;
+    let slot = compile_slot(&state, &tenant).await?;
     let worker_state = state.clone();
-    let report = blocking(move || {
+    let report = blocking_within(COMPILE_DEADLINE, move || {
+        let _slot = slot;
         let started = std::time::Instant::now();
-        let (compiled, loaded) = match crate::rules::compile::compile(&worker_state.engine, &request.source) {
+        let (compiled, loaded) = match crate::rules::compile::compile(&worker_state.engine, &source) {
             Ok(done) => done,
             Err(error) => return Err(ApiError::compile(&error)),
         };
@@ -249,9 +270,9 @@ pub async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Resu
             // A window rule sees the spans it selects from all the traces as one window.
             Some(spec) => {
                 let (window, bounds) = crate::pipeline::windows::one_window(&traces, spec);
-                run_on(&worker_state, loaded, &[window], Some(bounds))
+                run_on(&worker_state, loaded, &[window], Some(bounds), None)
             }
-            None => run_on(&worker_state, loaded, &traces, None),
+            None => run_on(&worker_state, loaded, &traces, None, None),
         };
         Ok(TestReport { rule: compiled.meta, compile_ms, traces: results })
     })
@@ -288,7 +309,9 @@ pub struct BacktestReport {
     request_body = Option<BacktestRequest>, responses(
     (status = 200, description = "What the version would have raised", body = BacktestReport),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody),
-    (status = 422, description = "The rule has no such version", body = ErrorBody)
+    (status = 422, description = "The rule has no such version", body = ErrorBody),
+    (status = 429, description = "The tenant already runs a backtest (`too_many_requests`, with `Retry-After`)", body = ErrorBody),
+    (status = 503, description = "The server already runs its backtests, or this one took too long (`busy`, with `Retry-After`)", body = ErrorBody)
 ))]
 pub async fn backtest(
     State(state): State<ApiState>,
@@ -306,7 +329,16 @@ pub async fn backtest(
     if !(1..=10_000).contains(&limit) {
         return Err(bad("limit must be 1 to 10000"));
     }
-    let report = blocking(move || {
+    let slot = state.backtest_slots.try_acquire(&tenant).map_err(|error| match error {
+        SlotError::Tenant(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", format!("{error}: wait for it to finish"))
+                .retry_after(super::BUSY_RETRY_AFTER_SECS)
+        }
+        SlotError::Global(_) => ApiError::busy(format!("{error}; try again later")),
+    })?;
+    let stop_at = std::time::Instant::now() + BACKTEST_DEADLINE;
+    let report = blocking_within(BACKTEST_DEADLINE, move || {
+        let _slot = slot;
         let rule = find(&state, &tenant, &id)?;
         let number = request.version.unwrap_or(rule.active_version);
         let (version, wasm) = match find_version(&state, &tenant, &rule, number) {
@@ -332,13 +364,14 @@ pub async fn backtest(
         if version.meta.window.is_some() {
             return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));
         }
-        let results = run_on(&state, loaded, &traces, None);
+        let results = run_on(&state, loaded, &traces, None, Some(stop_at));
+        let evaluated = results.len();
         let failed = results.iter().filter(|result| result.outcome != "ok").count();
         let hits: Vec<TraceResult> = results.into_iter().filter(|result| !result.violations.is_empty()).collect();
         Ok(BacktestReport {
             rule_id: rule.id,
             version: number,
-            traces_evaluated: traces.len(),
+            traces_evaluated: evaluated,
             traces_with_violations: hits.len(),
             traces_failed: failed,
             results: hits.into_iter().take(100).collect(),
