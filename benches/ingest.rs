@@ -123,6 +123,7 @@ fn config(dir: &std::path::Path, idle: Duration) -> Config {
         trace_retention: Duration::from_secs(900),
         eval_workers: 1,
         windows: fluo::pipeline::windows::WindowLimits::default(),
+        webhooks: fluo::webhooks::WebhookLimits::default(),
     }
 }
 
