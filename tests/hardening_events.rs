@@ -180,7 +180,7 @@ fn open_stream(api: std::net::SocketAddr, key: &str) -> (u16, BufReader<std::net
     (status, reader)
 }
 
-/// Reads until the server closes the stream; returns what it sent, or panics after `within`.
+/// Reads until the server ends the stream; returns what it sent, or panics after `within`.
 fn read_until_closed(mut reader: BufReader<std::net::TcpStream>, within: Duration) -> String {
     let started = Instant::now();
     let mut seen = String::new();
@@ -188,7 +188,14 @@ fn read_until_closed(mut reader: BufReader<std::net::TcpStream>, within: Duratio
     loop {
         match reader.read(&mut buffer) {
             Ok(0) => return seen,
-            Ok(read) => seen.push_str(&String::from_utf8_lossy(&buffer[..read])),
+            Ok(read) => {
+                seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+                // The response ended: the last chunk of the chunked body (the connection may stay open).
+                if seen.ends_with("\r\n0\r\n\r\n") || seen.starts_with("0\r\n\r\n") {
+                    assert!(started.elapsed() < within, "stream ended only after {:?}", started.elapsed());
+                    return seen;
+                }
+            }
             Err(error) => panic!("stream still open after {:?} ({error}); got {seen:?}", started.elapsed()),
         }
         assert!(started.elapsed() < within, "stream still open after {within:?}; got {seen:?}");
