@@ -124,6 +124,7 @@ fn config(dir: &std::path::Path, idle: Duration) -> Config {
         eval_workers: 1,
         windows: fluo::pipeline::windows::WindowLimits::default(),
         rule_quotas: fluo::api::RuleQuotas::default(),
+        webhooks: fluo::webhooks::WebhookLimits::default(),
     }
 }
 

@@ -63,13 +63,8 @@ fn main() {
     for _ in 0..3 {
         let dir = tempfile::tempdir().unwrap();
         let signals = Arc::new(Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap());
-        let windows = Windows::new(
-            engine.clone(),
-            signals,
-            Arc::new(Counters::default()),
-            tokio::sync::broadcast::channel(16).0,
-            WindowLimits::default(),
-        );
+        let windows =
+            Windows::new(engine.clone(), signals, Arc::new(Counters::default()), fluo::events::EventHub::new(), WindowLimits::default());
         let rule = RuleRef { id: "r_bench".into(), name: "auth-concurrency".into(), version: 1 };
         windows.set_rules(&tenant, vec![(rule, loaded.clone())], 0);
         let started = Instant::now();

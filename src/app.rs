@@ -29,6 +29,8 @@ pub struct Services {
     pub pipeline: Arc<Pipeline>,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     pub rule_quotas: crate::api::RuleQuotas,
+    /// New signals and status changes, per tenant: streams and webhooks listen.
+    pub events: Arc<crate::events::EventHub>,
 }
 
 impl Services {
@@ -45,6 +47,7 @@ impl Services {
         let engine = RuleEngine::new(config.limits.clone())?;
         tracing::info!(plugin = %engine.plugin_hash(), data_dir = %config.data_dir.display(), "rule engine ready");
         let counters = Arc::new(Counters::default());
+        let events = crate::events::EventHub::new();
         let evaluator = Evaluator::start(
             config.eval_workers,
             engine.clone(),
@@ -53,6 +56,7 @@ impl Services {
             counters.clone(),
             on_signal,
             config.windows.clone(),
+            events.clone(),
         );
         let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for (version, wasm) in store.active_versions()? {
@@ -83,9 +87,16 @@ impl Services {
             evaluator.set_rules(&TenantId::trusted(&tenant), rules);
         }
         let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, counters));
-        let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db).context("open webhooks")?);
+        let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db, config.webhooks.clone()).context("open webhooks")?);
+        // Each tenant's new signals go into that tenant's delivery queue.
+        let for_sink = webhooks.clone();
+        events.add_sink(move |tenant, event| {
+            if event.kind == crate::events::EventKind::Created {
+                for_sink.dispatch(tenant, &event.signal);
+            }
+        });
         let rule_quotas = config.rule_quotas;
-        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks, rule_quotas }, generated))
+        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks, rule_quotas, events }, generated))
     }
 
     pub fn ingest(&self) -> Ingest {
@@ -117,7 +128,8 @@ impl Services {
             )),
             rule_quotas: self.rule_quotas,
             otlp_ports,
-            status_events: tokio::sync::broadcast::channel(1024).0,
+            events: self.events.clone(),
+            streams: Default::default(),
             console,
         }
     }
@@ -174,7 +186,7 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
-    tokio::spawn(crate::webhooks::dispatcher(services.webhooks.clone(), services.pipeline.evaluator.subscribe(), stopped.clone()));
+    tokio::spawn(crate::webhooks::deliver(services.webhooks.clone(), stopped.clone()));
 
     tokio::select! {
         _ = interrupt.recv() => {}

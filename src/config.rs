@@ -95,6 +95,25 @@ pub struct ServeArgs {
     /// Versions a rule may have; one more is refused with 409 `quota_exceeded`.
     #[arg(long, env = "FLUO_MAX_VERSIONS_PER_RULE", default_value_t = crate::api::RuleQuotas::default().versions_per_rule)]
     pub max_versions_per_rule: u32,
+    /// Window rules of one tenant that run; more active ones are not checked.
+    #[arg(long, env = "FLUO_WINDOW_MAX_RULES", default_value_t = crate::pipeline::windows::WindowLimits::default().max_rules_per_tenant)]
+    pub window_max_rules: usize,
+    /// Threads checking windows; tenants share them round-robin, one check per tenant at a time.
+    #[arg(long, env = "FLUO_WINDOW_WORKERS", default_value_t = crate::pipeline::windows::WindowLimits::default().workers)]
+    pub window_workers: usize,
+    /// Wall-clock window-check time per tenant per minute; over it, the tenant's windows are skipped.
+    #[arg(long, env = "FLUO_WINDOW_TENANT_BUDGET", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub window_tenant_budget: Duration,
+    /// Let webhooks reach loopback, private, link-local (cloud metadata) and
+    /// other internal addresses (refused by default: webhook URLs are tenant input).
+    #[arg(long, env = "FLUO_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
+    pub webhook_allow_private_targets: bool,
+    /// Webhooks per tenant; one more is refused (409).
+    #[arg(long, env = "FLUO_WEBHOOK_MAX_PER_TENANT", default_value_t = crate::webhooks::WebhookLimits::default().max_per_tenant)]
+    pub webhook_max_per_tenant: usize,
+    /// Webhook deliveries in flight at once (one connection each), across tenants.
+    #[arg(long, env = "FLUO_WEBHOOK_WORKERS", default_value_t = crate::webhooks::WebhookLimits::default().workers)]
+    pub webhook_workers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +133,7 @@ pub struct Config {
     pub eval_workers: usize,
     pub windows: crate::pipeline::windows::WindowLimits,
     pub rule_quotas: crate::api::RuleQuotas,
+    pub webhooks: crate::webhooks::WebhookLimits,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -143,6 +163,12 @@ const FILE_KEYS: &[&str] = &[
     "window_deadline_ms",
     "max_rules_per_tenant",
     "max_versions_per_rule",
+    "window_max_rules",
+    "window_workers",
+    "window_tenant_budget",
+    "webhook_allow_private_targets",
+    "webhook_max_per_tenant",
+    "webhook_workers",
 ];
 
 /// Reads the config file named by `--config`/`FLUO_CONFIG` (if any) and
@@ -211,8 +237,17 @@ impl Config {
         if !(Duration::from_secs(60)..=Duration::from_secs(24 * 3600)).contains(&args.session_ttl) {
             bail!("--session-ttl must be between 1m and 24h");
         }
+        if !(1..=1000).contains(&args.window_max_rules) || !(1..=64).contains(&args.window_workers) {
+            bail!("--window-max-rules must be between 1 and 1000 and --window-workers between 1 and 64");
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&args.window_tenant_budget) {
+            bail!("--window-tenant-budget must be between 100ms and 1h");
+        }
         let windows = crate::pipeline::windows::WindowLimits {
             max_spans: args.window_max_spans,
+            max_rules_per_tenant: args.window_max_rules,
+            workers: args.window_workers,
+            tenant_budget_per_minute: args.window_tenant_budget,
             sandbox: crate::rules::Limits {
                 fuel_per_call: args.window_fuel,
                 memory_bytes: args.window_memory_mib << 20,
@@ -223,6 +258,14 @@ impl Config {
         if args.max_rules_per_tenant == 0 || args.max_versions_per_rule == 0 {
             bail!("--max-rules-per-tenant and --max-versions-per-rule must be positive");
         }
+        if !(1..=10_000).contains(&args.webhook_max_per_tenant) || !(1..=256).contains(&args.webhook_workers) {
+            bail!("--webhook-max-per-tenant must be between 1 and 10000 and --webhook-workers between 1 and 256");
+        }
+        let webhooks = crate::webhooks::WebhookLimits {
+            max_per_tenant: args.webhook_max_per_tenant,
+            workers: args.webhook_workers,
+            allow_private_targets: args.webhook_allow_private_targets,
+        };
         let workers = args.eval_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         Ok(Config {
             data_dir: args.data_dir,
@@ -253,6 +296,7 @@ impl Config {
                 rules_per_tenant: args.max_rules_per_tenant,
                 versions_per_rule: args.max_versions_per_rule,
             },
+            webhooks,
         })
     }
 }

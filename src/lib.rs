@@ -6,6 +6,7 @@
 //! - [`ingest`]: OTLP/gRPC and OTLP/HTTP receivers, OTLP → span model.
 //! - [`pipeline`]: admission, trace assembly, rule evaluation on a worker pool.
 //! - [`signals`]: the signal store (dedup, clearing, listing).
+//! - [`events`]: the one event hub (new signals, status changes), per tenant.
 //! - [`api`]: the HTTP API (axum).
 //! - [`webhooks`]: signed webhook deliveries of new signals.
 //! - [`rules`]: rule compilation (JS → Javy module), the wasmtime engine and
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod ingest;
 pub mod pipeline;
 pub mod rules;

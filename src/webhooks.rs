@@ -1,7 +1,25 @@
 //! Per-tenant webhooks: which new signals go where (severities, rules), the
 //! delivery of each as an HTTP POST signed with HMAC-SHA256 over
 //! `"{timestamp}.{body}"`, retries with exponential backoff, and a delivery
-//! log per webhook. Owns the sled trees `webhooks` and `webhook_deliveries`.
+//! log per webhook (the newest [`DELIVERIES_KEPT`], deleted with the webhook).
+//! Owns the sled trees `webhooks` and `webhook_deliveries`.
+//!
+//! A webhook URL makes the server connect somewhere, so the target is checked
+//! on the address actually connected to: names are resolved by
+//! [`CheckedResolver`] and every loopback, private, shared (100.64/10),
+//! link-local (metadata at 169.254.169.254), unique-local, multicast,
+//! documentation and unspecified address is refused, as are IPv4-mapped,
+//! -compatible, NAT64 and 6to4 spellings of them ([`refused_ip`]); literal
+//! addresses and the numeric IPv4 spellings (`127.1`, `2130706433`,
+//! `0x7f000001`) are refused already at creation. `--webhook-allow-private-targets`
+//! lifts this for operators whose receivers are internal (and for tests).
+//!
+//! Deliveries go through one bounded queue per tenant (at most
+//! [`QUEUE_PER_TENANT`] signals waiting or retrying), taken round-robin by a
+//! fixed pool of workers, each holding at most one connection; a deleted
+//! webhook gets no further attempt. The log records delivered or not, never
+//! the receiver's answer (status codes or errors of internal services are not
+//! shown to the tenant).
 //!
 //! Deliveries are plain `http://` (hyper's client); `https://` URLs are refused
 //! at creation because FLUO has no TLS client yet — put an egress proxy in
@@ -11,13 +29,50 @@ use crate::auth::{TenantId, now_ms};
 use crate::rules::Severity;
 use crate::signals::{Signal, rfc3339};
 use hmac::{Hmac, Mac};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Attempts per delivery; waits between them double from 1 s.
 pub const ATTEMPTS: u32 = 5;
+
+/// Delivery attempts kept per webhook (older ones are deleted).
+pub const DELIVERIES_KEPT: usize = 100;
+
+/// Signals a tenant may have waiting or retrying for delivery at once; more
+/// are dropped (counted, logged at most every 10 s).
+pub const QUEUE_PER_TENANT: usize = 1000;
+
+/// The longest one delivery attempt (connect, send, answer) may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the delivery log says when FLUO refused the target address.
+pub const REFUSED_TARGET: &str = "target address not allowed (loopback, private, link-local, metadata or unspecified)";
+
+/// What bounds webhooks.
+#[derive(Clone, Debug)]
+pub struct WebhookLimits {
+    /// Webhooks per tenant; one more is refused with 409.
+    pub max_per_tenant: usize,
+    /// Deliveries in flight at once (one connection each), across tenants.
+    pub workers: usize,
+    /// Whether loopback, private, link-local and the like may be targets.
+    pub allow_private_targets: bool,
+}
+
+impl Default for WebhookLimits {
+    fn default() -> WebhookLimits {
+        WebhookLimits { max_per_tenant: 20, workers: 4, allow_private_targets: false }
+    }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Webhook {
@@ -57,11 +112,14 @@ pub struct WebhookInfo {
     pub created_at: String,
 }
 
+/// One delivery attempt: whether the receiver took it (a 2xx answer). What
+/// the receiver answered otherwise is not recorded.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub signal_id: String,
     pub attempt: u32,
-    pub status: Option<u16>,
+    /// Why it was not delivered: `target address not allowed (…)` when FLUO
+    /// refused the address, else `not delivered`.
     pub error: Option<String>,
     pub delivered: bool,
     pub at: String,
@@ -71,19 +129,242 @@ pub struct Delivery {
 pub enum WebhookError {
     #[error("{0}")]
     Invalid(String),
+    #[error("a tenant may have at most {0} webhooks; delete one first")]
+    Quota(usize),
     #[error("storage error: {0}")]
     Store(#[from] sled::Error),
+}
+
+/// The connect-time refusal of a target address.
+#[derive(Debug, thiserror::Error)]
+#[error("{REFUSED_TARGET}")]
+pub struct RefusedTarget;
+
+/// Whether `ip` is an address webhooks must not reach without
+/// `--webhook-allow-private-targets`.
+pub fn refused_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => refused_v4(v4),
+        IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            let embedded = |high: u16, low: u16| Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return refused_v4(v4);
+            }
+            // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96) carry an IPv4 address.
+            if segments[..6] == [0; 6] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return v6.is_unspecified() || v6.is_loopback() || refused_v4(embedded(segments[6], segments[7]));
+            }
+            // 6to4 (2002::/16) carries one in its second and third groups.
+            if segments[0] == 0x2002 && refused_v4(embedded(segments[1], segments[2])) {
+                return true;
+            }
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || (segments[0] & 0xfe00) == 0xfc00 // unique local fc00::/7 (AWS metadata fd00:ec2::254)
+                || (segments[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
+                || (segments[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
+                || (segments[0] == 0x64 && segments[1] == 0xff9b) // NAT64 local use 64:ff9b:1::/48
+                || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
+                || (segments[0] == 0x2001 && segments[1] == 0) // Teredo: an IPv4 address in disguise
+        }
+    }
+}
+
+fn refused_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    a == 0 // "this network", 0.0.0.0
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local() // 169.254/16: cloud metadata
+        || (a == 100 && (b & 0xc0) == 64) // shared 100.64/10 (Alibaba metadata 100.100.100.200)
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || ip.is_documentation()
+        || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18/15
+        || ip.is_multicast()
+        || a >= 240 // reserved and broadcast
+}
+
+/// The IPv4 address `inet_aton` (and so `getaddrinfo`) reads from `host`:
+/// one to four parts, each decimal, `0x` hex or `0` octal, the last filling
+/// the remaining bytes (`127.1`, `2130706433`, `0x7f000001`, `0177.0.0.1`).
+pub fn loose_ipv4(host: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut values = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let value = if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            if hex.is_empty() { Some(0) } else { u64::from_str_radix(hex, 16).ok() }
+        } else if part.len() > 1 && part.starts_with('0') {
+            u64::from_str_radix(&part[1..], 8).ok()
+        } else if !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit()) {
+            part.parse::<u64>().ok()
+        } else {
+            None
+        };
+        values.push(value?);
+    }
+    let (last, leading) = values.split_last()?;
+    if leading.iter().any(|value| *value > 255) {
+        return None;
+    }
+    let remaining_bits = 8 * (4 - leading.len() as u32);
+    if remaining_bits < 64 && *last >= 1u64 << remaining_bits {
+        return None;
+    }
+    let address = leading.iter().fold(0u64, |address, value| (address << 8) | value) << remaining_bits | last;
+    Some(Ipv4Addr::from(address as u32))
+}
+
+/// Whether a URL's host is refused without looking it up: `localhost` names,
+/// refused literal addresses and the numeric IPv4 spellings of them.
+pub fn refused_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return refused_ip(ip);
+    }
+    loose_ipv4(&host).is_some_and(refused_v4)
+}
+
+/// Resolves webhook hosts and keeps only addresses that may be reached (all,
+/// with `allow_private`); none left is an error, so the connection is never
+/// attempted. The addresses returned are the ones connected to: a name that
+/// resolves differently later (DNS rebinding) is checked again then.
+#[derive(Clone)]
+pub struct CheckedResolver {
+    allow_private: bool,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<Name> for CheckedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(addresses) => addresses.collect(),
+                Err(error) => return Err(Box::new(error) as BoxError),
+            };
+            let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|addr| allow_private || !refused_ip(addr.ip())).collect();
+            if allowed.is_empty() && !resolved.is_empty() {
+                return Err(Box::new(RefusedTarget) as BoxError);
+            }
+            Ok(allowed.into_iter())
+        })
+    }
+}
+
+/// hyper-util's connector with [`CheckedResolver`], plus the same check for
+/// literal addresses (which the connector does not resolve).
+#[derive(Clone)]
+pub struct GuardedConnector {
+    inner: HttpConnector<CheckedResolver>,
+    allow_private: bool,
+}
+
+impl GuardedConnector {
+    pub fn new(allow_private: bool) -> GuardedConnector {
+        let mut inner = HttpConnector::new_with_resolver(CheckedResolver { allow_private });
+        inner.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
+        GuardedConnector { inner, allow_private }
+    }
+}
+
+impl tower::Service<http::Uri> for GuardedConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(context).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let literal =
+            uri.host().map(|host| host.trim_start_matches('[').trim_end_matches(']')).and_then(|host| host.parse::<IpAddr>().ok());
+        if !self.allow_private && literal.is_some_and(refused_ip) {
+            return Box::pin(async { Err(Box::new(RefusedTarget) as BoxError) });
+        }
+        let connecting = self.inner.call(uri);
+        Box::pin(async move { connecting.await.map_err(Into::into) })
+    }
+}
+
+/// Whether an error (of the client, anywhere in its chain) is FLUO's own refusal.
+fn is_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<RefusedTarget>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// One signal on its way to one webhook.
+struct Job {
+    tenant: TenantId,
+    hook_id: String,
+    signal_id: String,
+    body: Arc<str>,
+    attempt: u32,
+}
+
+/// Per-tenant queues taken round-robin; `pending` also counts jobs waiting
+/// for their retry.
+#[derive(Default)]
+struct Queue {
+    waiting: HashMap<TenantId, VecDeque<Job>>,
+    ring: VecDeque<TenantId>,
+    pending: HashMap<TenantId, usize>,
 }
 
 pub struct Webhooks {
     hooks: sled::Tree,
     deliveries: sled::Tree,
-    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, String>,
+    client: hyper_util::client::legacy::Client<GuardedConnector, String>,
+    limits: WebhookLimits,
+    queue: Mutex<Queue>,
+    ready: tokio::sync::Notify,
+    /// Serializes creation so that the per-tenant quota holds.
+    creating: Mutex<()>,
+    /// Signals not queued because their tenant's queue was full.
+    pub dropped: AtomicU64,
+    last_warning_ms: AtomicU64,
 }
 
 fn prefix(tenant: &TenantId) -> Vec<u8> {
     let mut key = (tenant.as_str().len() as u32).to_be_bytes().to_vec();
     key.extend_from_slice(tenant.as_str().as_bytes());
+    key
+}
+
+fn hook_key(tenant: &TenantId, id: &str) -> Vec<u8> {
+    let mut key = prefix(tenant);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The prefix of a webhook's delivery log.
+fn log_prefix(tenant: &TenantId, id: &str) -> Vec<u8> {
+    let mut key = hook_key(tenant, id);
+    key.push(b'/');
     key
 }
 
@@ -95,9 +376,22 @@ pub fn signature(secret: &str, timestamp: u64, body: &str) -> String {
 }
 
 impl Webhooks {
-    pub fn open(db: &sled::Db) -> Result<Webhooks, WebhookError> {
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        Ok(Webhooks { hooks: db.open_tree("webhooks")?, deliveries: db.open_tree("webhook_deliveries")?, client })
+    pub fn open(db: &sled::Db, limits: WebhookLimits) -> Result<Webhooks, WebhookError> {
+        // No idle connections are kept: at most one open connection per worker.
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(GuardedConnector::new(limits.allow_private_targets));
+        Ok(Webhooks {
+            hooks: db.open_tree("webhooks")?,
+            deliveries: db.open_tree("webhook_deliveries")?,
+            client,
+            limits,
+            queue: Mutex::new(Queue::default()),
+            ready: tokio::sync::Notify::new(),
+            creating: Mutex::new(()),
+            dropped: AtomicU64::new(0),
+            last_warning_ms: AtomicU64::new(0),
+        })
     }
 
     /// Registers a webhook; the returned secret is shown once.
@@ -119,6 +413,13 @@ impl Webhooks {
             }
             _ => return Err(WebhookError::Invalid("url must be http://host[:port]/path".into())),
         }
+        if !self.limits.allow_private_targets && uri.host().is_some_and(refused_host) {
+            return Err(WebhookError::Invalid(format!("url: {REFUSED_TARGET}")));
+        }
+        let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
+        if self.hooks.scan_prefix(prefix(tenant)).count() >= self.limits.max_per_tenant {
+            return Err(WebhookError::Quota(self.limits.max_per_tenant));
+        }
         let mut bytes = [0u8; 24];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
         let secret = format!("whsec_{}", hex::encode(bytes));
@@ -132,9 +433,8 @@ impl Webhooks {
             secret: secret.clone(),
             created_at: rfc3339(now_ms()),
         };
-        let mut key = prefix(tenant);
-        key.extend_from_slice(hook.id.as_bytes());
-        self.hooks.insert(key, serde_json::to_vec(&hook).map_err(|error| WebhookError::Invalid(error.to_string()))?)?;
+        self.hooks
+            .insert(hook_key(tenant, &hook.id), serde_json::to_vec(&hook).map_err(|error| WebhookError::Invalid(error.to_string()))?)?;
         self.hooks.flush()?;
         Ok((hook, secret))
     }
@@ -149,114 +449,358 @@ impl Webhooks {
             .collect())
     }
 
+    fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Webhook>, WebhookError> {
+        Ok(self.hooks.get(hook_key(tenant, id))?.and_then(|value| serde_json::from_slice(&value).ok()))
+    }
+
+    /// Deletes a webhook and its delivery log; queued deliveries to it stop.
     pub fn delete(&self, tenant: &TenantId, id: &str) -> Result<bool, WebhookError> {
-        let mut key = prefix(tenant);
-        key.extend_from_slice(id.as_bytes());
-        let removed = self.hooks.remove(key)?.is_some();
+        let removed = self.hooks.remove(hook_key(tenant, id))?.is_some();
+        if removed {
+            self.delete_log(tenant, id)?;
+        }
         self.hooks.flush()?;
         Ok(removed)
     }
 
+    fn delete_log(&self, tenant: &TenantId, id: &str) -> Result<(), WebhookError> {
+        let mut batch = sled::Batch::default();
+        for key in self.deliveries.scan_prefix(log_prefix(tenant, id)).keys() {
+            batch.remove(key?);
+        }
+        self.deliveries.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Delivery attempts kept for a webhook (at most [`DELIVERIES_KEPT`]).
+    pub fn logged(&self, tenant: &TenantId, id: &str) -> usize {
+        self.deliveries.scan_prefix(log_prefix(tenant, id)).count()
+    }
+
     /// The newest deliveries of a webhook (at most 100), newest first; `None` if the tenant has no such webhook.
     pub fn deliveries(&self, tenant: &TenantId, id: &str) -> Result<Option<Vec<Delivery>>, WebhookError> {
-        let mut key = prefix(tenant);
-        key.extend_from_slice(id.as_bytes());
-        if !self.hooks.contains_key(&key)? {
+        if !self.hooks.contains_key(hook_key(tenant, id))? {
             return Ok(None);
         }
-        key.push(b'/');
         Ok(Some(
             self.deliveries
-                .scan_prefix(key)
+                .scan_prefix(log_prefix(tenant, id))
                 .values()
                 .rev()
-                .take(100)
+                .take(DELIVERIES_KEPT)
                 .filter_map(|value| value.ok())
                 .filter_map(|value| serde_json::from_slice(&value).ok())
                 .collect(),
         ))
     }
 
-    fn log(&self, tenant: &TenantId, hook: &Webhook, delivery: &Delivery) {
-        let mut key = prefix(tenant);
-        key.extend_from_slice(hook.id.as_bytes());
-        key.push(b'/');
+    /// Appends to a webhook's log (if it still exists) and drops the oldest
+    /// entries beyond [`DELIVERIES_KEPT`].
+    fn log(&self, tenant: &TenantId, hook_id: &str, delivery: &Delivery) -> Result<(), WebhookError> {
+        if !self.hooks.contains_key(hook_key(tenant, hook_id))? {
+            return Ok(());
+        }
+        let mut key = log_prefix(tenant, hook_id);
         key.extend_from_slice(&now_ms().to_be_bytes());
         key.extend_from_slice(delivery.signal_id.as_bytes());
         key.extend_from_slice(&delivery.attempt.to_be_bytes());
-        if let Ok(value) = serde_json::to_vec(delivery) {
-            let _ = self.deliveries.insert(key, value);
+        let value = serde_json::to_vec(delivery).map_err(|error| WebhookError::Invalid(error.to_string()))?;
+        self.deliveries.insert(key, value)?;
+        let kept = self.logged(tenant, hook_id);
+        if kept > DELIVERIES_KEPT {
+            let mut batch = sled::Batch::default();
+            for old in self.deliveries.scan_prefix(log_prefix(tenant, hook_id)).keys().take(kept - DELIVERIES_KEPT) {
+                batch.remove(old?);
+            }
+            self.deliveries.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Logs a warning a tenant can cause at most every 10 s.
+    fn warn_limited(&self, message: &'static str, tenant: &TenantId) {
+        let now = now_ms();
+        let last = self.last_warning_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10_000
+            && self.last_warning_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::warn!(tenant = %tenant, dropped_total = self.dropped.load(Ordering::Relaxed), "{message}");
         }
     }
 
-    async fn post(&self, hook: &Webhook, body: &str) -> Result<u16, String> {
-        let timestamp = now_ms() / 1000;
-        let request = http::Request::post(&hook.url)
-            .header("content-type", "application/json")
-            .header("user-agent", "fluo-webhook")
-            .header("x-fluo-timestamp", timestamp.to_string())
-            .header("x-fluo-signature", signature(&hook.secret, timestamp, body))
-            .body(body.to_string())
-            .map_err(|error| error.to_string())?;
-        match tokio::time::timeout(Duration::from_secs(10), self.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response.status().as_u16()),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err("timed out after 10 s".into()),
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Puts a job in its tenant's queue; a new one only if the tenant has room.
+    fn enqueue(&self, job: Job, new: bool) -> bool {
+        let mut queue = self.lock();
+        let pending = queue.pending.entry(job.tenant.clone()).or_default();
+        if new {
+            if *pending >= QUEUE_PER_TENANT {
+                drop(queue);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.warn_limited("webhook queue full; signal not delivered", &job.tenant);
+                return false;
+            }
+            *pending += 1;
+        }
+        let tenant = job.tenant.clone();
+        let waiting = queue.waiting.entry(tenant.clone()).or_default();
+        waiting.push_back(job);
+        if waiting.len() == 1 {
+            queue.ring.push_back(tenant);
+        }
+        drop(queue);
+        self.ready.notify_one();
+        true
+    }
+
+    /// The next job, one tenant after the other.
+    fn next_job(&self) -> Option<Job> {
+        let mut queue = self.lock();
+        let tenant = queue.ring.pop_front()?;
+        let waiting = queue.waiting.get_mut(&tenant)?;
+        let job = waiting.pop_front();
+        if waiting.is_empty() {
+            queue.waiting.remove(&tenant);
+        } else {
+            queue.ring.push_back(tenant);
+        }
+        job
+    }
+
+    fn finish(&self, tenant: &TenantId) {
+        let mut queue = self.lock();
+        if let Some(pending) = queue.pending.get_mut(tenant) {
+            *pending = pending.saturating_sub(1);
+            if *pending == 0 {
+                queue.pending.remove(tenant);
+            }
         }
     }
 
-    /// Delivers `signal` to every matching webhook of `tenant`, each with retries.
-    pub fn dispatch(self: &Arc<Self>, tenant: &TenantId, signal: &Signal) {
+    /// Signals of `tenant` waiting or retrying.
+    pub fn pending(&self, tenant: &TenantId) -> usize {
+        self.lock().pending.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Queues `signal` for every matching webhook of `tenant`. Reads the
+    /// store: call it from a thread that may block (the event hub's
+    /// publishers are the evaluator's and window threads).
+    pub fn dispatch(&self, tenant: &TenantId, signal: &Signal) {
         let Ok(hooks) = self.list(tenant) else { return };
+        let mut body: Option<Arc<str>> = None;
         for hook in hooks {
             let wanted = (hook.severities.is_empty() || hook.severities.contains(&signal.severity))
                 && (hook.rules.is_empty() || hook.rules.iter().any(|rule| rule == &signal.rule_id || rule == &signal.rule_name));
             if !wanted {
                 continue;
             }
-            let (this, tenant, signal) = (self.clone(), tenant.clone(), signal.clone());
-            tokio::spawn(async move {
-                let body = serde_json::to_string(&serde_json::json!({"type": "signal.created", "signal": signal})).unwrap_or_default();
-                for attempt in 1..=ATTEMPTS {
-                    let result = this.post(&hook, &body).await;
-                    let delivered = matches!(result, Ok(status) if (200..300).contains(&status));
-                    let (status, error) = match result {
-                        Ok(status) => (Some(status), None),
-                        Err(error) => (None, Some(error)),
-                    };
-                    this.log(
-                        &tenant,
-                        &hook,
-                        &Delivery { signal_id: signal.id.clone(), attempt, status, error, delivered, at: rfc3339(now_ms()) },
-                    );
-                    if delivered {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
-                }
-                tracing::warn!(tenant = %tenant, webhook = %hook.id, signal = %signal.id, "webhook delivery gave up");
-            });
+            let body = body
+                .get_or_insert_with(|| {
+                    serde_json::to_string(&serde_json::json!({"type": "signal.created", "signal": signal})).unwrap_or_default().into()
+                })
+                .clone();
+            self.enqueue(Job { tenant: tenant.clone(), hook_id: hook.id, signal_id: signal.id.clone(), body, attempt: 1 }, true);
         }
+    }
+
+    async fn post(&self, hook: &Webhook, body: &str) -> Result<bool, bool> {
+        let timestamp = now_ms() / 1000;
+        let Ok(request) = http::Request::post(&hook.url)
+            .header("content-type", "application/json")
+            .header("user-agent", "fluo-webhook")
+            .header("x-fluo-timestamp", timestamp.to_string())
+            .header("x-fluo-signature", signature(&hook.secret, timestamp, body))
+            .body(body.to_string())
+        else {
+            return Err(false);
+        };
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(request)).await {
+            // The body is not read: only whether the receiver took it counts.
+            Ok(Ok(response)) => Ok(response.status().is_success()),
+            Ok(Err(error)) => Err(is_refused(&error)),
+            Err(_) => Err(false),
+        }
+    }
+
+    /// One attempt of one job; schedules its retry if it failed.
+    async fn attempt(self: &Arc<Self>, job: Job) {
+        let (this, tenant, hook_id) = (self.clone(), job.tenant.clone(), job.hook_id.clone());
+        let hook = tokio::task::spawn_blocking(move || this.get(&tenant, &hook_id)).await.ok().and_then(Result::ok).flatten();
+        let Some(hook) = hook else {
+            // Deleted meanwhile: no further attempts.
+            self.finish(&job.tenant);
+            return;
+        };
+        let result = self.post(&hook, &job.body).await;
+        let delivered = result == Ok(true);
+        let error = match result {
+            Ok(true) => None,
+            Err(true) => Some(REFUSED_TARGET.to_string()),
+            _ => Some("not delivered".to_string()),
+        };
+        let delivery = Delivery { signal_id: job.signal_id.clone(), attempt: job.attempt, error, delivered, at: rfc3339(now_ms()) };
+        let (this, tenant, hook_id) = (self.clone(), job.tenant.clone(), job.hook_id.clone());
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || this.log(&tenant, &hook_id, &delivery)).await {
+            tracing::warn!(tenant = %job.tenant, webhook = %job.hook_id, error = %error, "webhook delivery not logged");
+        }
+        if delivered || job.attempt >= ATTEMPTS {
+            if !delivered {
+                self.warn_limited("webhook delivery gave up", &job.tenant);
+            }
+            self.finish(&job.tenant);
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1 << (job.attempt - 1))).await;
+            this.enqueue(Job { attempt: job.attempt + 1, ..job }, false);
+        });
     }
 }
 
-/// Forwards every new signal to the tenant's webhooks until `stop` fires.
-pub async fn dispatcher(
-    webhooks: Arc<Webhooks>,
-    mut events: tokio::sync::broadcast::Receiver<Arc<(TenantId, Signal)>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let event = tokio::select! {
-            _ = stop.changed() => return,
-            event = events.recv() => event,
-        };
-        match event {
-            Ok(event) => webhooks.dispatch(&event.0, &event.1),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "webhook dispatcher fell behind; signals not delivered")
+/// Runs the delivery workers until `stop` fires.
+pub async fn deliver(webhooks: Arc<Webhooks>, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..webhooks.limits.workers.max(1) {
+        let (webhooks, mut stop) = (webhooks.clone(), stop.clone());
+        workers.spawn(async move {
+            loop {
+                let job = loop {
+                    if let Some(job) = webhooks.next_job() {
+                        break job;
+                    }
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = webhooks.ready.notified() => {}
+                    }
+                };
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = webhooks.attempt(job) => {}
+                }
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        });
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_an_internal_address_is_refused() {
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "LOCALHOST.",
+            "api.localhost",
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "0177.0.0.1",
+            "0.0.0.0",
+            "0",
+            "[::]",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:169.254.169.254]",
+            "[::127.0.0.1]",
+            "[64:ff9b::10.0.0.1]",
+            "[2002:7f00:1::]",
+            "169.254.169.254",
+            "100.100.100.200",
+            "100.64.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "[fc00::1]",
+            "[fd00:ec2::254]",
+            "[fe80::1]",
+            "224.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert!(refused_host(host), "{host} must be refused");
         }
+        for host in ["93.184.215.14", "example.com", "[2606:2800:21f:cb07:6820:80da:af6b:8b2c]", "8.8.8.8", "1.2.3"] {
+            assert!(!refused_host(host), "{host} is public");
+        }
+    }
+
+    #[test]
+    fn loose_ipv4_reads_what_getaddrinfo_reads() {
+        assert_eq!(loose_ipv4("127.1"), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(loose_ipv4("2130706433"), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(loose_ipv4("0x7f.1"), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(loose_ipv4("10.0x10.1"), Some(Ipv4Addr::new(10, 16, 0, 1)));
+        assert_eq!(loose_ipv4("256.1.1.1"), None);
+        assert_eq!(loose_ipv4("4294967296"), None);
+        assert_eq!(loose_ipv4("example.com"), None);
+    }
+
+    #[tokio::test]
+    async fn the_connector_refuses_resolved_and_literal_internal_addresses() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for url in [
+            format!("http://localhost:{port}/"),
+            format!("http://127.0.0.1:{port}/"),
+            format!("http://127.1:{port}/"),
+            format!("http://[::ffff:127.0.0.1]:{port}/"),
+        ] {
+            let connecting = tower::ServiceExt::oneshot(GuardedConnector::new(false), url.parse::<http::Uri>().unwrap());
+            let Err(error) = connecting.await else { panic!("{url} connected") };
+            assert!(is_refused(&*error), "{url}: {error}");
+        }
+        let allowed =
+            tower::ServiceExt::oneshot(GuardedConnector::new(true), format!("http://localhost:{port}/").parse::<http::Uri>().unwrap());
+        assert!(allowed.await.is_ok(), "with the flag, loopback is reachable");
+    }
+
+    #[test]
+    fn the_delivery_log_keeps_the_newest_and_goes_with_its_webhook() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let webhooks = Webhooks::open(&db, WebhookLimits { max_per_tenant: 2, ..WebhookLimits::default() }).unwrap();
+        let tenant = TenantId::trusted("acme");
+        let (hook, _) = webhooks.create(&tenant, "http://93.184.215.14/hook", Vec::new(), Vec::new()).unwrap();
+        for attempt in 1..=(DELIVERIES_KEPT as u32 + 30) {
+            let delivery = Delivery { signal_id: "s_1".into(), attempt, error: None, delivered: true, at: String::new() };
+            webhooks.log(&tenant, &hook.id, &delivery).unwrap();
+        }
+        assert_eq!(webhooks.logged(&tenant, &hook.id), DELIVERIES_KEPT);
+        let newest = webhooks.deliveries(&tenant, &hook.id).unwrap().unwrap();
+        assert_eq!(newest[0].attempt, DELIVERIES_KEPT as u32 + 30, "the newest are kept");
+        assert!(webhooks.delete(&tenant, &hook.id).unwrap());
+        assert_eq!(webhooks.logged(&tenant, &hook.id), 0, "deleted with the webhook");
+        // Logging for a deleted webhook (an attempt in flight) writes nothing.
+        let late = Delivery { signal_id: "s_2".into(), attempt: 1, error: None, delivered: true, at: String::new() };
+        webhooks.log(&tenant, &hook.id, &late).unwrap();
+        assert_eq!(webhooks.logged(&tenant, &hook.id), 0);
+    }
+
+    #[test]
+    fn a_tenants_queue_is_bounded_and_served_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let webhooks = Webhooks::open(&db, WebhookLimits::default()).unwrap();
+        let job = |tenant: &str, n: usize| Job {
+            tenant: TenantId::trusted(tenant),
+            hook_id: "w".into(),
+            signal_id: format!("s_{n}"),
+            body: Arc::from(""),
+            attempt: 1,
+        };
+        for n in 0..QUEUE_PER_TENANT + 5 {
+            webhooks.enqueue(job("noisy", n), true);
+        }
+        assert_eq!(webhooks.pending(&TenantId::trusted("noisy")), QUEUE_PER_TENANT);
+        assert_eq!(webhooks.dropped.load(Ordering::Relaxed), 5);
+        webhooks.enqueue(job("quiet", 0), true);
+        let first_two: Vec<String> = (0..2).map(|_| webhooks.next_job().unwrap().tenant.to_string()).collect();
+        assert!(first_two.contains(&"quiet".to_string()), "the quiet tenant waits one turn, not {QUEUE_PER_TENANT} jobs");
     }
 }

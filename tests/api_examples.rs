@@ -38,7 +38,7 @@ fn the_curl_examples_in_api_md_run_against_a_real_server() {
         script.push_str(&format!("echo '--- docs/api.md example block {}' >&2\n{block}", index + 1));
     }
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--trace-idle", "200ms"]);
+    let server = Server::start(&dir.path().join("data"), &["--trace-idle", "200ms", "--webhook-allow-private-targets"]);
     let output = Command::new("bash")
         .args(["-c", &script])
         .current_dir(dir.path())

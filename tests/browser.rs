@@ -24,7 +24,10 @@ fn the_console_in_chromium_from_template_to_signal_to_rollback() {
     assert!(repo.join("web/node_modules/playwright-core").exists(), "web/node_modules missing: run `bash scripts/setup-web.sh`");
 
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--web-dir", dist.to_str().unwrap(), "--trace-idle", "1s", "--session-ttl", "1m"]);
+    let server = Server::start(
+        dir.path(),
+        &["--web-dir", dist.to_str().unwrap(), "--trace-idle", "1s", "--session-ttl", "1m", "--webhook-allow-private-targets"],
+    );
     let (tenant, admin) = server.tenant("Acme Payments");
     let password = "correct horse battery staple";
     for (email, role) in [("ada@acme.example", "admin"), ("vic@acme.example", "viewer")] {

@@ -57,6 +57,18 @@ fn concurrency_limit_over_spans_of_many_traces() {
     assert_eq!(signal["window"]["spans_in_window"], 60);
     assert_eq!(signal["window"]["trace_ids"].as_array().unwrap().len(), 20, "a bounded sample of the traces involved");
     assert_eq!(signal["witnesses"][0]["service"], "auth");
+    // The signal's page shows the window's witness spans (it used to answer 404).
+    let (status, otlp) = server.api("GET", &format!("/api/v1/signals/{}/trace", signal["id"].as_str().unwrap()), Some(&tenants[0].1), None);
+    assert_eq!(status, 200, "{otlp}");
+    let spans: Vec<&Value> = otlp["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|resource| resource["scopeSpans"].as_array().unwrap())
+        .flat_map(|scope| scope["spans"].as_array().unwrap())
+        .collect();
+    assert_eq!(spans.len(), signal["span_ids"].as_array().unwrap().len(), "{otlp}");
+    assert!(spans.iter().all(|span| span["name"] == "POST /login"));
     // The next windows are empty: no second signal; under the limit and spread out: none at all.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(server.signals(&tenants[0].1, "").len(), 1);

@@ -60,8 +60,11 @@ pub struct ApiState {
     pub rule_quotas: RuleQuotas,
     /// The OTLP/gRPC and OTLP/HTTP ports, as bound (`GET /api/v1/info`).
     pub otlp_ports: (u16, u16),
-    /// Status changes made through the API, for the live stream.
-    pub status_events: tokio::sync::broadcast::Sender<Arc<(TenantId, crate::signals::Signal)>>,
+    /// The one event hub: status changes made through the API are published
+    /// here, live streams subscribe to their tenant's channel.
+    pub events: Arc<crate::events::EventHub>,
+    /// Open live streams per credential (capped).
+    pub streams: Arc<signals::StreamSlots>,
     /// The web console's files, served at `/`.
     pub console: Arc<crate::web::Console>,
 }
@@ -76,7 +79,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `invalid_json`, `unauthenticated`, `forbidden`,
     /// `not_found`, `conflict`, `invalid_transition`, `payload_too_large`, `compile_error`, `unknown_version`,
-    /// `too_many_attempts`, `too_many_requests`, `quota_exceeded`, `busy`, `internal`.
+    /// `too_many_attempts`, `too_many_requests`, `too_many_streams`, `quota_exceeded`, `busy`, `internal`.
     code: &'static str,
     message: String,
     /// Where a rule failed to compile (1-based), when known.

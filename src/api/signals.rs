@@ -153,10 +153,12 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let Path(id) = id?;
-    match state.signals.get(&tenant, &id)? {
-        Some(signal) => Ok(axum::Json(with_author_names(&state, &tenant, signal)?).into_response()),
+    let signal = blocking(move || match state.signals.get(&tenant, &id)? {
+        Some(signal) => with_author_names(&state, &tenant, signal),
         None => Err(ApiError::not_found("signal")),
-    }
+    })
+    .await?;
+    Ok(axum::Json(signal).into_response())
 }
 
 /// Fills in `author_name` in the status history (see [`author_names`]).
@@ -176,10 +178,13 @@ pub(super) fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
     Ok(axum::Json(request).into_response())
 }
 
-/// The trace as it was when the signal was raised, as OTLP/JSON.
+/// The trace as it was when the signal was raised, as OTLP/JSON. For a
+/// window rule's signal (which spans many traces): the witness spans of the
+/// latest violating window, taken from the retained traces (`--trace-retention`);
+/// 404 once none of them is retained (the signal keeps its witnesses).
 #[utoipa::path(get, path = "/api/v1/signals/{id}/trace", operation_id = "get_signal_trace", tag = "signals", params(("id" = String, Path, description = "Signal id")), responses(
     (status = 200, description = "OTLP/JSON `ExportTraceServiceRequest`", body = Object),
-    (status = 404, description = "No such signal in this tenant", body = ErrorBody)
+    (status = 404, description = "No such signal in this tenant, or a window signal whose traces are no longer retained", body = ErrorBody)
 ))]
 pub async fn trace(
     State(state): State<ApiState>,
@@ -188,11 +193,45 @@ pub async fn trace(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Read)?;
     let Path(id) = id?;
-    let signal = state.signals.get(&tenant, &id)?.ok_or_else(|| ApiError::not_found("signal"))?;
-    let mut trace_id = [0u8; 16];
-    hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
-    let snapshot = state.signals.snapshot(&tenant, &trace_id)?.ok_or_else(|| ApiError::not_found("signal"))?;
+    let snapshot = blocking(move || {
+        let signal = state.signals.get(&tenant, &id)?.ok_or_else(|| ApiError::not_found("signal"))?;
+        if let Some(window) = &signal.window {
+            return window_spans(&state, &tenant, &signal, window);
+        }
+        let mut trace_id = [0u8; 16];
+        hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
+        state.signals.snapshot(&tenant, &trace_id)?.ok_or_else(|| ApiError::not_found("signal"))
+    })
+    .await?;
     otlp_json(&snapshot)
+}
+
+/// A window signal's witness spans from the retained traces, as OTLP protobuf.
+fn window_spans(
+    state: &ApiState,
+    tenant: &crate::auth::TenantId,
+    signal: &Signal,
+    window: &crate::signals::WindowDetails,
+) -> Result<Vec<u8>, ApiError> {
+    let wanted: std::collections::HashSet<&str> = signal.span_ids.iter().map(String::as_str).collect();
+    let mut spans = Vec::new();
+    for trace_id in &window.trace_ids {
+        let mut id = [0u8; 16];
+        if hex::decode_to_slice(trace_id, &mut id).is_err() {
+            continue;
+        }
+        let retained = state.recent.get(tenant, &id).map_err(ApiError::internal)?.unwrap_or_default();
+        spans.extend(retained.into_iter().filter(|span| wanted.contains(hex::encode(span.span_id).as_str())));
+    }
+    if spans.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "the window's traces are no longer retained; the signal's witnesses describe its spans",
+        ));
+    }
+    spans.sort_by_key(|span| (span.start_unix_nano, span.span_id));
+    Ok(prost::Message::encode_to_vec(&crate::ingest::convert::to_otlp(&spans)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -226,13 +265,73 @@ pub async fn set_status(
     if note.len() > 4096 {
         return Err(bad("note must be at most 4096 bytes"));
     }
-    match state.signals.set_status(&tenant, &id, request.status, &note, &principal.author())? {
+    let author = principal.author();
+    let signal = blocking(move || match state.signals.set_status(&tenant, &id, request.status, &note, &author)? {
         Some(signal) => {
-            // Live consoles see the change; nobody listening is fine.
-            let _ = state.status_events.send(std::sync::Arc::new((tenant.clone(), signal.clone())));
-            Ok(axum::Json(with_author_names(&state, &tenant, signal)?).into_response())
+            // Live consoles of this tenant see the change.
+            state.events.publish(&tenant, crate::events::EventKind::StatusChanged, signal.clone());
+            with_author_names(&state, &tenant, signal)
         }
         None => Err(ApiError::not_found("signal")),
+    })
+    .await?;
+    Ok(axum::Json(signal).into_response())
+}
+
+/// Live streams one credential (API key or sign-in session) may hold at once;
+/// one more is answered 429.
+pub const STREAMS_PER_CREDENTIAL: usize = 8;
+
+/// How often a live stream re-checks its credential (also before each event).
+pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Open live streams per credential (see [`STREAMS_PER_CREDENTIAL`]).
+#[derive(Default)]
+pub struct StreamSlots {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream's slot; given back when the stream ends (dropped).
+pub struct StreamSlot {
+    slots: std::sync::Arc<StreamSlots>,
+    credential: String,
+}
+
+impl StreamSlots {
+    fn take(slots: &std::sync::Arc<StreamSlots>, credential: String) -> Option<StreamSlot> {
+        let mut open = slots.open.lock().unwrap_or_else(|poison| poison.into_inner());
+        let count = open.entry(credential.clone()).or_default();
+        if *count >= STREAMS_PER_CREDENTIAL {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot { slots: slots.clone(), credential })
+    }
+
+    /// Streams open for `credential` now.
+    pub fn open(&self, credential: &str) -> usize {
+        self.open.lock().unwrap_or_else(|poison| poison.into_inner()).get(credential).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(count) = open.get_mut(&self.credential) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.credential);
+            }
+        }
+    }
+}
+
+/// What the stream cap counts by: the key, or the sign-in session.
+fn credential_id(principal: &crate::auth::Principal) -> String {
+    match principal {
+        crate::auth::Principal::Key { key_id, .. } => format!("key:{key_id}"),
+        crate::auth::Principal::User(session) => format!("session:{}", session.session_id),
+        crate::auth::Principal::Operator => "operator".into(),
     }
 }
 
@@ -240,39 +339,97 @@ pub async fn set_status(
 /// one once it is on disk, `event: status` for each status change made through
 /// the API (the signal after the change); the data is the signal as JSON, the
 /// event id its id. A client too slow to keep up gets `event: lagged` with how
-/// many it missed, and should re-read the list.
+/// many of its own tenant's events it missed, and should re-read the list.
+/// The credential is checked again every 2 seconds and before each event: once
+/// it is revoked, logged out, expired or its user deleted, the stream sends
+/// `event: end` (data `credential_invalid`) and closes. At most 8 streams per
+/// key or session at once (429 `too_many_streams` beyond).
 #[utoipa::path(get, path = "/api/v1/signals/stream", operation_id = "stream_signals", tag = "signals", responses(
-    (status = 200, description = "An endless `text/event-stream`", body = String, content_type = "text/event-stream")
+    (status = 200, description = "An endless `text/event-stream`", body = String, content_type = "text/event-stream"),
+    (status = 429, description = "This credential already holds 8 streams", body = ErrorBody)
 ))]
 pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    use crate::events::{Event as HubEvent, EventKind};
     use axum::response::sse::{Event, KeepAlive, Sse};
     use tokio::sync::broadcast::error::RecvError;
     struct Listening {
-        created: tokio::sync::broadcast::Receiver<std::sync::Arc<(crate::auth::TenantId, Signal)>>,
-        changed: tokio::sync::broadcast::Receiver<std::sync::Arc<(crate::auth::TenantId, Signal)>>,
+        events: tokio::sync::broadcast::Receiver<std::sync::Arc<HubEvent>>,
         shutdown: tokio::sync::watch::Receiver<bool>,
+        recheck: tokio::time::Interval,
         tenant: crate::auth::TenantId,
+        state: ApiState,
+        /// The request's own credential, checked again while streaming.
+        headers: HeaderMap,
+        ended: bool,
+        _slot: StreamSlot,
+    }
+    impl Listening {
+        /// Whether the credential still reads this tenant (revocation, logout,
+        /// user deletion and expiry all end it).
+        async fn still_valid(&self) -> bool {
+            let (state, headers, tenant) = (self.state.clone(), self.headers.clone(), self.tenant.clone());
+            blocking(move || Ok(principal(&state, &headers).ok().and_then(|p| p.tenant_with(Scope::Read).ok().cloned()) == Some(tenant)))
+                .await
+                .unwrap_or(false)
+        }
+    }
+    let principal = principal(&state, &headers)?;
+    let tenant = principal.tenant_with(Scope::Read)?.clone();
+    let slot = StreamSlots::take(&state.streams, credential_id(&principal)).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("this credential already holds {STREAMS_PER_CREDENTIAL} live streams"),
+        )
+    })?;
+    let mut recheck = tokio::time::interval(STREAM_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.reset();
+    let mut kept = HeaderMap::new();
+    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
+        kept.insert(axum::http::header::AUTHORIZATION, value.clone());
     }
     let listening = Listening {
-        created: state.pipeline.evaluator.subscribe(),
-        changed: state.status_events.subscribe(),
+        events: state.events.subscribe(&tenant),
         shutdown: state.shutdown.clone(),
-        tenant: tenant(&state, &headers, Scope::Read)?,
+        recheck,
+        tenant,
+        state: state.clone(),
+        headers: kept,
+        ended: false,
+        _slot: slot,
     };
-    let stream = futures::stream::unfold(listening, |mut listening| async move {
+    let end = || Event::default().event("end").data("credential_invalid");
+    let stream = futures::stream::unfold(listening, move |mut listening| async move {
+        if listening.ended {
+            return None;
+        }
         loop {
-            let (kind, event) = tokio::select! {
+            let event = tokio::select! {
                 _ = listening.shutdown.changed() => return None,
-                event = listening.created.recv() => ("signal", event),
-                event = listening.changed.recv() => ("status", event),
+                _ = listening.recheck.tick() => {
+                    if !listening.still_valid().await {
+                        listening.ended = true;
+                        return Some((Ok::<_, std::convert::Infallible>(end()), listening));
+                    }
+                    continue;
+                }
+                event = listening.events.recv() => event,
             };
             match event {
-                Ok(event) if event.0 == listening.tenant => {
-                    let data = serde_json::to_string(&event.1).unwrap_or_default();
-                    let item = Event::default().event(kind).id(event.1.id.clone()).data(data);
-                    return Some((Ok::<_, std::convert::Infallible>(item), listening));
+                Ok(event) => {
+                    if !listening.still_valid().await {
+                        listening.ended = true;
+                        return Some((Ok(end()), listening));
+                    }
+                    let kind = match event.kind {
+                        EventKind::Created => "signal",
+                        EventKind::StatusChanged => "status",
+                    };
+                    let data = serde_json::to_string(&event.signal).unwrap_or_default();
+                    let item = Event::default().event(kind).id(event.signal.id.clone()).data(data);
+                    return Some((Ok(item), listening));
                 }
-                Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
                     let item = Event::default().event("lagged").data(missed.to_string());
                     return Some((Ok(item), listening));

@@ -142,10 +142,13 @@ pub async fn get_trace(
     let Path(trace_id) = trace_id?;
     let mut id = [0u8; 16];
     hex::decode_to_slice(&trace_id, &mut id).map_err(|_| bad("trace id must be 32 hex digits"))?;
-    let (_, otlp) = state
-        .recent
-        .get_raw(&tenant, &id)
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))?;
+    let (_, otlp) = blocking(move || {
+        state
+            .recent
+            .get_raw(&tenant, &id)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))
+    })
+    .await?;
     super::signals::otlp_json(&otlp)
 }

@@ -1,7 +1,7 @@
 //! Webhook endpoints (admin): create (the signing secret is shown once), list,
 //! delete, and each webhook's delivery log.
 
-use super::{ApiError, ApiState, ErrorBody, Items, bad, body, tenant};
+use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, body, tenant};
 use crate::auth::Scope;
 use crate::rules::Severity;
 use crate::webhooks::{Delivery, WebhookInfo};
@@ -17,6 +17,7 @@ impl From<crate::webhooks::WebhookError> for ApiError {
     fn from(error: crate::webhooks::WebhookError) -> ApiError {
         match error {
             crate::webhooks::WebhookError::Invalid(message) => bad(message),
+            quota @ crate::webhooks::WebhookError::Quota(_) => ApiError::new(StatusCode::CONFLICT, "conflict", quota.to_string()),
             other => ApiError::internal(other),
         }
     }
@@ -45,13 +46,17 @@ pub struct WebhookCreated {
 }
 
 /// Creates a webhook: every new signal that matches is POSTed to it, signed.
+/// Loopback, private, link-local and other internal targets are refused
+/// (400) unless the operator allows them; at most 20 webhooks per tenant by
+/// default (409 beyond).
 #[utoipa::path(post, path = "/api/v1/webhooks", operation_id = "create_webhook", tag = "webhooks", request_body = NewWebhook, responses(
-    (status = 201, description = "Created", body = WebhookCreated)
+    (status = 201, description = "Created", body = WebhookCreated),
+    (status = 409, description = "The tenant has as many webhooks as allowed", body = ErrorBody)
 ))]
 pub async fn create(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
     let request: NewWebhook = body(bytes)?;
-    let (hook, secret) = state.webhooks.create(&tenant, &request.url, request.severities, request.rules)?;
+    let (hook, secret) = blocking(move || Ok(state.webhooks.create(&tenant, &request.url, request.severities, request.rules)?)).await?;
     Ok((StatusCode::CREATED, axum::Json(WebhookCreated { webhook: hook.public(), secret })).into_response())
 }
 
@@ -59,11 +64,11 @@ pub async fn create(State(state): State<ApiState>, headers: HeaderMap, bytes: Re
 #[utoipa::path(get, path = "/api/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks", responses((status = 200, description = "Webhooks", body = Items<WebhookInfo>)))]
 pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let items: Vec<_> = state.webhooks.list(&tenant)?.iter().map(crate::webhooks::Webhook::public).collect();
+    let items: Vec<_> = blocking(move || Ok(state.webhooks.list(&tenant)?.iter().map(crate::webhooks::Webhook::public).collect())).await?;
     Ok(axum::Json(Items { items }).into_response())
 }
 
-/// Deletes a webhook; deliveries in progress stop.
+/// Deletes a webhook and its delivery log; queued deliveries and retries to it stop.
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks", params(("id" = String, Path, description = "Webhook id")), responses(
     (status = 204, description = "Deleted"),
     (status = 404, description = "No such webhook in this tenant", body = ErrorBody)
@@ -75,10 +80,15 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
     let Path(id) = id?;
-    if state.webhooks.delete(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::not_found("webhook")) }
+    if blocking(move || Ok(state.webhooks.delete(&tenant, &id)?)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found("webhook"))
+    }
 }
 
-/// Every delivery attempt of a webhook, newest first.
+/// The newest 100 delivery attempts of a webhook, newest first: delivered or
+/// not (the receiver's answer is not recorded).
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", operation_id = "list_webhook_deliveries", tag = "webhooks", params(("id" = String, Path, description = "Webhook id")), responses(
     (status = 200, description = "Delivery attempts", body = Items<Delivery>),
     (status = 404, description = "No such webhook in this tenant", body = ErrorBody)
@@ -90,7 +100,7 @@ pub async fn deliveries(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers, Scope::Admin)?;
     let Path(id) = id?;
-    match state.webhooks.deliveries(&tenant, &id)? {
+    match blocking(move || Ok(state.webhooks.deliveries(&tenant, &id)?)).await? {
         Some(items) => Ok(axum::Json(Items { items }).into_response()),
         None => Err(ApiError::not_found("webhook")),
     }

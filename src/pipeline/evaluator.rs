@@ -63,14 +63,14 @@ struct Shared {
     counters: Arc<Counters>,
     /// Called with each stored signal's latency (last span → stored).
     on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
-    /// New signals, published once they are durable (for live streams).
-    events: tokio::sync::broadcast::Sender<Arc<(TenantId, Signal)>>,
+    /// New signals, published once they are durable (live streams, webhooks).
+    events: Arc<crate::events::EventHub>,
 }
 
 pub struct Evaluator {
     shared: Arc<Shared>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// Window rules, checked on their own thread.
+    /// Window rules, checked on their own pool of threads.
     pub windows: Arc<super::windows::Windows>,
     windows_stop: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -84,8 +84,8 @@ impl Evaluator {
         counters: Arc<Counters>,
         on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
         window_limits: super::windows::WindowLimits,
+        events: Arc<crate::events::EventHub>,
     ) -> Evaluator {
-        let events = tokio::sync::broadcast::channel(1024).0;
         let windows =
             Arc::new(super::windows::Windows::new(engine.clone(), signals.clone(), counters.clone(), events.clone(), window_limits));
         let shared = Arc::new(Shared {
@@ -109,24 +109,13 @@ impl Evaluator {
             })
             .collect::<Vec<_>>();
         let windows_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (for_thread, stop) = (windows.clone(), windows_stop.clone());
         let mut handles = handles;
-        handles.push(
-            std::thread::Builder::new()
-                .name("fluo-windows".into())
-                .spawn(move || super::windows::run(for_thread, stop))
-                .expect("spawn window thread"),
-        );
+        handles.extend(super::windows::start(windows.clone(), windows_stop.clone()));
         Evaluator { shared, workers: Mutex::new(handles), windows, windows_stop }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// New signals of every tenant, after they are flushed; receivers filter by tenant.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<(TenantId, Signal)>> {
-        self.shared.events.subscribe()
     }
 
     /// Replaces a tenant's active rules; the next trace uses them.
@@ -212,9 +201,8 @@ impl Unflushed {
             }
         }
         self.last_spans.clear();
-        for created in self.created.drain(..) {
-            // No receiver is fine: nobody is streaming.
-            let _ = shared.events.send(Arc::new(created));
+        for (tenant, signal) in self.created.drain(..) {
+            shared.events.publish(&tenant, crate::events::EventKind::Created, signal);
         }
     }
 }

@@ -4,8 +4,21 @@
 //! per (tenant, rule), capped; windows end on multiples of the rule's `every`
 //! and cover the spans that *started* in the last `length`; a window is
 //! checked `grace` after its end, in a sandbox of its own with the window
-//! limits. Consecutive violating windows of a rule update one open signal
+//! limits, created for the check and dropped after it (a check may grow its
+//! linear memory to the window cap; keeping it would hold that memory).
+//! Consecutive violating windows of a rule update one open signal
 //! (occurrence count) instead of raising one signal each.
+//!
+//! Fairness: checks run on a pool of [`WindowLimits::workers`] threads; a
+//! tenant's checks run one at a time (at most one worker per tenant) and the
+//! tenants with due windows are served round-robin, so a tenant whose checks
+//! loop until their deadline holds one worker while the others go on. Each
+//! tenant also has a time budget ([`WindowLimits::tenant_budget_per_minute`]
+//! of wall-clock check time, refilled continuously): a tenant over it has its
+//! due windows skipped (counted as `over_budget` rule failures) until the
+//! budget refills. At most
+//! [`WindowLimits::max_rules_per_tenant`] window rules of a tenant run; the
+//! rest are not checked (logged).
 
 use super::Counters;
 use crate::auth::TenantId;
@@ -13,7 +26,7 @@ use crate::rules::abi::{Selection, WindowSpec};
 use crate::rules::{Limits, LoadedRule, Outcome, RuleEngine, Sandbox};
 use crate::signals::{RuleRef, Signal, Signals};
 use crate::trace::{Span, SpanKind, Trace};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -25,6 +38,13 @@ pub struct WindowLimits {
     /// Sandbox limits for one window check (larger than a trace rule's: a
     /// window can hold 100,000 spans).
     pub sandbox: Limits,
+    /// Window rules of one tenant that run; more active ones are not checked.
+    pub max_rules_per_tenant: usize,
+    /// Threads checking windows (tenants share them round-robin).
+    pub workers: usize,
+    /// Wall-clock time a tenant's window checks may use per minute; over it,
+    /// the tenant's due windows are skipped and counted.
+    pub tenant_budget_per_minute: std::time::Duration,
 }
 
 impl Default for WindowLimits {
@@ -38,6 +58,9 @@ impl Default for WindowLimits {
                 output_bytes: 256 << 10,
                 ..Limits::default()
             },
+            max_rules_per_tenant: 5,
+            workers: 2,
+            tenant_budget_per_minute: std::time::Duration::from_secs(20),
         }
     }
 }
@@ -51,8 +74,17 @@ struct WindowState {
     next_end: u64,
     /// The open signal consecutive violations are grouped into.
     open_signal: Option<String>,
-    /// Kept between windows; taken out while a check runs.
-    sandbox: Option<Sandbox>,
+}
+
+/// One tenant's window rules, whether a worker is checking one of them, and
+/// its time budget.
+struct TenantWindows {
+    states: Vec<WindowState>,
+    busy: bool,
+    /// Check time left (ms); may go negative after a long check.
+    budget_ms: f64,
+    /// When (`now_ms`) the budget was last refilled.
+    budget_at: u64,
 }
 
 /// One window due for its check.
@@ -63,16 +95,22 @@ struct Due {
     start: u64,
     end: u64,
     spans: Vec<Span>,
-    sandbox: Option<Sandbox>,
     open_signal: Option<String>,
 }
 
+#[derive(Default)]
+struct State {
+    tenants: HashMap<TenantId, TenantWindows>,
+    /// Tenants in the order they are served next.
+    ring: VecDeque<TenantId>,
+}
+
 pub struct Windows {
-    tenants: Mutex<HashMap<TenantId, Vec<WindowState>>>,
+    state: Mutex<State>,
     engine: Arc<RuleEngine>,
     signals: Arc<Signals>,
     counters: Arc<Counters>,
-    events: tokio::sync::broadcast::Sender<Arc<(TenantId, Signal)>>,
+    events: Arc<crate::events::EventHub>,
     limits: WindowLimits,
 }
 
@@ -95,24 +133,38 @@ impl Windows {
         engine: Arc<RuleEngine>,
         signals: Arc<Signals>,
         counters: Arc<Counters>,
-        events: tokio::sync::broadcast::Sender<Arc<(TenantId, Signal)>>,
+        events: Arc<crate::events::EventHub>,
         limits: WindowLimits,
     ) -> Windows {
-        Windows { tenants: Mutex::new(HashMap::new()), engine, signals, counters, events, limits }
+        Windows { state: Mutex::new(State::default()), engine, signals, counters, events, limits }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Vec<WindowState>>> {
-        self.tenants.lock().unwrap_or_else(|poison| poison.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn full_budget_ms(&self) -> f64 {
+        self.limits.tenant_budget_per_minute.as_secs_f64() * 1000.0
     }
 
     /// Replaces a tenant's window rules. A rule kept at the same version keeps
-    /// its spans and schedule; a new one starts with the next window.
+    /// its spans and schedule; a new one starts with the next window. Beyond
+    /// [`WindowLimits::max_rules_per_tenant`], rules are not run.
     pub fn set_rules(&self, tenant: &TenantId, rules: Vec<(RuleRef, Arc<LoadedRule>)>, now_ms: u64) {
-        let mut tenants = self.lock();
-        let mut old: Vec<WindowState> = tenants.remove(tenant).unwrap_or_default();
+        let full_budget = self.full_budget_ms();
+        let mut state = self.lock();
+        let previous = state.tenants.remove(tenant);
+        let (mut old, busy, budget_ms, budget_at) = match previous {
+            Some(previous) => (previous.states, previous.busy, previous.budget_ms, previous.budget_at),
+            None => (Vec::new(), false, full_budget, now_ms),
+        };
         let mut states = Vec::with_capacity(rules.len());
         for (rule, loaded) in rules {
             let Some(spec) = loaded.meta.window.clone() else { continue };
+            if states.len() >= self.limits.max_rules_per_tenant {
+                tracing::warn!(tenant = %tenant, rule = %rule.name, max = self.limits.max_rules_per_tenant, "window rule over the tenant's limit; not checked");
+                continue;
+            }
             let kept = old.iter().position(|state| state.rule == rule && state.spec == spec).map(|index| old.swap_remove(index));
             states.push(kept.unwrap_or_else(|| WindowState {
                 next_end: first_end(now_ms, spec.every_ms.max(1)),
@@ -121,27 +173,29 @@ impl Windows {
                 spec,
                 spans: Vec::new(),
                 open_signal: None,
-                sandbox: None,
             }));
         }
-        if !states.is_empty() {
-            tenants.insert(tenant.clone(), states);
+        state.ring.retain(|queued| queued != tenant);
+        // A tenant whose check is running stays (without rules) until it ends.
+        if !states.is_empty() || busy {
+            state.tenants.insert(tenant.clone(), TenantWindows { states, busy, budget_ms, budget_at });
+            state.ring.push_back(tenant.clone());
         }
     }
 
     /// Whether `tenant` has window rules (the ingest path asks before copying spans).
     pub fn wants(&self, tenant: &TenantId) -> bool {
-        self.lock().contains_key(tenant)
+        self.lock().tenants.get(tenant).is_some_and(|windows| !windows.states.is_empty())
     }
 
     /// Selects arriving spans into the tenant's windows. A span whose every
     /// window was already checked is late (dropped, counted); one over the
     /// per-rule cap is dropped and counted too.
     pub fn offer(&self, tenant: &TenantId, spans: &[Span]) {
-        let mut tenants = self.lock();
-        let Some(states) = tenants.get_mut(tenant) else { return };
+        let mut state = self.lock();
+        let Some(windows) = state.tenants.get_mut(tenant) else { return };
         let (mut selected, mut late, mut capped) = (0u64, 0u64, 0u64);
-        for state in states.iter_mut() {
+        for state in windows.states.iter_mut() {
             let oldest_pending = state.next_end.saturating_sub(state.spec.length_ms);
             for span in spans.iter().filter(|span| selects(&state.spec.select, span)) {
                 if span.start_unix_nano / 1_000_000 < oldest_pending {
@@ -154,7 +208,7 @@ impl Windows {
                 }
             }
         }
-        drop(tenants);
+        drop(state);
         let counters = &self.counters;
         counters.window_spans_selected.fetch_add(selected, Ordering::Relaxed);
         counters.window_spans_late.fetch_add(late, Ordering::Relaxed);
@@ -163,63 +217,112 @@ impl Windows {
 
     /// When the next window falls due (ms since the epoch), if any.
     pub fn next_due(&self) -> Option<u64> {
-        self.lock().values().flatten().map(|state| state.next_end + state.spec.grace_ms).min()
+        self.lock().tenants.values().flat_map(|windows| &windows.states).map(|state| state.next_end + state.spec.grace_ms).min()
     }
 
-    /// Takes each rule's first window due at `now_ms` out of the state
-    /// (advancing its schedule and forgetting spans no later window needs).
-    fn take_due(&self, now_ms: u64) -> Vec<Due> {
-        let mut due = Vec::new();
-        for (tenant, states) in self.lock().iter_mut() {
-            for state in states.iter_mut() {
-                if state.next_end + state.spec.grace_ms <= now_ms {
+    /// Takes the first window due at `now_ms` of the next tenant in turn that
+    /// has one and no check running, and marks that tenant busy (the caller
+    /// checks it, then calls [`Windows::done`]). Windows of a tenant over its
+    /// time budget are skipped here (schedule advanced, spans forgotten, counted).
+    fn take_due(&self, now_ms: u64) -> Option<Due> {
+        let full_budget = self.full_budget_ms();
+        let mut guard = self.lock();
+        let State { tenants, ring } = &mut *guard;
+        for _ in 0..ring.len() {
+            let tenant = ring.pop_front()?;
+            ring.push_back(tenant.clone());
+            let Some(windows) = tenants.get_mut(&tenant) else { continue };
+            if windows.busy {
+                continue;
+            }
+            let refill = now_ms.saturating_sub(windows.budget_at) as f64 * full_budget / 60_000.0;
+            windows.budget_ms = (windows.budget_ms + refill).min(full_budget);
+            windows.budget_at = windows.budget_at.max(now_ms);
+            let over_budget = windows.budget_ms <= 0.0;
+            for state in windows.states.iter_mut() {
+                while state.next_end + state.spec.grace_ms <= now_ms {
                     let (start, end) = (state.next_end.saturating_sub(state.spec.length_ms), state.next_end);
-                    let mut spans: Vec<Span> =
-                        state.spans.iter().filter(|span| (start..end).contains(&(span.start_unix_nano / 1_000_000))).cloned().collect();
-                    spans.sort_by_key(|span| (span.start_unix_nano, span.span_id));
+                    let mut spans: Vec<Span> = Vec::new();
+                    if !over_budget {
+                        spans =
+                            state.spans.iter().filter(|span| (start..end).contains(&(span.start_unix_nano / 1_000_000))).cloned().collect();
+                        spans.sort_by_key(|span| (span.start_unix_nano, span.span_id));
+                    }
                     state.next_end += state.spec.every_ms;
                     let keep_from = state.next_end.saturating_sub(state.spec.length_ms);
                     state.spans.retain(|span| span.start_unix_nano / 1_000_000 >= keep_from);
-                    // A window whose check is still running is not due twice.
-                    let sandbox = state.sandbox.take();
-                    due.push(Due {
+                    if over_budget {
+                        // `fluo_rule_evaluations_total{outcome="over_budget"}`.
+                        self.counters.evaluation("over_budget");
+                        self.counters.rule(&tenant, &state.rule.id, |own| {
+                            own.failures += 1;
+                            own.last_failure = Some("over_budget".into());
+                            own.last_failure_at = Some(crate::signals::rfc3339(crate::auth::now_ms()));
+                        });
+                        continue;
+                    }
+                    windows.busy = true;
+                    return Some(Due {
                         tenant: tenant.clone(),
                         rule: state.rule.clone(),
                         loaded: state.loaded.clone(),
                         start,
                         end,
                         spans,
-                        sandbox,
                         open_signal: state.open_signal.clone(),
                     });
                 }
             }
         }
-        due
+        None
     }
 
-    /// Checks every window due at `now_ms`, one after the other; returns the
-    /// signals created (updates of a grouped signal are not returned).
-    pub fn run_due(&self, now_ms: u64) -> Vec<Signal> {
-        let mut created = Vec::new();
-        // One window per rule per round: a window's outcome (the open signal
-        // it grouped into) is known before the rule's next window is checked.
-        loop {
-            let due = self.take_due(now_ms);
-            if due.is_empty() {
-                return created;
-            }
-            for due in due {
-                created.extend(self.check(due));
-            }
+    /// Ends a tenant's check: charges its time and frees the tenant for the next one.
+    fn done(&self, tenant: &TenantId, rule: &RuleRef, open_signal: Option<String>, elapsed: std::time::Duration) {
+        let mut state = self.lock();
+        let Some(windows) = state.tenants.get_mut(tenant) else { return };
+        windows.busy = false;
+        windows.budget_ms -= elapsed.as_secs_f64() * 1000.0;
+        if let Some(state) = windows.states.iter_mut().find(|state| &state.rule == rule) {
+            state.open_signal = open_signal;
+        }
+        if windows.states.is_empty() {
+            state.tenants.remove(tenant);
+            state.ring.retain(|queued| queued != tenant);
         }
     }
 
-    fn check(&self, due: Due) -> Option<Signal> {
-        let Due { tenant, rule, loaded, start, end, spans, sandbox, open_signal } = due;
-        let mut sandbox = sandbox.unwrap_or_else(|| Sandbox::with_limits(self.engine.clone(), vec![loaded], self.limits.sandbox.clone()));
+    /// Checks one due window, if any; returns whether there was one, and the signal it created.
+    fn work_once(&self, now_ms: u64) -> Option<Option<Signal>> {
+        let due = self.take_due(now_ms)?;
+        let (tenant, rule) = (due.tenant.clone(), due.rule.clone());
+        let started = std::time::Instant::now();
+        let (created, open_signal) = self.check(due);
+        self.done(&tenant, &rule, open_signal, started.elapsed());
+        Some(created)
+    }
+
+    /// Checks every window due at `now_ms` on the calling thread, tenants in
+    /// turn; returns the signals created (updates of a grouped signal are
+    /// not returned).
+    pub fn run_due(&self, now_ms: u64) -> Vec<Signal> {
+        let mut created = Vec::new();
+        // One window per round: a window's outcome (the open signal it grouped
+        // into) is known before the rule's next window is checked.
+        while let Some(signal) = self.work_once(now_ms) {
+            created.extend(signal);
+        }
+        created
+    }
+
+    /// Runs one window check in a fresh sandbox (dropped afterwards); returns
+    /// the signal it created, and the open signal the rule's next violation groups into.
+    fn check(&self, due: Due) -> (Option<Signal>, Option<String>) {
+        let Due { tenant, rule, loaded, start, end, spans, open_signal } = due;
+        let mut sandbox = Sandbox::with_limits(self.engine.clone(), vec![loaded], self.limits.sandbox.clone());
         let window = Trace::new([0; 16], spans);
         let run = sandbox.evaluate_window(&window, (start, end)).into_iter().next();
+        drop(sandbox);
         let mut outcome_group = open_signal;
         let mut created = None;
         if let Some(run) = &run {
@@ -251,18 +354,19 @@ impl Windows {
         }
         if let Some(signal) = &created {
             let _ = self.signals.flush();
-            let _ = self.events.send(Arc::new((tenant.clone(), signal.clone())));
+            self.events.publish(&tenant, crate::events::EventKind::Created, signal.clone());
         }
-        if let Some(state) = self.lock().get_mut(&tenant).and_then(|states| states.iter_mut().find(|state| state.rule == rule)) {
-            state.sandbox = Some(sandbox);
-            state.open_signal = outcome_group;
-        }
-        created
+        (created, outcome_group)
     }
 
     /// Spans held in windows (for `fluo_window_buffered_spans`).
     pub fn buffered_spans(&self) -> usize {
-        self.lock().values().flatten().map(|state| state.spans.len()).sum()
+        self.lock().tenants.values().flat_map(|windows| &windows.states).map(|state| state.spans.len()).sum()
+    }
+
+    /// Window rules of `tenant` that run (at most the per-tenant limit).
+    pub fn rules_running(&self, tenant: &TenantId) -> usize {
+        self.lock().tenants.get(tenant).map_or(0, |windows| windows.states.len())
     }
 }
 
@@ -276,19 +380,33 @@ pub fn one_window<'a>(traces: impl IntoIterator<Item = &'a Trace>, spec: &Window
     (Trace::new([0; 16], spans), (start, end.max(start + 1)))
 }
 
-/// Runs due window checks until `stop` is set.
-pub fn run(windows: Arc<Windows>, stop: Arc<std::sync::atomic::AtomicBool>) {
-    while !stop.load(Ordering::Relaxed) {
-        windows.run_due(crate::auth::now_ms());
-        let wait = windows.next_due().map_or(100, |due| due.saturating_sub(crate::auth::now_ms()).clamp(5, 100));
-        std::thread::sleep(std::time::Duration::from_millis(wait));
-    }
+/// Runs due window checks on [`WindowLimits::workers`] threads until `stop`
+/// is set; returns the threads.
+pub fn start(windows: Arc<Windows>, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    (0..windows.limits.workers.max(1))
+        .map(|index| {
+            let (windows, stop) = (windows.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name(format!("fluo-windows-{index}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if windows.work_once(crate::auth::now_ms()).is_some() {
+                            continue;
+                        }
+                        let wait = windows.next_due().map_or(100, |due| due.saturating_sub(crate::auth::now_ms()).clamp(5, 100));
+                        std::thread::sleep(std::time::Duration::from_millis(wait));
+                    }
+                })
+                .expect("spawn window thread")
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ingest::convert;
+    use crate::pipeline::RuleCounters;
     use crate::store::Store;
 
     const LIMIT_50: &str = r#"export default window({
@@ -309,7 +427,7 @@ mod tests {
         let engine = RuleEngine::new(Limits::default()).unwrap();
         let signals = Arc::new(Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap());
         let limits = WindowLimits { max_spans, ..WindowLimits::default() };
-        let windows = Windows::new(engine.clone(), signals, Arc::new(Counters::default()), tokio::sync::broadcast::channel(16).0, limits);
+        let windows = Windows::new(engine.clone(), signals, Arc::new(Counters::default()), crate::events::EventHub::new(), limits);
         for (tenant, source) in rules {
             let (_, loaded) = crate::rules::compile::compile(&engine, source).unwrap();
             let rule = RuleRef { id: format!("r_{tenant}"), name: "window".into(), version: 1 };
@@ -425,5 +543,79 @@ mod tests {
         // The hostile rule runs again next window, and fails again, alone.
         assert!(h.windows.run_due(22_000).is_empty());
         assert_eq!(h.windows.counters.rule_counters(&tenant("evil"), "r_evil").failures, 2);
+    }
+
+    const LOOPING: &str = r#"export default window({ length: "10s", grace: "0s", check(spans) { while (true) {} } });"#;
+
+    fn rule(tenant: &str, index: usize) -> RuleRef {
+        RuleRef { id: format!("r_{tenant}_{index}"), name: format!("window-{index}"), version: 1 }
+    }
+
+    #[test]
+    fn a_tenant_over_its_time_budget_has_its_windows_skipped() {
+        let mut h = harness(&[("good", LIMIT_50)], 1000);
+        h.windows.limits.sandbox.fuel_per_call = 50_000_000;
+        h.windows.limits.tenant_budget_per_minute = std::time::Duration::from_millis(1);
+        let (_, loaded) = crate::rules::compile::compile(&h.windows.engine, LOOPING).unwrap();
+        let evil = tenant("evil");
+        h.windows.set_rules(&evil, (0..3).map(|index| (rule("evil", index), loaded.clone())).collect(), 0);
+        for name in ["evil", "good"] {
+            h.windows.offer(&tenant(name), &spans("auth", 60, 1_000, 0, 500));
+        }
+        let created = h.windows.run_due(12_000);
+        assert_eq!(created.len(), 1, "the other tenant's window is checked");
+        let calls: Vec<RuleCounters> = (0..3).map(|index| h.windows.counters.rule_counters(&evil, &format!("r_evil_{index}"))).collect();
+        assert_eq!(calls.iter().map(|counters| counters.calls).sum::<u64>(), 1, "one check spends the tenant's budget");
+        let skipped: Vec<_> = calls.iter().filter(|counters| counters.last_failure.as_deref() == Some("over_budget")).collect();
+        assert_eq!(skipped.len(), 2, "the other two windows are skipped, not run");
+    }
+
+    #[test]
+    fn window_rules_beyond_the_tenant_limit_are_not_run() {
+        let mut h = harness(&[], 1000);
+        h.windows.limits.max_rules_per_tenant = 2;
+        let (_, loaded) = crate::rules::compile::compile(&h.windows.engine, LIMIT_50).unwrap();
+        let a = tenant("a");
+        h.windows.set_rules(&a, (0..5).map(|index| (rule("a", index), loaded.clone())).collect(), 0);
+        assert_eq!(h.windows.rules_running(&a), 2);
+        h.windows.offer(&a, &spans("auth", 60, 1_000, 0, 500));
+        assert_eq!(h.windows.run_due(12_000).len(), 2);
+        assert_eq!(h.windows.buffered_spans(), 0);
+    }
+
+    #[test]
+    fn a_looping_tenant_holds_one_window_worker_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = RuleEngine::new(Limits::default()).unwrap();
+        let signals = Arc::new(Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap());
+        let mut limits = WindowLimits { workers: 2, ..WindowLimits::default() };
+        limits.sandbox.deadline = std::time::Duration::from_millis(1500);
+        let events = crate::events::EventHub::new();
+        let windows = Arc::new(Windows::new(engine.clone(), signals, Arc::new(Counters::default()), events.clone(), limits));
+        let (_, looping) = crate::rules::compile::compile(&engine, LOOPING).unwrap();
+        let (_, limit) = crate::rules::compile::compile(&engine, LIMIT_50).unwrap();
+        // Rules set 30 s in the past: the first windows are due at once.
+        let set_at = crate::auth::now_ms() - 30_000;
+        let first_end = first_end(set_at, 10_000);
+        let (evil, good) = (tenant("evil"), tenant("good"));
+        windows.set_rules(&evil, (0..3).map(|index| (rule("evil", index), looping.clone())).collect(), set_at);
+        windows.set_rules(&good, vec![(rule("good", 0), limit)], set_at);
+        windows.offer(&good, &spans("auth", 60, first_end - 9_000, 0, 500));
+        let mut created = events.subscribe(&good);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = std::time::Instant::now();
+        let threads = start(windows.clone(), stop.clone());
+        let waited = loop {
+            if created.try_recv().is_ok() {
+                break started.elapsed();
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "no signal for the good tenant");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        stop.store(true, Ordering::Relaxed);
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(waited < std::time::Duration::from_millis(1200), "the good tenant waited {waited:?} behind 1.5 s checks");
     }
 }

@@ -81,7 +81,7 @@ export interface KeyInfo { id: string; name: string; scopes: string[]; created_a
 export interface KeyCreated { id: string; name: string; key: string; scopes: string[]; expires_at?: string | null }
 export interface WebhookInfo { id: string; url: string; severities: Severity[]; rules: string[]; created_at: string }
 export interface WebhookCreated extends WebhookInfo { secret: string }
-export interface Delivery { signal_id: string; attempt: number; status?: number | null; error?: string | null; delivered: boolean; at: string }
+export interface Delivery { signal_id: string; attempt: number; error?: string | null; delivered: boolean; at: string }
 export interface TraceSummary { trace_id: string; root_name: string | null; service: string | null; spans: number; start_time: string; duration_ms: number }
 export interface Vocabulary { services: string[]; span_names: string[]; attribute_keys: string[]; resource_attribute_keys?: string[] }
 

@@ -452,7 +452,7 @@ async function main() {
       for (let attempt = 0; ; attempt++) {
         await log.click(); // opens and reads the log
         await hook.locator('.deliveries').getByText(/No deliveries yet|delivered|HTTP|failed/).first().waitFor();
-        const delivered = hook.getByText('delivered (200)');
+        const delivered = hook.getByText('delivered', { exact: true });
         if (await delivered.count()) break;
         if (attempt === 30) throw new Error(`no delivery logged: ${await hook.innerText()}`);
         await log.click(); // closes it

@@ -263,7 +263,7 @@ export function settingsPage(ctx: Ctx): () => void {
                                   h('td', { 'data-label': 'When', class: 'small' }, fmtDate(d.at)),
                                   h('td', { 'data-label': 'Signal' }, h('a', { href: `/signals/${encodeURIComponent(d.signal_id)}`, class: 'mono small' }, d.signal_id)),
                                   h('td', { 'data-label': 'Attempt' }, String(d.attempt)),
-                                  h('td', { 'data-label': 'Result' }, h('span', { class: `badge ${d.delivered ? 'badge-ok' : 'badge-danger'}` }, d.delivered ? `delivered${d.status ? ` (${d.status})` : ''}` : d.status ? `HTTP ${d.status}` : 'failed'), d.error ? h('div', { class: 'muted small' }, d.error) : null),
+                                  h('td', { 'data-label': 'Result' }, h('span', { class: `badge ${d.delivered ? 'badge-ok' : 'badge-danger'}` }, d.delivered ? 'delivered' : 'not delivered'), d.error ? h('div', { class: 'muted small' }, d.error) : null),
                                 ),
                               ),
                             ),
