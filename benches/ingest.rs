@@ -115,7 +115,7 @@ fn config(dir: &std::path::Path, idle: Duration) -> Config {
         api_addr: "127.0.0.1:0".parse().unwrap(),
         operator_key: None,
         jwt_key_file: None,
-        session_ttl: fluo::users::TOKEN_TTL,
+        identity: fluo::auth::IdentityLimits::default(),
         web_dir: "web/dist".into(),
         limits: fluo::rules::Limits::default(),
         assembly: AssemblyLimits { idle, max_age: Duration::from_secs(30), ..AssemblyLimits::default() },

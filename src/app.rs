@@ -40,7 +40,7 @@ impl Services {
     pub fn open(config: &Config, on_signal: Option<Box<dyn Fn(Duration) + Send + Sync>>) -> Result<(Services, Option<String>)> {
         let store = Arc::new(Store::open(&config.data_dir)?);
         let (auth, generated) =
-            Auth::open(store.clone(), config.operator_key.as_deref(), config.jwt_key_file.as_deref(), config.session_ttl)
+            Auth::open(store.clone(), config.operator_key.as_deref(), config.jwt_key_file.as_deref(), config.identity.clone())
                 .context("open tenants and keys")?;
         let signals = Arc::new(Signals::open(store.clone()).context("open signals")?);
         let recent = Arc::new(RecentTraces::open(&store.db).context("open recent traces")?);
@@ -181,12 +181,15 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     tasks.spawn(async move { grpc_server.await.map_err(anyhow::Error::from) });
     let http_server = axum::serve(http, crate::ingest::http::router(services.ingest())).with_graceful_shutdown(shutdown(stopped.clone()));
     tasks.spawn(async move { http_server.await.map_err(anyhow::Error::from) });
-    let api_server = axum::serve(api, router(services.api_state(stopped.clone(), otlp_ports, console)))
+    // The peer address reaches sign-in, which throttles failures per client network.
+    let api_app = router(services.api_state(stopped.clone(), otlp_ports, console));
+    let api_server = axum::serve(api, api_app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown(stopped.clone()));
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
     tokio::spawn(crate::webhooks::deliver(services.webhooks.clone(), stopped.clone()));
+    tokio::spawn(prune_revoked_sessions(services.auth.clone(), stopped.clone()));
 
     tokio::select! {
         _ = interrupt.recv() => {}
@@ -222,6 +225,22 @@ async fn prune(recent: Arc<RecentTraces>, retention: Duration, mut stop: tokio::
         match tokio::task::spawn_blocking(move || recent.prune(cutoff)).await {
             Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "recent traces pruned"),
             Ok(Err(error)) => tracing::warn!(error = %error, "recent traces not pruned"),
+            _ => {}
+        }
+    }
+}
+
+/// Forgets revoked sessions once their tokens would have expired anyway.
+async fn prune_revoked_sessions(auth: Arc<Auth>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.changed() => return,
+        }
+        let auth = auth.clone();
+        match tokio::task::spawn_blocking(move || auth.users.prune_revoked(crate::auth::now_ms())).await {
+            Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "revoked sessions pruned"),
+            Ok(Err(error)) => tracing::warn!(error = %error, "revoked sessions not pruned"),
             _ => {}
         }
     }

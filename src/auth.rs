@@ -8,6 +8,11 @@
 //! costs one hash and one map read; revoking a key removes it from both, so
 //! the next request fails. Last-used times are kept in memory and written back
 //! at most once a minute per key. [`TenantId`] values come only from here.
+//!
+//! A tenant holds at most `max_keys_per_tenant` keys (revoking frees a slot).
+//! Long-lived responses (event streams) re-check their credential with
+//! [`Auth::still_valid`] and hold a [`StreamPermit`] from [`Auth::streams`],
+//! at most `streams_per_credential` per key or user.
 
 use crate::store::Store;
 use rand::RngCore;
@@ -15,7 +20,43 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// API keys per tenant by default (`--max-keys-per-tenant`).
+pub const MAX_KEYS_PER_TENANT: usize = 100;
+/// Open event streams per key or user by default (`--streams-per-credential`).
+pub const STREAMS_PER_CREDENTIAL: usize = 8;
+
+/// The identity limits `fluo serve` is configured with (flags in [`crate::config`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityLimits {
+    /// How long a session token lives (`--session-ttl`).
+    pub session_ttl: Duration,
+    /// How long after sign-in a session can still be renewed (`--session-max-lifetime`).
+    pub session_max_lifetime: Duration,
+    /// Password checks at once; sign-ins beyond are refused (`--signin-concurrency`).
+    pub signin_concurrency: usize,
+    /// Keys a tenant may hold (`--max-keys-per-tenant`).
+    pub max_keys_per_tenant: usize,
+    /// Users a tenant may have (`--max-users-per-tenant`).
+    pub max_users_per_tenant: usize,
+    /// Open event streams per key or user (`--streams-per-credential`).
+    pub streams_per_credential: usize,
+}
+
+impl Default for IdentityLimits {
+    fn default() -> IdentityLimits {
+        IdentityLimits {
+            session_ttl: crate::users::TOKEN_TTL,
+            session_max_lifetime: crate::users::SESSION_MAX_LIFETIME,
+            signin_concurrency: crate::users::SIGNIN_CONCURRENCY,
+            max_keys_per_tenant: MAX_KEYS_PER_TENANT,
+            max_users_per_tenant: crate::users::MAX_USERS_PER_TENANT,
+            streams_per_credential: STREAMS_PER_CREDENTIAL,
+        }
+    }
+}
 
 /// A tenant's id, obtained only from a verified credential or the tenants tree.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -82,6 +123,16 @@ impl Principal {
         }
     }
 
+    /// What per-credential limits count by: the key id, the user id (every
+    /// session of a user together), or `operator`.
+    pub fn credential_id(&self) -> &str {
+        match self {
+            Principal::Key { key_id, .. } => key_id,
+            Principal::Operator => "operator",
+            Principal::User(session) => &session.user_id,
+        }
+    }
+
     /// The tenant, if the credential has `scope` in it (`admin` implies every scope).
     pub fn tenant_with(&self, scope: Scope) -> Result<&TenantId, AuthError> {
         match self {
@@ -115,7 +166,10 @@ pub enum AuthError {
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
-    Conflict(&'static str),
+    Conflict(String),
+    /// A credential that was valid and is no longer (a session past its lifetime).
+    #[error("{0}")]
+    Expired(&'static str),
     #[error("storage error: {0}")]
     Store(#[from] sled::Error),
 }
@@ -192,6 +246,63 @@ pub struct Auth {
     key_ids: sled::Tree,
     cache: RwLock<HashMap<[u8; 32], CachedKey>>,
     operator_hash: [u8; 32],
+    /// Held while counting and adding a tenant's keys, so the quota holds under concurrency.
+    creating: Mutex<()>,
+    max_keys_per_tenant: usize,
+    /// Open event streams per credential.
+    pub streams: StreamPermits,
+}
+
+/// Counts open long-lived responses per credential and refuses more than the cap.
+pub struct StreamPermits {
+    cap: usize,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open stream of a credential; dropping it frees the slot.
+#[derive(Debug)]
+pub struct StreamPermit {
+    credential: String,
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl StreamPermits {
+    pub fn new(cap: usize) -> StreamPermits {
+        StreamPermits { cap, open: Arc::default() }
+    }
+
+    /// A slot for one more stream of `principal`'s credential, or `None` at the cap.
+    pub fn try_acquire(&self, principal: &Principal) -> Option<StreamPermit> {
+        let credential = principal.credential_id();
+        let mut open = self.open.lock().unwrap_or_else(|poison| poison.into_inner());
+        let count = open.entry(credential.to_string()).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(StreamPermit { credential: credential.to_string(), open: self.open.clone() })
+    }
+
+    /// Streams open now for `principal`'s credential.
+    pub fn open(&self, principal: &Principal) -> usize {
+        self.open.lock().unwrap_or_else(|poison| poison.into_inner()).get(principal.credential_id()).copied().unwrap_or(0)
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(count) = open.get_mut(&self.credential) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.credential);
+            }
+        }
+    }
 }
 
 const OPERATOR_HASH: &[u8] = b"operator_key_sha256";
@@ -200,12 +311,12 @@ impl Auth {
     /// Opens the trees and settles the operator key: `configured` (from
     /// `FLUO_OPERATOR_KEY`) replaces the stored one; without it, the stored one is
     /// kept, or one is generated and returned so that the caller prints it once.
-    /// Session tokens live `session_ttl`.
+    /// `limits`: sessions, sign-in, quotas and streams.
     pub fn open(
         store: Arc<Store>,
         configured: Option<&str>,
         jwt_key_file: Option<&std::path::Path>,
-        session_ttl: std::time::Duration,
+        limits: IdentityLimits,
     ) -> Result<(Auth, Option<String>), AuthError> {
         let tenants = store.db.open_tree("tenants")?;
         let keys = store.db.open_tree("api_keys")?;
@@ -246,8 +357,40 @@ impl Auth {
             }
             cache.insert(hash, CachedKey::new(&record));
         }
-        let users = crate::users::Users::open(&store.db, &store.dir, jwt_key_file, session_ttl)?;
-        Ok((Auth { users, store, tenants, keys, key_ids, cache: RwLock::new(cache), operator_hash }, generated))
+        let streams = StreamPermits::new(limits.streams_per_credential);
+        let max_keys_per_tenant = limits.max_keys_per_tenant;
+        let users = crate::users::Users::open(&store.db, &store.dir, jwt_key_file, limits)?;
+        let auth = Auth {
+            users,
+            store,
+            tenants,
+            keys,
+            key_ids,
+            cache: RwLock::new(cache),
+            operator_hash,
+            creating: Mutex::new(()),
+            max_keys_per_tenant,
+            streams,
+        };
+        Ok((auth, generated))
+    }
+
+    /// Whether a credential verified earlier still holds at `now_unix_ms`: a
+    /// key not revoked or expired; a session not expired, past its lifetime or
+    /// logged out, of a user that exists. A storage error counts as no.
+    pub fn still_valid(&self, principal: &Principal, now_unix_ms: u64) -> bool {
+        match principal {
+            Principal::Operator => true,
+            Principal::User(session) => self.users.still_valid(session, now_unix_ms).unwrap_or(false),
+            Principal::Key { tenant, key_id, .. } => {
+                let mut id_key = id_prefix(tenant);
+                id_key.extend_from_slice(key_id.as_bytes());
+                let Ok(Some(hash)) = self.key_ids.get(&id_key) else { return false };
+                let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) else { return false };
+                let cache = self.cache.read().unwrap_or_else(|poison| poison.into_inner());
+                cache.get(&hash).is_some_and(|cached| cached.expires_unix_ms.is_none_or(|expires| expires > now_unix_ms))
+            }
+        }
     }
 
     /// Verifies an `Authorization` header value.
@@ -300,9 +443,9 @@ impl Auth {
                 id: record.id,
                 name: record.name,
                 scopes: record.scopes,
-                created_at: crate::signals::rfc3339(record.created_unix_ms),
-                expires_at: record.expires_unix_ms.map(crate::signals::rfc3339),
-                last_used_at: last_used.map(crate::signals::rfc3339),
+                created_at: crate::time::rfc3339(record.created_unix_ms),
+                expires_at: record.expires_unix_ms.map(crate::time::rfc3339),
+                last_used_at: last_used.map(crate::time::rfc3339),
             });
         }
         keys.sort_by(|a, b| a.created_at.cmp(&b.created_at));
@@ -334,10 +477,14 @@ impl Auth {
         Ok((tenant, key))
     }
 
-    /// A new key; `expires_unix_ms` must be in the future.
+    /// A new key; `expires_unix_ms` must be in the future and at most
+    /// [`crate::time::MAX_UNIX_MS`]; the tenant must be under its key quota.
     pub fn create_key(&self, tenant: &TenantId, name: &str, scopes: &[String], expires_unix_ms: Option<u64>) -> Result<NewKey, AuthError> {
         if expires_unix_ms.is_some_and(|expires| expires <= now_ms()) {
             return Err(AuthError::Invalid("expires_at must be in the future".into()));
+        }
+        if expires_unix_ms.is_some_and(|expires| expires > crate::time::MAX_UNIX_MS) {
+            return Err(AuthError::Invalid("expires_at must be before the year 10000".into()));
         }
         if name.trim().is_empty() || name.len() > 128 {
             return Err(AuthError::Invalid("key name must be 1 to 128 characters".into()));
@@ -352,6 +499,11 @@ impl Auth {
             if !parsed.contains(&scope) {
                 parsed.push(scope);
             }
+        }
+        let quota = self.max_keys_per_tenant;
+        let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
+        if self.key_ids.scan_prefix(id_prefix(tenant)).take(quota).count() >= quota {
+            return Err(AuthError::Conflict(format!("the tenant has {quota} API keys, its quota; revoke one first")));
         }
         self.insert_key(tenant, name, parsed, expires_unix_ms)
     }
@@ -400,9 +552,7 @@ fn secret(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(random::<20>()))
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use crate::time::now_ms;
 
 #[cfg(test)]
 mod tests {
@@ -412,7 +562,7 @@ mod tests {
         // sled's flusher thread lets go of a dropped database's lock a moment later.
         for _ in 0..100 {
             if let Ok(store) = Store::open(dir) {
-                return Auth::open(Arc::new(store), operator, None, crate::users::TOKEN_TTL).unwrap();
+                return Auth::open(Arc::new(store), operator, None, IdentityLimits::default()).unwrap();
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -450,5 +600,73 @@ mod tests {
         assert!(auth.revoke_key(&acme, &ingest.id).unwrap());
         assert!(matches!(auth.authenticate(Some(&format!("Bearer {}", ingest.key))), Err(AuthError::Unknown)));
         assert_eq!(auth.list_keys(&acme).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn far_future_expiry_is_refused_and_keys_per_tenant_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let limits = IdentityLimits { max_keys_per_tenant: 3, ..IdentityLimits::default() };
+        let (auth, _) = Auth::open(store, None, None, limits).unwrap();
+        let (tenant, _) = auth.create_tenant("acme").unwrap();
+        let acme = TenantId::trusted(&tenant.id);
+        let refused = auth.create_key(&acme, "far", &["read".into()], Some(crate::time::MAX_UNIX_MS + 1)).unwrap_err();
+        assert!(matches!(refused, AuthError::Invalid(_)), "{refused}");
+        let last = auth.create_key(&acme, "last", &["read".into()], Some(crate::time::MAX_UNIX_MS)).unwrap();
+        assert!(auth.list_keys(&acme).unwrap().iter().any(|key| key.expires_at.as_deref() == Some("9999-12-31T23:59:59.999Z")));
+        auth.create_key(&acme, "third", &["read".into()], None).unwrap();
+        let over = auth.create_key(&acme, "fourth", &["read".into()], None).unwrap_err();
+        assert!(matches!(&over, AuthError::Conflict(message) if message.contains("quota")), "{over}");
+        let (other, _) = auth.create_tenant("globex").unwrap();
+        auth.create_key(&TenantId::trusted(&other.id), "theirs", &["read".into()], None).unwrap();
+        assert!(auth.revoke_key(&acme, &last.id).unwrap());
+        auth.create_key(&acme, "fourth", &["read".into()], None).unwrap();
+    }
+
+    #[test]
+    fn credentials_are_rechecked_and_streams_capped_per_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, _) = open(dir.path(), None);
+        let (tenant, _) = auth.create_tenant("acme").unwrap();
+        let acme = TenantId::trusted(&tenant.id);
+        let reader = auth.create_key(&acme, "reader", &["read".into()], None).unwrap();
+        let principal = auth.authenticate(Some(&format!("Bearer {}", reader.key))).unwrap();
+        let now = now_ms();
+        assert!(auth.still_valid(&principal, now));
+        let expiring = auth.create_key(&acme, "soon", &["read".into()], Some(now + 60_000)).unwrap();
+        let expiring = auth.authenticate(Some(&format!("Bearer {}", expiring.key))).unwrap();
+        assert!(auth.still_valid(&expiring, now));
+        assert!(!auth.still_valid(&expiring, now + 60_000), "expired");
+
+        let first = auth.streams.try_acquire(&principal).unwrap();
+        let mut held: Vec<StreamPermit> = (1..STREAMS_PER_CREDENTIAL).map(|_| auth.streams.try_acquire(&principal).unwrap()).collect();
+        assert_eq!(auth.streams.open(&principal), STREAMS_PER_CREDENTIAL);
+        assert!(auth.streams.try_acquire(&principal).is_none(), "at the cap");
+        assert!(auth.streams.try_acquire(&expiring).is_some(), "another credential has its own count");
+        drop(first);
+        held.push(auth.streams.try_acquire(&principal).expect("a dropped permit frees its slot"));
+        drop(held);
+        assert_eq!(auth.streams.open(&principal), 0);
+
+        assert!(auth.revoke_key(&acme, &reader.id).unwrap());
+        assert!(!auth.still_valid(&principal, now), "revoked");
+        assert!(auth.still_valid(&Principal::Operator, now));
+
+        // Sessions: every session of a user counts together; logout and deletion end them.
+        let user = auth.users.create(&acme, "ed@example.com", "correct horse battery", crate::users::Role::Viewer).unwrap();
+        let one = auth.users.login(&tenant.id, "ed@example.com", "correct horse battery", None).unwrap();
+        let two = auth.users.login(&tenant.id, "ed@example.com", "correct horse battery", None).unwrap();
+        let one = auth.authenticate(Some(&format!("Bearer {}", one.token))).unwrap();
+        let two = auth.authenticate(Some(&format!("Bearer {}", two.token))).unwrap();
+        assert_eq!(one.credential_id(), two.credential_id());
+        let _streams: Vec<StreamPermit> = (0..STREAMS_PER_CREDENTIAL).map(|_| auth.streams.try_acquire(&one).unwrap()).collect();
+        assert!(auth.streams.try_acquire(&two).is_none(), "a second session of the same user shares the cap");
+        assert!(auth.still_valid(&one, now_ms()) && auth.still_valid(&two, now_ms()));
+        let Principal::User(session) = &one else { panic!("a session") };
+        auth.users.logout(session).unwrap();
+        assert!(!auth.still_valid(&one, now_ms()), "logged out");
+        assert!(auth.still_valid(&two, now_ms()));
+        assert!(auth.users.delete(&acme, &user.id).unwrap());
+        assert!(!auth.still_valid(&two, now_ms()), "user deleted");
     }
 }

@@ -38,6 +38,21 @@ pub struct ServeArgs {
     /// How long a session token lives (1 minute to 24 hours); the console renews it before it ends.
     #[arg(long, env = "FLUO_SESSION_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub session_ttl: Duration,
+    /// How long after sign-in a session can still be renewed (5m to 30 days, at least --session-ttl).
+    #[arg(long, env = "FLUO_SESSION_MAX_LIFETIME", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_max_lifetime: Duration,
+    /// Password checks (argon2id, 19 MiB each) at once; sign-ins beyond get 503 (1 to 256).
+    #[arg(long, env = "FLUO_SIGNIN_CONCURRENCY", default_value_t = crate::users::SIGNIN_CONCURRENCY)]
+    pub signin_concurrency: usize,
+    /// API keys a tenant may hold; creating more gets 409 (1 to 100000).
+    #[arg(long, env = "FLUO_MAX_KEYS_PER_TENANT", default_value_t = crate::auth::MAX_KEYS_PER_TENANT)]
+    pub max_keys_per_tenant: usize,
+    /// Users a tenant may have; creating more gets 409 (1 to 1000000).
+    #[arg(long, env = "FLUO_MAX_USERS_PER_TENANT", default_value_t = crate::users::MAX_USERS_PER_TENANT)]
+    pub max_users_per_tenant: usize,
+    /// Open event streams per API key or user; more get 429 (1 to 1024).
+    #[arg(long, env = "FLUO_STREAMS_PER_CREDENTIAL", default_value_t = crate::auth::STREAMS_PER_CREDENTIAL)]
+    pub streams_per_credential: usize,
     /// The built web console (`web/dist`, made by `make build`), served at `/` of the API address.
     #[arg(long, env = "FLUO_WEB_DIR", default_value = "web/dist")]
     pub web_dir: PathBuf,
@@ -124,7 +139,8 @@ pub struct Config {
     pub api_addr: SocketAddr,
     pub operator_key: Option<String>,
     pub jwt_key_file: Option<PathBuf>,
-    pub session_ttl: Duration,
+    /// Sessions, sign-in concurrency, key and user quotas, streams per credential.
+    pub identity: crate::auth::IdentityLimits,
     pub web_dir: PathBuf,
     pub limits: crate::rules::Limits,
     pub assembly: AssemblyLimits,
@@ -144,6 +160,11 @@ const FILE_KEYS: &[&str] = &[
     "operator_key",
     "jwt_key_file",
     "session_ttl",
+    "session_max_lifetime",
+    "signin_concurrency",
+    "max_keys_per_tenant",
+    "max_users_per_tenant",
+    "streams_per_credential",
     "web_dir",
     "trace_idle",
     "trace_max_age",
@@ -243,6 +264,28 @@ impl Config {
         if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&args.window_tenant_budget) {
             bail!("--window-tenant-budget must be between 100ms and 1h");
         }
+        if !(Duration::from_secs(300)..=Duration::from_secs(30 * 24 * 3600)).contains(&args.session_max_lifetime)
+            || args.session_max_lifetime < args.session_ttl
+        {
+            bail!("--session-max-lifetime must be between 5m and 30 days and at least --session-ttl");
+        }
+        if !(1..=256).contains(&args.signin_concurrency) {
+            bail!("--signin-concurrency must be between 1 and 256");
+        }
+        if !(1..=100_000).contains(&args.max_keys_per_tenant) || !(1..=1_000_000).contains(&args.max_users_per_tenant) {
+            bail!("--max-keys-per-tenant must be between 1 and 100000 and --max-users-per-tenant between 1 and 1000000");
+        }
+        if !(1..=1024).contains(&args.streams_per_credential) {
+            bail!("--streams-per-credential must be between 1 and 1024");
+        }
+        let identity = crate::auth::IdentityLimits {
+            session_ttl: args.session_ttl,
+            session_max_lifetime: args.session_max_lifetime,
+            signin_concurrency: args.signin_concurrency,
+            max_keys_per_tenant: args.max_keys_per_tenant,
+            max_users_per_tenant: args.max_users_per_tenant,
+            streams_per_credential: args.streams_per_credential,
+        };
         let windows = crate::pipeline::windows::WindowLimits {
             max_spans: args.window_max_spans,
             max_rules_per_tenant: args.window_max_rules,
@@ -274,7 +317,7 @@ impl Config {
             api_addr: args.api_addr,
             operator_key: args.operator_key,
             jwt_key_file: args.jwt_key_file,
-            session_ttl: args.session_ttl,
+            identity,
             web_dir: args.web_dir,
             limits,
             assembly: AssemblyLimits {

@@ -16,6 +16,7 @@
 //! - [`cli`]: the `fluo` command line (`rules test`, `rules push`, `serve` arguments).
 //! - [`config`]: typed configuration for `fluo serve`.
 //! - [`store`]: the sled database.
+//! - [`time`]: the clock, the one RFC 3339 formatter and the parser of client-sent times.
 //!
 //! No logic lives here.
 
@@ -31,6 +32,7 @@ pub mod pipeline;
 pub mod rules;
 pub mod signals;
 pub mod store;
+pub mod time;
 pub mod trace;
 pub mod users;
 pub mod web;

@@ -661,9 +661,8 @@ impl Signals {
     }
 }
 
-pub fn rfc3339(unix_ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms)).to_string()
-}
+/// The formatter moved to the model layer ([`crate::time`]); kept here for callers.
+pub use crate::time::rfc3339;
 
 #[cfg(test)]
 mod tests {

@@ -70,7 +70,8 @@ pub struct KeyCreated {
 
 /// Creates an API key (admin).
 #[utoipa::path(post, path = "/api/v1/keys", tag = "identity", request_body = NewKey, responses(
-    (status = 201, description = "Created", body = KeyCreated)
+    (status = 201, description = "Created", body = KeyCreated),
+    (status = 409, description = "The tenant holds its quota of keys (--max-keys-per-tenant); revoke one first", body = ErrorBody)
 ))]
 pub async fn create_key(
     State(state): State<ApiState>,
@@ -82,7 +83,7 @@ pub async fn create_key(
     let expires = request.expires_at.as_deref().map(|text| parse_time("expires_at", text)).transpose()?;
     let key = state.auth.create_key(&tenant, &request.name, &request.scopes, expires)?;
     let created =
-        KeyCreated { id: key.id, name: key.name, key: key.key, scopes: key.scopes, expires_at: expires.map(crate::signals::rfc3339) };
+        KeyCreated { id: key.id, name: key.name, key: key.key, scopes: key.scopes, expires_at: expires.map(crate::time::rfc3339) };
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
@@ -124,7 +125,7 @@ pub struct NewUser {
 /// Creates a user of the tenant (admin).
 #[utoipa::path(post, path = "/api/v1/users", tag = "identity", request_body = NewUser, responses(
     (status = 201, description = "Created", body = UserInfo),
-    (status = 409, description = "The email is taken in this tenant", body = ErrorBody)
+    (status = 409, description = "The email is taken in this tenant, or the tenant has its quota of users (--max-users-per-tenant)", body = ErrorBody)
 ))]
 pub async fn create_user(
     State(state): State<ApiState>,
@@ -171,26 +172,43 @@ pub struct Login {
 }
 
 /// Signs a user in. Failures are one generic 401; after five in a row for the
-/// same tenant and email, 429 with a doubling Retry-After.
+/// same tenant and email from the same client network, 429 with a doubling
+/// Retry-After (other clients, such as the account's owner, are not slowed).
+/// Tenant over 128 bytes, email over 254 or password over 1024: 400 before any
+/// check; all password-check slots busy: 503.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "identity", request_body = Login, responses(
     (status = 200, description = "A session token (15 minutes)", body = Token),
     (status = 401, description = "Invalid credentials", body = ErrorBody),
-    (status = 429, description = "Too many failed sign-ins; see Retry-After", body = ErrorBody,
+    (status = 429, description = "Too many failed sign-ins from this client; see Retry-After", body = ErrorBody,
+        headers(("retry-after" = u64, description = "Seconds to wait"))),
+    (status = 503, description = "Too many sign-ins at once; see Retry-After", body = ErrorBody,
         headers(("retry-after" = u64, description = "Seconds to wait")))
 ))]
-pub async fn login(State(state): State<ApiState>, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn login(
+    State(state): State<ApiState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let request: Login = body(bytes)?;
+    let client = peer.map(|axum::Extension(axum::extract::ConnectInfo(address))| address.ip());
     let auth = state.auth.clone();
-    let result = blocking(move || Ok(auth.users.login(&request.tenant, &request.email, &request.password))).await?;
+    let result = blocking(move || Ok(auth.users.login(&request.tenant, &request.email, &request.password, client))).await?;
+    let retry_after = |mut response: Response, wait: std::time::Duration| {
+        response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
+        response
+    };
     match result {
         Ok(token) => Ok(axum::Json(token).into_response()),
         Err(LoginError::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "invalid credentials")),
+        Err(LoginError::Malformed(message)) => Err(bad(message)),
         Err(LoginError::SlowDown(wait)) => {
-            let mut response =
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed sign-ins; wait before trying again")
-                    .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs().max(1)));
-            Ok(response)
+            let error =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed sign-ins; wait before trying again");
+            Ok(retry_after(error.into_response(), wait))
+        }
+        Err(LoginError::Busy) => {
+            let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "too many sign-ins at once; retry shortly");
+            Ok(retry_after(error.into_response(), std::time::Duration::from_secs(1)))
         }
         Err(LoginError::Store(error)) => Err(ApiError::internal(error)),
     }
@@ -203,7 +221,9 @@ fn session(state: &ApiState, headers: &HeaderMap) -> Result<Session, ApiError> {
     }
 }
 
-/// A fresh token for the same session (before the current one expires).
+/// A fresh token for the same session (before the current one expires), valid
+/// for `--session-ttl` but never past `--session-max-lifetime` from the
+/// sign-in; after that, 401: sign in again.
 #[utoipa::path(post, path = "/api/v1/auth/renew", tag = "identity", responses(
     (status = 200, description = "A new token for the same session", body = Token),
     (status = 400, description = "Called with a key, not a session token", body = ErrorBody)

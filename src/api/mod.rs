@@ -147,7 +147,9 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
         match error {
-            AuthError::Missing | AuthError::Unknown => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", error.to_string()),
+            AuthError::Missing | AuthError::Unknown | AuthError::Expired(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", error.to_string())
+            }
             AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", error.to_string()),
             AuthError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
             AuthError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
@@ -449,16 +451,10 @@ pub(crate) async fn compile_slot(state: &ApiState, tenant: &TenantId) -> Result<
         .map_err(|_| ApiError::busy(format!("every rule compiler stayed busy for {} s; try again later", SLOT_WAIT.as_secs())))
 }
 
-/// RFC 3339 (`2026-11-27T10:00:00Z`) or milliseconds since the epoch.
+/// RFC 3339 (`2026-11-27T10:00:00Z`) or milliseconds since the epoch, between
+/// 1970 and the end of 9999 ([`crate::time::parse`]); 400 otherwise.
 pub(crate) fn parse_time(field: &str, text: &str) -> Result<u64, ApiError> {
-    if let Ok(millis) = text.parse::<u64>() {
-        return Ok(millis);
-    }
-    humantime::parse_rfc3339_weak(text)
-        .ok()
-        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|since| since.as_millis() as u64)
-        .ok_or_else(|| bad(format!("{field} must be RFC 3339 or milliseconds since the epoch, not {text:?}")))
+    crate::time::parse(field, text).map_err(|error| bad(error.to_string()))
 }
 
 /// `{"items": [...]}`: every list answer.

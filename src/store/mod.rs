@@ -4,6 +4,11 @@
 //!
 //! Tenants and keys live in `auth`, signals in `signals`, recently evaluated
 //! traces in [`traces`]; they share this database. Must not know about wasm.
+//!
+//! The data directory holds session signing keys, webhook secrets and every
+//! tenant's data: it is created with mode 0700, and an existing one that
+//! others can read or enter is tightened to 0700 (logged), so the files sled
+//! creates inside with the process umask stay out of other users' reach.
 
 use crate::rules::RuleMeta;
 use anyhow::{Context, Result, bail};
@@ -72,9 +77,27 @@ fn key(tenant: &str, rule: &str, version: Option<u32>) -> Vec<u8> {
     key
 }
 
+/// Creates `dir` (and missing parents) with mode 0700, or tightens an existing
+/// `dir` to 0700 if group or others have any access to it.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("create data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir).with_context(|| format!("read data directory {}", dir.display()))?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("data directory {} has mode {mode:o}; making it 0700 failed", dir.display()))?;
+        tracing::warn!(dir = %dir.display(), was = %format!("{mode:o}"), "data directory was open to other users; mode set to 0700");
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).with_context(|| format!("create data directory {}", dir.display()))?;
+        private_dir(dir)?;
         let db = sled::open(dir.join("db")).with_context(|| format!("open sled database in {}", dir.display()))?;
         let versions = db.open_tree("rule_versions")?;
         let modules = db.open_tree("rule_modules")?;
@@ -253,5 +276,28 @@ impl Store {
         };
         self.put_state(tenant, &state)?;
         Ok(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_data_directory_is_private() {
+        let parent = tempfile::tempdir().unwrap();
+        let fresh = parent.path().join("new/data");
+        drop(Store::open(&fresh).unwrap());
+        assert_eq!(mode(&fresh), 0o700, "created 0700");
+        let loose = parent.path().join("loose");
+        std::fs::create_dir(&loose).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(Store::open(&loose).unwrap());
+        assert_eq!(mode(&loose), 0o700, "an existing loose one is tightened");
     }
 }
