@@ -38,7 +38,7 @@ pub struct ServeArgs {
     /// How long a session token lives (1 minute to 24 hours); the console renews it before it ends.
     #[arg(long, env = "FLUO_SESSION_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     pub session_ttl: Duration,
-    /// How long after sign-in a session can still be renewed (5m to 30 days, at least --session-ttl).
+    /// How long after sign-in a session can still be renewed (5m to 30 days); no token outlives it.
     #[arg(long, env = "FLUO_SESSION_MAX_LIFETIME", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_max_lifetime: Duration,
     /// Password checks (argon2id, 19 MiB each) at once; sign-ins beyond get 503 (1 to 256).
@@ -264,10 +264,8 @@ impl Config {
         if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&args.window_tenant_budget) {
             bail!("--window-tenant-budget must be between 100ms and 1h");
         }
-        if !(Duration::from_secs(300)..=Duration::from_secs(30 * 24 * 3600)).contains(&args.session_max_lifetime)
-            || args.session_max_lifetime < args.session_ttl
-        {
-            bail!("--session-max-lifetime must be between 5m and 30 days and at least --session-ttl");
+        if !(Duration::from_secs(300)..=Duration::from_secs(30 * 24 * 3600)).contains(&args.session_max_lifetime) {
+            bail!("--session-max-lifetime must be between 5m and 30 days");
         }
         if !(1..=256).contains(&args.signin_concurrency) {
             bail!("--signin-concurrency must be between 1 and 256");

@@ -138,7 +138,7 @@ fn sign_in_is_bounded_and_one_clients_guessing_does_not_lock_out_the_owner() {
 #[test]
 fn sessions_have_an_absolute_lifetime() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--session-ttl", "5m", "--session-max-lifetime", "5m"]);
+    let server = Server::start(dir.path(), &["--session-ttl", "15m", "--session-max-lifetime", "5m"]);
     let (tenant, admin) = server.tenant("acme");
     assert_eq!(new_user(&server, &admin, "ed@example.com").0, 201);
     let before = fluo::time::now_ms();
@@ -146,7 +146,7 @@ fn sessions_have_an_absolute_lifetime() {
         server.api("POST", "/api/v1/auth/login", None, Some(&json!({"tenant": tenant, "email": "ed@example.com", "password": PASSWORD})));
     assert_eq!(status, 200, "{session}");
     let expires = fluo::time::parse("expires_at", session["expires_at"].as_str().unwrap()).unwrap();
-    assert!(expires <= before + 5 * 60 * 1000 + 1000, "{session}");
+    assert!(expires <= before + 5 * 60 * 1000 + 1000, "the token ends with the session, not 15 minutes on: {session}");
     let token = session["token"].as_str().unwrap();
     let (status, renewed) = server.api("POST", "/api/v1/auth/renew", Some(token), None);
     assert_eq!(status, 200, "{renewed}");
@@ -158,7 +158,6 @@ fn sessions_have_an_absolute_lifetime() {
     for (flag, value) in [
         ("--session-max-lifetime", "1m"),
         ("--session-max-lifetime", "31days"),
-        ("--session-max-lifetime", "10m"), // shorter than the default --session-ttl of 15m
         ("--signin-concurrency", "0"),
         ("--max-keys-per-tenant", "0"),
         ("--streams-per-credential", "0"),
