@@ -1,6 +1,8 @@
-//! The composition root of `fluo serve`: opens the store, builds the rule
-//! engine and the pipeline, loads every tenant's rules, starts the OTLP/gRPC,
-//! OTLP/HTTP and API listeners and runs until SIGTERM or Ctrl-C. On shutdown
+//! The composition root of `fluo serve`: raises the open-files limit, opens
+//! the store, builds the rule engine and the pipeline, loads every tenant's
+//! rules, starts the OTLP/gRPC, OTLP/HTTP and API listeners (through
+//! [`crate::listen`]: connection caps, header-read timeout) and runs until
+//! SIGTERM or Ctrl-C. On shutdown
 //! it stops accepting, closes and evaluates every buffered trace, and flushes.
 //! It wires; it decides nothing of its own.
 
@@ -28,6 +30,8 @@ pub struct Services {
     pub engine: Arc<RuleEngine>,
     pub pipeline: Arc<Pipeline>,
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Caps on every span OTLP ingest accepts.
+    pub span_limits: crate::ingest::convert::SpanLimits,
 }
 
 impl Services {
@@ -83,11 +87,12 @@ impl Services {
         }
         let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, counters));
         let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db).context("open webhooks")?);
-        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks }, generated))
+        let span_limits = config.span_limits;
+        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks, span_limits }, generated))
     }
 
     pub fn ingest(&self) -> Ingest {
-        Ingest { auth: self.auth.clone(), pipeline: self.pipeline.clone() }
+        Ingest::new(self.auth.clone(), self.pipeline.clone(), self.span_limits)
     }
 
     pub fn api_state(
@@ -119,6 +124,11 @@ pub fn serve(config: Config) -> Result<()> {
         .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
+    // The connection caps, not the descriptor table, should bound the listeners.
+    match crate::listen::raise_open_files_limit() {
+        Ok((soft, hard)) => tracing::info!(soft, hard, "open files limit"),
+        Err(error) => tracing::warn!(error = %error, "open files limit not raised"),
+    }
     let (services, generated) = Services::open(&config, None)?;
     if let Some(key) = generated {
         eprintln!("operator key (shown once; set FLUO_OPERATOR_KEY to choose your own): {key}");
@@ -155,12 +165,17 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
         let _ = receiver.changed().await;
     };
     let mut tasks = tokio::task::JoinSet::new();
-    let grpc_server = crate::ingest::grpc::serve(grpc, services.ingest(), shutdown(stopped.clone()));
+    let ingest = services.ingest();
+    let counters = services.pipeline.counters.clone();
+    let limits = config.listeners;
+    let incoming = crate::listen::limited_incoming(grpc, limits.max_connections, "grpc", counters.clone());
+    let grpc_server = crate::ingest::grpc::serve(incoming, ingest.clone(), shutdown(stopped.clone()));
     tasks.spawn(async move { grpc_server.await.map_err(anyhow::Error::from) });
-    let http_server = axum::serve(http, crate::ingest::http::router(services.ingest())).with_graceful_shutdown(shutdown(stopped.clone()));
+    let http_server =
+        crate::listen::serve_http(http, crate::ingest::http::router(ingest), limits, "otlp_http", counters.clone(), stopped.clone());
     tasks.spawn(async move { http_server.await.map_err(anyhow::Error::from) });
-    let api_server = axum::serve(api, router(services.api_state(stopped.clone(), otlp_ports, console)))
-        .with_graceful_shutdown(shutdown(stopped.clone()));
+    let api_router = router(services.api_state(stopped.clone(), otlp_ports, console));
+    let api_server = crate::listen::serve_http(api, api_router, limits, "api", counters, stopped.clone());
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
