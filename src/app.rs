@@ -56,6 +56,7 @@ impl Services {
             counters.clone(),
             on_signal,
             config.windows.clone(),
+            config.assembly.clone(),
         );
         let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for (version, wasm) in store.active_versions()? {

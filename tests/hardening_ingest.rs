@@ -1,6 +1,6 @@
 //! Hostile OTLP clients against a real `fluo serve` on loopback: oversized
 //! attributes and byte floods (admission by bytes, the live-trace memory
-//! budget), half-sent requests
+//! budget), late spans past the per-trace caps, half-sent requests
 //! (slowloris) and connection floods, refused requests in the metrics and the
 //! log, `/metrics` checked by Prometheus' own `promtool`, and the API's 405.
 
@@ -147,6 +147,33 @@ async fn live_traces_memory_budget_refuses_retryably() {
     assert!(headers.iter().any(|(name, _)| name == "retry-after"));
     assert!(server.metric("fluo_buffered_bytes") <= 2 << 20);
     assert_eq!(server.metric("fluo_requests_refused_total{reason=\"memory_budget\"}"), 12 - accepted as u64 + 1);
+}
+
+/// Item 6: spans arriving after their trace was evaluated amend it, but the
+/// merged trace keeps the per-trace span cap (50 stays 50, not 300).
+#[test]
+fn late_spans_do_not_grow_a_trace_past_its_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "100ms", "--max-spans-per-trace", "50"]);
+    let (_, admin) = server.tenant("acme");
+    for batch in 0..6u8 {
+        // 50 new spans of trace 9 per batch, each batch after the last was evaluated.
+        let spans = (0..50u8).map(|index| {
+            let mut span = span(9, 1, "s");
+            span.span_id = vec![1, 1, 1, 1, 1, 1, batch + 1, index + 1];
+            span
+        });
+        let (status, _, _) = post_protobuf(&server, &admin, &request(spans.collect()));
+        assert_eq!(status, 200);
+        let closed = batch as u64 + 1;
+        wait_until(Duration::from_secs(10), || (server.metric("fluo_traces_closed_total{reason=\"idle\"}") >= closed).then_some(()))
+            .expect("the trace closed");
+        // The evaluator stores it right after it closes.
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let spans = wait_until(Duration::from_secs(10), || stored_spans(&server, &admin, 9)).expect("stored");
+    assert_eq!(spans.len(), 50, "the merged trace is held to --max-spans-per-trace");
+    assert_eq!(server.metric("fluo_spans_rejected_total{reason=\"trace_span_limit\"}"), 250);
 }
 
 /// Sends the start of a request head and never finishes it.

@@ -9,7 +9,9 @@
 //! per tenant and the estimated bytes of all live traces
 //! ([`Assembler::buffered_bytes`] against `max_live_bytes`) are enforced by the
 //! caller refusing new requests, which a client retries, so nothing is dropped
-//! for them. It must not evaluate or store anything.
+//! for them. The same per-trace caps apply again when a closed trace is merged
+//! with its stored copy ([`cap_merged`]), so late spans cannot grow a trace past
+//! them. It must not evaluate or store anything.
 
 use crate::auth::TenantId;
 use crate::trace::{Attributes, Span, TraceId, Value};
@@ -190,6 +192,29 @@ impl Assembler {
     }
 }
 
+/// Keeps the spans of a merged trace (the stored copy first, then the late
+/// spans) while they fit the per-trace span and byte caps; the rest are dropped
+/// and counted, as [`Assembler::add`] drops them for a live trace.
+pub fn cap_merged(spans: Vec<Span>, limits: &AssemblyLimits) -> (Vec<Span>, Dropped) {
+    let mut dropped = Dropped::default();
+    let mut bytes = 0usize;
+    let mut kept = Vec::with_capacity(spans.len().min(limits.max_spans_per_trace));
+    for span in spans {
+        if kept.len() >= limits.max_spans_per_trace {
+            dropped.span_limit += 1;
+            continue;
+        }
+        let size = approx_size(&span);
+        if bytes.saturating_add(size) > limits.max_trace_bytes {
+            dropped.byte_limit += 1;
+            continue;
+        }
+        bytes += size;
+        kept.push(span);
+    }
+    (kept, dropped)
+}
+
 /// An estimate of a span's memory: the struct plus its strings and values.
 pub fn approx_size(span: &Span) -> usize {
     std::mem::size_of::<Span>()
@@ -303,5 +328,18 @@ mod tests {
         assert_eq!(assembler.buffered_bytes(), approx_size(&span(1, 1)) * 2);
         assert_eq!(assembler.close_due(now + Duration::from_secs(5)).len(), 2);
         assert_eq!(assembler.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn merged_traces_keep_the_caps() {
+        let caps = AssemblyLimits { max_spans_per_trace: 50, ..limits() };
+        let (kept, dropped) = cap_merged((1..=300).map(|id| span(1, id as u8)).collect(), &caps);
+        assert_eq!(kept.len(), 50);
+        assert_eq!(kept[0].span_id, [1; 8], "the stored spans come first and are kept");
+        assert_eq!(dropped, Dropped { span_limit: 250, byte_limit: 0 });
+        let one = approx_size(&span(1, 1));
+        let caps = AssemblyLimits { max_trace_bytes: one * 3, ..limits() };
+        let (kept, dropped) = cap_merged((1..=5).map(|id| span(1, id)).collect(), &caps);
+        assert_eq!((kept.len(), dropped), (3, Dropped { span_limit: 0, byte_limit: 2 }));
     }
 }
