@@ -553,4 +553,171 @@ mod tests {
         assert_eq!(items.len(), 2048 / ELEMENT_COST);
         assert_eq!(capper.limited.truncated_values, 1);
     }
+
+    /// What a value costs against `max_value_bytes` (see `value_within`).
+    fn cost(value: &Value) -> usize {
+        match value {
+            Value::Str(text) => text.len(),
+            Value::Bytes(bytes) => bytes.len(),
+            Value::Array(items) => items.iter().map(|item| ELEMENT_COST + cost(item)).sum(),
+            Value::Map(entries) => entries.iter().map(|(key, item)| ELEMENT_COST + key.len() + cost(item)).sum(),
+            _ => 0,
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan, span::Event as OtlpEvent};
+        use proptest::prelude::*;
+        use prost::Message;
+
+        fn any_value() -> impl Strategy<Value = AnyValue> {
+            let leaf = prop_oneof![
+                ".{0,300}".prop_map(any_value::Value::StringValue),
+                any::<bool>().prop_map(any_value::Value::BoolValue),
+                any::<i64>().prop_map(any_value::Value::IntValue),
+                // Finite: NaN is unequal to itself, and JSON has no spelling for it.
+                (-1e12f64..1e12).prop_map(any_value::Value::DoubleValue),
+                proptest::collection::vec(any::<u8>(), 0..300).prop_map(any_value::Value::BytesValue),
+            ]
+            .prop_map(|value| AnyValue { value: Some(value) });
+            leaf.prop_recursive(4, 64, 8, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..8)
+                        .prop_map(|values| AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values })) }),
+                    proptest::collection::vec(("[a-z.]{0,40}", inner), 0..8).prop_map(|entries| AnyValue {
+                        value: Some(any_value::Value::KvlistValue(KeyValueList {
+                            values: entries
+                                .into_iter()
+                                .map(|(key, value)| KeyValue { key, value: Some(value), ..Default::default() })
+                                .collect(),
+                        })),
+                    }),
+                ]
+            })
+        }
+
+        fn key_values(max: usize) -> impl Strategy<Value = Vec<KeyValue>> {
+            proptest::collection::vec(("[a-z.]{0,60}", any_value()), 0..max).prop_map(|pairs| {
+                pairs.into_iter().map(|(key, value)| KeyValue { key, value: Some(value), ..Default::default() }).collect()
+            })
+        }
+
+        /// Ids are mostly valid, sometimes of any length (and so invalid).
+        fn id(length: usize) -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                4 => proptest::collection::vec(any::<u8>(), length..=length),
+                1 => proptest::collection::vec(any::<u8>(), 0..20),
+            ]
+        }
+
+        fn span() -> impl Strategy<Value = OtlpSpan> {
+            (id(16), id(8), ".{0,80}", key_values(40), proptest::collection::vec((".{0,20}", key_values(4)), 0..4), any::<u64>(), 0..6i32)
+                .prop_map(|(trace_id, span_id, name, attributes, events, start, kind)| OtlpSpan {
+                    trace_id,
+                    span_id,
+                    name,
+                    kind,
+                    attributes,
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: start.saturating_add(1),
+                    events: events.into_iter().map(|(name, attributes)| OtlpEvent { name, attributes, ..Default::default() }).collect(),
+                    ..Default::default()
+                })
+        }
+
+        fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+            proptest::collection::vec((key_values(6), proptest::collection::vec(proptest::collection::vec(span(), 0..5), 0..3)), 0..3)
+                .prop_map(|resources| ExportTraceServiceRequest {
+                    resource_spans: resources
+                        .into_iter()
+                        .map(|(attributes, scopes)| ResourceSpans {
+                            resource: Some(opentelemetry_proto::tonic::resource::v1::Resource { attributes, ..Default::default() }),
+                            scope_spans: scopes.into_iter().map(|spans| ScopeSpans { spans, ..Default::default() }).collect(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                })
+        }
+
+        fn limits() -> impl Strategy<Value = SpanLimits> {
+            (1usize..50, 16usize..400).prop_map(|(max_attributes, max_value_bytes)| SpanLimits {
+                max_attributes,
+                max_value_bytes,
+                max_events: 3,
+                ..SpanLimits::default()
+            })
+        }
+
+        fn within(attributes: &Attributes, limits: &SpanLimits) -> bool {
+            attributes.len() <= limits.max_attributes
+                && attributes.iter().all(|(key, value)| key.len() <= limits.max_value_bytes && cost(value) <= limits.max_value_bytes)
+        }
+
+        // Case count: proptest's default (256), or PROPTEST_CASES for a longer run
+        // (docs/operations.md).
+        proptest! {
+            #[test]
+            fn proptest_arbitrary_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                if let Ok(request) = ExportTraceServiceRequest::decode(&bytes[..]) {
+                    let _ = convert(request);
+                }
+                if let Ok(request) = from_json(&bytes) {
+                    let _ = convert(request);
+                }
+            }
+
+            #[test]
+            fn proptest_arbitrary_json_text_never_panics(text in r#"[\[\]{}:,"a-zA-Z0-9 .\-]{0,400}"#) {
+                let _ = from_json(text.as_bytes()).map(convert);
+            }
+
+            #[test]
+            fn proptest_valid_requests_convert_within_the_caps(request in request(), limits in limits()) {
+                let sent: Vec<&OtlpSpan> =
+                    request.resource_spans.iter().flat_map(|resource| &resource.scope_spans).flat_map(|scope| &scope.spans).collect();
+                let valid: Vec<(Vec<u8>, Vec<u8>)> = sent
+                    .iter()
+                    .filter(|span| {
+                        trace_id_of(&span.trace_id).is_some()
+                            && span_id_of(&span.span_id).is_some()
+                            && matches!(span.parent_span_id.len(), 0 | 8)
+                    })
+                    .map(|span| (span.trace_id.clone(), span.span_id.clone()))
+                    .collect();
+                let total = sent.len() as u64;
+                // Through the wire and back, as a transport sees it.
+                let decoded = ExportTraceServiceRequest::decode(&request.encode_to_vec()[..]).expect("own encoding decodes");
+                let converted = convert_with(decoded, &limits);
+                prop_assert_eq!(converted.spans.len() as u64 + converted.rejected_total(), total);
+                let ids: Vec<(Vec<u8>, Vec<u8>)> =
+                    converted.spans.iter().map(|span| (span.trace_id.to_vec(), span.span_id.to_vec())).collect();
+                prop_assert_eq!(ids, valid, "ids round-trip, in order");
+                for span in &converted.spans {
+                    prop_assert!(span.name.len() <= limits.max_value_bytes);
+                    prop_assert!(within(&span.attributes, &limits));
+                    prop_assert!(within(&span.resource.attributes, &limits));
+                    prop_assert!(span.events.len() <= limits.max_events);
+                    for event in &span.events {
+                        prop_assert!(event.name.len() <= limits.max_value_bytes && within(&event.attributes, &limits));
+                    }
+                }
+                // A converted trace survives FLUO's own storage format unchanged.
+                let again = convert_with(to_otlp(&converted.spans), &SpanLimits::NONE);
+                prop_assert_eq!(again.spans, converted.spans);
+            }
+
+            #[test]
+            fn proptest_json_round_trip_keeps_ids(request in request()) {
+                let json = serde_json::to_vec(&request).expect("serializes");
+                let back = from_json(&json).expect("own OTLP/JSON parses");
+                let converted = convert_with(request, &SpanLimits::NONE);
+                let from_json = convert_with(back, &SpanLimits::NONE);
+                let ids = |spans: &[Span]| spans.iter().map(|span| (span.trace_id, span.span_id)).collect::<Vec<_>>();
+                prop_assert_eq!(ids(&from_json.spans), ids(&converted.spans));
+                prop_assert_eq!(from_json.rejected_total(), converted.rejected_total());
+            }
+        }
+    }
 }
