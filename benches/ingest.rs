@@ -220,7 +220,7 @@ fn main() {
         counters.signals_duplicate.load(Ordering::Relaxed)
     );
     let outcomes: Vec<_> =
-        counters.prometheus(0).lines().filter(|line| line.starts_with("fluo_rule_evaluations_total{")).map(str::to_string).collect();
+        counters.prometheus(0, 0).lines().filter(|line| line.starts_with("fluo_rule_evaluations_total{")).map(str::to_string).collect();
     println!("  {}", outcomes.join(", "));
 
     // The same traces through the bare sandbox: what the pipeline adds around it.

@@ -6,7 +6,9 @@
 # headers), and curl and jq, which the docs/api.md examples (run by
 # tests/api_examples.rs) use. With the argument `test` it also installs
 # Debian's chromium, which the console's browser tests (tests/browser.rs, with
-# Playwright's `executablePath`) drive headless; no browser is downloaded.
+# Playwright's `executablePath`) drive headless; no browser is downloaded —
+# and Debian's prometheus, whose `promtool check metrics` the metrics test
+# (tests/hardening_ingest.rs) runs on the served /metrics text.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -17,7 +19,7 @@ fi
 
 packages=(clang-19 llvm-19 libclang-19-dev wasi-libc curl jq)
 if [ "${1:-}" = test ]; then
-  packages+=(chromium)
+  packages+=(chromium prometheus)
 fi
 missing=()
 for package in "${packages[@]}"; do

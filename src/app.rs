@@ -1,6 +1,8 @@
-//! The composition root of `fluo serve`: opens the store, builds the rule
-//! engine and the pipeline, loads every tenant's rules, starts the OTLP/gRPC,
-//! OTLP/HTTP and API listeners and runs until SIGTERM or Ctrl-C. On shutdown
+//! The composition root of `fluo serve`: raises the open-files limit, opens
+//! the store, builds the rule engine and the pipeline, loads every tenant's
+//! rules, starts the OTLP/gRPC, OTLP/HTTP and API listeners (through
+//! [`crate::listen`]: connection caps, header-read timeout) and runs until
+//! SIGTERM or Ctrl-C. On shutdown
 //! it stops accepting, closes and evaluates every buffered trace, and flushes.
 //! It wires; it decides nothing of its own.
 
@@ -31,6 +33,8 @@ pub struct Services {
     pub rule_quotas: crate::api::RuleQuotas,
     /// New signals and status changes, per tenant: streams and webhooks listen.
     pub events: Arc<crate::events::EventHub>,
+    /// Caps on every span OTLP ingest accepts.
+    pub span_limits: crate::ingest::convert::SpanLimits,
 }
 
 impl Services {
@@ -57,6 +61,7 @@ impl Services {
             on_signal,
             config.windows.clone(),
             events.clone(),
+            config.assembly.clone(),
         );
         let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for (version, wasm) in store.active_versions()? {
@@ -96,11 +101,12 @@ impl Services {
             }
         });
         let rule_quotas = config.rule_quotas;
-        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks, rule_quotas, events }, generated))
+        let span_limits = config.span_limits;
+        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks, rule_quotas, events, span_limits }, generated))
     }
 
     pub fn ingest(&self) -> Ingest {
-        Ingest { auth: self.auth.clone(), pipeline: self.pipeline.clone() }
+        Ingest::new(self.auth.clone(), self.pipeline.clone(), self.span_limits)
     }
 
     pub fn api_state(
@@ -141,6 +147,11 @@ pub fn serve(config: Config) -> Result<()> {
         .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
+    // The connection caps, not the descriptor table, should bound the listeners.
+    match crate::listen::raise_open_files_limit() {
+        Ok((soft, hard)) => tracing::info!(soft, hard, "open files limit"),
+        Err(error) => tracing::warn!(error = %error, "open files limit not raised"),
+    }
     let (services, generated) = Services::open(&config, None)?;
     if let Some(key) = generated {
         eprintln!("operator key (shown once; set FLUO_OPERATOR_KEY to choose your own): {key}");
@@ -177,14 +188,19 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
         let _ = receiver.changed().await;
     };
     let mut tasks = tokio::task::JoinSet::new();
-    let grpc_server = crate::ingest::grpc::serve(grpc, services.ingest(), shutdown(stopped.clone()));
+    let ingest = services.ingest();
+    let counters = services.pipeline.counters.clone();
+    let limits = config.listeners;
+    let incoming = crate::listen::limited_incoming(grpc, limits.max_connections, "grpc", counters.clone());
+    let grpc_server = crate::ingest::grpc::serve(incoming, ingest.clone(), shutdown(stopped.clone()));
     tasks.spawn(async move { grpc_server.await.map_err(anyhow::Error::from) });
-    let http_server = axum::serve(http, crate::ingest::http::router(services.ingest())).with_graceful_shutdown(shutdown(stopped.clone()));
+    let http_server =
+        crate::listen::serve_http(http, crate::ingest::http::router(ingest), limits, "otlp_http", counters.clone(), stopped.clone());
     tasks.spawn(async move { http_server.await.map_err(anyhow::Error::from) });
-    // The peer address reaches sign-in, which throttles failures per client network.
-    let api_app = router(services.api_state(stopped.clone(), otlp_ports, console));
-    let api_server = axum::serve(api, api_app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown(stopped.clone()));
+    // serve_http gives each request its peer address (ConnectInfo): sign-in
+    // throttles failures per client network.
+    let api_router = router(services.api_state(stopped.clone(), otlp_ports, console));
+    let api_server = crate::listen::serve_http(api, api_router, limits, "api", counters, stopped.clone());
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));

@@ -3,6 +3,7 @@
 //! validated before anything starts. Precedence: flag, then environment, then
 //! file, then default. This is the only module that reads the environment.
 
+use crate::ingest::convert::SpanLimits;
 use crate::pipeline::AdmissionLimits;
 use crate::pipeline::assembler::AssemblyLimits;
 use anyhow::{Context, Result, bail};
@@ -80,6 +81,25 @@ pub struct ServeArgs {
     /// Spans a tenant may send at once (default: twice the rate).
     #[arg(long, env = "FLUO_TENANT_BURST")]
     pub tenant_burst: Option<u64>,
+    /// Sustained request bytes (protobuf-encoded) per second per tenant; the
+    /// bucket holds twice this, and at least one maximal OTLP/HTTP body (20 MiB).
+    #[arg(long, env = "FLUO_TENANT_BYTE_RATE", default_value_t = AdmissionLimits::default().bytes_per_second)]
+    pub tenant_byte_rate: u64,
+    /// Estimated MiB of all live traces of all tenants; beyond, requests are refused for retry.
+    #[arg(long, env = "FLUO_LIVE_TRACES_MIB", default_value_t = AssemblyLimits::default().max_live_bytes >> 20)]
+    pub live_traces_mib: usize,
+    /// Attributes kept per span (and per event, link and resource); more are dropped and counted.
+    #[arg(long, env = "FLUO_MAX_ATTRIBUTES_PER_SPAN", default_value_t = SpanLimits::default().max_attributes)]
+    pub max_attributes_per_span: usize,
+    /// Bytes kept of each attribute value, key and span or event name; longer ones are truncated and counted.
+    #[arg(long, env = "FLUO_MAX_ATTRIBUTE_VALUE_BYTES", default_value_t = SpanLimits::default().max_value_bytes)]
+    pub max_attribute_value_bytes: usize,
+    /// On the API and OTLP/HTTP listeners: a request head must arrive within this (also the idle keep-alive timeout).
+    #[arg(long, env = "FLUO_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+    /// Open connections per listener (API, OTLP/HTTP, OTLP/gRPC); more are closed at once.
+    #[arg(long, env = "FLUO_MAX_CONNECTIONS", default_value_t = crate::listen::HttpLimits::default().max_connections)]
+    pub max_connections: usize,
     /// Threads evaluating rules (default: available cores).
     #[arg(long, env = "FLUO_EVAL_WORKERS")]
     pub eval_workers: Option<usize>,
@@ -150,6 +170,8 @@ pub struct Config {
     pub windows: crate::pipeline::windows::WindowLimits,
     pub rule_quotas: crate::api::RuleQuotas,
     pub webhooks: crate::webhooks::WebhookLimits,
+    pub span_limits: SpanLimits,
+    pub listeners: crate::listen::HttpLimits,
 }
 
 const FILE_KEYS: &[&str] = &[
@@ -174,6 +196,12 @@ const FILE_KEYS: &[&str] = &[
     "max_trace_mib",
     "tenant_rate",
     "tenant_burst",
+    "tenant_byte_rate",
+    "live_traces_mib",
+    "max_attributes_per_span",
+    "max_attribute_value_bytes",
+    "http_header_timeout",
+    "max_connections",
     "eval_workers",
     "rule_fuel",
     "rule_memory_mib",
@@ -242,6 +270,24 @@ impl Config {
         }
         if args.max_live_traces == 0 || args.max_spans_per_trace == 0 || args.max_trace_mib == 0 || args.tenant_rate == 0 {
             bail!("--max-live-traces, --max-spans-per-trace, --max-trace-mib and --tenant-rate must be positive");
+        }
+        if !(1..=10_000).contains(&args.max_attributes_per_span) {
+            bail!("--max-attributes-per-span must be between 1 and 10000");
+        }
+        if !(16..=(1 << 20)).contains(&args.max_attribute_value_bytes) {
+            bail!("--max-attribute-value-bytes must be between 16 and 1048576");
+        }
+        if args.tenant_byte_rate < 1024 {
+            bail!("--tenant-byte-rate must be at least 1024 (bytes per second)");
+        }
+        if args.live_traces_mib < args.max_trace_mib || args.live_traces_mib > (1 << 30) {
+            bail!("--live-traces-mib must be at least --max-trace-mib");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&args.http_header_timeout) {
+            bail!("--http-header-timeout must be between 1s and 10m");
+        }
+        if !(1..=1_000_000).contains(&args.max_connections) {
+            bail!("--max-connections must be between 1 and 1000000");
         }
         let limits = crate::rules::Limits {
             fuel_per_call: args.rule_fuel,
@@ -324,12 +370,21 @@ impl Config {
                 max_live_traces: args.max_live_traces,
                 max_spans_per_trace: args.max_spans_per_trace,
                 max_trace_bytes: args.max_trace_mib.saturating_mul(1 << 20),
+                max_live_bytes: args.live_traces_mib.saturating_mul(1 << 20),
             },
             admission: AdmissionLimits {
                 spans_per_second: args.tenant_rate,
                 burst_spans: args.tenant_burst.unwrap_or(args.tenant_rate.saturating_mul(2)).max(1),
+                bytes_per_second: args.tenant_byte_rate,
+                burst_bytes: args.tenant_byte_rate.saturating_mul(2).max(crate::ingest::MAX_HTTP_BODY as u64),
                 ..AdmissionLimits::default()
             },
+            span_limits: SpanLimits {
+                max_attributes: args.max_attributes_per_span,
+                max_value_bytes: args.max_attribute_value_bytes,
+                ..SpanLimits::default()
+            },
+            listeners: crate::listen::HttpLimits { header_timeout: args.http_header_timeout, max_connections: args.max_connections },
             trace_retention: args.trace_retention,
             eval_workers: workers.clamp(1, 64),
             windows,

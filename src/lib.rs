@@ -11,7 +11,8 @@
 //! - [`webhooks`]: signed webhook deliveries of new signals.
 //! - [`rules`]: rule compilation (JS → Javy module), the wasmtime engine and
 //!   per-tenant sandboxes, the host↔rule ABI.
-//! - [`app`]: the composition root of `fluo serve`.
+//! - [`app`]: the composition root of `fluo serve`; [`listen`]: its accept loops
+//!   (connection caps, header-read timeout).
 //! - [`demo`]: `fluo demo`, a demo tenant and a stream of realistic traces.
 //! - [`cli`]: the `fluo` command line (`rules test`, `rules push`, `serve` arguments).
 //! - [`config`]: typed configuration for `fluo serve`.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod ingest;
+pub mod listen;
 pub mod pipeline;
 pub mod rules;
 pub mod signals;

@@ -78,8 +78,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `invalid_request`, `invalid_json`, `unauthenticated`, `forbidden`,
-    /// `not_found`, `conflict`, `invalid_transition`, `payload_too_large`, `compile_error`, `unknown_version`,
-    /// `too_many_attempts`, `too_many_requests`, `too_many_streams`, `quota_exceeded`, `busy`, `internal`.
+    /// `not_found`, `method_not_allowed`, `conflict`, `invalid_transition`, `payload_too_large`, `compile_error`,
+    /// `unknown_version`, `too_many_attempts`, `too_many_requests`, `too_many_streams`, `quota_exceeded`, `busy`, `internal`.
     code: &'static str,
     message: String,
     /// Where a rule failed to compile (1-based), when known.
@@ -322,6 +322,7 @@ pub fn router(state: ApiState) -> axum::Router {
     let served = Arc::new(document.to_pretty_json().expect("the OpenAPI document serializes"));
     router
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::Extension(OpenApiJson(served)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(request_id))
@@ -337,6 +338,12 @@ async fn fallback(State(state): State<ApiState>, method: axum::http::Method, uri
         return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response();
     }
     state.console.serve(path, crate::web::accepts_gzip(&headers))
+}
+
+/// A path the API serves, with a method it does not: the API's error shape
+/// (axum's default is an empty body; the router keeps the `Allow` header).
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this endpoint does not accept {method}"))
 }
 
 #[derive(Clone)]
@@ -497,7 +504,7 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Re
     if !matches!(principal(&state, &headers)?, Principal::Operator) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "metrics need the operator key"));
     }
-    let text = state.pipeline.counters.prometheus(state.pipeline.buffered_spans());
+    let text = state.pipeline.counters.prometheus(state.pipeline.buffered_spans(), state.pipeline.buffered_bytes());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

@@ -6,7 +6,11 @@
 //!
 //! Spans with invalid ids are refused one by one and reported through
 //! `partial_success`; so are spans dropped by the per-trace caps. A request
-//! over the tenant's rate or backlog is refused whole, retryably.
+//! over the tenant's span or byte rate, its backlog, or the global memory
+//! budget for live traces is refused whole, retryably. Accepted spans are
+//! capped by [`convert::SpanLimits`] (attributes, value bytes). Every refused
+//! request is counted by reason and logged, at most [`REFUSAL_LOGS_PER_MINUTE`]
+//! lines a minute ([`Ingest::refused`]).
 
 pub mod convert;
 pub mod grpc;
@@ -15,13 +19,19 @@ pub mod http;
 use crate::auth::{Auth, AuthError, Scope, TenantId};
 use crate::pipeline::{Pipeline, Refusal};
 use convert::ExportTraceServiceRequest;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// gRPC messages above this are refused with RESOURCE_EXHAUSTED.
 pub const MAX_GRPC_MESSAGE: usize = 4 << 20;
 /// OTLP/HTTP bodies above this, after decompression, are refused with 413.
 pub const MAX_HTTP_BODY: usize = 20 << 20;
+/// An OTLP/HTTP body must arrive within this, else 408 (a slow body holds a connection).
+pub const HTTP_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Refused requests are logged at most this often; the rest are counted and
+/// summed up in the next line (a client can make every request fail).
+pub const REFUSAL_LOGS_PER_MINUTE: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -41,6 +51,10 @@ pub enum IngestError {
     RateLimited { retry_after: Duration },
     #[error("tenant has too many traces in flight; retry after {retry_after:?}")]
     Overloaded { retry_after: Duration },
+    #[error("server memory for live traces is full; retry after {retry_after:?}")]
+    MemoryBudget { retry_after: Duration },
+    #[error("request body not received within {limit:?}")]
+    BodyTimeout { limit: Duration },
     #[error("internal error")]
     Internal,
 }
@@ -48,8 +62,27 @@ pub enum IngestError {
 impl IngestError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            IngestError::RateLimited { retry_after } | IngestError::Overloaded { retry_after } => Some(*retry_after),
+            IngestError::RateLimited { retry_after }
+            | IngestError::Overloaded { retry_after }
+            | IngestError::MemoryBudget { retry_after } => Some(*retry_after),
             _ => None,
+        }
+    }
+
+    /// The `reason` label of `fluo_requests_refused_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::Unauthenticated(_) => "unauthenticated",
+            IngestError::Forbidden(_) => "forbidden",
+            IngestError::Malformed(_) => "malformed",
+            IngestError::TooLarge { .. } => "too_large",
+            IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
+            IngestError::RateLimited { .. } => "rate_limited",
+            IngestError::Overloaded { .. } => "overloaded",
+            IngestError::MemoryBudget { .. } => "memory_budget",
+            IngestError::BodyTimeout { .. } => "body_timeout",
+            IngestError::Internal => "internal",
         }
     }
 
@@ -62,7 +95,8 @@ impl IngestError {
                 tonic::Code::InvalidArgument
             }
             IngestError::TooLarge { .. } => tonic::Code::ResourceExhausted,
-            IngestError::RateLimited { .. } | IngestError::Overloaded { .. } => tonic::Code::Unavailable,
+            IngestError::RateLimited { .. } | IngestError::Overloaded { .. } | IngestError::MemoryBudget { .. } => tonic::Code::Unavailable,
+            IngestError::BodyTimeout { .. } => tonic::Code::DeadlineExceeded,
             IngestError::Internal => tonic::Code::Internal,
         }
     }
@@ -77,7 +111,8 @@ impl IngestError {
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            IngestError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Overloaded { .. } | IngestError::MemoryBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             IngestError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,9 +129,58 @@ pub struct PartialSuccess {
 pub struct Ingest {
     pub auth: Arc<Auth>,
     pub pipeline: Arc<Pipeline>,
+    /// Caps applied to every accepted span.
+    pub span_limits: convert::SpanLimits,
+    refusal_log: Arc<Mutex<LogBudget>>,
+}
+
+/// Allows `per_window` log lines per `window`; counts the rest.
+#[derive(Debug)]
+pub struct LogBudget {
+    per_window: u32,
+    window: Duration,
+    started: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    pub fn new(per_window: u32, window: Duration) -> LogBudget {
+        LogBudget { per_window, window, started: None, logged: 0, suppressed: 0 }
+    }
+
+    /// `Some(lines suppressed since the last one logged)` if a line may be logged at `now`.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self.started.is_none_or(|started| now.saturating_duration_since(started) >= self.window) {
+            self.started = Some(now);
+            self.logged = 0;
+        }
+        if self.logged >= self.per_window {
+            self.suppressed = self.suppressed.saturating_add(1);
+            return None;
+        }
+        self.logged += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 impl Ingest {
+    pub fn new(auth: Arc<Auth>, pipeline: Arc<Pipeline>, span_limits: convert::SpanLimits) -> Ingest {
+        let refusal_log = Arc::new(Mutex::new(LogBudget::new(REFUSAL_LOGS_PER_MINUTE, Duration::from_secs(60))));
+        Ingest { auth, pipeline, span_limits, refusal_log }
+    }
+
+    /// Counts a refused request by reason and logs it (rate-limited). The
+    /// transports call it for every error they answer.
+    pub fn refused(&self, error: &IngestError, transport: &'static str, tenant: Option<&TenantId>, peer: Option<SocketAddr>) {
+        self.pipeline.counters.refused(error.reason());
+        let allowed = self.refusal_log.lock().unwrap_or_else(|poison| poison.into_inner()).allow(Instant::now());
+        let Some(suppressed) = allowed else { return };
+        let tenant = tenant.map(TenantId::as_str).unwrap_or("-");
+        let peer = peer.map(|peer| peer.to_string()).unwrap_or_else(|| "-".into());
+        tracing::warn!(transport, reason = error.reason(), tenant, peer = %peer, error = %error, suppressed, "otlp request refused");
+    }
+
     /// Verifies the credential: a key with the `ingest` scope.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<TenantId, IngestError> {
         let principal = self.auth.authenticate(authorization).map_err(IngestError::Unauthenticated)?;
@@ -111,12 +195,17 @@ impl Ingest {
         if span_count == 0 {
             return Ok(PartialSuccess::default());
         }
-        self.pipeline.admit(tenant, span_count, now).map_err(|refusal| match refusal {
+        // Admitted by bytes as well as spans: the encoded size is the same
+        // measure for both transports and encodings (JSON is larger on the wire).
+        let bytes = prost::Message::encoded_len(&request);
+        self.pipeline.admit(tenant, span_count, bytes, now).map_err(|refusal| match refusal {
             Refusal::RateLimited { retry_after } => IngestError::RateLimited { retry_after },
             Refusal::Overloaded { retry_after } => IngestError::Overloaded { retry_after },
+            Refusal::MemoryBudget { retry_after } => IngestError::MemoryBudget { retry_after },
         })?;
-        let converted = convert::convert(request);
+        let converted = convert::convert_with(request, &self.span_limits);
         self.pipeline.count_rejections(tenant, &converted.rejected);
+        self.pipeline.count_limited(&converted.limited);
         let mut rejected = converted.rejected_total();
         let mut messages = Vec::new();
         if rejected > 0 {
@@ -131,5 +220,38 @@ impl Ingest {
         }
         rejected += dropped.span_limit + dropped.byte_limit;
         Ok(PartialSuccess { rejected_spans: rejected.min(i64::MAX as u64) as i64, error_message: messages.join("; ") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_logs_are_limited_per_window_and_report_what_they_skipped() {
+        let mut budget = LogBudget::new(2, Duration::from_secs(60));
+        let start = Instant::now();
+        assert_eq!(budget.allow(start), Some(0));
+        assert_eq!(budget.allow(start), Some(0));
+        assert_eq!(budget.allow(start + Duration::from_secs(1)), None);
+        assert_eq!(budget.allow(start + Duration::from_secs(59)), None);
+        assert_eq!(budget.allow(start + Duration::from_secs(60)), Some(2), "the next window's first line says how many were skipped");
+        assert_eq!(budget.allow(start + Duration::from_secs(61)), Some(0));
+    }
+
+    #[test]
+    fn every_error_has_a_reason_label() {
+        let errors = [
+            IngestError::Unauthenticated(AuthError::Missing),
+            IngestError::Malformed("x".into()),
+            IngestError::TooLarge { limit: 1 },
+            IngestError::MemoryBudget { retry_after: Duration::from_secs(1) },
+            IngestError::BodyTimeout { limit: HTTP_BODY_TIMEOUT },
+        ];
+        let reasons: Vec<&str> = errors.iter().map(IngestError::reason).collect();
+        assert_eq!(reasons, ["unauthenticated", "malformed", "too_large", "memory_budget", "body_timeout"]);
+        assert_eq!(errors[3].grpc_code(), tonic::Code::Unavailable);
+        assert_eq!(errors[3].http_status(), ::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(errors[3].retry_after().is_some());
     }
 }

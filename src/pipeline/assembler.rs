@@ -5,10 +5,13 @@
 //! Deadlines sit in one min-heap and are checked lazily: a popped deadline
 //! whose trace received spans since is pushed back with its new deadline, so
 //! adding a span never touches the heap. Caps: spans and estimated bytes per
-//! trace (excess spans are dropped and counted); the number of live traces is
-//! enforced by the caller refusing new requests ([`Assembler::live_traces`]),
-//! which a client retries, so nothing is dropped for it. It must not evaluate
-//! or store anything.
+//! trace (excess spans are dropped and counted); the number of live traces
+//! per tenant and the estimated bytes of all live traces
+//! ([`Assembler::buffered_bytes`] against `max_live_bytes`) are enforced by the
+//! caller refusing new requests, which a client retries, so nothing is dropped
+//! for them. The same per-trace caps apply again when a closed trace is merged
+//! with its stored copy ([`cap_merged`]), so late spans cannot grow a trace past
+//! them. It must not evaluate or store anything.
 
 use crate::auth::TenantId;
 use crate::trace::{Attributes, Span, TraceId, Value};
@@ -23,6 +26,8 @@ pub struct AssemblyLimits {
     pub max_live_traces: usize,
     pub max_spans_per_trace: usize,
     pub max_trace_bytes: usize,
+    /// Estimated bytes of all live traces of all tenants (`--live-traces-mib`).
+    pub max_live_bytes: usize,
 }
 
 impl Default for AssemblyLimits {
@@ -33,6 +38,7 @@ impl Default for AssemblyLimits {
             max_live_traces: 100_000,
             max_spans_per_trace: 10_000,
             max_trace_bytes: 16 << 20,
+            max_live_bytes: 1 << 30,
         }
     }
 }
@@ -75,6 +81,7 @@ pub struct Assembler {
     tenants: HashMap<TenantId, HashMap<TraceId, Live>>,
     deadlines: BinaryHeap<Reverse<(Instant, TenantId, TraceId)>>,
     spans: usize,
+    bytes: usize,
 }
 
 impl Assembler {
@@ -93,6 +100,11 @@ impl Assembler {
     /// Spans buffered across all tenants.
     pub fn buffered_spans(&self) -> usize {
         self.spans
+    }
+
+    /// Estimated bytes ([`approx_size`]) of the spans buffered across all tenants.
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn add(&mut self, tenant: &TenantId, spans: Vec<Span>, now: Instant) -> Dropped {
@@ -120,6 +132,7 @@ impl Assembler {
             live.bytes += size;
             live.spans.push(span);
             self.spans += 1;
+            self.bytes = self.bytes.saturating_add(size);
         }
         dropped
     }
@@ -147,6 +160,7 @@ impl Assembler {
                 self.tenants.remove(&tenant);
             }
             self.spans -= live.spans.len();
+            self.bytes = self.bytes.saturating_sub(live.bytes);
             closed.push(ClosedTrace { tenant, trace_id, spans: live.spans, reason, last_span_at: live.last });
         }
         closed
@@ -161,6 +175,7 @@ impl Assembler {
     pub fn close_all(&mut self) -> Vec<ClosedTrace> {
         self.deadlines.clear();
         self.spans = 0;
+        self.bytes = 0;
         let mut closed = Vec::new();
         for (tenant, traces) in self.tenants.drain() {
             for (trace_id, live) in traces {
@@ -175,6 +190,29 @@ impl Assembler {
         }
         closed
     }
+}
+
+/// Keeps the spans of a merged trace (the stored copy first, then the late
+/// spans) while they fit the per-trace span and byte caps; the rest are dropped
+/// and counted, as [`Assembler::add`] drops them for a live trace.
+pub fn cap_merged(spans: Vec<Span>, limits: &AssemblyLimits) -> (Vec<Span>, Dropped) {
+    let mut dropped = Dropped::default();
+    let mut bytes = 0usize;
+    let mut kept = Vec::with_capacity(spans.len().min(limits.max_spans_per_trace));
+    for span in spans {
+        if kept.len() >= limits.max_spans_per_trace {
+            dropped.span_limit += 1;
+            continue;
+        }
+        let size = approx_size(&span);
+        if bytes.saturating_add(size) > limits.max_trace_bytes {
+            dropped.byte_limit += 1;
+            continue;
+        }
+        bytes += size;
+        kept.push(span);
+    }
+    (kept, dropped)
 }
 
 /// An estimate of a span's memory: the struct plus its strings and values.
@@ -276,6 +314,32 @@ mod tests {
         assert_eq!(closed.iter().map(|trace| (trace.tenant.as_str(), trace.spans.len())).collect::<Vec<_>>(), [("a", 1), ("b", 2)]);
         let mut small = Assembler::new(AssemblyLimits { max_trace_bytes: approx_size(&span(1, 1)) * 2, ..limits() });
         assert_eq!(small.add(&a, (1..=3).map(|id| span(1, id)).collect(), now).byte_limit, 1);
+        assert_eq!(small.buffered_bytes(), approx_size(&span(1, 1)) * 2);
         assert_eq!(small.close_all().len(), 1);
+        assert_eq!(small.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn buffered_bytes_follow_adds_and_closes() {
+        let tenant = TenantId::trusted("t");
+        let mut assembler = Assembler::new(limits());
+        let now = Instant::now();
+        assembler.add(&tenant, vec![span(1, 1), span(2, 1)], now);
+        assert_eq!(assembler.buffered_bytes(), approx_size(&span(1, 1)) * 2);
+        assert_eq!(assembler.close_due(now + Duration::from_secs(5)).len(), 2);
+        assert_eq!(assembler.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn merged_traces_keep_the_caps() {
+        let caps = AssemblyLimits { max_spans_per_trace: 50, ..limits() };
+        let (kept, dropped) = cap_merged((1..=300).map(|id| span(1, id as u8)).collect(), &caps);
+        assert_eq!(kept.len(), 50);
+        assert_eq!(kept[0].span_id, [1; 8], "the stored spans come first and are kept");
+        assert_eq!(dropped, Dropped { span_limit: 250, byte_limit: 0 });
+        let one = approx_size(&span(1, 1));
+        let caps = AssemblyLimits { max_trace_bytes: one * 3, ..limits() };
+        let (kept, dropped) = cap_merged((1..=5).map(|id| span(1, id)).collect(), &caps);
+        assert_eq!((kept.len(), dropped), (3, Dropped { span_limit: 0, byte_limit: 2 }));
     }
 }

@@ -8,15 +8,16 @@
 //! another tenant waits at most `ceil(k / workers)` trace evaluations, where k
 //! is the number of other tenants with a backlog, each bounded by
 //! rules × per-call deadline. Before evaluation a closed trace is merged with
-//! the stored copy of the same trace (late spans amend it); the merged trace
-//! is stored again for the next amendment.
+//! the stored copy of the same trace (late spans amend it) and held to the
+//! per-trace span and byte caps again; the merged trace is stored again for
+//! the next amendment.
 //!
 //! Group commit: new signals are flushed to disk by the worker that made them
 //! once no work is waiting or [`GROUP_COMMIT`] after the oldest unflushed one,
 //! whichever comes first — one fsync for many signals under load.
 
 use super::Counters;
-use super::assembler::ClosedTrace;
+use super::assembler::{AssemblyLimits, ClosedTrace, cap_merged};
 use crate::auth::{TenantId, now_ms};
 use crate::rules::{LoadedRule, Outcome, RuleEngine, Sandbox};
 use crate::signals::{RuleRef, Signal, Signals};
@@ -61,6 +62,8 @@ struct Shared {
     signals: Arc<Signals>,
     recent: Arc<RecentTraces>,
     counters: Arc<Counters>,
+    /// The per-trace caps, applied again to a trace merged with late spans.
+    caps: AssemblyLimits,
     /// Called with each stored signal's latency (last span → stored).
     on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
     /// New signals, published once they are durable (live streams, webhooks).
@@ -85,6 +88,7 @@ impl Evaluator {
         on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
         window_limits: super::windows::WindowLimits,
         events: Arc<crate::events::EventHub>,
+        caps: AssemblyLimits,
     ) -> Evaluator {
         let windows =
             Arc::new(super::windows::Windows::new(engine.clone(), signals.clone(), counters.clone(), events.clone(), window_limits));
@@ -96,6 +100,7 @@ impl Evaluator {
             signals,
             recent,
             counters,
+            caps,
             on_signal,
             events,
         });
@@ -266,7 +271,9 @@ fn worker(shared: &Shared) {
 }
 
 /// The closed spans merged with the stored copy of the trace, duplicates (an
-/// exporter's retry) removed; and whether there was a stored copy.
+/// exporter's retry) removed, held to the per-trace caps (late spans beyond
+/// them are dropped and counted as the assembler drops them); and whether
+/// there was a stored copy.
 fn merged(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) -> (Trace, bool) {
     let stored = match shared.recent.get(tenant, &closed.trace_id) {
         Ok(stored) => stored,
@@ -283,6 +290,19 @@ fn merged(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) -> (Trace, bo
             spans.push(span);
         } else {
             shared.counters.spans_duplicate.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if amended {
+        let (kept, dropped) = cap_merged(spans, &shared.caps);
+        spans = kept;
+        let counters = &shared.counters;
+        counters.spans_dropped_span_limit.fetch_add(dropped.span_limit, Ordering::Relaxed);
+        counters.spans_dropped_byte_limit.fetch_add(dropped.byte_limit, Ordering::Relaxed);
+        // They were acknowledged as accepted when they arrived (counters only
+        // grow); now they are also counted as dropped by the caps.
+        let total = dropped.span_limit + dropped.byte_limit;
+        if total > 0 {
+            counters.tenant(tenant, |own| own.spans_rejected = own.spans_rejected.saturating_add(total));
         }
     }
     (Trace::new(closed.trace_id, spans), amended)

@@ -1,6 +1,7 @@
 //! Accepted spans → live traces → evaluation → signals: the path between the
-//! ingest transports and the signal store, with per-tenant admission (rate
-//! and backlog limits) and the counters `/metrics` shows.
+//! ingest transports and the signal store, with admission (per-tenant span
+//! and byte rates, per-tenant live and backlog limits, one memory budget for
+//! all live traces) and the counters `/metrics` shows.
 //!
 //! [`Pipeline::accept`] is the one call both OTLP transports make after they
 //! have authenticated and decoded a request. A sweeper task closes due traces;
@@ -30,11 +31,21 @@ pub struct AdmissionLimits {
     pub burst_spans: u64,
     /// Closed traces waiting for evaluation beyond which a tenant's requests are refused.
     pub max_backlog_traces: usize,
+    /// Sustained request bytes (protobuf-encoded size) per second per tenant.
+    pub bytes_per_second: u64,
+    /// Bucket size in bytes; at least the largest request a transport accepts.
+    pub burst_bytes: u64,
 }
 
 impl Default for AdmissionLimits {
     fn default() -> Self {
-        AdmissionLimits { spans_per_second: 200_000, burst_spans: 400_000, max_backlog_traces: 20_000 }
+        AdmissionLimits {
+            spans_per_second: 200_000,
+            burst_spans: 400_000,
+            max_backlog_traces: 20_000,
+            bytes_per_second: 32 << 20,
+            burst_bytes: 64 << 20,
+        }
     }
 }
 
@@ -45,6 +56,8 @@ pub enum Refusal {
     RateLimited { retry_after: Duration },
     /// Too many live or waiting traces for this tenant.
     Overloaded { retry_after: Duration },
+    /// The live traces of all tenants fill the memory budget.
+    MemoryBudget { retry_after: Duration },
 }
 
 #[derive(Default)]
@@ -56,8 +69,10 @@ pub struct Counters {
     pub spans_dropped_span_limit: AtomicU64,
     pub spans_dropped_byte_limit: AtomicU64,
     pub spans_duplicate: AtomicU64,
-    pub requests_rate_limited: AtomicU64,
-    pub requests_overloaded: AtomicU64,
+    pub attribute_values_truncated: AtomicU64,
+    pub attributes_dropped: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub links_dropped: AtomicU64,
     pub traces_closed_idle: AtomicU64,
     pub traces_closed_max_age: AtomicU64,
     pub traces_closed_shutdown: AtomicU64,
@@ -71,6 +86,10 @@ pub struct Counters {
     pub window_spans_capped: AtomicU64,
     pub window_checks: AtomicU64,
     evaluations: Mutex<HashMap<&'static str, u64>>,
+    /// OTLP requests refused, by reason (`unauthenticated`, `rate_limited`…).
+    refusals: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Connections closed at once for a listener's connection cap, by listener.
+    connections_refused: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     tenants: Mutex<HashMap<TenantId, TenantCounters>>,
     rules: Mutex<HashMap<(TenantId, String), RuleCounters>>,
 }
@@ -140,12 +159,22 @@ impl Counters {
         rules.get(&(tenant.clone(), rule_id.to_string())).cloned().unwrap_or_default()
     }
 
+    /// Counts one refused OTLP request.
+    pub fn refused(&self, reason: &'static str) {
+        *self.refusals.lock().unwrap_or_else(|poison| poison.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    /// Counts one connection closed for `listener`'s connection cap.
+    pub fn connection_refused(&self, listener: &'static str) {
+        *self.connections_refused.lock().unwrap_or_else(|poison| poison.into_inner()).entry(listener).or_default() += 1;
+    }
+
     pub fn evaluation(&self, outcome: &'static str) {
         *self.evaluations.lock().unwrap_or_else(|poison| poison.into_inner()).entry(outcome).or_default() += 1;
     }
 
     /// Prometheus text exposition of every counter.
-    pub fn prometheus(&self, buffered_spans: usize) -> String {
+    pub fn prometheus(&self, buffered_spans: usize, buffered_bytes: usize) -> String {
         use std::fmt::Write;
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
@@ -168,10 +197,41 @@ impl Counters {
                 ("{reason=\"duplicate\"}", get(&self.spans_duplicate)),
             ],
         );
+        let refusals: Vec<(String, u64)> = {
+            let map = self.refusals.lock().unwrap_or_else(|poison| poison.into_inner());
+            let mut list: Vec<_> = map.iter().map(|(reason, count)| (format!("{{reason=\"{reason}\"}}"), *count)).collect();
+            for known in ["rate_limited", "overloaded", "memory_budget"] {
+                if !map.contains_key(known) {
+                    list.push((format!("{{reason=\"{known}\"}}"), 0));
+                }
+            }
+            list.sort();
+            list
+        };
+        let refusal_samples: Vec<(&str, u64)> = refusals.iter().map(|(labels, count)| (labels.as_str(), *count)).collect();
+        counter("fluo_requests_refused_total", "OTLP requests refused, by reason.", &refusal_samples);
+        let connections: Vec<(String, u64)> = {
+            let map = self.connections_refused.lock().unwrap_or_else(|poison| poison.into_inner());
+            ["api", "grpc", "otlp_http"]
+                .iter()
+                .map(|listener| (format!("{{listener=\"{listener}\"}}"), map.get(listener).copied().unwrap_or(0)))
+                .collect()
+        };
+        let connection_samples: Vec<(&str, u64)> = connections.iter().map(|(labels, count)| (labels.as_str(), *count)).collect();
         counter(
-            "fluo_requests_refused_total",
-            "OTLP requests refused for retry, by reason.",
-            &[("{reason=\"rate_limited\"}", get(&self.requests_rate_limited)), ("{reason=\"overloaded\"}", get(&self.requests_overloaded))],
+            "fluo_connections_refused_total",
+            "Connections closed at once because the listener had its maximum open.",
+            &connection_samples,
+        );
+        counter(
+            "fluo_span_data_limited_total",
+            "Parts of accepted spans cut by the span caps, by what was cut.",
+            &[
+                ("{what=\"value_truncated\"}", get(&self.attribute_values_truncated)),
+                ("{what=\"attribute_dropped\"}", get(&self.attributes_dropped)),
+                ("{what=\"event_dropped\"}", get(&self.events_dropped)),
+                ("{what=\"link_dropped\"}", get(&self.links_dropped)),
+            ],
         );
         counter(
             "fluo_traces_closed_total",
@@ -195,7 +255,9 @@ impl Counters {
         };
         let evaluation_samples: Vec<(&str, u64)> = evaluations.iter().map(|(labels, count)| (labels.as_str(), *count)).collect();
         counter("fluo_rule_evaluations_total", "Rule calls, by outcome.", &evaluation_samples);
-        counter("fluo_rule_fuel_used_total", "Fuel consumed by rule calls.", &[("", get(&self.fuel_used))]);
+        // Not `fluo_rule_fuel_used_total`: that family is per rule, and one name
+        // holding both the total and its parts would double-count in sums.
+        counter("fluo_fuel_used_total", "Fuel consumed by all rule calls.", &[("", get(&self.fuel_used))]);
         counter(
             "fluo_signals_total",
             "Violations seen, by what became of them.",
@@ -218,6 +280,10 @@ impl Counters {
         let _ = writeln!(
             out,
             "# HELP fluo_buffered_spans Spans in live traces.\n# TYPE fluo_buffered_spans gauge\nfluo_buffered_spans {buffered_spans}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP fluo_buffered_bytes Estimated bytes of live traces.\n# TYPE fluo_buffered_bytes gauge\nfluo_buffered_bytes {buffered_bytes}"
         );
         let mut tenants: Vec<(TenantId, TenantCounters)> = self
             .tenants
@@ -271,7 +337,8 @@ impl Counters {
 }
 
 struct Bucket {
-    tokens: f64,
+    spans: f64,
+    bytes: f64,
     at: Instant,
 }
 
@@ -292,32 +359,50 @@ impl Pipeline {
         self.assembler.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Admits a request of `span_count` spans for `tenant`, or says when to retry.
-    pub fn admit(&self, tenant: &TenantId, span_count: usize, now: Instant) -> Result<(), Refusal> {
-        let over_live = {
+    /// Admits a request of `span_count` spans and `bytes` bytes (its
+    /// protobuf-encoded size) for `tenant`, or says when to retry. Nothing is
+    /// taken from the tenant's buckets unless the whole request is admitted.
+    pub fn admit(&self, tenant: &TenantId, span_count: usize, bytes: usize, now: Instant) -> Result<(), Refusal> {
+        let (over_live, over_memory, idle) = {
             let assembler = self.assembler();
-            assembler.live_traces(tenant) >= assembler.limits().max_live_traces
+            let limits = assembler.limits();
+            // In memory a span costs its struct besides its encoded bytes.
+            let estimate = bytes.saturating_add(span_count.saturating_mul(std::mem::size_of::<Span>()));
+            (
+                assembler.live_traces(tenant) >= limits.max_live_traces,
+                assembler.buffered_bytes().saturating_add(estimate) > limits.max_live_bytes,
+                limits.idle,
+            )
         };
+        if over_memory {
+            // Memory comes back as traces close: at the latest after `idle`.
+            return Err(Refusal::MemoryBudget { retry_after: idle.clamp(Duration::from_secs(1), Duration::from_secs(30)) });
+        }
         if over_live || self.evaluator.backlog(tenant) >= self.admission.max_backlog_traces {
-            self.counters.requests_overloaded.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Overloaded { retry_after: Duration::from_secs(1) });
         }
-        let rate = self.admission.spans_per_second.max(1) as f64;
-        let burst = self.admission.burst_spans.max(1) as f64;
+        let span_rate = self.admission.spans_per_second.max(1) as f64;
+        let span_burst = self.admission.burst_spans.max(1) as f64;
+        let byte_rate = self.admission.bytes_per_second.max(1) as f64;
+        let byte_burst = self.admission.burst_bytes.max(1) as f64;
         let mut buckets = self.buckets.lock().unwrap_or_else(|poison| poison.into_inner());
-        let bucket = buckets.entry(tenant.clone()).or_insert(Bucket { tokens: burst, at: now });
-        bucket.tokens = (bucket.tokens + now.saturating_duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        let bucket = buckets.entry(tenant.clone()).or_insert(Bucket { spans: span_burst, bytes: byte_burst, at: now });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.spans = (bucket.spans + elapsed * span_rate).min(span_burst);
+        bucket.bytes = (bucket.bytes + elapsed * byte_rate).min(byte_burst);
         bucket.at = now;
-        let wanted = span_count as f64;
-        if wanted <= bucket.tokens {
-            bucket.tokens -= wanted;
+        let (wanted_spans, wanted_bytes) = (span_count as f64, bytes as f64);
+        if wanted_spans <= bucket.spans && wanted_bytes <= bucket.bytes {
+            bucket.spans -= wanted_spans;
+            bucket.bytes -= wanted_bytes;
             return Ok(());
         }
-        self.counters.requests_rate_limited.fetch_add(1, Ordering::Relaxed);
-        // A request larger than the bucket can never pass whole: say so with the
+        // A request larger than a bucket can never pass whole: say so with the
         // time a full bucket takes, and let the client split or back off.
-        let missing = (wanted.min(burst) - bucket.tokens).max(0.0);
-        Err(Refusal::RateLimited { retry_after: Duration::from_secs_f64((missing / rate).max(0.001)) })
+        let missing_spans = (wanted_spans.min(span_burst) - bucket.spans).max(0.0);
+        let missing_bytes = (wanted_bytes.min(byte_burst) - bucket.bytes).max(0.0);
+        let wait = (missing_spans / span_rate).max(missing_bytes / byte_rate).max(0.001);
+        Err(Refusal::RateLimited { retry_after: Duration::from_secs_f64(wait) })
     }
 
     /// Adds admitted spans to their live traces.
@@ -358,6 +443,19 @@ impl Pipeline {
 
     pub fn buffered_spans(&self) -> usize {
         self.assembler().buffered_spans()
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.assembler().buffered_bytes()
+    }
+
+    /// Counts what the span caps cut from accepted spans.
+    pub fn count_limited(&self, limited: &crate::ingest::convert::Limited) {
+        let counters = &self.counters;
+        counters.attribute_values_truncated.fetch_add(limited.truncated_values, Ordering::Relaxed);
+        counters.attributes_dropped.fetch_add(limited.dropped_attributes, Ordering::Relaxed);
+        counters.events_dropped.fetch_add(limited.dropped_events, Ordering::Relaxed);
+        counters.links_dropped.fetch_add(limited.dropped_links, Ordering::Relaxed);
     }
 
     fn hand_over(&self, closed: Vec<ClosedTrace>) {

@@ -22,6 +22,12 @@ fn trace_key(tenant: &TenantId, trace_id: &TraceId) -> Vec<u8> {
     key
 }
 
+/// A stored trace's spans: capped once at ingest (and when merged), so read
+/// back without caps — a trace kept under larger configured caps stays whole.
+fn stored_spans(request: crate::ingest::convert::ExportTraceServiceRequest) -> Vec<Span> {
+    crate::ingest::convert::convert_with(request, &crate::ingest::convert::SpanLimits::NONE).spans
+}
+
 impl RecentTraces {
     pub fn open(db: &sled::Db) -> sled::Result<RecentTraces> {
         Ok(RecentTraces { traces: db.open_tree("recent_traces")?, by_time: db.open_tree("recent_traces_by_time")? })
@@ -35,9 +41,7 @@ impl RecentTraces {
         }
         // A record that no longer decodes (it was written by this process) is
         // treated as absent rather than failing the evaluation.
-        Ok(crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..])
-            .ok()
-            .map(|request| crate::ingest::convert::convert(request).spans))
+        Ok(crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]).ok().map(stored_spans))
     }
 
     /// Stores a trace given as encoded OTLP protobuf (`encode(to_otlp(spans))`).
@@ -89,7 +93,7 @@ impl RecentTraces {
             }
             let at = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
             if let Ok(request) = crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]) {
-                traces.push((at, crate::ingest::convert::convert(request).spans));
+                traces.push((at, stored_spans(request)));
             }
         }
         Ok(traces)
