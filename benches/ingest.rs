@@ -119,12 +119,20 @@ fn config(dir: &std::path::Path, idle: Duration) -> Config {
         web_dir: "web/dist".into(),
         limits: fluo::rules::Limits::default(),
         assembly: AssemblyLimits { idle, max_age: Duration::from_secs(30), ..AssemblyLimits::default() },
-        admission: AdmissionLimits { spans_per_second: u64::MAX / 4, burst_spans: u64::MAX / 4, max_backlog_traces: usize::MAX },
+        admission: AdmissionLimits {
+            spans_per_second: u64::MAX / 4,
+            burst_spans: u64::MAX / 4,
+            max_backlog_traces: usize::MAX,
+            bytes_per_second: u64::MAX / 4,
+            burst_bytes: u64::MAX / 4,
+        },
         trace_retention: Duration::from_secs(900),
         eval_workers: 1,
         windows: fluo::pipeline::windows::WindowLimits::default(),
         rule_quotas: fluo::api::RuleQuotas::default(),
         webhooks: fluo::webhooks::WebhookLimits::default(),
+        span_limits: fluo::ingest::convert::SpanLimits::default(),
+        listeners: fluo::listen::HttpLimits::default(),
     }
 }
 

@@ -135,7 +135,6 @@ impl Services {
             rule_quotas: self.rule_quotas,
             otlp_ports,
             events: self.events.clone(),
-            streams: Default::default(),
             console,
         }
     }

@@ -63,8 +63,6 @@ pub struct ApiState {
     /// The one event hub: status changes made through the API are published
     /// here, live streams subscribe to their tenant's channel.
     pub events: Arc<crate::events::EventHub>,
-    /// Open live streams per credential (capped).
-    pub streams: Arc<signals::StreamSlots>,
     /// The web console's files, served at `/`.
     pub console: Arc<crate::web::Console>,
 }

@@ -278,62 +278,8 @@ pub async fn set_status(
     Ok(axum::Json(signal).into_response())
 }
 
-/// Live streams one credential (API key or sign-in session) may hold at once;
-/// one more is answered 429.
-pub const STREAMS_PER_CREDENTIAL: usize = 8;
-
 /// How often a live stream re-checks its credential (also before each event).
 pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Open live streams per credential (see [`STREAMS_PER_CREDENTIAL`]).
-#[derive(Default)]
-pub struct StreamSlots {
-    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-}
-
-/// One open stream's slot; given back when the stream ends (dropped).
-pub struct StreamSlot {
-    slots: std::sync::Arc<StreamSlots>,
-    credential: String,
-}
-
-impl StreamSlots {
-    fn take(slots: &std::sync::Arc<StreamSlots>, credential: String) -> Option<StreamSlot> {
-        let mut open = slots.open.lock().unwrap_or_else(|poison| poison.into_inner());
-        let count = open.entry(credential.clone()).or_default();
-        if *count >= STREAMS_PER_CREDENTIAL {
-            return None;
-        }
-        *count += 1;
-        Some(StreamSlot { slots: slots.clone(), credential })
-    }
-
-    /// Streams open for `credential` now.
-    pub fn open(&self, credential: &str) -> usize {
-        self.open.lock().unwrap_or_else(|poison| poison.into_inner()).get(credential).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some(count) = open.get_mut(&self.credential) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.credential);
-            }
-        }
-    }
-}
-
-/// What the stream cap counts by: the key, or the sign-in session.
-fn credential_id(principal: &crate::auth::Principal) -> String {
-    match principal {
-        crate::auth::Principal::Key { key_id, .. } => format!("key:{key_id}"),
-        crate::auth::Principal::User(session) => format!("session:{}", session.session_id),
-        crate::auth::Principal::Operator => "operator".into(),
-    }
-}
 
 /// The tenant's signals as Server-Sent Events: `event: signal` for each new
 /// one once it is on disk, `event: status` for each status change made through
@@ -342,11 +288,12 @@ fn credential_id(principal: &crate::auth::Principal) -> String {
 /// many of its own tenant's events it missed, and should re-read the list.
 /// The credential is checked again every 2 seconds and before each event: once
 /// it is revoked, logged out, expired or its user deleted, the stream sends
-/// `event: end` (data `credential_invalid`) and closes. At most 8 streams per
-/// key or session at once (429 `too_many_streams` beyond).
+/// `event: end` (data `credential_invalid`) and closes. At most
+/// `--streams-per-credential` (default 8) streams per key or user at once
+/// (429 `too_many_streams` beyond).
 #[utoipa::path(get, path = "/api/v1/signals/stream", operation_id = "stream_signals", tag = "signals", responses(
     (status = 200, description = "An endless `text/event-stream`", body = String, content_type = "text/event-stream"),
-    (status = 429, description = "This credential already holds 8 streams", body = ErrorBody)
+    (status = 429, description = "This credential already holds its maximum of live streams (`--streams-per-credential`)", body = ErrorBody)
 ))]
 pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     use crate::events::{Event as HubEvent, EventKind};
@@ -361,7 +308,7 @@ pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result
         /// The request's own credential, checked again while streaming.
         headers: HeaderMap,
         ended: bool,
-        _slot: StreamSlot,
+        _permit: crate::auth::StreamPermit,
     }
     impl Listening {
         /// Whether the credential still reads this tenant (revocation, logout,
@@ -375,11 +322,11 @@ pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result
     }
     let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Read)?.clone();
-    let slot = StreamSlots::take(&state.streams, credential_id(&principal)).ok_or_else(|| {
+    let permit = state.auth.streams.try_acquire(&principal).ok_or_else(|| {
         ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             "too_many_streams",
-            format!("this credential already holds {STREAMS_PER_CREDENTIAL} live streams"),
+            format!("this credential already holds {} live streams", state.auth.streams.cap()),
         )
     })?;
     let mut recheck = tokio::time::interval(STREAM_RECHECK);
@@ -397,7 +344,7 @@ pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result
         state: state.clone(),
         headers: kept,
         ended: false,
-        _slot: slot,
+        _permit: permit,
     };
     let end = || Event::default().event("end").data("credential_invalid");
     let stream = futures::stream::unfold(listening, move |mut listening| async move {
