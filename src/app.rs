@@ -102,7 +102,10 @@ impl Services {
         });
         let rule_quotas = config.rule_quotas;
         let span_limits = config.span_limits;
-        Ok((Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks, rule_quotas, events, span_limits }, generated))
+        Ok((
+            Services { store, auth: Arc::new(auth), signals, recent, engine, pipeline, webhooks, rule_quotas, events, span_limits },
+            generated,
+        ))
     }
 
     pub fn ingest(&self) -> Ingest {
