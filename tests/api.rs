@@ -604,7 +604,7 @@ fn a_configured_jwt_key_signs_sessions_and_a_loose_one_is_refused() {
     let secret = b"a configured 40-byte session signing key";
     std::fs::write(&key_file, secret).unwrap();
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_fluo"))
+    let refused = std::process::Command::new(common::binary())
         .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .arg("--jwt-key-file")

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn fluo() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fluo"));
+    let mut command = Command::new(common::binary());
     command.env("RUST_BACKTRACE", "0");
     command
 }
@@ -210,7 +210,7 @@ fn serve_reads_a_config_file_and_refuses_unknown_keys() {
 fn demo_creates_a_tenant_with_the_templates_and_its_traces_raise_signals() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fluo"))
+    let output = std::process::Command::new(common::binary())
         .args(["demo", "--api", &format!("http://{}", server.api), "--otlp", &format!("http://{}", server.http)])
         .args(["--rate", "200", "--traces", "120"])
         .env("FLUO_OPERATOR_KEY", OPERATOR_KEY)

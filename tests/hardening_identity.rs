@@ -162,7 +162,7 @@ fn sessions_have_an_absolute_lifetime() {
         ("--max-keys-per-tenant", "0"),
         ("--streams-per-credential", "0"),
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_fluo"))
+        let output = std::process::Command::new(common::binary())
             .args(["serve", "--data-dir"])
             .arg(dir.path())
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", flag, value])

@@ -261,7 +261,7 @@ fn a_rule_cannot_patch_the_sdk_or_multiply_one_witness() {
         try { t.span = () => true; } catch (e) {}
         const id = t.spans[0].spanId;
         const variants = [];
-        for (let i = 0; i < 3000; i++) {
+        for (let i = 0; i < 1000; i++) {
             let variant = '';
             for (let k = 0; k < id.length; k++) variant += (i >> (k % 12)) & 1 ? id[k].toUpperCase() : id[k];
             variants.push(variant);
@@ -280,10 +280,15 @@ fn a_rule_cannot_patch_the_sdk_or_multiply_one_witness() {
     let trace = Trace::new([7; 16], vec![first, span("checkout", 2, 1)]);
     for _ in 0..2 {
         let runs = sandbox.evaluate(&trace);
-        for violation in runs[0].outcome.violations() {
+        // 1,000 spellings fit in the fuel budget, so the rule runs to its
+        // end; with a patched `span()` all of them came back as witnesses.
+        let outcome = &runs[0].outcome;
+        assert!(matches!(outcome, Outcome::Ok { .. } | Outcome::Exception { .. }), "the rule ran to its end: {}", outcome.kind());
+        for violation in outcome.violations() {
             assert!(
                 violation.span_ids.len() <= 1,
-                "one span, one witness id: {:?}",
+                "one span, one witness id: {} ids, {:?}…",
+                violation.span_ids.len(),
                 &violation.span_ids[..violation.span_ids.len().min(4)]
             );
         }

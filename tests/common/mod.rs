@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 
 pub const OPERATOR_KEY: &str = "fluo_test_operator_key_0123456789";
 
+/// The `fluo` binary under test: this build's, or `FLUO_BIN` to run the
+/// black-box tests against another build (how a regression test is shown to
+/// fail on the code before its fix).
+pub fn binary() -> PathBuf {
+    std::env::var_os("FLUO_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fluo")))
+}
+
 pub struct Server {
     pub child: Child,
     pub grpc: SocketAddr,
@@ -27,7 +34,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fluo"))
+        let mut child = Command::new(binary())
             .args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
