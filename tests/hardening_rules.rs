@@ -77,7 +77,8 @@ fn large_diffs_do_not_stall_health_checks() {
     let lines = 30_000;
     let created = server.rule(&admin, "big", &comment_lines('a', lines));
     let id = created["id"].as_str().unwrap().to_string();
-    let (status, body) = server.api("PUT", &format!("/api/v1/rules/{id}"), Some(&admin), Some(&json!({ "source": comment_lines('b', lines) })));
+    let (status, body) =
+        server.api("PUT", &format!("/api/v1/rules/{id}"), Some(&admin), Some(&json!({ "source": comment_lines('b', lines) })));
     assert_eq!(status, 201, "{body}");
 
     let path = format!("/api/v1/rules/{id}/diff?from=1&to=2");
