@@ -6,6 +6,10 @@
 //! cannot). Debian ships the pieces (clang-19, llvm-ar-19, wasi-libc headers);
 //! this script lays them out as a wasi-sdk of symlinks and points the nested
 //! cargo at it. See docs/ARCHITECTURE.md, "Building the plugin".
+//!
+//! `FLUO_PLUGIN_WASM=<file>` skips all of that and embeds a prebuilt plugin
+//! (for checking and testing the host crate on a machine without the wasm
+//! toolchain); `make` never sets it.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -18,6 +22,18 @@ fn main() {
         println!("cargo:rerun-if-changed={watched}");
     }
     println!("cargo:rerun-if-env-changed=WASI_SDK");
+    println!("cargo:rerun-if-env-changed=FLUO_PLUGIN_WASM");
+
+    if let Some(prebuilt) = env::var_os("FLUO_PLUGIN_WASM") {
+        let prebuilt = PathBuf::from(prebuilt);
+        println!("cargo:rerun-if-changed={}", prebuilt.display());
+        let bytes = std::fs::read(&prebuilt).unwrap_or_else(|error| panic!("FLUO_PLUGIN_WASM={}: {error}", prebuilt.display()));
+        if !bytes.starts_with(b"\0asm") {
+            panic!("FLUO_PLUGIN_WASM={} is not a WebAssembly module", prebuilt.display());
+        }
+        std::fs::write(out_dir.join("fluo_plugin.wasm"), bytes).expect("write the plugin into OUT_DIR");
+        return;
+    }
 
     // target/<profile>/build/fluo-<hash>/out → target/fluo-plugin, shared by all
     // profiles so the plugin is built once per target directory.

@@ -132,13 +132,13 @@ fn config(dir: &std::path::Path, idle: Duration) -> Config {
         windows: fluo::pipeline::windows::WindowLimits::default(),
         rule_quotas: fluo::api::RuleQuotas::default(),
         webhooks: fluo::webhooks::WebhookLimits::default(),
-        span_limits: fluo::ingest::convert::SpanLimits::default(),
+        span_limits: fluo::model::otlp::SpanLimits::default(),
         listeners: fluo::listen::HttpLimits::default(),
     }
 }
 
 /// Compiles the benchmark's ten rules and makes them `tenant`'s active set.
-fn install_rules(services: &Services, tenant: &fluo::auth::TenantId) {
+fn install_rules(services: &Services, tenant: &fluo::model::tenant::TenantId) {
     let rules = rule_set::rule_set(10)
         .iter()
         .enumerate()
@@ -233,10 +233,10 @@ fn main() {
     println!("  {}", outcomes.join(", "));
 
     // The same traces through the bare sandbox: what the pipeline adds around it.
-    let traces: Vec<fluo::trace::Trace> = round(99)
+    let traces: Vec<fluo::model::trace::Trace> = round(99)
         .iter()
         .flat_map(|bytes| {
-            fluo::trace::Trace::group(fluo::ingest::convert::convert(ExportTraceServiceRequest::decode(&bytes[..]).unwrap()).spans)
+            fluo::model::trace::Trace::group(fluo::model::otlp::convert(ExportTraceServiceRequest::decode(&bytes[..]).unwrap()).spans)
         })
         .collect();
     let rules: Vec<_> = services.pipeline.evaluator.rules(&ruled_tenant).unwrap().rules.iter().map(|(_, rule)| rule.clone()).collect();

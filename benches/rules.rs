@@ -5,8 +5,8 @@
 //! evaluated by every rule. Run: `make bench` (figures in docs/BENCHMARKS.md).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fluo::model::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
 use fluo::rules::{Limits, RuleEngine, Sandbox, abi, compile::compile, source};
-use fluo::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
 use rquickjs::{Context, Function, Module, Runtime};
 use std::sync::Arc;
 use std::time::Duration;

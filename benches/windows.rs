@@ -5,8 +5,8 @@
 //!
 //! Run: `cargo bench --bench windows` (`make bench`). Figures in docs/BENCHMARKS.md.
 
-use fluo::auth::TenantId;
-use fluo::ingest::convert;
+use fluo::model::otlp;
+use fluo::model::tenant::TenantId;
 use fluo::pipeline::Counters;
 use fluo::pipeline::windows::{WindowLimits, Windows};
 use fluo::rules::{Limits, RuleEngine};
@@ -27,7 +27,7 @@ const SPANS: usize = 100_000;
 
 /// `count` server spans of `service` in one request-sized batch, 6 attributes
 /// each, starting 0.5 ms apart from `start_ms` and lasting 40 ms (peak ≈ 80).
-fn batch(service: &str, count: usize, first: usize, start_ms: u64) -> Vec<fluo::trace::Span> {
+fn batch(service: &str, count: usize, first: usize, start_ms: u64) -> Vec<fluo::model::trace::Span> {
     let spans: Vec<serde_json::Value> = (first..first + count)
         .map(|n| {
             let start = start_ms * 1_000_000 + n as u64 * 500_000;
@@ -40,7 +40,7 @@ fn batch(service: &str, count: usize, first: usize, start_ms: u64) -> Vec<fluo::
         .collect();
     let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
         "scopeSpans": [{"spans": spans}]}]});
-    convert::convert(convert::from_json(json.to_string().as_bytes()).unwrap()).spans
+    otlp::convert(otlp::from_json(json.to_string().as_bytes()).unwrap()).spans
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -53,7 +53,7 @@ fn main() {
     let (_, loaded) = fluo::rules::compile::compile(&engine, RULE).expect("the rule compiles");
     let tenant = TenantId::trusted("bench");
     // Requests of 1,000 spans: half `auth` (selected), half `billing` (not).
-    let requests: Vec<Vec<fluo::trace::Span>> = (0..2 * SPANS / 1000)
+    let requests: Vec<Vec<fluo::model::trace::Span>> = (0..2 * SPANS / 1000)
         .map(|index| {
             let service = if index % 2 == 0 { "auth" } else { "billing" };
             batch(service, 1000, (index / 2) * 1000, 60_000)

@@ -2,22 +2,22 @@
 //! the store, builds the rule engine and the pipeline, loads every tenant's
 //! rules, starts the OTLP/gRPC, OTLP/HTTP and API listeners (through
 //! [`crate::listen`]: connection caps, header-read timeout) and runs until
-//! SIGTERM or Ctrl-C. On shutdown
-//! it stops accepting, closes and evaluates every buffered trace, and flushes.
+//! SIGTERM or Ctrl-C. On shutdown it stops accepting, closes and evaluates
+//! every buffered trace, and flushes. [`serve_on`] runs the same server on
+//! listeners and a shutdown the caller gives (tests bind port 0 in-process).
 //! It wires; it decides nothing of its own.
 
 use crate::api::{ApiState, router};
-use crate::auth::{Auth, TenantId};
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::pipeline::evaluator::Evaluator;
 use crate::pipeline::{Counters, Pipeline, sweeper};
 use crate::rules::RuleEngine;
-use crate::signals::{RuleRef, Signals};
+use crate::signals::Signals;
 use crate::store::Store;
 use crate::store::traces::RecentTraces;
 use anyhow::{Context, Result};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub struct Services {
     /// New signals and status changes, per tenant: streams and webhooks listen.
     pub events: Arc<crate::events::EventHub>,
     /// Caps on every span OTLP ingest accepts.
-    pub span_limits: crate::ingest::convert::SpanLimits,
+    pub span_limits: crate::model::otlp::SpanLimits,
 }
 
 impl Services {
@@ -63,34 +63,7 @@ impl Services {
             events.clone(),
             config.assembly.clone(),
         );
-        let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
-        for (version, wasm) in store.active_versions()? {
-            let loaded = if version.plugin_hash == engine.plugin_hash() {
-                // The rewrite is deterministic: redoing it recovers the column shift
-                // of a bare-expression rule for error positions.
-                engine.load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok())
-            } else {
-                tracing::info!(tenant = %version.tenant, rule = %version.rule, version = version.version, "recompiling rule for the current plugin");
-                crate::rules::compile::compile(&engine, &version.source).map(|(_, loaded)| loaded).map_err(anyhow::Error::from)
-            };
-            match loaded {
-                Ok(rule) => {
-                    let reference = RuleRef {
-                        id: crate::store::rule_id(&version.tenant, &version.rule),
-                        name: version.rule.clone(),
-                        version: version.version,
-                    };
-                    by_tenant.entry(version.tenant.clone()).or_default().push((reference, rule));
-                }
-                Err(error) => {
-                    tracing::warn!(tenant = %version.tenant, rule = %version.rule, error = %format!("{error:#}"), "rule not loaded")
-                }
-            }
-        }
-        for (tenant, rules) in by_tenant {
-            tracing::info!(tenant = %tenant, rules = rules.len(), "tenant rules loaded");
-            evaluator.set_rules(&TenantId::trusted(&tenant), rules);
-        }
+        crate::pipeline::active::load_all(&store, &engine, &evaluator)?;
         let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, counters));
         let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db, config.webhooks.clone()).context("open webhooks")?);
         // Each tenant's new signals go into that tenant's delivery queue.
@@ -160,12 +133,41 @@ pub fn serve(config: Config) -> Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("fluo-io").build()?;
     runtime.block_on(run(&config, &services))?;
-    // Listeners are closed: close every live trace and evaluate it, then flush.
-    services.pipeline.finish();
-    services.pipeline.evaluator.stop();
-    services.store.db.flush()?;
+    services.stop()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The three listeners of a server, bound by the caller: `fluo serve` binds
+/// the configured addresses; a test binds port 0 on loopback.
+pub struct Listeners {
+    pub grpc: tokio::net::TcpListener,
+    pub http: tokio::net::TcpListener,
+    pub api: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Listeners> {
+        let bind = |addr, what: &'static str| async move {
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind {what} on {addr}"))
+        };
+        Ok(Listeners {
+            grpc: bind(config.grpc_addr, "OTLP/gRPC").await?,
+            http: bind(config.http_addr, "OTLP/HTTP").await?,
+            api: bind(config.api_addr, "API").await?,
+        })
+    }
+}
+
+impl Services {
+    /// After the listeners are closed: closes every live trace and evaluates
+    /// it, stops the evaluator and flushes the database.
+    pub fn stop(&self) -> Result<()> {
+        self.pipeline.finish();
+        self.pipeline.evaluator.stop();
+        self.store.db.flush()?;
+        Ok(())
+    }
 }
 
 async fn run(config: &Config, services: &Services) -> Result<()> {
@@ -173,9 +175,26 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     // line must stop the server gracefully, not kill it.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let grpc = tokio::net::TcpListener::bind(config.grpc_addr).await.with_context(|| format!("bind OTLP/gRPC on {}", config.grpc_addr))?;
-    let http = tokio::net::TcpListener::bind(config.http_addr).await.with_context(|| format!("bind OTLP/HTTP on {}", config.http_addr))?;
-    let api = tokio::net::TcpListener::bind(config.api_addr).await.with_context(|| format!("bind API on {}", config.api_addr))?;
+    let listeners = Listeners::bind(config).await?;
+    let signalled = async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    serve_on(config, services, listeners, signalled).await
+}
+
+/// Serves `services` on `listeners` until `stop_when` completes (or a listener
+/// fails), then stops accepting and gives open requests 10 s. The caller
+/// then calls [`Services::stop`]. Tests run a whole server in-process this way.
+pub async fn serve_on(
+    config: &Config,
+    services: &Services,
+    listeners: Listeners,
+    stop_when: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let Listeners { grpc, http, api } = listeners;
     let console =
         Arc::new(crate::web::Console::load(&config.web_dir).with_context(|| format!("read the console in {}", config.web_dir.display()))?);
     if console.is_built() {
@@ -210,8 +229,7 @@ async fn run(config: &Config, services: &Services) -> Result<()> {
     tokio::spawn(prune_revoked_sessions(services.auth.clone(), stopped.clone()));
 
     tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+        _ = stop_when => {}
         Some(result) = tasks.join_next() => {
             result.context("listener task")??;
             anyhow::bail!("a listener stopped unexpectedly");
@@ -238,7 +256,7 @@ async fn prune(recent: Arc<RecentTraces>, retention: Duration, mut stop: tokio::
             _ = tokio::time::sleep(Duration::from_secs(30).min(retention)) => {}
             _ = stop.changed() => return,
         }
-        let cutoff = crate::auth::now_ms().saturating_sub(retention.as_millis() as u64);
+        let cutoff = crate::model::time::now_ms().saturating_sub(retention.as_millis() as u64);
         let recent = recent.clone();
         match tokio::task::spawn_blocking(move || recent.prune(cutoff)).await {
             Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "recent traces pruned"),
@@ -256,7 +274,7 @@ async fn prune_revoked_sessions(auth: Arc<Auth>, mut stop: tokio::sync::watch::R
             _ = stop.changed() => return,
         }
         let auth = auth.clone();
-        match tokio::task::spawn_blocking(move || auth.users.prune_revoked(crate::auth::now_ms())).await {
+        match tokio::task::spawn_blocking(move || auth.users.prune_revoked(crate::model::time::now_ms())).await {
             Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "revoked sessions pruned"),
             Ok(Err(error)) => tracing::warn!(error = %error, "revoked sessions not pruned"),
             _ => {}

@@ -5,9 +5,9 @@
 //! the verdict), 2 the rule does not compile, 3 a trace file is unreadable,
 //! 4 the rule failed on at least one trace (exception, fuel, memory, deadline…).
 
-use crate::ingest::convert;
+use crate::model::otlp;
+use crate::model::trace::Trace;
 use crate::rules::{self, CompileError, Limits, Outcome, RuleEngine, RuleRun, Sandbox};
-use crate::trace::Trace;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -77,7 +77,7 @@ pub struct TestArgs {
 
 #[derive(Serialize)]
 struct Report {
-    rule: rules::RuleMeta,
+    rule: crate::model::rule::RuleMeta,
     plugin_hash: String,
     compile_ms: f64,
     traces: Vec<TraceReport>,
@@ -146,11 +146,11 @@ fn read_traces(json: bool, paths: &[PathBuf]) -> Result<Vec<(String, Trace)>, Ex
         let file = path.display().to_string();
         let invalid = |message: String| fail(json, 3, ErrorBody::new("trace_file", message).in_file(&file));
         let bytes = std::fs::read(path).map_err(|error| invalid(format!("cannot read the trace file: {error}")))?;
-        let request = convert::from_json(&bytes).map_err(|error| {
+        let request = otlp::from_json(&bytes).map_err(|error| {
             let body = ErrorBody::new("trace_file", format!("not an OTLP/JSON ExportTraceServiceRequest: {error}")).in_file(&file);
             fail(json, 3, ErrorBody { line: Some(error.line() as u32), column: Some(error.column() as u32), ..body })
         })?;
-        let converted = convert::convert(request);
+        let converted = otlp::convert(request);
         if converted.rejected_total() > 0 {
             return Err(invalid(format!("invalid spans: {}", converted.rejection_message())));
         }

@@ -3,7 +3,7 @@
 //! validated before anything starts. Precedence: flag, then environment, then
 //! file, then default. This is the only module that reads the environment.
 
-use crate::ingest::convert::SpanLimits;
+use crate::model::otlp::SpanLimits;
 use crate::pipeline::AdmissionLimits;
 use crate::pipeline::assembler::AssemblyLimits;
 use anyhow::{Context, Result, bail};
@@ -43,13 +43,13 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUO_SESSION_MAX_LIFETIME", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_max_lifetime: Duration,
     /// Password checks (argon2id, 19 MiB each) at once; sign-ins beyond get 503 (1 to 256).
-    #[arg(long, env = "FLUO_SIGNIN_CONCURRENCY", default_value_t = crate::users::SIGNIN_CONCURRENCY)]
+    #[arg(long, env = "FLUO_SIGNIN_CONCURRENCY", default_value_t = crate::auth::users::SIGNIN_CONCURRENCY)]
     pub signin_concurrency: usize,
     /// API keys a tenant may hold; creating more gets 409 (1 to 100000).
     #[arg(long, env = "FLUO_MAX_KEYS_PER_TENANT", default_value_t = crate::auth::MAX_KEYS_PER_TENANT)]
     pub max_keys_per_tenant: usize,
     /// Users a tenant may have; creating more gets 409 (1 to 1000000).
-    #[arg(long, env = "FLUO_MAX_USERS_PER_TENANT", default_value_t = crate::users::MAX_USERS_PER_TENANT)]
+    #[arg(long, env = "FLUO_MAX_USERS_PER_TENANT", default_value_t = crate::auth::users::MAX_USERS_PER_TENANT)]
     pub max_users_per_tenant: usize,
     /// Open event streams per API key or user; more get 429 (1 to 1024).
     #[arg(long, env = "FLUO_STREAMS_PER_CREDENTIAL", default_value_t = crate::auth::STREAMS_PER_CREDENTIAL)]

@@ -1,12 +1,12 @@
 //! The one event hub: every new signal (once it is on disk) and every status
-//! change is published here, and subscribers get the events of one tenant only.
+//! change, the API's and FLUO's own, is published here, and subscribers get the events of one tenant only.
 //! Live streams hold a per-tenant broadcast channel, so a slow stream's
 //! `lagged` count is its own tenant's volume and never another's; webhook
 //! delivery registers a sink that receives each tenant's new signals into that
 //! tenant's own queue. Publishing never blocks and never fails. This module
 //! owns no storage and decides nothing about who may listen (the API does).
 
-use crate::auth::TenantId;
+use crate::model::tenant::TenantId;
 use crate::signals::Signal;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,7 +19,8 @@ pub const CHANNEL_CAPACITY: usize = 1024;
 pub enum EventKind {
     /// A new signal, published once it is flushed.
     Created,
-    /// A status change made through the API (the signal after the change).
+    /// A status change, made through the API or by FLUO (a signal cleared by
+    /// spans that arrived later); the signal after the change.
     StatusChanged,
 }
 

@@ -1,9 +1,10 @@
 //! FLUO: behavioral assurance for OpenTelemetry traces.
 //!
 //! Module map:
-//! - [`trace`]: the span and trace model shared by everything else.
-//! - [`auth`]: tenants, API keys, the operator key; [`users`]: users, passwords, sessions (JWT).
-//! - [`ingest`]: OTLP/gRPC and OTLP/HTTP receivers, OTLP → span model.
+//! - [`model`]: the bottom layer, no I/O: tenant ids, time, the span and trace
+//!   model, the OTLP codec, rule metadata.
+//! - [`auth`]: tenants, API keys, the operator key; `auth::users`: users, passwords, sessions (JWT).
+//! - [`ingest`]: OTLP/gRPC and OTLP/HTTP receivers.
 //! - [`pipeline`]: admission, trace assembly, rule evaluation on a worker pool.
 //! - [`signals`]: the signal store (dedup, clearing, listing).
 //! - [`events`]: the one event hub (new signals, status changes), per tenant.
@@ -17,7 +18,6 @@
 //! - [`cli`]: the `fluo` command line (`rules test`, `rules push`, `serve` arguments).
 //! - [`config`]: typed configuration for `fluo serve`.
 //! - [`store`]: the sled database.
-//! - [`time`]: the clock, the one RFC 3339 formatter and the parser of client-sent times.
 //!
 //! No logic lives here.
 
@@ -30,12 +30,10 @@ pub mod demo;
 pub mod events;
 pub mod ingest;
 pub mod listen;
+pub mod model;
 pub mod pipeline;
 pub mod rules;
 pub mod signals;
 pub mod store;
-pub mod time;
-pub mod trace;
-pub mod users;
 pub mod web;
 pub mod webhooks;

@@ -1,8 +1,8 @@
 //! Keeps wit/fluo-rule.wit, the built plugin and the host's trace JSON in step.
 
+use fluo::model::trace::{Event, Link, Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
 use fluo::rules::abi::{NAMESPACE, trace_json};
 use fluo::rules::plugin::RAW_PLUGIN;
-use fluo::trace::{Event, Link, Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

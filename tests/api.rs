@@ -37,7 +37,7 @@ fn keys_are_listed_without_secrets_expire_and_are_revoked_at_once() {
     assert_eq!(server.api("DELETE", &format!("/api/v1/keys/{reader_id}"), Some(&admin), None).0, 404);
 
     // Expiry.
-    let soon = fluo::signals::rfc3339(fluo::auth::now_ms() + 1500);
+    let soon = fluo::model::time::rfc3339(fluo::model::time::now_ms() + 1500);
     let (status, body) =
         server.api("POST", "/api/v1/keys", Some(&admin), Some(&json!({"name": "short", "scopes": ["read"], "expires_at": soon})));
     assert_eq!(status, 201, "{body}");
@@ -424,6 +424,34 @@ fn live_stream_of_new_signals_is_per_tenant_and_readyz() {
     assert!(theirs.recv_timeout(Duration::from_millis(500)).is_err(), "another tenant's stream stays silent");
 }
 
+/// A signal that FLUO clears itself (spans that arrived later satisfy the
+/// rule) reaches the live stream like a change made through the API.
+#[test]
+fn an_automatic_clear_reaches_the_live_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms"]);
+    let (_, admin) = server.tenant("acme");
+    server.rule(&admin, "fraud", FRAUD_RULE);
+    let events = stream(server.api, &admin);
+    std::thread::sleep(Duration::from_millis(300));
+    let trace = send_charge(&server, &admin, 0x42);
+    let signal = events.recv_timeout(Duration::from_secs(20)).expect("the signal arrives on the stream");
+    assert_eq!((signal["_event"].as_str(), signal["trace_id"].as_str()), (Some("signal"), Some(trace.as_str())));
+    // The fraud check arrives after the trace was evaluated: the amended trace
+    // no longer violates the rule, so FLUO resolves the signal as cleared.
+    let late = request(vec![span(0x42, 2, "payment.fraud_check")]).encode_to_vec();
+    let (status, _, _) = http(server.http, "POST", "/v1/traces", Some(&admin), &[("content-type", "application/x-protobuf")], Some(&late));
+    assert_eq!(status, 200);
+    let changed = events.recv_timeout(Duration::from_secs(20)).expect("the automatic change arrives on the stream");
+    assert_eq!(
+        (changed["_event"].as_str(), changed["id"].as_str(), changed["status"].as_str()),
+        (Some("status"), signal["id"].as_str(), Some("resolved")),
+        "{changed}"
+    );
+    assert_eq!(changed["resolution"]["reason"], "cleared", "{changed}");
+    assert_eq!(changed["history"][0]["author"], "fluo", "{changed}");
+}
+
 fn jwt(claims: &serde_json::Value, secret: &[u8]) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -657,7 +685,7 @@ fn signal_filters_counts_and_per_rule_figures() {
     let looping = server.rule(&admin, "loop", LOOPING_RULE)["id"].as_str().unwrap().to_string();
     send_charge(&server, &admin, 0x61);
     assert_eq!(server.wait_signals(&admin, "", 2, Duration::from_secs(20)).len(), 2);
-    let middle = fluo::auth::now_ms();
+    let middle = fluo::model::time::now_ms();
     std::thread::sleep(Duration::from_millis(20));
     // Version 2 of "seen" fires on the next trace.
     server.rule(&admin, "seen", &CHARGE_SEEN.replace("a charge was seen", "seen again"));
@@ -762,4 +790,75 @@ fn the_console_is_served_at_the_root_with_security_headers() {
     assert_eq!(status, 404);
     assert!(String::from_utf8_lossy(&body).contains("make build"));
     assert_eq!(http(server.api, "GET", "/healthz", None, &[], None).0, 200);
+}
+
+/// The whole server in-process: `app::serve_on` on listeners the test binds to
+/// port 0, no child process and no log scraping; stopping it flushes the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_runs_in_process_on_listeners_the_test_binds() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        serve: fluo::config::ServeArgs,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let loopback = "127.0.0.1:0";
+    let args = Args::parse_from([
+        "fluo",
+        "--data-dir",
+        data_dir,
+        "--operator-key",
+        common::OPERATOR_KEY,
+        "--trace-idle",
+        "200ms",
+        "--grpc-addr",
+        loopback,
+        "--http-addr",
+        loopback,
+        "--api-addr",
+        loopback,
+    ]);
+    let config = fluo::config::Config::from_args(args.serve).unwrap();
+    let (services, _) = fluo::app::Services::open(&config, None).unwrap();
+    let listeners = fluo::app::Listeners::bind(&config).await.unwrap();
+    let (api, otlp) = (listeners.api.local_addr().unwrap(), listeners.http.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = tokio::task::spawn_blocking(move || {
+        let call = |method: &str, path: &str, key: &str, body: serde_json::Value| {
+            let (status, _, bytes) =
+                http(api, method, path, Some(key), &[("content-type", "application/json")], Some(body.to_string().as_bytes()));
+            (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default())
+        };
+        let (status, tenant) = call("POST", "/api/v1/tenants", common::OPERATOR_KEY, json!({"name": "acme"}));
+        assert_eq!(status, 201, "{tenant}");
+        let admin = tenant["admin_key"].as_str().unwrap().to_string();
+        assert_eq!(call("POST", "/api/v1/rules", &admin, json!({"name": "fraud", "source": FRAUD_RULE})).0, 201);
+        let charge = request(vec![span(0x61, 1, "payment.charge_card")]).encode_to_vec();
+        let (status, _, _) = http(otlp, "POST", "/v1/traces", Some(&admin), &[("content-type", "application/x-protobuf")], Some(&charge));
+        assert_eq!(status, 200);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, _, bytes) = http(api, "GET", "/api/v1/signals", Some(&admin), &[], None);
+            let signals: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            if signals["items"].as_array().is_some_and(|items| items.len() == 1) {
+                return signals["items"][0]["trace_id"].as_str().unwrap().to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no signal: {signals}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let server = fluo::app::serve_on(&config, &services, listeners, async {
+        let _ = stopped.await;
+    });
+    let stopping = async {
+        let result = client.await;
+        let _ = stop.send(());
+        result
+    };
+    let (served, trace) = tokio::join!(server, stopping);
+    served.unwrap();
+    assert_eq!(trace.unwrap(), "61".repeat(16));
+    services.stop().unwrap();
 }

@@ -2,9 +2,9 @@
 //! OTLP/JSON trace and the expected result; each is compiled with Javy and run
 //! in the sandbox exactly as the server and `fluo rules test` do.
 
-use fluo::ingest::convert;
+use fluo::model::otlp;
+use fluo::model::trace::Trace;
 use fluo::rules::{Limits, Outcome, RuleEngine, Sandbox, compile::compile};
-use fluo::trace::Trace;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +18,8 @@ fn cases() -> Vec<PathBuf> {
 }
 
 fn load_trace(path: &Path) -> Trace {
-    let request = convert::from_json(&std::fs::read(path).expect("trace.json")).expect("OTLP/JSON");
-    let converted = convert::convert(request);
+    let request = otlp::from_json(&std::fs::read(path).expect("trace.json")).expect("OTLP/JSON");
+    let converted = otlp::convert(request);
     assert_eq!(converted.rejected_total(), 0, "{}: rejected spans", path.display());
     let mut traces = Trace::group(converted.spans);
     assert!(traces.len() <= 1, "{}: one trace per case", path.display());

@@ -141,16 +141,16 @@ fn sessions_have_an_absolute_lifetime() {
     let server = Server::start(dir.path(), &["--session-ttl", "15m", "--session-max-lifetime", "5m"]);
     let (tenant, admin) = server.tenant("acme");
     assert_eq!(new_user(&server, &admin, "ed@example.com").0, 201);
-    let before = fluo::time::now_ms();
+    let before = fluo::model::time::now_ms();
     let (status, session) =
         server.api("POST", "/api/v1/auth/login", None, Some(&json!({"tenant": tenant, "email": "ed@example.com", "password": PASSWORD})));
     assert_eq!(status, 200, "{session}");
-    let expires = fluo::time::parse("expires_at", session["expires_at"].as_str().unwrap()).unwrap();
+    let expires = fluo::model::time::parse("expires_at", session["expires_at"].as_str().unwrap()).unwrap();
     assert!(expires <= before + 5 * 60 * 1000 + 1000, "the token ends with the session, not 15 minutes on: {session}");
     let token = session["token"].as_str().unwrap();
     let (status, renewed) = server.api("POST", "/api/v1/auth/renew", Some(token), None);
     assert_eq!(status, 200, "{renewed}");
-    let renewed_expires = fluo::time::parse("expires_at", renewed["expires_at"].as_str().unwrap()).unwrap();
+    let renewed_expires = fluo::model::time::parse("expires_at", renewed["expires_at"].as_str().unwrap()).unwrap();
     assert!(renewed_expires <= before + 5 * 60 * 1000 + 1000, "renewal does not extend the session: {renewed}");
     drop(server);
 

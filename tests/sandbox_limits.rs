@@ -1,8 +1,8 @@
 //! Hostile rules: each limit of the sandbox is hit on purpose, the outcome is
 //! typed, and the next evaluation in the same sandbox is undisturbed.
 
+use fluo::model::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace};
 use fluo::rules::{Limits, Outcome, RuleEngine, Sandbox, compile::compile};
-use fluo::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 

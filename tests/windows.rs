@@ -42,7 +42,7 @@ fn concurrency_limit_over_spans_of_many_traces() {
         server.rule(admin, "auth-concurrency", AUTH_LIMIT);
     }
     // All spans start inside the next 2 s window, which is checked 1 s after it ends.
-    let now = fluo::auth::now_ms();
+    let now = fluo::model::time::now_ms();
     let base = (now / 2000 + 1) * 2000 + 100;
     let specs = [auth_traces(60, base, 0, 1500), auth_traces(40, base, 0, 1500), auth_traces(60, base, 30, 20)];
     for ((_, admin), spec) in tenants.iter().zip(&specs) {

@@ -1,12 +1,11 @@
 //! Who may call: tenants (operator only), API keys with scopes, tenant users
 //! with roles, and their sessions (sign-in, renewal, sign-out).
 
-use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, body, parse_time, principal, tenant};
+use super::extract::{Admin, ApiJson, ApiPath, Authenticated, Operator};
+use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, parse_time, principal};
+use crate::auth::users::{LoginError, Session, Token, UserInfo};
 use crate::auth::{KeyInfo, Principal, Scope};
-use crate::users::{LoginError, Session, Token, UserInfo};
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -34,13 +33,9 @@ pub struct TenantCreated {
 ))]
 pub async fn create_tenant(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    _operator: Operator,
+    ApiJson(request): ApiJson<NewTenant>,
 ) -> Result<Response, ApiError> {
-    if !matches!(principal(&state, &headers)?, Principal::Operator) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "creating tenants needs the operator key"));
-    }
-    let request: NewTenant = body(bytes)?;
     let (tenant, key) = state.auth.create_tenant(&request.name)?;
     let created = TenantCreated { id: tenant.id, name: tenant.name, admin_key: key.key };
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
@@ -75,22 +70,19 @@ pub struct KeyCreated {
 ))]
 pub async fn create_key(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    Admin(tenant): Admin,
+    ApiJson(request): ApiJson<NewKey>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let request: NewKey = body(bytes)?;
     let expires = request.expires_at.as_deref().map(|text| parse_time("expires_at", text)).transpose()?;
     let key = state.auth.create_key(&tenant, &request.name, &request.scopes, expires)?;
     let created =
-        KeyCreated { id: key.id, name: key.name, key: key.key, scopes: key.scopes, expires_at: expires.map(crate::time::rfc3339) };
+        KeyCreated { id: key.id, name: key.name, key: key.key, scopes: key.scopes, expires_at: expires.map(crate::model::time::rfc3339) };
     Ok((StatusCode::CREATED, axum::Json(created)).into_response())
 }
 
 /// The tenant's keys, without secrets (admin).
 #[utoipa::path(get, path = "/api/v1/keys", tag = "identity", responses((status = 200, description = "Keys", body = Items<KeyInfo>)))]
-pub async fn list_keys(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
+pub async fn list_keys(State(state): State<ApiState>, Admin(tenant): Admin) -> Result<Response, ApiError> {
     Ok(axum::Json(Items { items: state.auth.list_keys(&tenant)? }).into_response())
 }
 
@@ -99,13 +91,7 @@ pub async fn list_keys(State(state): State<ApiState>, headers: HeaderMap) -> Res
     (status = 204, description = "Revoked"),
     (status = 404, description = "No such key in this tenant", body = ErrorBody)
 ))]
-pub async fn revoke_key(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let Path(id) = id?;
+pub async fn revoke_key(State(state): State<ApiState>, Admin(tenant): Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     if state.auth.revoke_key(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::not_found("key")) }
 }
 
@@ -118,7 +104,7 @@ pub struct NewUser {
     /// At least 12 characters, at most 1024 bytes.
     #[schema(min_length = 12, max_length = 1024)]
     password: String,
-    #[schema(value_type = crate::users::Role)]
+    #[schema(value_type = crate::auth::users::Role)]
     role: String,
 }
 
@@ -129,12 +115,10 @@ pub struct NewUser {
 ))]
 pub async fn create_user(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    Admin(tenant): Admin,
+    ApiJson(request): ApiJson<NewUser>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let request: NewUser = body(bytes)?;
-    let role = crate::users::Role::parse(&request.role).ok_or_else(|| bad("role must be admin, editor or viewer"))?;
+    let role = crate::auth::users::Role::parse(&request.role).ok_or_else(|| bad("role must be admin, editor or viewer"))?;
     let auth = state.auth.clone();
     let user = blocking(move || Ok(auth.users.create(&tenant, &request.email, &request.password, role)?)).await?;
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
@@ -142,8 +126,7 @@ pub async fn create_user(
 
 /// The tenant's users (admin); never a password hash.
 #[utoipa::path(get, path = "/api/v1/users", tag = "identity", responses((status = 200, description = "Users", body = Items<UserInfo>)))]
-pub async fn list_users(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
+pub async fn list_users(State(state): State<ApiState>, Admin(tenant): Admin) -> Result<Response, ApiError> {
     Ok(axum::Json(Items { items: state.auth.users.list(&tenant)? }).into_response())
 }
 
@@ -152,13 +135,7 @@ pub async fn list_users(State(state): State<ApiState>, headers: HeaderMap) -> Re
     (status = 204, description = "Deleted"),
     (status = 404, description = "No such user in this tenant", body = ErrorBody)
 ))]
-pub async fn delete_user(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let Path(id) = id?;
+pub async fn delete_user(State(state): State<ApiState>, Admin(tenant): Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     if state.auth.users.delete(&tenant, &id)? { Ok(StatusCode::NO_CONTENT.into_response()) } else { Err(ApiError::not_found("user")) }
 }
 
@@ -187,9 +164,8 @@ pub struct Login {
 pub async fn login(
     State(state): State<ApiState>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-    bytes: Result<Bytes, BytesRejection>,
+    ApiJson(request): ApiJson<Login>,
 ) -> Result<Response, ApiError> {
-    let request: Login = body(bytes)?;
     let client = peer.map(|axum::Extension(axum::extract::ConnectInfo(address))| address.ip());
     let auth = state.auth.clone();
     let result = blocking(move || Ok(auth.users.login(&request.tenant, &request.email, &request.password, client))).await?;
@@ -254,7 +230,7 @@ pub struct Caller {
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<crate::users::Role>,
+    role: Option<crate::auth::users::Role>,
     /// What the credential may do (a role's scopes for a user).
     scopes: Vec<Scope>,
 }
@@ -276,8 +252,7 @@ pub struct Info {
 #[utoipa::path(get, path = "/api/v1/info", operation_id = "get_info", tag = "identity", responses(
     (status = 200, description = "The caller and the server", body = Info)
 ))]
-pub async fn info(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let principal = principal(&state, &headers)?;
+pub async fn info(State(state): State<ApiState>, Authenticated(principal): Authenticated) -> Result<Response, ApiError> {
     let tenant = principal.tenant_with(Scope::Read)?.clone();
     let caller = match &principal {
         Principal::User(session) => {

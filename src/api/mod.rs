@@ -3,14 +3,17 @@
 //! (versions and their lifecycle), [`trying`] (templates, compile check, test,
 //! backtest), [`signals`], [`traces`] (retained traces), [`webhooks`]; this
 //! module owns the router, the one error shape `{"error":{"code","message",…}}`
-//! (produced by [`ApiError`] only; 5xx bodies stay generic), credential
-//! helpers, request ids and the operational endpoints; every other GET goes to
+//! (produced by [`ApiError`] only; 5xx bodies stay generic), the extractors
+//! handlers declare their caller and inputs with (`extract`), request ids and
+//! the operational endpoints; every other GET goes to
 //! the web console ([`crate::web`]). Every route is registered through
 //! `utoipa_axum::routes!` from its handler's `#[utoipa::path]`, so the document
 //! served at `/api/v1/openapi.json` and the router come from the same code.
 //! The tenant always comes from the verified credential.
 
-use crate::auth::{Auth, AuthError, Principal, Scope, TenantId};
+use crate::auth::{Auth, AuthError, Principal, Scope};
+
+use crate::model::tenant::TenantId;
 use crate::pipeline::Pipeline;
 use crate::rules::RuleEngine;
 use crate::signals::{SignalError, Signals};
@@ -27,6 +30,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod extract;
 mod identity;
 mod rules;
 mod signals;
@@ -457,9 +461,9 @@ pub(crate) async fn compile_slot(state: &ApiState, tenant: &TenantId) -> Result<
 }
 
 /// RFC 3339 (`2026-11-27T10:00:00Z`) or milliseconds since the epoch, between
-/// 1970 and the end of 9999 ([`crate::time::parse`]); 400 otherwise.
+/// 1970 and the end of 9999 ([`crate::model::time::parse`]); 400 otherwise.
 pub(crate) fn parse_time(field: &str, text: &str) -> Result<u64, ApiError> {
-    crate::time::parse(field, text).map_err(|error| bad(error.to_string()))
+    crate::model::time::parse(field, text).map_err(|error| bad(error.to_string()))
 }
 
 /// `{"items": [...]}`: every list answer.

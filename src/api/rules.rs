@@ -9,17 +9,14 @@
 //! per-tenant fair slot ([`super::slots`]); a tenant's rules and a rule's
 //! versions are capped ([`RuleQuotas`], 409 `quota_exceeded`).
 
-use super::{
-    ApiError, ApiState, COMPILE_DEADLINE, ErrorBody, Items, author_names, bad, blocking, blocking_within, body, compile_slot, principal,
-    tenant,
-};
-use crate::auth::{Scope, TenantId};
-use crate::signals::RuleRef;
+use super::extract::{ApiJson, ApiPath, Authenticated, Read, Write};
+use super::{ApiError, ApiState, COMPILE_DEADLINE, ErrorBody, Items, author_names, bad, blocking, blocking_within, compile_slot};
+use crate::auth::Scope;
+use crate::model::tenant::TenantId;
 use crate::store::{RuleState, RuleVersion, rule_id};
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -99,8 +96,8 @@ impl RuleInfo {
             active_version: state.active_version,
             latest_version: state.latest_version,
             enabled: state.enabled,
-            created_at: crate::signals::rfc3339(state.created_unix_ms),
-            updated_at: crate::signals::rfc3339(state.updated_unix_ms),
+            created_at: crate::model::time::rfc3339(state.created_unix_ms),
+            updated_at: crate::model::time::rfc3339(state.updated_unix_ms),
             severity: active.meta.severity.clone(),
             form: active.meta.form.clone(),
             active: names.map(|names| VersionInfo::of(active, true, names)),
@@ -119,7 +116,7 @@ impl RuleInfo {
 
 /// The tenant's signal counts over the last 24 hours.
 fn last_day(state: &ApiState, tenant: &TenantId) -> Result<crate::signals::Counts, ApiError> {
-    let since = crate::auth::now_ms().saturating_sub(24 * 3600 * 1000);
+    let since = crate::model::time::now_ms().saturating_sub(24 * 3600 * 1000);
     let filter = crate::signals::Filter { since_unix_ms: Some(since), ..Default::default() };
     Ok(state.signals.counts(tenant, &filter, None)?)
 }
@@ -151,7 +148,7 @@ impl VersionInfo {
             message: version.message.clone(),
             author: version.author.clone(),
             author_name: version.author.as_ref().and_then(|author| names.get(author).cloned()),
-            created_at: crate::signals::rfc3339(version.created_unix_ms),
+            created_at: crate::model::time::rfc3339(version.created_unix_ms),
             plugin_hash: version.plugin_hash.clone(),
             form: version.meta.form.clone(),
             severity: version.meta.severity.clone(),
@@ -161,30 +158,9 @@ impl VersionInfo {
     }
 }
 
-/// Rebuilds `tenant`'s active rules from the store and hands them to the
-/// evaluator. Versions generated against another plugin build are recompiled.
+/// Hands `tenant`'s changed rule set to the evaluator ([`crate::pipeline::active`]).
 fn reload(state: &ApiState, tenant: &TenantId) -> Result<(), ApiError> {
-    let current = state.pipeline.evaluator.rules(tenant);
-    let mut rules = Vec::new();
-    for (version, wasm) in state.store.active_versions_of(tenant.as_str()).map_err(ApiError::internal)? {
-        let id = rule_id(tenant.as_str(), &version.rule);
-        let reused = current
-            .iter()
-            .flat_map(|set| &set.rules)
-            .find(|(rule, _)| rule.id == id && rule.version == version.version)
-            .map(|(_, loaded)| loaded.clone());
-        let loaded = match reused {
-            Some(loaded) => loaded,
-            None if version.plugin_hash == state.engine.plugin_hash() => state
-                .engine
-                .load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok())
-                .map_err(ApiError::internal)?,
-            None => crate::rules::compile::compile(&state.engine, &version.source).map(|(_, loaded)| loaded).map_err(ApiError::internal)?,
-        };
-        rules.push((RuleRef { id, name: version.rule.clone(), version: version.version }, loaded));
-    }
-    state.pipeline.evaluator.set_rules(tenant, rules);
-    Ok(())
+    crate::pipeline::active::reload(&state.store, &state.engine, &state.pipeline.evaluator, tenant).map_err(ApiError::internal)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -276,10 +252,12 @@ async fn store_version(
     (status = 422, description = "The source does not compile (with line and column when known)", body = ErrorBody),
     (status = 503, description = "Every compiler stayed busy, or compiling took too long (`busy`, with `Retry-After`)", body = ErrorBody)
 ))]
-pub async fn create(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let principal = principal(&state, &headers)?;
+pub async fn create(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    ApiJson(request): ApiJson<NewRule>,
+) -> Result<Response, ApiError> {
     let tenant = principal.tenant_with(Scope::Write)?.clone();
-    let request: NewRule = body(bytes)?;
     if request.name.len() > 128 {
         return Err(bad("rule name must be 1 to 128 printable characters"));
     }
@@ -301,14 +279,11 @@ pub async fn create(State(state): State<ApiState>, headers: HeaderMap, bytes: Re
 ))]
 pub async fn update(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    bytes: Result<Bytes, BytesRejection>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<NewVersion>,
 ) -> Result<Response, ApiError> {
-    let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Write)?.clone();
-    let Path(id) = id?;
-    let request: NewVersion = body(bytes)?;
     let (find_state, find_tenant) = (state.clone(), tenant.clone());
     let rule = blocking(move || find(&find_state, &find_tenant, &id)).await?;
     store_version(&state, &tenant, principal.author(), rule.name, request.source, request.message).await
@@ -316,8 +291,7 @@ pub async fn update(
 
 /// The tenant's rules with their state.
 #[utoipa::path(get, path = "/api/v1/rules", operation_id = "list_rules", tag = "rules", responses((status = 200, description = "Rules", body = Items<RuleInfo>)))]
-pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
+pub async fn list(State(state): State<ApiState>, Read(tenant): Read) -> Result<Response, ApiError> {
     let items = blocking(move || {
         let last_day = last_day(&state, &tenant)?;
         let store = &state.store;
@@ -354,13 +328,7 @@ pub(super) fn find_version(state: &ApiState, tenant: &TenantId, rule: &RuleState
     (status = 200, description = "The rule", body = RuleInfo),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody)
 ))]
-pub async fn get_one(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Path(id) = id?;
+pub async fn get_one(State(state): State<ApiState>, Read(tenant): Read, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let info = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
         let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
@@ -375,13 +343,7 @@ pub async fn get_one(
     (status = 200, description = "Versions", body = Items<VersionInfo>),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody)
 ))]
-pub async fn versions(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Path(id) = id?;
+pub async fn versions(State(state): State<ApiState>, Read(tenant): Read, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let items = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
         let versions = state.store.versions(tenant.as_str(), &rule.name).map_err(ApiError::internal)?;
@@ -401,11 +363,9 @@ pub async fn versions(
 ))]
 pub async fn version(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    path: Result<Path<(String, u32)>, PathRejection>,
+    Read(tenant): Read,
+    ApiPath((id, number)): ApiPath<(String, u32)>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Path((id, number)) = path?;
     let info = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
         let (version, _) = find_version(&state, &tenant, &rule, number)?;
@@ -441,11 +401,10 @@ pub struct Diff {
 ))]
 pub async fn diff(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Read(tenant): Read,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<DiffQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
     let (Path(id), Query(DiffQuery { from, to })) = (id?, query?);
     let diff = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
@@ -488,13 +447,10 @@ pub struct Activate {
 ))]
 pub async fn activate(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    bytes: Result<Bytes, BytesRejection>,
+    Write(tenant): Write,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<Activate>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Write)?;
-    let Path(id) = id?;
-    let request: Activate = body(bytes)?;
     let info = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
         let rule = state
@@ -510,14 +466,7 @@ pub async fn activate(
     Ok(axum::Json(info).into_response())
 }
 
-async fn set_enabled(
-    state: ApiState,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    enabled: bool,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Write)?;
-    let Path(id) = id?;
+async fn set_enabled(state: ApiState, Write(tenant): Write, ApiPath(id): ApiPath<String>, enabled: bool) -> Result<Response, ApiError> {
     let info = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
         let rule = state.store.set_enabled(tenant.as_str(), &rule.name, enabled).map_err(ApiError::internal)?.ok_or_else(not_found)?;
@@ -534,12 +483,8 @@ async fn set_enabled(
     (status = 200, description = "The rule after the change", body = RuleInfo),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody)
 ))]
-pub async fn enable(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    set_enabled(state, headers, id, true).await
+pub async fn enable(State(state): State<ApiState>, caller: Write, id: ApiPath<String>) -> Result<Response, ApiError> {
+    set_enabled(state, caller, id, true).await
 }
 
 /// Turns a rule off, keeping its versions and signals.
@@ -547,12 +492,8 @@ pub async fn enable(
     (status = 200, description = "The rule after the change", body = RuleInfo),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody)
 ))]
-pub async fn disable(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    set_enabled(state, headers, id, false).await
+pub async fn disable(State(state): State<ApiState>, caller: Write, id: ApiPath<String>) -> Result<Response, ApiError> {
+    set_enabled(state, caller, id, false).await
 }
 
 /// Deletes a rule and its versions; its signals keep its name and version.
@@ -560,13 +501,7 @@ pub async fn disable(
     (status = 204, description = "Deleted"),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody)
 ))]
-pub async fn delete(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Write)?;
-    let Path(id) = id?;
+pub async fn delete(State(state): State<ApiState>, Write(tenant): Write, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     blocking(move || {
         let rule = find(&state, &tenant, &id)?;
         state.store.delete_rule(tenant.as_str(), &rule.name).map_err(ApiError::internal)?;

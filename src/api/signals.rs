@@ -1,13 +1,12 @@
 //! Signal endpoints: the filtered, paginated list and its counts, one signal,
 //! its trace snapshot, the status workflow and the live stream (SSE).
 
-use super::{ApiError, ApiState, ErrorBody, author_names, bad, blocking, body, parse_time, principal, tenant};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, Read};
+use super::{ApiError, ApiState, ErrorBody, author_names, bad, blocking, parse_time, principal};
 use crate::auth::Scope;
-use crate::rules::Severity;
+use crate::model::rule::Severity;
 use crate::signals::{Counts, Filter, Signal, Status};
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -90,13 +89,7 @@ pub struct SignalPage {
 #[utoipa::path(get, path = "/api/v1/signals", operation_id = "list_signals", tag = "signals", params(SignalQuery), responses(
     (status = 200, description = "A page of signals", body = SignalPage)
 ))]
-pub async fn list(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    query: Result<Query<SignalQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let query = query?.0;
+pub async fn list(State(state): State<ApiState>, Read(tenant): Read, ApiQuery(query): ApiQuery<SignalQuery>) -> Result<Response, ApiError> {
     if query.bucket_minutes.is_some() {
         return Err(bad("bucket_minutes applies to /api/v1/signals/counts only"));
     }
@@ -113,11 +106,9 @@ pub async fn list(
 ))]
 pub async fn counts(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    query: Result<Query<SignalQuery>, QueryRejection>,
+    Read(tenant): Read,
+    ApiQuery(query): ApiQuery<SignalQuery>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let query = query?.0;
     let bucket_minutes = query.bucket_minutes;
     let filter = query.filter()?;
     let buckets = match bucket_minutes {
@@ -127,7 +118,7 @@ pub async fn counts(
                 return Err(bad("bucket_minutes must be 1 to 1440"));
             }
             let start = filter.since_unix_ms.ok_or_else(|| bad("bucket_minutes needs since"))?;
-            let end = filter.until_unix_ms.unwrap_or_else(crate::auth::now_ms);
+            let end = filter.until_unix_ms.unwrap_or_else(crate::model::time::now_ms);
             let width_ms = u64::from(minutes) * 60_000;
             let count = end.saturating_sub(start).div_ceil(width_ms);
             if count > 500 {
@@ -146,13 +137,7 @@ pub async fn counts(
     (status = 200, description = "The signal", body = Signal),
     (status = 404, description = "No such signal in this tenant", body = ErrorBody)
 ))]
-pub async fn get_one(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Path(id) = id?;
+pub async fn get_one(State(state): State<ApiState>, Read(tenant): Read, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let signal = blocking(move || match state.signals.get(&tenant, &id)? {
         Some(signal) => with_author_names(&state, &tenant, signal),
         None => Err(ApiError::not_found("signal")),
@@ -162,7 +147,7 @@ pub async fn get_one(
 }
 
 /// Fills in `author_name` in the status history (see [`author_names`]).
-fn with_author_names(state: &ApiState, tenant: &crate::auth::TenantId, mut signal: Signal) -> Result<Signal, ApiError> {
+fn with_author_names(state: &ApiState, tenant: &crate::model::tenant::TenantId, mut signal: Signal) -> Result<Signal, ApiError> {
     if signal.history.is_empty() {
         return Ok(signal);
     }
@@ -174,7 +159,7 @@ fn with_author_names(state: &ApiState, tenant: &crate::auth::TenantId, mut signa
 }
 
 pub(super) fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
-    let request = <crate::ingest::convert::ExportTraceServiceRequest as prost::Message>::decode(bytes).map_err(ApiError::internal)?;
+    let request = <crate::model::otlp::ExportTraceServiceRequest as prost::Message>::decode(bytes).map_err(ApiError::internal)?;
     Ok(axum::Json(request).into_response())
 }
 
@@ -186,13 +171,7 @@ pub(super) fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
     (status = 200, description = "OTLP/JSON `ExportTraceServiceRequest`", body = Object),
     (status = 404, description = "No such signal in this tenant, or a window signal whose traces are no longer retained", body = ErrorBody)
 ))]
-pub async fn trace(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Path(id) = id?;
+pub async fn trace(State(state): State<ApiState>, Read(tenant): Read, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let snapshot = blocking(move || {
         let signal = state.signals.get(&tenant, &id)?.ok_or_else(|| ApiError::not_found("signal"))?;
         if let Some(window) = &signal.window {
@@ -209,7 +188,7 @@ pub async fn trace(
 /// A window signal's witness spans from the retained traces, as OTLP protobuf.
 fn window_spans(
     state: &ApiState,
-    tenant: &crate::auth::TenantId,
+    tenant: &crate::model::tenant::TenantId,
     signal: &Signal,
     window: &crate::signals::WindowDetails,
 ) -> Result<Vec<u8>, ApiError> {
@@ -231,7 +210,7 @@ fn window_spans(
         ));
     }
     spans.sort_by_key(|span| (span.start_unix_nano, span.span_id));
-    Ok(prost::Message::encode_to_vec(&crate::ingest::convert::to_otlp(&spans)))
+    Ok(prost::Message::encode_to_vec(&crate::model::otlp::to_otlp(&spans)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -253,14 +232,11 @@ pub struct StatusRequest {
 ))]
 pub async fn set_status(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    bytes: Result<Bytes, BytesRejection>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<StatusRequest>,
 ) -> Result<Response, ApiError> {
-    let principal = principal(&state, &headers)?;
     let tenant = principal.tenant_with(Scope::Write)?.clone();
-    let Path(id) = id?;
-    let request: StatusRequest = body(bytes)?;
     let note = request.note.unwrap_or_default();
     if note.len() > 4096 {
         return Err(bad("note must be at most 4096 bytes"));
@@ -303,7 +279,7 @@ pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result
         events: tokio::sync::broadcast::Receiver<std::sync::Arc<HubEvent>>,
         shutdown: tokio::sync::watch::Receiver<bool>,
         recheck: tokio::time::Interval,
-        tenant: crate::auth::TenantId,
+        tenant: crate::model::tenant::TenantId,
         state: ApiState,
         /// The request's own credential, checked again while streaming.
         headers: HeaderMap,

@@ -8,7 +8,7 @@
 //! tenant queues on its own semaphore first, so at most `per_tenant` of its
 //! requests wait for a global slot at any time.
 
-use crate::auth::TenantId;
+use crate::model::tenant::TenantId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};

@@ -3,12 +3,12 @@
 //! (services, span names, attribute keys), which the console's rule editor
 //! offers as completions.
 
-use super::{ApiError, ApiState, ErrorBody, bad, blocking, tenant};
-use crate::auth::Scope;
-use crate::trace::Span;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use super::extract::{ApiPath, Read};
+use super::{ApiError, ApiState, ErrorBody, bad, blocking};
+use crate::model::trace::Span;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -54,10 +54,10 @@ fn summary(evaluated_ms: u64, spans: &[Span]) -> Option<TraceSummary> {
         service: root.resource.service.clone(),
         services: services.into_iter().collect(),
         spans: spans.len(),
-        start_time: crate::signals::rfc3339(first.start_unix_nano / 1_000_000),
+        start_time: crate::model::time::rfc3339(first.start_unix_nano / 1_000_000),
         duration_ms: end.saturating_sub(first.start_unix_nano) as f64 / 1e6,
-        evaluated_at: crate::signals::rfc3339(evaluated_ms),
-        errors: spans.iter().filter(|span| span.status == crate::trace::StatusCode::Error).count(),
+        evaluated_at: crate::model::time::rfc3339(evaluated_ms),
+        errors: spans.iter().filter(|span| span.status == crate::model::trace::StatusCode::Error).count(),
     })
 }
 
@@ -67,10 +67,9 @@ fn summary(evaluated_ms: u64, spans: &[Span]) -> Option<TraceSummary> {
 ))]
 pub async fn list(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Read(tenant): Read,
     query: Result<Query<TraceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -104,8 +103,7 @@ const VOCABULARY_CAP: usize = 500;
 #[utoipa::path(get, path = "/api/v1/traces/vocabulary", operation_id = "trace_vocabulary", tag = "traces", responses(
     (status = 200, description = "Sorted names", body = Vocabulary)
 ))]
-pub async fn vocabulary(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
+pub async fn vocabulary(State(state): State<ApiState>, Read(tenant): Read) -> Result<Response, ApiError> {
     let vocabulary = blocking(move || {
         let traces = state.recent.newest(&tenant, 500).map_err(ApiError::internal)?;
         let (mut services, mut names, mut keys, mut resource_keys) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
@@ -135,11 +133,9 @@ pub async fn vocabulary(State(state): State<ApiState>, headers: HeaderMap) -> Re
 ))]
 pub async fn get_trace(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    trace_id: Result<Path<String>, PathRejection>,
+    Read(tenant): Read,
+    ApiPath(trace_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Path(trace_id) = trace_id?;
     let mut id = [0u8; 16];
     hex::decode_to_slice(&trace_id, &mut id).map_err(|_| bad("trace id must be 32 hex digits"))?;
     let (_, otlp) = blocking(move || {

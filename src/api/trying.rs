@@ -7,15 +7,17 @@
 //! (429 beyond the tenant's share, 503 when the server's are taken), both with
 //! `Retry-After`. All the work runs on the blocking pool within a deadline.
 
+use super::extract::{ApiJson, ApiPath, Read, Write};
 use super::rules::{example_rule, find, find_version, unknown_version};
 use super::slots::SlotError;
 use super::{ApiError, ApiState, COMPILE_DEADLINE, ErrorBody, Items, bad, blocking, blocking_within, body, compile_slot, tenant};
 use crate::auth::Scope;
-use crate::rules::abi::RuleMeta;
-use crate::rules::{Outcome, Severity};
+use crate::model::rule::RuleMeta;
+use crate::model::rule::Severity;
+use crate::rules::Outcome;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -81,11 +83,9 @@ pub struct CompileReport {
 ))]
 pub async fn compile(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Result<Bytes, BytesRejection>,
+    Write(tenant): Write,
+    ApiJson(request): ApiJson<CompileRequest>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Write)?;
-    let request: CompileRequest = body(bytes)?;
     let slot = compile_slot(&state, &tenant).await?;
     let report = blocking_within(COMPILE_DEADLINE, move || {
         let _slot = slot;
@@ -170,7 +170,7 @@ pub const BACKTEST_DEADLINE: std::time::Duration = std::time::Duration::from_sec
 fn run_on(
     state: &ApiState,
     loaded: std::sync::Arc<crate::rules::LoadedRule>,
-    traces: &[crate::trace::Trace],
+    traces: &[crate::model::trace::Trace],
     window: Option<(u64, u64)>,
     stop_at: Option<std::time::Instant>,
 ) -> Vec<TraceResult> {
@@ -234,8 +234,7 @@ pub struct TestReport {
     (status = 200, description = "Per trace: outcome, violations, witnesses, fuel", body = TestReport),
     (status = 422, description = "The source does not compile", body = ErrorBody)
 ))]
-pub async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Write)?;
+pub async fn test(State(state): State<ApiState>, Write(tenant): Write, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     // Up to 1 MiB of JSON: parsed and converted on the blocking pool.
     let (source, traces) = blocking(move || {
         let request: TestRequest = body(bytes)?;
@@ -245,11 +244,11 @@ pub async fn test(State(state): State<ApiState>, headers: HeaderMap, bytes: Resu
         };
         let mut spans = Vec::new();
         for (index, document) in documents.into_iter().enumerate() {
-            let otlp: crate::ingest::convert::ExportTraceServiceRequest =
+            let otlp: crate::model::otlp::ExportTraceServiceRequest =
                 serde_json::from_value(document).map_err(|error| bad(format!("traces[{index}] is not OTLP/JSON: {error}")))?;
-            spans.extend(crate::ingest::convert::convert(otlp).spans);
+            spans.extend(crate::model::otlp::convert(otlp).spans);
         }
-        let traces = crate::trace::Trace::group(spans);
+        let traces = crate::model::trace::Trace::group(spans);
         if traces.len() > 100 {
             return Err(bad("at most 100 traces per test"));
         }
@@ -315,12 +314,10 @@ pub struct BacktestReport {
 ))]
 pub async fn backtest(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
+    Read(tenant): Read,
+    ApiPath(id): ApiPath<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Read)?;
-    let Path(id) = id?;
     let request: BacktestRequest = match bytes {
         Ok(bytes) if bytes.is_empty() => BacktestRequest::default(),
         other => body(other)?,
@@ -345,21 +342,14 @@ pub async fn backtest(
             Err(error) if request.version.is_some() && error.status == StatusCode::NOT_FOUND => return Err(unknown_version(number)),
             other => other?,
         };
-        let loaded = if version.plugin_hash == state.engine.plugin_hash() {
-            state
-                .engine
-                .load_rule(&wasm, version.meta.clone(), crate::rules::source::prepare(&version.source).ok())
-                .map_err(ApiError::internal)?
-        } else {
-            crate::rules::compile::compile(&state.engine, &version.source).map(|(_, loaded)| loaded).map_err(ApiError::internal)?
-        };
-        let traces: Vec<crate::trace::Trace> = state
+        let loaded = crate::pipeline::active::load(&state.engine, &version, &wasm).map_err(ApiError::internal)?;
+        let traces: Vec<crate::model::trace::Trace> = state
             .recent
             .newest(&tenant, limit)
             .map_err(ApiError::internal)?
             .into_iter()
             .filter(|(_, spans)| !spans.is_empty())
-            .map(|(_, spans)| crate::trace::Trace::new(spans[0].trace_id, spans))
+            .map(|(_, spans)| crate::model::trace::Trace::new(spans[0].trace_id, spans))
             .collect();
         if version.meta.window.is_some() {
             return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));

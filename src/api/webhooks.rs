@@ -1,14 +1,12 @@
 //! Webhook endpoints (admin): create (the signing secret is shown once), list,
 //! delete, and each webhook's delivery log.
 
-use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking, body, tenant};
-use crate::auth::Scope;
-use crate::rules::Severity;
+use super::extract::{Admin, ApiJson, ApiPath};
+use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking};
+use crate::model::rule::Severity;
 use crate::webhooks::{Delivery, WebhookInfo};
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -53,17 +51,18 @@ pub struct WebhookCreated {
     (status = 201, description = "Created", body = WebhookCreated),
     (status = 409, description = "The tenant has as many webhooks as allowed", body = ErrorBody)
 ))]
-pub async fn create(State(state): State<ApiState>, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let request: NewWebhook = body(bytes)?;
+pub async fn create(
+    State(state): State<ApiState>,
+    Admin(tenant): Admin,
+    ApiJson(request): ApiJson<NewWebhook>,
+) -> Result<Response, ApiError> {
     let (hook, secret) = blocking(move || Ok(state.webhooks.create(&tenant, &request.url, request.severities, request.rules)?)).await?;
     Ok((StatusCode::CREATED, axum::Json(WebhookCreated { webhook: hook.public(), secret })).into_response())
 }
 
 /// The tenant's webhooks, without secrets.
 #[utoipa::path(get, path = "/api/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks", responses((status = 200, description = "Webhooks", body = Items<WebhookInfo>)))]
-pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
+pub async fn list(State(state): State<ApiState>, Admin(tenant): Admin) -> Result<Response, ApiError> {
     let items: Vec<_> = blocking(move || Ok(state.webhooks.list(&tenant)?.iter().map(crate::webhooks::Webhook::public).collect())).await?;
     Ok(axum::Json(Items { items }).into_response())
 }
@@ -73,13 +72,7 @@ pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<R
     (status = 204, description = "Deleted"),
     (status = 404, description = "No such webhook in this tenant", body = ErrorBody)
 ))]
-pub async fn delete(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let Path(id) = id?;
+pub async fn delete(State(state): State<ApiState>, Admin(tenant): Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     if blocking(move || Ok(state.webhooks.delete(&tenant, &id)?)).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -93,13 +86,7 @@ pub async fn delete(
     (status = 200, description = "Delivery attempts", body = Items<Delivery>),
     (status = 404, description = "No such webhook in this tenant", body = ErrorBody)
 ))]
-pub async fn deliveries(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = tenant(&state, &headers, Scope::Admin)?;
-    let Path(id) = id?;
+pub async fn deliveries(State(state): State<ApiState>, Admin(tenant): Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     match blocking(move || Ok(state.webhooks.deliveries(&tenant, &id)?)).await? {
         Some(items) => Ok(axum::Json(Items { items }).into_response()),
         None => Err(ApiError::not_found("webhook")),

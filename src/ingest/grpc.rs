@@ -15,7 +15,7 @@
 //! [`REQUEST_TIMEOUT`].
 
 use super::{Ingest, IngestError};
-use crate::auth::TenantId;
+use crate::model::tenant::TenantId;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
 use std::future::Future;

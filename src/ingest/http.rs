@@ -9,7 +9,7 @@
 //! as the OTLP/HTTP specification asks.
 
 use super::{HTTP_BODY_TIMEOUT, Ingest, IngestError, MAX_HTTP_BODY, PartialSuccess, convert};
-use crate::auth::TenantId;
+use crate::model::tenant::TenantId;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};

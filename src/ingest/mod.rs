@@ -12,13 +12,14 @@
 //! request is counted by reason and logged, at most [`REFUSAL_LOGS_PER_MINUTE`]
 //! lines a minute ([`Ingest::refused`]).
 
-pub mod convert;
 pub mod grpc;
 pub mod http;
 
-use crate::auth::{Auth, AuthError, Scope, TenantId};
+use crate::auth::{Auth, AuthError, Scope};
+
+use crate::model::otlp::{self as convert, ExportTraceServiceRequest};
+use crate::model::tenant::TenantId;
 use crate::pipeline::{Pipeline, Refusal};
-use convert::ExportTraceServiceRequest;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -13,8 +13,8 @@
 //! with its stored copy ([`cap_merged`]), so late spans cannot grow a trace past
 //! them. It must not evaluate or store anything.
 
-use crate::auth::TenantId;
-use crate::trace::{Attributes, Span, TraceId, Value};
+use crate::model::tenant::TenantId;
+use crate::model::trace::{Attributes, Span, TraceId, Value};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
@@ -242,7 +242,7 @@ fn value_size(value: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{Resource, Scope, SpanKind, StatusCode};
+    use crate::model::trace::{Resource, Scope, SpanKind, StatusCode};
     use std::sync::Arc;
 
     fn span(trace: u8, id: u8) -> Span {

@@ -18,11 +18,13 @@
 
 use super::Counters;
 use super::assembler::{AssemblyLimits, ClosedTrace, cap_merged};
-use crate::auth::{TenantId, now_ms};
+use crate::events::EventKind;
+use crate::model::tenant::TenantId;
+use crate::model::time::now_ms;
+use crate::model::trace::{SpanId, Trace};
 use crate::rules::{LoadedRule, Outcome, RuleEngine, Sandbox};
 use crate::signals::{RuleRef, Signal, Signals};
 use crate::store::traces::RecentTraces;
-use crate::trace::{SpanId, Trace};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -189,7 +191,9 @@ impl Evaluator {
 struct Unflushed {
     since: Option<Instant>,
     last_spans: Vec<Instant>,
-    created: Vec<(TenantId, Signal)>,
+    /// Published once the group is on disk: new signals, and signals this
+    /// evaluation changed (cleared).
+    events: Vec<(TenantId, EventKind, Signal)>,
 }
 
 impl Unflushed {
@@ -206,8 +210,8 @@ impl Unflushed {
             }
         }
         self.last_spans.clear();
-        for (tenant, signal) in self.created.drain(..) {
-            shared.events.publish(&tenant, crate::events::EventKind::Created, signal);
+        for (tenant, kind, signal) in self.events.drain(..) {
+            shared.events.publish(&tenant, kind, signal);
         }
     }
 }
@@ -244,11 +248,11 @@ fn worker(shared: &Shared) {
                 sandbox = Some((rules.generation, Sandbox::new(shared.engine.clone(), loaded)));
             }
             let (_, sandbox) = sandbox.as_mut().expect("set above");
-            let (wrote, created) = evaluate(shared, &tenant, &rules, sandbox, trace);
+            let (wrote, events) = evaluate(shared, &tenant, &rules, sandbox, trace);
             if let Some(last_span) = wrote {
                 unflushed.since.get_or_insert_with(Instant::now);
                 unflushed.last_spans.push(last_span);
-                unflushed.created.extend(created.into_iter().map(|signal| (tenant.clone(), signal)));
+                unflushed.events.extend(events.into_iter().map(|(kind, signal)| (tenant.clone(), kind, signal)));
             }
         } else {
             // No rules: the trace is still kept so that a rule added later can be amended against it.
@@ -309,7 +313,7 @@ fn merged(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) -> (Trace, bo
 }
 
 fn encoded(trace: &Trace) -> Vec<u8> {
-    prost::Message::encode_to_vec(&crate::ingest::convert::to_otlp(&trace.spans))
+    prost::Message::encode_to_vec(&crate::model::otlp::to_otlp(&trace.spans))
 }
 
 fn store_only(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) {
@@ -320,14 +324,15 @@ fn store_only(shared: &Shared, tenant: &TenantId, closed: ClosedTrace) {
 }
 
 /// Evaluates one closed trace; returns when its last span arrived if the
-/// evaluation wrote signals (they await the group commit), and the new ones.
+/// evaluation wrote signals (they await the group commit), and the events to
+/// publish after it: new signals and cleared ones.
 fn evaluate(
     shared: &Shared,
     tenant: &TenantId,
     rules: &RuleSet,
     sandbox: &mut Sandbox,
     closed: ClosedTrace,
-) -> (Option<Instant>, Vec<Signal>) {
+) -> (Option<Instant>, Vec<(EventKind, Signal)>) {
     let last_span_at = closed.last_span_at;
     let (trace, amended) = merged(shared, tenant, closed);
     let counters = &shared.counters;
@@ -355,7 +360,7 @@ fn evaluate(
     }
     // Encoded once: the signal snapshot and the recent-trace copy are the same bytes.
     let otlp = encoded(&trace);
-    let (wrote, created) = match shared.signals.record(tenant, &trace, &otlp, &completed, amended) {
+    let (wrote, events) = match shared.signals.record(tenant, &trace, &otlp, &completed, amended) {
         Ok(recorded) => {
             counters.signals_created.fetch_add(recorded.created.len() as u64, Ordering::Relaxed);
             counters.tenant(tenant, |own| own.signals_created += recorded.created.len() as u64);
@@ -363,8 +368,10 @@ fn evaluate(
                 counters.rule(tenant, &signal.rule_id, |own| own.signals_created += 1);
             }
             counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
-            counters.signals_cleared.fetch_add(recorded.cleared as u64, Ordering::Relaxed);
-            (!recorded.created.is_empty() || recorded.cleared > 0, recorded.created)
+            counters.signals_cleared.fetch_add(recorded.cleared.len() as u64, Ordering::Relaxed);
+            let wrote = !recorded.created.is_empty() || !recorded.cleared.is_empty();
+            let created = recorded.created.into_iter().map(|signal| (EventKind::Created, signal));
+            (wrote, created.chain(recorded.cleared.into_iter().map(|signal| (EventKind::StatusChanged, signal))).collect())
         }
         Err(error) => {
             tracing::error!(tenant = %tenant, error = %error, "signals not stored");
@@ -374,5 +381,5 @@ fn evaluate(
     if let Err(error) = shared.recent.put(tenant, &trace.trace_id, &otlp, now_ms()) {
         tracing::warn!(tenant = %tenant, error = %error, "recent trace not stored");
     }
-    (wrote.then_some(last_span_at), created)
+    (wrote.then_some(last_span_at), events)
 }

@@ -9,12 +9,13 @@
 //! for window rules as they arrive and checks each window. It owns no
 //! transport and no storage format.
 
+pub mod active;
 pub mod assembler;
 pub mod evaluator;
 pub mod windows;
 
-use crate::auth::TenantId;
-use crate::trace::Span;
+use crate::model::tenant::TenantId;
+use crate::model::trace::Span;
 use assembler::{Assembler, AssemblyLimits, CloseReason, ClosedTrace};
 use evaluator::Evaluator;
 use std::collections::HashMap;
@@ -148,7 +149,7 @@ impl Counters {
             if failed {
                 own.failures += 1;
                 own.last_failure = Some(run.outcome.kind().to_string());
-                own.last_failure_at = Some(crate::signals::rfc3339(crate::auth::now_ms()));
+                own.last_failure_at = Some(crate::model::time::rfc3339(crate::model::time::now_ms()));
             }
         });
     }
@@ -450,7 +451,7 @@ impl Pipeline {
     }
 
     /// Counts what the span caps cut from accepted spans.
-    pub fn count_limited(&self, limited: &crate::ingest::convert::Limited) {
+    pub fn count_limited(&self, limited: &crate::model::otlp::Limited) {
         let counters = &self.counters;
         counters.attribute_values_truncated.fetch_add(limited.truncated_values, Ordering::Relaxed);
         counters.attributes_dropped.fetch_add(limited.dropped_attributes, Ordering::Relaxed);
@@ -471,8 +472,8 @@ impl Pipeline {
         self.evaluator.submit(closed);
     }
 
-    pub fn count_rejections(&self, tenant: &TenantId, rejected: &[(crate::ingest::convert::Rejection, u64)]) {
-        use crate::ingest::convert::Rejection;
+    pub fn count_rejections(&self, tenant: &TenantId, rejected: &[(crate::model::otlp::Rejection, u64)]) {
+        use crate::model::otlp::Rejection;
         self.counters.tenant(tenant, |own| own.spans_rejected += rejected.iter().map(|(_, count)| count).sum::<u64>());
         for (reason, count) in rejected {
             let counter = match reason {

@@ -21,11 +21,12 @@
 //! rest are not checked (logged).
 
 use super::Counters;
-use crate::auth::TenantId;
-use crate::rules::abi::{Selection, WindowSpec};
+use crate::model::rule::Selection;
+use crate::model::rule::WindowSpec;
+use crate::model::tenant::TenantId;
+use crate::model::trace::{Span, SpanKind, Trace};
 use crate::rules::{Limits, LoadedRule, Outcome, RuleEngine, Sandbox};
 use crate::signals::{RuleRef, Signal, Signals};
-use crate::trace::{Span, SpanKind, Trace};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -257,7 +258,7 @@ impl Windows {
                         self.counters.rule(&tenant, &state.rule.id, |own| {
                             own.failures += 1;
                             own.last_failure = Some("over_budget".into());
-                            own.last_failure_at = Some(crate::signals::rfc3339(crate::auth::now_ms()));
+                            own.last_failure_at = Some(crate::model::time::rfc3339(crate::model::time::now_ms()));
                         });
                         continue;
                     }
@@ -390,10 +391,10 @@ pub fn start(windows: Arc<Windows>, stop: Arc<std::sync::atomic::AtomicBool>) ->
                 .name(format!("fluo-windows-{index}"))
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        if windows.work_once(crate::auth::now_ms()).is_some() {
+                        if windows.work_once(crate::model::time::now_ms()).is_some() {
                             continue;
                         }
-                        let wait = windows.next_due().map_or(100, |due| due.saturating_sub(crate::auth::now_ms()).clamp(5, 100));
+                        let wait = windows.next_due().map_or(100, |due| due.saturating_sub(crate::model::time::now_ms()).clamp(5, 100));
                         std::thread::sleep(std::time::Duration::from_millis(wait));
                     }
                 })
@@ -405,7 +406,7 @@ pub fn start(windows: Arc<Windows>, stop: Arc<std::sync::atomic::AtomicBool>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::convert;
+    use crate::model::otlp;
     use crate::pipeline::RuleCounters;
     use crate::store::Store;
 
@@ -448,7 +449,7 @@ mod tests {
             .collect();
         let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
             "scopeSpans": [{"spans": spans}]}]});
-        convert::convert(convert::from_json(json.to_string().as_bytes()).unwrap()).spans
+        otlp::convert(otlp::from_json(json.to_string().as_bytes()).unwrap()).spans
     }
 
     fn tenant(name: &str) -> TenantId {
@@ -595,7 +596,7 @@ mod tests {
         let (_, looping) = crate::rules::compile::compile(&engine, LOOPING).unwrap();
         let (_, limit) = crate::rules::compile::compile(&engine, LIMIT_50).unwrap();
         // Rules set 30 s in the past: the first windows are due at once.
-        let set_at = crate::auth::now_ms() - 30_000;
+        let set_at = crate::model::time::now_ms() - 30_000;
         let first_end = first_end(set_at, 10_000);
         let (evil, good) = (tenant("evil"), tenant("good"));
         windows.set_rules(&evil, (0..3).map(|index| (rule("evil", index), looping.clone())).collect(), set_at);

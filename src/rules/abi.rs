@@ -7,7 +7,7 @@
 //! `{"$int": "<decimal>"}` with `bigInts: true`, bytes as base64, resources and
 //! scopes listed once and referenced by index.
 
-use crate::trace::{Attributes, Resource, Scope, Span, Trace, Value};
+use crate::model::trace::{Attributes, Resource, Scope, Span, Trace, Value};
 use base64::Engine as _;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
@@ -326,43 +326,4 @@ pub struct LogDoc {
 struct WindowDoc {
     start: u64,
     end: u64,
-}
-
-/// What a window rule declared: which spans it wants and how often it runs.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct WindowSpec {
-    /// Span selection the host applies as spans arrive.
-    pub select: Selection,
-    pub length_ms: u64,
-    /// Evaluation period; equal to the length: tumbling, shorter: sliding.
-    pub every_ms: u64,
-    /// How long after a window's end late spans still count.
-    pub grace_ms: u64,
-}
-
-/// All given fields must match (attribute values by JSON equality).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct Selection {
-    #[serde(default)]
-    pub service: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `SERVER`, `CLIENT`, `INTERNAL`, `PRODUCER` or `CONSUMER`.
-    #[serde(default)]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub attributes: std::collections::BTreeMap<String, serde_json::Value>,
-}
-
-/// What a rule declared about itself (`__fluo_describe`).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct RuleMeta {
-    /// `pattern`, `check` or `rule`.
-    pub form: String,
-    pub name: Option<String>,
-    pub severity: String,
-    pub description: Option<String>,
-    /// Only for `form: "window"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<WindowSpec>,
 }

@@ -7,10 +7,10 @@
 //! something that is not a rule is refused here with its line and column.
 
 use super::Outcome;
-use super::abi::RuleMeta;
 use super::engine::{LoadedRule, RuleEngine};
 use super::sandbox::Sandbox;
 use super::source::{self, Prepared};
+use crate::model::rule::RuleMeta;
 use javy_codegen::{Generator, JS, LinkingKind, Plugin as JavyPlugin, SourceEmbedding};
 use serde::Serialize;
 use std::borrow::Cow;

@@ -5,10 +5,11 @@
 //!
 //! It must not hold per-tenant state: that lives in each [`super::Sandbox`].
 
-use super::abi::{NAMESPACE, RuleMeta};
+use super::abi::NAMESPACE;
 use super::plugin::Plugin;
 use super::sandbox::SandboxState;
 use super::{Limits, source::Prepared};
+use crate::model::rule::RuleMeta;
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,8 @@
 //! shared engine (`engine`), talking the `fluo_rule_v1` ABI (`abi`).
 //!
 //! This module owns the types every caller sees: [`Limits`], [`Outcome`],
-//! [`Violation`], [`RuleRun`]. It must not know about tenants' storage or HTTP.
+//! [`RuleRun`] (a rule's [`Violation`]s and metadata are plain data of the
+//! model layer). It must not know about tenants' storage or HTTP.
 
 pub mod abi;
 pub mod compile;
@@ -13,10 +14,11 @@ pub mod sandbox;
 pub mod source;
 pub mod templates;
 
+use crate::model::rule::Violation;
 use serde::Serialize;
 use std::time::Duration;
 
-pub use abi::{LogDoc, RuleMeta};
+pub use abi::LogDoc;
 pub use compile::{CompileError, CompiledRule};
 pub use engine::{LoadedRule, RuleEngine};
 pub use sandbox::Sandbox;
@@ -69,52 +71,6 @@ pub const MAX_WITNESSES: usize = 100;
 /// Bytes of witness spans stored with the signals of one rule on one trace
 /// (as JSON); witnesses beyond keep their ids in `span_ids` but are not copied.
 pub const WITNESS_BYTES: usize = 1 << 20;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, Hash, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Critical,
-    High,
-    Medium,
-    Low,
-    Info,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 5] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
-
-    pub fn parse(text: &str) -> Option<Severity> {
-        Some(match text {
-            "critical" => Severity::Critical,
-            "high" => Severity::High,
-            "medium" => Severity::Medium,
-            "low" => Severity::Low,
-            "info" => Severity::Info,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::High => "high",
-            Severity::Medium => "medium",
-            Severity::Low => "low",
-            Severity::Info => "info",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Violation {
-    pub message: String,
-    pub severity: Severity,
-    /// Witness span ids (lowercase hex, distinct, at most [`MAX_WITNESSES`]),
-    /// in the order the rule reported them.
-    pub span_ids: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attributes: Option<serde_json::Value>,
-}
 
 /// How one rule call on one trace ended.
 #[derive(Clone, Debug, PartialEq, Serialize)]

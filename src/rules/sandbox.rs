@@ -11,11 +11,13 @@
 //! A sandbox never holds another tenant's rules; it is not `Sync` and is used
 //! by one thread at a time.
 
-use super::abi::{self, RuleMeta, RunDoc};
+use super::abi::{self, RunDoc};
 use super::engine::{LoadedRule, PluginExport, RuleEngine};
 use super::source::Prepared;
-use super::{Limits, MAX_WITNESSES, Outcome, RuleRun, Severity, Violation};
-use crate::trace::Trace;
+use super::{Limits, MAX_WITNESSES, Outcome, RuleRun};
+use crate::model::rule::RuleMeta;
+use crate::model::rule::{Severity, Violation};
+use crate::model::trace::Trace;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::{Extern, Instance, Memory, ResourceLimiter, Store, Trap, TypedFunc};

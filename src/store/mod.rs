@@ -10,12 +10,15 @@
 //! others can read or enter is tightened to 0700 (logged), so the files sled
 //! creates inside with the process umask stay out of other users' reach.
 
-use crate::rules::RuleMeta;
+use crate::model::rule::RuleMeta;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+pub mod key;
 pub mod traces;
+
+use key::Key;
 
 /// A rule's stable id: derived from its tenant and name, so it needs no
 /// index of its own (renaming a rule is not supported).
@@ -65,16 +68,12 @@ pub struct RuleVersion {
     pub author: Option<String>,
 }
 
-fn key(tenant: &str, rule: &str, version: Option<u32>) -> Vec<u8> {
-    let mut key = Vec::with_capacity(tenant.len() + rule.len() + 12);
-    for part in [tenant, rule] {
-        key.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        key.extend_from_slice(part.as_bytes());
+fn key(tenant: &str, rule: &str, version: Option<u32>) -> Key {
+    let key = Key::tenant(tenant).text(rule);
+    match version {
+        Some(version) => key.u32(version),
+        None => key,
     }
-    if let Some(version) = version {
-        key.extend_from_slice(&version.to_be_bytes());
-    }
-    key
 }
 
 /// Creates `dir` (and missing parents) with mode 0700, or tightens an existing
@@ -113,9 +112,7 @@ impl Store {
     /// appear with their latest version active and enabled.
     pub fn rules(&self, tenant: &str) -> Result<Vec<RuleState>> {
         let mut states: Vec<RuleState> = Vec::new();
-        let mut prefix = (tenant.len() as u32).to_be_bytes().to_vec();
-        prefix.extend_from_slice(tenant.as_bytes());
-        for entry in self.versions.scan_prefix(&prefix) {
+        for entry in self.versions.scan_prefix(Key::tenant(tenant)) {
             let (_, value) = entry?;
             let record: RuleVersion = serde_json::from_slice(&value)?;
             match states.last_mut() {

@@ -5,8 +5,8 @@
 //! Written without a flush: losing the last half second of these on a crash
 //! only means a late span is evaluated on its own.
 
-use crate::auth::TenantId;
-use crate::trace::{Span, TraceId};
+use crate::model::tenant::TenantId;
+use crate::model::trace::{Span, TraceId};
 use prost::Message;
 
 pub struct RecentTraces {
@@ -15,17 +15,13 @@ pub struct RecentTraces {
 }
 
 fn trace_key(tenant: &TenantId, trace_id: &TraceId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + tenant.as_str().len() + 16);
-    key.extend_from_slice(&(tenant.as_str().len() as u32).to_be_bytes());
-    key.extend_from_slice(tenant.as_str().as_bytes());
-    key.extend_from_slice(trace_id);
-    key
+    super::key::Key::tenant(tenant).raw(trace_id).into_vec()
 }
 
 /// A stored trace's spans: capped once at ingest (and when merged), so read
 /// back without caps — a trace kept under larger configured caps stays whole.
-fn stored_spans(request: crate::ingest::convert::ExportTraceServiceRequest) -> Vec<Span> {
-    crate::ingest::convert::convert_with(request, &crate::ingest::convert::SpanLimits::NONE).spans
+fn stored_spans(request: crate::model::otlp::ExportTraceServiceRequest) -> Vec<Span> {
+    crate::model::otlp::convert_with(request, &crate::model::otlp::SpanLimits::NONE).spans
 }
 
 impl RecentTraces {
@@ -41,7 +37,7 @@ impl RecentTraces {
         }
         // A record that no longer decodes (it was written by this process) is
         // treated as absent rather than failing the evaluation.
-        Ok(crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]).ok().map(stored_spans))
+        Ok(crate::model::otlp::ExportTraceServiceRequest::decode(&value[8..]).ok().map(stored_spans))
     }
 
     /// Stores a trace given as encoded OTLP protobuf (`encode(to_otlp(spans))`).
@@ -92,7 +88,7 @@ impl RecentTraces {
                 continue;
             }
             let at = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-            if let Ok(request) = crate::ingest::convert::ExportTraceServiceRequest::decode(&value[8..]) {
+            if let Ok(request) = crate::model::otlp::ExportTraceServiceRequest::decode(&value[8..]) {
                 traces.push((at, stored_spans(request)));
             }
         }
@@ -122,9 +118,9 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         let recent = RecentTraces::open(&db).unwrap();
         let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331","name":"a"}]}]}]}"#;
-        let spans = crate::ingest::convert::convert(crate::ingest::convert::from_json(json.as_bytes()).unwrap()).spans;
+        let spans = crate::model::otlp::convert(crate::model::otlp::from_json(json.as_bytes()).unwrap()).spans;
         let tenant = TenantId::trusted("t");
-        let otlp = crate::ingest::convert::to_otlp(&spans).encode_to_vec();
+        let otlp = crate::model::otlp::to_otlp(&spans).encode_to_vec();
         recent.put(&tenant, &spans[0].trace_id, &otlp, 1_000).unwrap();
         recent.put(&tenant, &spans[0].trace_id, &otlp, 2_000).unwrap();
         assert_eq!(recent.get(&tenant, &spans[0].trace_id).unwrap().unwrap(), spans);

@@ -25,9 +25,12 @@
 //! at creation because FLUO has no TLS client yet — put an egress proxy in
 //! front of a TLS receiver.
 
-use crate::auth::{TenantId, now_ms};
-use crate::rules::Severity;
-use crate::signals::{Signal, rfc3339};
+use crate::model::tenant::TenantId;
+
+use crate::model::rule::Severity;
+use crate::model::time::now_ms;
+use crate::model::time::rfc3339;
+use crate::signals::Signal;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -167,9 +170,7 @@ pub struct Webhooks {
 }
 
 fn prefix(tenant: &TenantId) -> Vec<u8> {
-    let mut key = (tenant.as_str().len() as u32).to_be_bytes().to_vec();
-    key.extend_from_slice(tenant.as_str().as_bytes());
-    key
+    crate::store::key::Key::tenant(tenant).into_vec()
 }
 
 fn hook_key(tenant: &TenantId, id: &str) -> Vec<u8> {

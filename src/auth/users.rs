@@ -19,7 +19,11 @@
 //!
 //! It knows nothing of scopes; [`crate::auth`] maps roles to them.
 
-use crate::auth::{AuthError, IdentityLimits, TenantId, now_ms};
+use super::{AuthError, IdentityLimits};
+use crate::model::tenant::TenantId;
+use crate::store::key::Key;
+
+use crate::model::time::now_ms;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -109,7 +113,7 @@ impl From<&UserRecord> for UserInfo {
             id: record.id.clone(),
             email: record.email.clone(),
             role: record.role,
-            created_at: crate::time::rfc3339(record.created_unix_ms),
+            created_at: crate::model::time::rfc3339(record.created_unix_ms),
         }
     }
 }
@@ -254,16 +258,12 @@ impl Drop for CheckSlot<'_> {
     }
 }
 
-fn tenant_prefix(tenant: &str) -> Vec<u8> {
-    let mut key = (tenant.len() as u32).to_be_bytes().to_vec();
-    key.extend_from_slice(tenant.as_bytes());
-    key
+fn tenant_prefix(tenant: &str) -> Key {
+    Key::tenant(tenant)
 }
 
-fn user_key(tenant: &str, email: &str) -> Vec<u8> {
-    let mut key = tenant_prefix(tenant);
-    key.extend_from_slice(email.as_bytes());
-    key
+fn user_key(tenant: &str, email: &str) -> Key {
+    Key::tenant(tenant).raw(email.as_bytes())
 }
 
 /// Reads the signing key from `key_file` (given in the configuration: it must
@@ -450,7 +450,7 @@ impl Users {
             auth_time: Some(signed_in_s),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing does not fail");
-        Token { token, expires_at: crate::time::rfc3339(exp.saturating_mul(1000)), user }
+        Token { token, expires_at: crate::model::time::rfc3339(exp.saturating_mul(1000)), user }
     }
 
     /// Verifies a session token: signature (HS256 only), expiry, the session's

@@ -8,11 +8,22 @@
 //! witness span ids): evaluating an amended trace again stores nothing twice,
 //! and an open signal whose violation the amended trace no longer shows is
 //! resolved as cleared. It decides nothing about rules or traces.
+//!
+//! Reading (filters, pages, counts) is in `query`; every status change goes
+//! through the one compare-and-swap path in `status`.
 
-use crate::auth::{TenantId, now_ms};
-use crate::rules::{Severity, Violation};
+mod query;
+mod status;
+
+pub use query::{Bucket, Buckets, Counts, Filter, RuleCount};
+use status::Change;
+
+use crate::model::rule::{Severity, Violation};
+use crate::model::tenant::TenantId;
+use crate::model::time::{now_ms, rfc3339};
+use crate::model::trace::{Span, Trace, attributes_json};
 use crate::store::Store;
-use crate::trace::{Span, Trace, attributes_json};
+use crate::store::key::Key;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -147,6 +158,32 @@ pub struct Signal {
     pub window: Option<WindowDetails>,
 }
 
+impl Signal {
+    /// A new open signal of `rule` for `violation`, without trace, witnesses
+    /// or window (the caller sets those).
+    fn open(id: [u8; 16], rule: &RuleRef, violation: &Violation, now: u64) -> Signal {
+        Signal {
+            id: format!("s_{}", hex::encode(id)),
+            rule_id: rule.id.clone(),
+            rule_name: rule.name.clone(),
+            rule_version: rule.version,
+            severity: violation.severity,
+            message: violation.message.clone(),
+            trace_id: String::new(),
+            span_ids: Vec::new(),
+            status: Status::Open,
+            created_at: rfc3339(now),
+            created_unix_ms: now,
+            updated_at: rfc3339(now),
+            attributes: violation.attributes.clone(),
+            witnesses: Vec::new(),
+            resolution: None,
+            history: Vec::new(),
+            window: None,
+        }
+    }
+}
+
 /// What a window rule's signal carries beyond a trace rule's.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct WindowDetails {
@@ -171,82 +208,8 @@ const WINDOW_WITNESSES: usize = 20;
 pub struct Recorded {
     pub created: Vec<Signal>,
     pub duplicates: usize,
-    pub cleared: usize,
-}
-
-#[derive(Debug, Default)]
-pub struct Filter {
-    /// A rule id or name.
-    pub rule: Option<String>,
-    pub version: Option<u32>,
-    pub status: Option<Status>,
-    pub severity: Option<Severity>,
-    pub trace_id: Option<String>,
-    /// Created at or after (inclusive).
-    pub since_unix_ms: Option<u64>,
-    /// Created before (exclusive).
-    pub until_unix_ms: Option<u64>,
-    /// Case-insensitive substring of the message or the rule name.
-    pub text: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: usize,
-}
-
-impl Filter {
-    fn keeps(&self, signal: &Signal) -> bool {
-        self.rule.as_ref().is_none_or(|rule| &signal.rule_id == rule || &signal.rule_name == rule)
-            && self.version.is_none_or(|version| signal.rule_version == version)
-            && self.status.is_none_or(|status| signal.status == status)
-            && self.severity.is_none_or(|severity| signal.severity == severity)
-            && self.trace_id.as_ref().is_none_or(|trace| signal.trace_id.eq_ignore_ascii_case(trace))
-            && self.text.as_ref().is_none_or(|text| {
-                let text = text.to_lowercase();
-                signal.message.to_lowercase().contains(&text) || signal.rule_name.to_lowercase().contains(&text)
-            })
-    }
-}
-
-/// Signal counts for the signals a [`Filter`] keeps (cursor and limit ignored).
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct Counts {
-    pub total: u64,
-    /// Every severity, zeros included.
-    pub by_severity: std::collections::BTreeMap<String, u64>,
-    /// Every status, zeros included.
-    pub by_status: std::collections::BTreeMap<String, u64>,
-    /// Rules with at least one signal, most signals first.
-    pub by_rule: Vec<RuleCount>,
-    /// Per time bucket, oldest first, when buckets were asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub series: Option<Vec<Bucket>>,
-}
-
-/// The signals created in `[start, start + bucket)`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Bucket {
-    /// RFC 3339.
-    pub start: String,
-    pub start_unix_ms: u64,
-    pub total: u64,
-    /// Rule id → signals, for rules with at least one.
-    pub by_rule: std::collections::BTreeMap<String, u64>,
-}
-
-/// Buckets of a count: `count` buckets of `width_ms` from `start_unix_ms`.
-#[derive(Clone, Copy, Debug)]
-pub struct Buckets {
-    pub start_unix_ms: u64,
-    pub width_ms: u64,
-    pub count: usize,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RuleCount {
-    pub rule_id: String,
-    pub rule_name: String,
-    pub count: u64,
-    /// Severities with at least one signal.
-    pub by_severity: std::collections::BTreeMap<String, u64>,
+    /// Signals resolved as cleared by this evaluation (after the change).
+    pub cleared: Vec<Signal>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,18 +233,12 @@ pub struct Signals {
 }
 
 fn prefix(tenant: &TenantId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + tenant.as_str().len() + 32);
-    key.extend_from_slice(&(tenant.as_str().len() as u32).to_be_bytes());
-    key.extend_from_slice(tenant.as_str().as_bytes());
-    key
+    Key::tenant(tenant).into_vec()
 }
 
+/// The tenant's prefix, then fixed-width parts (ids, times).
 fn keyed(tenant: &TenantId, parts: &[&[u8]]) -> Vec<u8> {
-    let mut key = prefix(tenant);
-    for part in parts {
-        key.extend_from_slice(part);
-    }
-    key
+    parts.iter().fold(Key::tenant(tenant), |key, part| key.raw(part)).into_vec()
 }
 
 /// Milliseconds, then a process-wide sequence: ids made later sort later, even
@@ -384,23 +341,10 @@ impl Signals {
                 let id = new_id(now);
                 let witnesses = witnesses_of(trace, &violation.span_ids, &mut witness_budget);
                 let signal = Signal {
-                    id: format!("s_{}", hex::encode(id)),
-                    rule_id: rule.id.clone(),
-                    rule_name: rule.name.clone(),
-                    rule_version: rule.version,
-                    severity: violation.severity,
-                    message: violation.message.clone(),
                     trace_id: trace_id.clone(),
                     span_ids: violation.span_ids.clone(),
-                    status: Status::Open,
-                    created_at: rfc3339(now),
-                    created_unix_ms: now,
-                    updated_at: rfc3339(now),
-                    attributes: violation.attributes.clone(),
                     witnesses,
-                    resolution: None,
-                    history: Vec::new(),
-                    window: None,
+                    ..Signal::open(id, rule, violation, now)
                 };
                 self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
                 self.dedup.insert(dedup_entry, &id)?;
@@ -413,35 +357,22 @@ impl Signals {
             for entry in self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])) {
                 let (key, _) = entry?;
                 let signal_key = keyed(tenant, &[&key[key.len() - 16..]]);
-                let Some(value) = self.signals.get(&signal_key)? else { continue };
-                let mut signal: Signal = serde_json::from_slice(&value)?;
-                if signal.status != Status::Open || !ran.contains(&signal.rule_id.as_str()) {
-                    continue;
-                }
-                if current_keys.contains(&dedup_key(&signal.rule_id, &trace_id, &signal.message, &signal.span_ids)) {
-                    continue;
-                }
-                signal.history.push(StatusChange {
-                    from: signal.status,
-                    to: Status::Resolved,
-                    note: "cleared: spans that arrived later no longer violate the rule".into(),
-                    author: "fluo".into(),
-                    author_name: None,
-                    at: rfc3339(now),
-                });
-                signal.status = Status::Resolved;
-                signal.updated_at = rfc3339(now);
-                signal.resolution = Some(Resolution {
-                    reason: "cleared".into(),
-                    note: "spans that arrived later no longer violate the rule".into(),
-                    at: rfc3339(now),
-                });
-                self.signals.insert(signal_key, serde_json::to_vec(&signal)?)?;
-                recorded.cleared += 1;
+                // Decided on the signal as it is at the write: an
+                // acknowledgement that lands first keeps the signal.
+                let cleared = self.transition(&signal_key, |signal| {
+                    let still_violated = current_keys.contains(&dedup_key(&signal.rule_id, &trace_id, &signal.message, &signal.span_ids));
+                    Ok((signal.status == Status::Open && ran.contains(&signal.rule_id.as_str()) && !still_violated).then_some(Change {
+                        to: Status::Resolved,
+                        note: "spans that arrived later no longer violate the rule",
+                        author: "fluo",
+                        reason: Some("cleared"),
+                    }))
+                })?;
+                recorded.cleared.extend(cleared);
             }
         }
         let has_signals = self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])).next().is_some();
-        if has_signals && (!recorded.created.is_empty() || recorded.cleared > 0 || amended) {
+        if has_signals && (!recorded.created.is_empty() || !recorded.cleared.is_empty() || amended) {
             self.snapshots.insert(keyed(tenant, &[&trace.trace_id]), otlp)?;
         }
         Ok(recorded)
@@ -506,22 +437,9 @@ impl Signals {
         }
         let id = new_id(now);
         let signal = Signal {
-            id: format!("s_{}", hex::encode(id)),
-            rule_id: rule.id.clone(),
-            rule_name: rule.name.clone(),
-            rule_version: rule.version,
-            severity: violation.severity,
-            message: violation.message.clone(),
             trace_id: trace_ids.first().cloned().unwrap_or_default(),
             span_ids: witnesses.iter().map(|span| hex::encode(span.span_id)).collect(),
-            status: Status::Open,
-            created_at: rfc3339(now),
-            created_unix_ms: now,
-            updated_at: rfc3339(now),
-            attributes: violation.attributes.clone(),
             witnesses: witnesses.iter().map(|span| Witness::of(span)).collect(),
-            resolution: None,
-            history: Vec::new(),
             window: Some(WindowDetails {
                 start: rfc3339(start),
                 end: rfc3339(end),
@@ -530,6 +448,7 @@ impl Signals {
                 spans_in_window: window.spans.len() as u64,
                 trace_ids,
             }),
+            ..Signal::open(id, rule, violation, now)
         };
         self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
         Ok((signal, true))
@@ -543,143 +462,28 @@ impl Signals {
         }
     }
 
-    /// Changes a signal's status (flushed before returning); `None` if the
-    /// tenant has no such signal.
-    pub fn set_status(&self, tenant: &TenantId, id: &str, status: Status, note: &str, author: &str) -> Result<Option<Signal>, SignalError> {
-        let Some(bytes) = id_bytes(id) else { return Ok(None) };
-        let key = keyed(tenant, &[&bytes]);
-        let Some(value) = self.signals.get(&key)? else { return Ok(None) };
-        let mut signal: Signal = serde_json::from_slice(&value)?;
-        if !signal.status.may_become(status) {
-            return Err(SignalError::Transition { from: signal.status.as_str(), to: status.as_str() });
-        }
-        let now = rfc3339(now_ms());
-        signal.history.push(StatusChange {
-            from: signal.status,
-            to: status,
-            note: note.into(),
-            author: author.into(),
-            author_name: None,
-            at: now.clone(),
-        });
-        signal.status = status;
-        signal.updated_at = now.clone();
-        signal.resolution = match status {
-            Status::Resolved | Status::FalsePositive => Some(Resolution { reason: status.as_str().into(), note: note.into(), at: now }),
-            Status::Open | Status::Acknowledged => None,
-        };
-        // Compare-and-swap: a concurrent change (an amendment clearing it) wins or loses whole.
-        if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&signal)?))?.is_err() {
-            return self.set_status(tenant, id, status, note, author);
-        }
-        self.store.db.flush()?;
-        Ok(Some(signal))
-    }
-
     /// The stored snapshot of a trace that has signals, as OTLP protobuf.
     pub fn snapshot(&self, tenant: &TenantId, trace_id: &[u8; 16]) -> Result<Option<Vec<u8>>, SignalError> {
         Ok(self.snapshots.get(keyed(tenant, &[trace_id]))?.map(|value| value.to_vec()))
     }
-
-    /// Newest first; `next_cursor` is set when there may be more.
-    /// The tenant's signals newest first, from `upper` (exclusive) down to
-    /// `since`, that `filter` keeps.
-    fn scan<'a>(&'a self, tenant: &TenantId, filter: &'a Filter, upper: Vec<u8>) -> impl Iterator<Item = Result<Signal, SignalError>> + 'a {
-        let mut upper = upper;
-        if let Some(until) = filter.until_unix_ms {
-            // Ids start with their creation millisecond, big-endian.
-            let bound = keyed(tenant, &[&until.to_be_bytes()]);
-            upper = upper.min(bound);
-        }
-        self.signals
-            .range(prefix(tenant)..upper)
-            .rev()
-            .map(|entry| -> Result<Signal, SignalError> { Ok(serde_json::from_slice(&entry?.1)?) })
-            .take_while(
-                move |signal| !matches!((signal, filter.since_unix_ms), (Ok(signal), Some(since)) if signal.created_unix_ms < since),
-            )
-            .filter(move |signal| signal.as_ref().map_or(true, |signal| filter.keeps(signal)))
-    }
-
-    /// A page of signals, newest first. The cursor is the last id of the previous
-    /// page: ids only grow, so signals created meanwhile never shift a page.
-    pub fn list(&self, tenant: &TenantId, filter: &Filter) -> Result<(Vec<Signal>, Option<String>), SignalError> {
-        let limit = filter.limit.clamp(1, 500);
-        let upper = match &filter.cursor {
-            Some(cursor) => keyed(tenant, &[&id_bytes(cursor).ok_or(SignalError::Cursor)?]),
-            None => keyed(tenant, &[&[0xff; 17]]),
-        };
-        let mut items = self.scan(tenant, filter, upper).take(limit + 1).collect::<Result<Vec<_>, _>>()?;
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = if more { items.last().map(|signal| signal.id.clone()) } else { None };
-        Ok((items, next_cursor))
-    }
-
-    /// Counts of the signals `filter` keeps, by severity, status and rule.
-    pub fn counts(&self, tenant: &TenantId, filter: &Filter, buckets: Option<Buckets>) -> Result<Counts, SignalError> {
-        let mut counts = Counts::default();
-        counts.series = buckets.map(|buckets| {
-            (0..buckets.count as u64)
-                .map(|index| {
-                    let start_unix_ms = buckets.start_unix_ms + index * buckets.width_ms;
-                    Bucket { start: rfc3339(start_unix_ms), start_unix_ms, total: 0, by_rule: Default::default() }
-                })
-                .collect()
-        });
-        for severity in Severity::ALL {
-            counts.by_severity.insert(severity.as_str().to_string(), 0);
-        }
-        for status in Status::ALL {
-            counts.by_status.insert(status.as_str().to_string(), 0);
-        }
-        let mut rules: std::collections::HashMap<String, RuleCount> = std::collections::HashMap::new();
-        for signal in self.scan(tenant, filter, keyed(tenant, &[&[0xff; 17]])) {
-            let signal = signal?;
-            counts.total += 1;
-            *counts.by_severity.entry(signal.severity.as_str().to_string()).or_default() += 1;
-            *counts.by_status.entry(signal.status.as_str().to_string()).or_default() += 1;
-            let rule = rules.entry(signal.rule_id.clone()).or_insert_with(|| RuleCount {
-                rule_id: signal.rule_id.clone(),
-                rule_name: signal.rule_name.clone(),
-                count: 0,
-                by_severity: Default::default(),
-            });
-            rule.count += 1;
-            *rule.by_severity.entry(signal.severity.as_str().to_string()).or_default() += 1;
-            if let (Some(series), Some(buckets)) = (counts.series.as_mut(), buckets) {
-                let index = signal.created_unix_ms.checked_sub(buckets.start_unix_ms).map(|offset| offset / buckets.width_ms);
-                if let Some(bucket) = index.and_then(|index| series.get_mut(index as usize)) {
-                    bucket.total += 1;
-                    *bucket.by_rule.entry(signal.rule_id.clone()).or_default() += 1;
-                }
-            }
-        }
-        counts.by_rule = rules.into_values().collect();
-        counts.by_rule.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule_name.cmp(&b.rule_name)));
-        Ok(counts)
-    }
 }
-
-/// The formatter moved to the model layer ([`crate::time`]); kept here for callers.
-pub use crate::time::rfc3339;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::convert;
+    use crate::model::otlp;
 
     fn trace(names: &[(&str, u8)]) -> Trace {
         let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
             "scopeSpans": [{"spans": names.iter().map(|(name, id)| serde_json::json!({
                 "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": format!("00000000000000{id:02x}"), "name": name,
                 "startTimeUnixNano": "1", "endTimeUnixNano": "2"})).collect::<Vec<_>>()}]}]});
-        let spans = convert::convert(convert::from_json(json.to_string().as_bytes()).unwrap()).spans;
+        let spans = otlp::convert(otlp::from_json(json.to_string().as_bytes()).unwrap()).spans;
         Trace::new(spans[0].trace_id, spans)
     }
 
     fn otlp(trace: &Trace) -> Vec<u8> {
-        prost::Message::encode_to_vec(&convert::to_otlp(&trace.spans))
+        prost::Message::encode_to_vec(&otlp::to_otlp(&trace.spans))
     }
 
     fn violation(message: &str, span: &str) -> Violation {
@@ -689,7 +493,7 @@ mod tests {
     #[test]
     fn witness_copies_are_deduplicated_and_bounded() {
         let mut big = trace(&[("payment.charge_card", 1)]);
-        big.spans[0].attributes.push(("blob".into(), crate::trace::Value::Str("x".repeat(60_000))));
+        big.spans[0].attributes.push(("blob".into(), crate::model::trace::Value::Str("x".repeat(60_000))));
         // Case variants of one id are one witness.
         let variants: Vec<String> = ["000000000000000a", "000000000000000A", "000000000000000a"].iter().map(|id| id.to_string()).collect();
         let mut budget = crate::rules::WITNESS_BYTES;
@@ -709,6 +513,55 @@ mod tests {
         assert!(recorded.created.iter().all(|signal| signal.span_ids == ["0000000000000001"]));
     }
 
+    /// An acknowledgement racing an automatic clear: both go through one
+    /// compare-and-swap path, so whichever lands second sees the first; an
+    /// accepted acknowledgement is never overwritten by the clear.
+    #[test]
+    fn an_acknowledgement_racing_a_clear_is_never_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let signals = Arc::new(Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap());
+        let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
+        let first = trace(&[("payment.charge_card", 1)]);
+        let amended = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 2)]);
+        let (mut acknowledged_first, mut cleared_first) = (0, 0);
+        for round in 0..300 {
+            let tenant = TenantId::trusted(&format!("t_{round}"));
+            let runs = vec![(rule.clone(), vec![violation("charge without fraud check", "0000000000000001")])];
+            let id = signals.record(&tenant, &first, &otlp(&first), &runs, false).unwrap().created[0].id.clone();
+            let start = Arc::new(std::sync::Barrier::new(2));
+            let acknowledging = {
+                let (signals, tenant, id, start) = (signals.clone(), tenant.clone(), id.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    signals.set_status(&tenant, &id, Status::Acknowledged, "looking", "u_ed")
+                })
+            };
+            start.wait();
+            // The amended trace no longer violates the rule: clear it.
+            let recorded = signals.record(&tenant, &amended, &otlp(&amended), &[(rule.clone(), vec![])], true).unwrap();
+            let acknowledgement = acknowledging.join().unwrap();
+            let stored = signals.get(&tenant, &id).unwrap().unwrap();
+            let authors: Vec<&str> = stored.history.iter().map(|change| change.author.as_str()).collect();
+            assert_eq!(stored.history.last().map(|change| change.to), Some(stored.status), "{authors:?}");
+            match (acknowledgement, recorded.cleared.is_empty()) {
+                // Acknowledged first: the clear leaves it alone.
+                (Ok(Some(_)), true) => {
+                    assert_eq!((stored.status, authors.as_slice()), (Status::Acknowledged, ["u_ed"].as_slice()));
+                    acknowledged_first += 1;
+                }
+                // Cleared first: acknowledging a resolved signal is refused, not lost.
+                (Err(SignalError::Transition { .. }), false) => {
+                    assert_eq!((stored.status, authors.as_slice()), (Status::Resolved, ["fluo"].as_slice()));
+                    cleared_first += 1;
+                }
+                (acknowledgement, cleared_empty) => {
+                    panic!("acknowledgement {acknowledgement:?}, cleared: {}, stored: {authors:?}", !cleared_empty)
+                }
+            }
+        }
+        assert!(acknowledged_first + cleared_first == 300);
+    }
+
     #[test]
     fn dedup_clear_and_pagination() {
         let dir = tempfile::tempdir().unwrap();
@@ -724,12 +577,12 @@ mod tests {
         let amended = trace(&[("payment.charge_card", 1), ("cart", 2)]);
         assert_eq!(
             signals.record(&tenant, &amended, &otlp(&amended), &runs, true).unwrap(),
-            Recorded { created: vec![], duplicates: 1, cleared: 0 }
+            Recorded { created: vec![], duplicates: 1, cleared: vec![] }
         );
         // The late fraud check clears it.
         let fixed = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 3)]);
         let recorded = signals.record(&tenant, &fixed, &otlp(&fixed), &[(rule.clone(), vec![])], true).unwrap();
-        assert_eq!(recorded.cleared, 1);
+        assert_eq!(recorded.cleared.len(), 1);
         let (items, cursor) = signals.list(&tenant, &Filter { limit: 10, ..Filter::default() }).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].status, Status::Resolved);

@@ -1,5 +1,6 @@
 //! Tenants, API keys and the operator key: who a bearer credential is and what
-//! it may do. Owns the sled trees `tenants`, `api_keys` and `meta`.
+//! it may do; users and sessions are its [`users`] part. Owns the sled trees
+//! `tenants`, `api_keys` and `meta`.
 //!
 //! A key secret is shown once, at creation, and stored only as its SHA-256:
 //! secrets are 160 random bits, so a fast hash is as strong as a slow one here
@@ -7,19 +8,23 @@
 //! map filled at start and on every write, so authenticating an OTLP request
 //! costs one hash and one map read; revoking a key removes it from both, so
 //! the next request fails. Last-used times are kept in memory and written back
-//! at most once a minute per key. [`TenantId`] values come only from here.
+//! at most once a minute per key. A request's [`TenantId`] comes only from here.
 //!
 //! A tenant holds at most `max_keys_per_tenant` keys (revoking frees a slot).
 //! Long-lived responses (event streams) re-check their credential with
 //! [`Auth::still_valid`] and hold a [`StreamPermit`] from [`Auth::streams`],
 //! at most `streams_per_credential` per key or user.
 
+pub mod users;
+
+use crate::model::tenant::TenantId;
+use crate::model::time::now_ms;
 use crate::store::Store;
+use crate::store::key::Key;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -48,34 +53,13 @@ pub struct IdentityLimits {
 impl Default for IdentityLimits {
     fn default() -> IdentityLimits {
         IdentityLimits {
-            session_ttl: crate::users::TOKEN_TTL,
-            session_max_lifetime: crate::users::SESSION_MAX_LIFETIME,
-            signin_concurrency: crate::users::SIGNIN_CONCURRENCY,
+            session_ttl: crate::auth::users::TOKEN_TTL,
+            session_max_lifetime: crate::auth::users::SESSION_MAX_LIFETIME,
+            signin_concurrency: crate::auth::users::SIGNIN_CONCURRENCY,
             max_keys_per_tenant: MAX_KEYS_PER_TENANT,
-            max_users_per_tenant: crate::users::MAX_USERS_PER_TENANT,
+            max_users_per_tenant: crate::auth::users::MAX_USERS_PER_TENANT,
             streams_per_credential: STREAMS_PER_CREDENTIAL,
         }
-    }
-}
-
-/// A tenant's id, obtained only from a verified credential or the tenants tree.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct TenantId(Arc<str>);
-
-impl TenantId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// For the CLI, which works on a local database as its owner.
-    pub fn trusted(id: &str) -> TenantId {
-        TenantId(id.into())
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -110,7 +94,7 @@ pub enum Principal {
         scopes: Vec<Scope>,
     },
     /// A signed-in user (session token).
-    User(crate::users::Session),
+    User(crate::auth::users::Session),
 }
 
 impl Principal {
@@ -217,7 +201,7 @@ impl CachedKey {
         let last = record.last_used_unix_ms.unwrap_or(0);
         CachedKey {
             principal: Principal::Key {
-                tenant: TenantId(record.tenant.as_str().into()),
+                tenant: TenantId::trusted(&record.tenant),
                 key_id: record.id.clone(),
                 scopes: record.scopes.clone(),
             },
@@ -238,7 +222,7 @@ pub struct NewKey {
 }
 
 pub struct Auth {
-    pub users: crate::users::Users,
+    pub users: crate::auth::users::Users,
     store: Arc<Store>,
     tenants: sled::Tree,
     keys: sled::Tree,
@@ -350,7 +334,7 @@ impl Auth {
             let Ok(record) = serde_json::from_slice::<KeyRecord>(&value) else { continue };
             let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) else { continue };
             // Keys written before the id index existed get their entry.
-            let mut id_key = id_prefix(&TenantId(record.tenant.as_str().into()));
+            let mut id_key = id_prefix(&TenantId::trusted(&record.tenant));
             id_key.extend_from_slice(record.id.as_bytes());
             if key_ids.get(&id_key)?.is_none() {
                 key_ids.insert(id_key, &hash)?;
@@ -359,7 +343,7 @@ impl Auth {
         }
         let streams = StreamPermits::new(limits.streams_per_credential);
         let max_keys_per_tenant = limits.max_keys_per_tenant;
-        let users = crate::users::Users::open(&store.db, &store.dir, jwt_key_file, limits)?;
+        let users = crate::auth::users::Users::open(&store.db, &store.dir, jwt_key_file, limits)?;
         let auth = Auth {
             users,
             store,
@@ -443,9 +427,9 @@ impl Auth {
                 id: record.id,
                 name: record.name,
                 scopes: record.scopes,
-                created_at: crate::time::rfc3339(record.created_unix_ms),
-                expires_at: record.expires_unix_ms.map(crate::time::rfc3339),
-                last_used_at: last_used.map(crate::time::rfc3339),
+                created_at: crate::model::time::rfc3339(record.created_unix_ms),
+                expires_at: record.expires_unix_ms.map(crate::model::time::rfc3339),
+                last_used_at: last_used.map(crate::model::time::rfc3339),
             });
         }
         keys.sort_by(|a, b| a.created_at.cmp(&b.created_at));
@@ -473,17 +457,17 @@ impl Auth {
         }
         let tenant = Tenant { id: format!("t_{}", hex::encode(random::<8>())), name: name.trim().into(), created_unix_ms: now_ms() };
         self.tenants.insert(tenant.id.as_bytes(), serde_json::to_vec(&tenant).expect("tenant serializes"))?;
-        let key = self.insert_key(&TenantId(tenant.id.as_str().into()), "admin", vec![Scope::Admin], None)?;
+        let key = self.insert_key(&TenantId::trusted(&tenant.id), "admin", vec![Scope::Admin], None)?;
         Ok((tenant, key))
     }
 
     /// A new key; `expires_unix_ms` must be in the future and at most
-    /// [`crate::time::MAX_UNIX_MS`]; the tenant must be under its key quota.
+    /// [`crate::model::time::MAX_UNIX_MS`]; the tenant must be under its key quota.
     pub fn create_key(&self, tenant: &TenantId, name: &str, scopes: &[String], expires_unix_ms: Option<u64>) -> Result<NewKey, AuthError> {
         if expires_unix_ms.is_some_and(|expires| expires <= now_ms()) {
             return Err(AuthError::Invalid("expires_at must be in the future".into()));
         }
-        if expires_unix_ms.is_some_and(|expires| expires > crate::time::MAX_UNIX_MS) {
+        if expires_unix_ms.is_some_and(|expires| expires > crate::model::time::MAX_UNIX_MS) {
             return Err(AuthError::Invalid("expires_at must be before the year 10000".into()));
         }
         if name.trim().is_empty() || name.len() > 128 {
@@ -532,9 +516,7 @@ impl Auth {
 }
 
 fn id_prefix(tenant: &TenantId) -> Vec<u8> {
-    let mut key = (tenant.as_str().len() as u32).to_be_bytes().to_vec();
-    key.extend_from_slice(tenant.as_str().as_bytes());
-    key
+    Key::tenant(tenant).into_vec()
 }
 
 fn hash(secret: &str) -> [u8; 32] {
@@ -551,8 +533,6 @@ fn random<const N: usize>() -> [u8; N] {
 fn secret(prefix: &str) -> String {
     format!("{prefix}{}", hex::encode(random::<20>()))
 }
-
-pub use crate::time::now_ms;
 
 #[cfg(test)]
 mod tests {
@@ -576,12 +556,12 @@ mod tests {
         let operator = generated.expect("first start generates an operator key");
         assert!(matches!(auth.authenticate(Some(&format!("Bearer {operator}"))), Ok(Principal::Operator)));
         let (tenant, admin) = auth.create_tenant("acme").unwrap();
-        let ingest = auth.create_key(&TenantId(tenant.id.as_str().into()), "collector", &["ingest".into()], None).unwrap();
+        let ingest = auth.create_key(&TenantId::trusted(&tenant.id), "collector", &["ingest".into()], None).unwrap();
         let principal = auth.authenticate(Some(&format!("Bearer {}", ingest.key))).unwrap();
         assert_eq!(principal.tenant_with(Scope::Ingest).unwrap().as_str(), tenant.id);
         assert!(principal.tenant_with(Scope::Read).is_err());
-        assert!(auth.create_key(&TenantId(tenant.id.as_str().into()), "x", &["root".into()], None).is_err());
-        assert!(auth.create_key(&TenantId(tenant.id.as_str().into()), "x", &["read".into()], Some(1)).is_err(), "expiry in the past");
+        assert!(auth.create_key(&TenantId::trusted(&tenant.id), "x", &["root".into()], None).is_err());
+        assert!(auth.create_key(&TenantId::trusted(&tenant.id), "x", &["read".into()], Some(1)).is_err(), "expiry in the past");
         drop(auth);
         let (auth, generated) = open(dir.path(), None);
         assert!(generated.is_none(), "the operator key is generated once");
@@ -591,7 +571,7 @@ mod tests {
         assert!(matches!(auth.authenticate(Some("Basic abc")), Err(AuthError::Missing)));
         assert!(matches!(auth.authenticate(None), Err(AuthError::Missing)));
         // Listing shows no secret; revocation is immediate and tenant-scoped.
-        let acme = TenantId(tenant.id.as_str().into());
+        let acme = TenantId::trusted(&tenant.id);
         let listed = auth.list_keys(&acme).unwrap();
         assert_eq!(listed.len(), 2);
         assert!(listed.iter().any(|key| key.id == ingest.id && key.last_used_at.is_some()));
@@ -610,9 +590,9 @@ mod tests {
         let (auth, _) = Auth::open(store, None, None, limits).unwrap();
         let (tenant, _) = auth.create_tenant("acme").unwrap();
         let acme = TenantId::trusted(&tenant.id);
-        let refused = auth.create_key(&acme, "far", &["read".into()], Some(crate::time::MAX_UNIX_MS + 1)).unwrap_err();
+        let refused = auth.create_key(&acme, "far", &["read".into()], Some(crate::model::time::MAX_UNIX_MS + 1)).unwrap_err();
         assert!(matches!(refused, AuthError::Invalid(_)), "{refused}");
-        let last = auth.create_key(&acme, "last", &["read".into()], Some(crate::time::MAX_UNIX_MS)).unwrap();
+        let last = auth.create_key(&acme, "last", &["read".into()], Some(crate::model::time::MAX_UNIX_MS)).unwrap();
         assert!(auth.list_keys(&acme).unwrap().iter().any(|key| key.expires_at.as_deref() == Some("9999-12-31T23:59:59.999Z")));
         auth.create_key(&acme, "third", &["read".into()], None).unwrap();
         let over = auth.create_key(&acme, "fourth", &["read".into()], None).unwrap_err();
@@ -653,7 +633,7 @@ mod tests {
         assert!(auth.still_valid(&Principal::Operator, now));
 
         // Sessions: every session of a user counts together; logout and deletion end them.
-        let user = auth.users.create(&acme, "ed@example.com", "correct horse battery", crate::users::Role::Viewer).unwrap();
+        let user = auth.users.create(&acme, "ed@example.com", "correct horse battery", crate::auth::users::Role::Viewer).unwrap();
         let one = auth.users.login(&tenant.id, "ed@example.com", "correct horse battery", None).unwrap();
         let two = auth.users.login(&tenant.id, "ed@example.com", "correct horse battery", None).unwrap();
         let one = auth.authenticate(Some(&format!("Bearer {}", one.token))).unwrap();

@@ -10,7 +10,7 @@
 //! was cut is counted in [`Converted::limited`]. Spans read back from FLUO's
 //! own store are converted with [`SpanLimits::NONE`]: they were capped once.
 
-use crate::trace::{Attributes, Event, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, Value};
+use crate::model::trace::{Attributes, Event, Link, Resource, Scope, Span, SpanId, SpanKind, StatusCode, TraceId, Value};
 pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use std::sync::Arc;
