@@ -172,6 +172,13 @@ impl From<SignalError> for ApiError {
     }
 }
 
+/// The store failed: logged, and a generic 500 for the client.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> ApiError {
+        ApiError::internal(error)
+    }
+}
+
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> ApiError {
         bad(rejection.body_text())

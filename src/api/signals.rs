@@ -199,7 +199,7 @@ fn window_spans(
         if hex::decode_to_slice(trace_id, &mut id).is_err() {
             continue;
         }
-        let retained = state.recent.get(tenant, &id).map_err(ApiError::internal)?.unwrap_or_default();
+        let retained = state.recent.get(tenant, &id)?.unwrap_or_default();
         spans.extend(retained.into_iter().filter(|span| wanted.contains(hex::encode(span.span_id).as_str())));
     }
     if spans.is_empty() {

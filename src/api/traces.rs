@@ -76,7 +76,7 @@ pub async fn list(
         return Err(bad("limit must be 1 to 500"));
     }
     let items = blocking(move || {
-        let traces = state.recent.newest(&tenant, limit).map_err(ApiError::internal)?;
+        let traces = state.recent.newest(&tenant, limit)?;
         Ok(traces.iter().filter_map(|(at, spans)| summary(*at, spans)).collect::<Vec<_>>())
     })
     .await?;
@@ -105,7 +105,7 @@ const VOCABULARY_CAP: usize = 500;
 ))]
 pub async fn vocabulary(State(state): State<ApiState>, Read(tenant): Read) -> Result<Response, ApiError> {
     let vocabulary = blocking(move || {
-        let traces = state.recent.newest(&tenant, 500).map_err(ApiError::internal)?;
+        let traces = state.recent.newest(&tenant, 500)?;
         let (mut services, mut names, mut keys, mut resource_keys) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for span in traces.iter().flat_map(|(_, spans)| spans) {
             services.extend(span.resource.service.clone());
@@ -141,8 +141,7 @@ pub async fn get_trace(
     let (_, otlp) = blocking(move || {
         state
             .recent
-            .get_raw(&tenant, &id)
-            .map_err(ApiError::internal)?
+            .get_raw(&tenant, &id)?
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such trace (or no longer retained)"))
     })
     .await?;

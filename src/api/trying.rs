@@ -345,8 +345,7 @@ pub async fn backtest(
         let loaded = crate::pipeline::active::load(&state.engine, &version, &wasm).map_err(ApiError::internal)?;
         let traces: Vec<crate::model::trace::Trace> = state
             .recent
-            .newest(&tenant, limit)
-            .map_err(ApiError::internal)?
+            .newest(&tenant, limit)?
             .into_iter()
             .filter(|(_, spans)| !spans.is_empty())
             .map(|(_, spans)| crate::model::trace::Trace::new(spans[0].trace_id, spans))

@@ -11,12 +11,33 @@
 //! creates inside with the process umask stay out of other users' reach.
 
 use crate::model::rule::RuleMeta;
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub mod key;
 pub mod traces;
+
+/// The one error type of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("corrupt key: {0}")]
+    Key(#[from] std::array::TryFromSliceError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Wraps an I/O error with what was being done.
+fn io(what: impl FnOnce() -> String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Io { what: what(), source }
+}
 
 use key::Key;
 
@@ -84,11 +105,11 @@ fn private_dir(dir: &Path) -> Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("create data directory {}", dir.display()))?;
-    let mode = std::fs::metadata(dir).with_context(|| format!("read data directory {}", dir.display()))?.permissions().mode() & 0o777;
+        .map_err(io(|| format!("create data directory {}", dir.display())))?;
+    let mode = std::fs::metadata(dir).map_err(io(|| format!("read data directory {}", dir.display())))?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("data directory {} has mode {mode:o}; making it 0700 failed", dir.display()))?;
+            .map_err(io(|| format!("data directory {} has mode {mode:o}; making it 0700 failed", dir.display())))?;
         tracing::warn!(dir = %dir.display(), was = %format!("{mode:o}"), "data directory was open to other users; mode set to 0700");
     }
     Ok(())
@@ -97,7 +118,10 @@ fn private_dir(dir: &Path) -> Result<()> {
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         private_dir(dir)?;
-        let db = sled::open(dir.join("db")).with_context(|| format!("open sled database in {}", dir.display()))?;
+        let db = sled::open(dir.join("db")).map_err(|error| match error {
+            sled::Error::Io(source) => StoreError::Io { what: format!("open sled database in {}", dir.display()), source },
+            other => StoreError::Sled(other),
+        })?;
         let versions = db.open_tree("rule_versions")?;
         let modules = db.open_tree("rule_modules")?;
         let states = db.open_tree("rule_states")?;
@@ -239,7 +263,7 @@ impl Store {
         author: Option<String>,
     ) -> Result<u32> {
         if tenant.is_empty() || rule.is_empty() {
-            bail!("tenant and rule names must not be empty");
+            return Err(StoreError::Invalid("tenant and rule names must not be empty"));
         }
         let latest = self.versions.scan_prefix(key(tenant, rule, None)).keys().next_back().transpose()?;
         let version = match latest {

@@ -25,12 +25,12 @@ fn stored_spans(request: crate::model::otlp::ExportTraceServiceRequest) -> Vec<S
 }
 
 impl RecentTraces {
-    pub fn open(db: &sled::Db) -> sled::Result<RecentTraces> {
+    pub fn open(db: &sled::Db) -> super::Result<RecentTraces> {
         Ok(RecentTraces { traces: db.open_tree("recent_traces")?, by_time: db.open_tree("recent_traces_by_time")? })
     }
 
     /// The spans of `trace_id` as last evaluated, if still retained.
-    pub fn get(&self, tenant: &TenantId, trace_id: &TraceId) -> sled::Result<Option<Vec<Span>>> {
+    pub fn get(&self, tenant: &TenantId, trace_id: &TraceId) -> super::Result<Option<Vec<Span>>> {
         let Some(value) = self.traces.get(trace_key(tenant, trace_id))? else { return Ok(None) };
         if value.len() < 8 {
             return Ok(None);
@@ -41,7 +41,7 @@ impl RecentTraces {
     }
 
     /// Stores a trace given as encoded OTLP protobuf (`encode(to_otlp(spans))`).
-    pub fn put(&self, tenant: &TenantId, trace_id: &TraceId, otlp: &[u8], now_unix_ms: u64) -> sled::Result<()> {
+    pub fn put(&self, tenant: &TenantId, trace_id: &TraceId, otlp: &[u8], now_unix_ms: u64) -> super::Result<()> {
         let key = trace_key(tenant, trace_id);
         let mut value = Vec::with_capacity(8 + otlp.len());
         value.extend_from_slice(&now_unix_ms.to_be_bytes());
@@ -58,7 +58,7 @@ impl RecentTraces {
     }
 
     /// The stored copy as (evaluation time, OTLP protobuf).
-    pub fn get_raw(&self, tenant: &TenantId, trace_id: &TraceId) -> sled::Result<Option<(u64, Vec<u8>)>> {
+    pub fn get_raw(&self, tenant: &TenantId, trace_id: &TraceId) -> super::Result<Option<(u64, Vec<u8>)>> {
         let Some(value) = self.traces.get(trace_key(tenant, trace_id))? else { return Ok(None) };
         if value.len() < 8 {
             return Ok(None);
@@ -71,7 +71,7 @@ impl RecentTraces {
     /// evaluated first, with their evaluation time (Unix ms). It walks the time
     /// index of every tenant backwards, so its cost grows with all retained
     /// traces (bounded by `--trace-retention`), not only this tenant's.
-    pub fn newest(&self, tenant: &TenantId, limit: usize) -> sled::Result<Vec<(u64, Vec<Span>)>> {
+    pub fn newest(&self, tenant: &TenantId, limit: usize) -> super::Result<Vec<(u64, Vec<Span>)>> {
         let prefix = trace_key(tenant, &[0; 16]);
         let prefix = &prefix[..prefix.len() - 16];
         let mut traces = Vec::new();
@@ -96,7 +96,7 @@ impl RecentTraces {
     }
 
     /// Removes traces evaluated before `cutoff_unix_ms`; returns how many.
-    pub fn prune(&self, cutoff_unix_ms: u64) -> sled::Result<usize> {
+    pub fn prune(&self, cutoff_unix_ms: u64) -> super::Result<usize> {
         let mut removed = 0;
         for entry in self.by_time.range(..cutoff_unix_ms.to_be_bytes().to_vec()) {
             let (index, _) = entry?;
