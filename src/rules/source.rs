@@ -133,21 +133,12 @@ pub fn check_nesting(source: &str) -> Result<(), SourceError> {
             }
             b'`' => {
                 operators = 0;
-                match skip_template(bytes, index + 1) {
-                    (end, true) => {
-                        open.push(b'$');
-                        chains.push(0);
-                        if open.len() > MAX_NESTING {
-                            return Err(too_deep(end - 2));
-                        }
-                        operand_expected = true;
-                        index = end;
-                    }
-                    (end, false) => {
-                        operand_expected = false;
-                        index = end;
-                    }
+                let (end, opened) = template_text(bytes, index + 1, &mut open, &mut chains);
+                if open.len() > MAX_NESTING {
+                    return Err(too_deep(end - 2));
                 }
+                operand_expected = opened;
+                index = end;
                 continue;
             }
             b'(' | b'[' | b'{' => {
@@ -161,18 +152,10 @@ pub fn check_nesting(source: &str) -> Result<(), SourceError> {
             b'}' if open.last() == Some(&b'$') => {
                 open.pop();
                 pop_chain(&mut chains);
-                match skip_template(bytes, index + 1) {
-                    (end, true) => {
-                        open.push(b'$');
-                        chains.push(0);
-                        operand_expected = true;
-                        index = end;
-                    }
-                    (end, false) => {
-                        operand_expected = false;
-                        index = end;
-                    }
-                }
+                // Back in the template's text: the same depth as before its `${`.
+                let (end, opened) = template_text(bytes, index + 1, &mut open, &mut chains);
+                operand_expected = opened;
+                index = end;
                 continue;
             }
             b')' | b']' | b'}' => {
@@ -266,6 +249,17 @@ pub fn check_nesting(source: &str) -> Result<(), SourceError> {
 }
 
 /// Leaves a bracket's chain count; the top level's is never popped.
+/// Skips template text from `from`; at a `${` the template stays open as one
+/// more nesting level. Returns where scanning goes on and whether a `${` opened.
+fn template_text(bytes: &[u8], from: usize, open: &mut Vec<u8>, chains: &mut Vec<usize>) -> (usize, bool) {
+    let (end, opened) = skip_template(bytes, from);
+    if opened {
+        open.push(b'$');
+        chains.push(0);
+    }
+    (end, opened)
+}
+
 fn pop_chain(chains: &mut Vec<usize>) {
     if chains.len() > 1 {
         chains.pop();
