@@ -7,8 +7,8 @@
 # tests/api_examples.rs) use. With the argument `test` it also installs
 # Debian's chromium, which the console's browser tests (tests/browser.rs, with
 # Playwright's `executablePath`) drive headless; no browser is downloaded —
-# and Debian's prometheus, whose `promtool check metrics` the metrics test
-# (tests/hardening_ingest.rs) runs on the served /metrics text.
+# and Debian's prometheus, which the metrics test (tests/hardening_ingest.rs)
+# starts on loopback to scrape the served /metrics.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 

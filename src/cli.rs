@@ -329,7 +329,7 @@ pub fn rules_push(args: PushArgs) -> ExitCode {
         }
     };
     let stored = crate::store::Store::open(&args.data_dir).and_then(|store| {
-        store.push_version(
+        store.rules.push(
             &args.tenant,
             &name,
             &source,

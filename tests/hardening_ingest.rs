@@ -2,7 +2,7 @@
 //! attributes and byte floods (admission by bytes, the live-trace memory
 //! budget), late spans past the per-trace caps, half-sent requests
 //! (slowloris) and connection floods, refused requests in the metrics and the
-//! log, `/metrics` checked by Prometheus' own `promtool`, and the API's 405.
+//! log, `/metrics` scraped by a real Prometheus server, and the API's 405.
 
 mod common;
 
@@ -274,10 +274,10 @@ async fn grpc_connections_are_capped() {
 }
 
 /// Item 16: refused OTLP requests are counted by reason and logged; the
-/// served /metrics passes `promtool check metrics`; a 405 carries the API's
-/// JSON error body.
+/// served /metrics (OpenMetrics) is scraped by a real Prometheus without
+/// error; a 405 carries the API's JSON error body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_are_counted_metrics_pass_promtool_and_405_is_json() {
+async fn refusals_are_counted_metrics_are_scraped_by_prometheus_and_405_is_json() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--trace-idle", "100ms"]);
     let (_, admin) = server.tenant("acme");
@@ -319,18 +319,14 @@ async fn refusals_are_counted_metrics_pass_promtool_and_405_is_json() {
     assert_eq!(status, 200);
     let text = String::from_utf8(metrics).unwrap();
     assert!(text.contains("fluo_rule_fuel_used_total{tenant="), "{text}");
-    let promtool = which_promtool();
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics: {report}\n{text}");
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF:\n{text}");
+    let (_prometheus, refused) = tokio::task::spawn_blocking({
+        let api = server.api;
+        move || scraped_by_prometheus(api, "fluo_requests_refused_total{reason=\"unauthenticated\"}")
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused, 2.0, "the value Prometheus stored from its scrape of /metrics");
 
     // 405 in the API's error shape, with Allow.
     let (status, headers, body) = http(server.api, "DELETE", "/healthz", None, &[], None);
@@ -347,8 +343,66 @@ async fn refusals_are_counted_metrics_pass_promtool_and_405_is_json() {
     assert!(serde_json::from_slice::<Value>(&body).unwrap()["message"].is_string());
 }
 
-fn which_promtool() -> std::path::PathBuf {
-    let path = std::path::PathBuf::from("/usr/bin/promtool");
-    assert!(path.exists(), "promtool missing: run `bash scripts/setup.sh test` (Debian's prometheus package)");
-    path
+/// A Prometheus server (Debian's, on loopback, killed on drop).
+struct Prometheus {
+    child: std::process::Child,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Prometheus scraping FLUO's `/metrics` (operator key, every second),
+/// waits until the target is up without a scrape error, and returns the value
+/// of `query` as Prometheus stored it.
+fn scraped_by_prometheus(api: SocketAddr, query: &str) -> (Prometheus, f64) {
+    let binary = std::path::Path::new("/usr/bin/prometheus");
+    assert!(binary.exists(), "prometheus missing: run `bash scripts/setup.sh test` (Debian's prometheus package)");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\nscrape_configs:\n  - job_name: fluo\n    authorization: {{type: Bearer, credentials: {OPERATOR_KEY}}}\n    static_configs: [{{targets: ['{api}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let web: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = std::process::Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let prometheus = Prometheus { child, _data: dir };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    loop {
+        assert!(Instant::now() < deadline, "Prometheus never scraped /metrics successfully; last: {last}");
+        std::thread::sleep(Duration::from_millis(250));
+        let Ok(stream) = TcpStream::connect(web) else { continue };
+        drop(stream);
+        let (status, _, body) = http(web, "GET", "/api/v1/targets", None, &[], None);
+        last = String::from_utf8_lossy(&body).into_owned();
+        let targets: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let target = &targets["data"]["activeTargets"][0];
+        if status != 200 || target["health"] != "up" {
+            continue;
+        }
+        assert_eq!(target["lastError"], "", "{target}");
+        let encoded: String = query.bytes().map(|byte| format!("%{byte:02X}")).collect();
+        let (_, _, body) = http(web, "GET", &format!("/api/v1/query?query={encoded}"), None, &[], None);
+        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        last = answer.to_string();
+        if let Some(value) = answer["data"]["result"][0]["value"][1].as_str() {
+            return (prometheus, value.parse().unwrap());
+        }
+    }
 }

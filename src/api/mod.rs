@@ -503,9 +503,10 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
-/// Prometheus text; carries per-tenant figures, so it needs the operator key.
+/// The counters in the OpenMetrics text format (which Prometheus scrapes);
+/// they carry per-tenant figures, so they need the operator key.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
-    (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4"),
+    (status = 200, description = "OpenMetrics text format 1.0.0", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
     (status = 401, description = "No or unknown credential", body = ErrorBody),
     (status = 403, description = "Not the operator key", body = ErrorBody)
 ), security(("bearer" = [])))]
@@ -513,8 +514,9 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Re
     if !matches!(principal(&state, &headers)?, Principal::Operator) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "metrics need the operator key"));
     }
-    let text = state.pipeline.counters.prometheus(state.pipeline.buffered_spans(), state.pipeline.buffered_bytes());
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    use crate::pipeline::metrics;
+    let text = metrics::exposition(&state.pipeline.counters, state.pipeline.buffered_spans(), state.pipeline.buffered_bytes());
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
 
 /// This document (OpenAPI 3.1), generated from the handlers' annotations.

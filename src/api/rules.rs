@@ -47,7 +47,7 @@ impl Default for RuleQuotas {
 /// 409 `quota_exceeded` if storing a version of `name` would pass a quota.
 fn check_quota(state: &ApiState, tenant: &TenantId, name: &str) -> Result<(), ApiError> {
     let quotas = state.rule_quotas;
-    let rules = state.store.rules(tenant.as_str())?;
+    let rules = state.store.rules.list(tenant.as_str())?;
     let exceeded = |message: String| ApiError::new(StatusCode::CONFLICT, "quota_exceeded", message);
     match rules.iter().find(|rule| rule.name == name) {
         Some(rule) if rule.latest_version >= quotas.versions_per_rule => Err(exceeded(format!(
@@ -223,7 +223,7 @@ async fn store_version(
     let version = blocking(move || {
         let _slot = slot;
         check_quota(&state_for_store, &tenant_for_store, &rule_name)?;
-        let version = state_for_store.store.push_version(
+        let version = state_for_store.store.rules.push(
             tenant_for_store.as_str(),
             &rule_name,
             &source,
@@ -293,8 +293,8 @@ pub async fn list(State(state): State<ApiState>, Read(tenant): Read) -> Result<R
         let last_day = last_day(&state, &tenant)?;
         let store = &state.store;
         let mut items = Vec::new();
-        for rule in store.rules(tenant.as_str())? {
-            if let Some((active, _)) = store.version(tenant.as_str(), &rule.name, rule.active_version)? {
+        for rule in store.rules.list(tenant.as_str())? {
+            if let Some((active, _)) = store.rules.version(tenant.as_str(), &rule.name, rule.active_version)? {
                 items.push(RuleInfo::of(&rule, &active, None).with_stats(&state, &tenant, &last_day));
             }
         }
@@ -306,7 +306,7 @@ pub async fn list(State(state): State<ApiState>, Read(tenant): Read) -> Result<R
 
 /// Finds a rule of the tenant by id, or 404.
 pub(super) fn find(state: &ApiState, tenant: &TenantId, id: &str) -> Result<RuleState, ApiError> {
-    state.store.rule_by_id(tenant.as_str(), id)?.ok_or_else(not_found)
+    state.store.rules.by_id(tenant.as_str(), id)?.ok_or_else(not_found)
 }
 
 /// One version of a rule, or 404.
@@ -317,7 +317,7 @@ pub(super) fn unknown_version(number: u32) -> ApiError {
 }
 
 pub(super) fn find_version(state: &ApiState, tenant: &TenantId, rule: &RuleState, number: u32) -> Result<(RuleVersion, Vec<u8>), ApiError> {
-    state.store.version(tenant.as_str(), &rule.name, number)?.ok_or_else(|| ApiError::not_found("version"))
+    state.store.rules.version(tenant.as_str(), &rule.name, number)?.ok_or_else(|| ApiError::not_found("version"))
 }
 
 /// A rule with its active version's source.
@@ -343,7 +343,7 @@ pub async fn get_one(State(state): State<ApiState>, Read(tenant): Read, ApiPath(
 pub async fn versions(State(state): State<ApiState>, Read(tenant): Read, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let items = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
-        let versions = state.store.versions(tenant.as_str(), &rule.name)?;
+        let versions = state.store.rules.versions(tenant.as_str(), &rule.name)?;
         let names = author_names(&state, &tenant)?;
         Ok(versions.iter().map(|version| VersionInfo::of(version, false, &names)).collect::<Vec<VersionInfo>>())
     })
@@ -450,7 +450,8 @@ pub async fn activate(
 ) -> Result<Response, ApiError> {
     let info = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
-        let rule = state.store.activate(tenant.as_str(), &rule.name, request.version)?.ok_or_else(|| unknown_version(request.version))?;
+        let rule =
+            state.store.rules.activate(tenant.as_str(), &rule.name, request.version)?.ok_or_else(|| unknown_version(request.version))?;
         reload(&state, &tenant)?;
         let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
         Ok(RuleInfo::of(&rule, &active, None))
@@ -462,7 +463,7 @@ pub async fn activate(
 async fn set_enabled(state: ApiState, Write(tenant): Write, ApiPath(id): ApiPath<String>, enabled: bool) -> Result<Response, ApiError> {
     let info = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
-        let rule = state.store.set_enabled(tenant.as_str(), &rule.name, enabled)?.ok_or_else(not_found)?;
+        let rule = state.store.rules.set_enabled(tenant.as_str(), &rule.name, enabled)?.ok_or_else(not_found)?;
         reload(&state, &tenant)?;
         let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
         Ok(RuleInfo::of(&rule, &active, None))
@@ -497,7 +498,7 @@ pub async fn disable(State(state): State<ApiState>, caller: Write, id: ApiPath<S
 pub async fn delete(State(state): State<ApiState>, Write(tenant): Write, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     blocking(move || {
         let rule = find(&state, &tenant, &id)?;
-        state.store.delete_rule(tenant.as_str(), &rule.name)?;
+        state.store.rules.delete(tenant.as_str(), &rule.name)?;
         reload(&state, &tenant)
     })
     .await?;

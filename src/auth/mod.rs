@@ -1,6 +1,6 @@
 //! Tenants, API keys and the operator key: who a bearer credential is and what
-//! it may do; users and sessions are its [`users`] part. Owns the sled trees
-//! `tenants`, `api_keys` and `meta`.
+//! it may do; users and sessions are its [`users`] part. Records live in
+//! [`crate::store::identity`].
 //!
 //! A key secret is shown once, at creation, and stored only as its SHA-256:
 //! secrets are 160 random bits, so a fast hash is as strong as a slow one here
@@ -20,9 +20,8 @@ pub mod users;
 use crate::model::tenant::TenantId;
 use crate::model::time::now_ms;
 use crate::store::Store;
-use crate::store::key::Key;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -63,26 +62,7 @@ impl Default for IdentityLimits {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    Ingest,
-    Read,
-    Write,
-    Admin,
-}
-
-impl Scope {
-    pub fn parse(text: &str) -> Option<Scope> {
-        match text {
-            "ingest" => Some(Scope::Ingest),
-            "read" => Some(Scope::Read),
-            "write" => Some(Scope::Write),
-            "admin" => Some(Scope::Admin),
-            _ => None,
-        }
-    }
-}
+pub use crate::model::tenant::Scope;
 
 /// What a verified credential stands for.
 #[derive(Clone, Debug)]
@@ -155,28 +135,11 @@ pub enum AuthError {
     #[error("{0}")]
     Expired(&'static str),
     #[error("storage error: {0}")]
-    Store(#[from] sled::Error),
+    Store(#[from] crate::store::StoreError),
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Tenant {
-    pub id: String,
-    pub name: String,
-    pub created_unix_ms: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct KeyRecord {
-    id: String,
-    tenant: String,
-    name: String,
-    scopes: Vec<Scope>,
-    created_unix_ms: u64,
-    #[serde(default)]
-    expires_unix_ms: Option<u64>,
-    #[serde(default)]
-    last_used_unix_ms: Option<u64>,
-}
+pub use crate::store::identity::Tenant;
+use crate::store::identity::{IdentityStore, KeyRecord};
 
 /// A key as listed: never its secret.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -223,11 +186,7 @@ pub struct NewKey {
 
 pub struct Auth {
     pub users: crate::auth::users::Users,
-    store: Arc<Store>,
-    tenants: sled::Tree,
-    keys: sled::Tree,
-    /// (tenant, key id) → secret hash, for listing and revocation.
-    key_ids: sled::Tree,
+    identity: Arc<dyn IdentityStore>,
     cache: RwLock<HashMap<[u8; 32], CachedKey>>,
     operator_hash: [u8; 32],
     /// Held while counting and adding a tenant's keys, so the quota holds under concurrency.
@@ -289,8 +248,6 @@ impl Drop for StreamPermit {
     }
 }
 
-const OPERATOR_HASH: &[u8] = b"operator_key_sha256";
-
 impl Auth {
     /// Opens the trees and settles the operator key: `configured` (from
     /// `FLUO_OPERATOR_KEY`) replaces the stored one; without it, the stored one is
@@ -302,60 +259,32 @@ impl Auth {
         jwt_key_file: Option<&std::path::Path>,
         limits: IdentityLimits,
     ) -> Result<(Auth, Option<String>), AuthError> {
-        let tenants = store.db.open_tree("tenants")?;
-        let keys = store.db.open_tree("api_keys")?;
-        let key_ids = store.db.open_tree("api_key_ids")?;
-        let meta = store.db.open_tree("meta")?;
+        let identity = store.identity.clone();
         let mut generated = None;
-        let operator_hash = match (configured, meta.get(OPERATOR_HASH)?) {
+        let operator_hash = match (configured, identity.operator_hash()?) {
             (Some(key), _) => {
                 if key.len() < 16 {
                     return Err(AuthError::Invalid("FLUO_OPERATOR_KEY must be at least 16 characters".into()));
                 }
                 let hash = hash(key);
-                meta.insert(OPERATOR_HASH, &hash)?;
+                identity.set_operator_hash(&hash)?;
                 hash
             }
-            (None, Some(stored)) => {
-                stored.as_ref().try_into().map_err(|_| AuthError::Invalid("stored operator key hash is corrupt".into()))?
-            }
+            (None, Some(stored)) => stored,
             (None, None) => {
                 let key = secret("fluo_op_");
                 let hash = hash(&key);
-                meta.insert(OPERATOR_HASH, &hash)?;
+                identity.set_operator_hash(&hash)?;
                 generated = Some(key);
                 hash
             }
         };
-        store.db.flush()?;
-        let mut cache = HashMap::new();
-        for entry in keys.iter() {
-            let (hash, value) = entry?;
-            let Ok(record) = serde_json::from_slice::<KeyRecord>(&value) else { continue };
-            let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) else { continue };
-            // Keys written before the id index existed get their entry.
-            let mut id_key = id_prefix(&TenantId::trusted(&record.tenant));
-            id_key.extend_from_slice(record.id.as_bytes());
-            if key_ids.get(&id_key)?.is_none() {
-                key_ids.insert(id_key, &hash)?;
-            }
-            cache.insert(hash, CachedKey::new(&record));
-        }
+        let cache = identity.all_keys()?.into_iter().map(|(hash, record)| (hash, CachedKey::new(&record))).collect();
         let streams = StreamPermits::new(limits.streams_per_credential);
         let max_keys_per_tenant = limits.max_keys_per_tenant;
-        let users = crate::auth::users::Users::open(&store.db, &store.dir, jwt_key_file, limits)?;
-        let auth = Auth {
-            users,
-            store,
-            tenants,
-            keys,
-            key_ids,
-            cache: RwLock::new(cache),
-            operator_hash,
-            creating: Mutex::new(()),
-            max_keys_per_tenant,
-            streams,
-        };
+        let users = crate::auth::users::Users::open(identity.clone(), &store.dir, jwt_key_file, limits)?;
+        let auth =
+            Auth { users, identity, cache: RwLock::new(cache), operator_hash, creating: Mutex::new(()), max_keys_per_tenant, streams };
         Ok((auth, generated))
     }
 
@@ -367,10 +296,7 @@ impl Auth {
             Principal::Operator => true,
             Principal::User(session) => self.users.still_valid(session, now_unix_ms).unwrap_or(false),
             Principal::Key { tenant, key_id, .. } => {
-                let mut id_key = id_prefix(tenant);
-                id_key.extend_from_slice(key_id.as_bytes());
-                let Ok(Some(hash)) = self.key_ids.get(&id_key) else { return false };
-                let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) else { return false };
+                let Ok(Some(hash)) = self.identity.key_hash(tenant, key_id) else { return false };
                 let cache = self.cache.read().unwrap_or_else(|poison| poison.into_inner());
                 cache.get(&hash).is_some_and(|cached| cached.expires_unix_ms.is_none_or(|expires| expires > now_unix_ms))
             }
@@ -400,12 +326,7 @@ impl Auth {
         if now.saturating_sub(persisted) >= 60_000 {
             cached.persisted.store(now, std::sync::atomic::Ordering::Relaxed);
             drop(cache);
-            // Best effort, not flushed: a lost last-used time is not worth an fsync per request.
-            let _ = self.keys.fetch_and_update(hash, |value| {
-                let mut record: KeyRecord = serde_json::from_slice(value?).ok()?;
-                record.last_used_unix_ms = Some(now);
-                serde_json::to_vec(&record).ok()
-            });
+            self.identity.touch_key(&hash, now);
         }
         Ok(principal)
     }
@@ -414,14 +335,8 @@ impl Auth {
     pub fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyInfo>, AuthError> {
         let cache = self.cache.read().unwrap_or_else(|poison| poison.into_inner());
         let mut keys = Vec::new();
-        for entry in self.key_ids.scan_prefix(id_prefix(tenant)) {
-            let (_, hash) = entry?;
-            let Some(value) = self.keys.get(&hash)? else { continue };
-            let Ok(record) = serde_json::from_slice::<KeyRecord>(&value) else { continue };
-            let live = <[u8; 32]>::try_from(hash.as_ref())
-                .ok()
-                .and_then(|hash| cache.get(&hash))
-                .map(|cached| cached.last_used.load(std::sync::atomic::Ordering::Relaxed));
+        for (hash, record) in self.identity.keys_of(tenant)? {
+            let live = cache.get(&hash).map(|cached| cached.last_used.load(std::sync::atomic::Ordering::Relaxed));
             let last_used = live.filter(|at| *at > 0).or(record.last_used_unix_ms);
             keys.push(KeyInfo {
                 id: record.id,
@@ -439,14 +354,8 @@ impl Auth {
     /// Revokes a key of `tenant`; `false` if the tenant has no such key. The
     /// next request with it fails.
     pub fn revoke_key(&self, tenant: &TenantId, key_id: &str) -> Result<bool, AuthError> {
-        let mut id_key = id_prefix(tenant);
-        id_key.extend_from_slice(key_id.as_bytes());
-        let Some(hash) = self.key_ids.remove(&id_key)? else { return Ok(false) };
-        self.keys.remove(&hash)?;
-        if let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) {
-            self.cache.write().unwrap_or_else(|poison| poison.into_inner()).remove(&hash);
-        }
-        self.store.db.flush()?;
+        let Some(hash) = self.identity.remove_key(tenant, key_id)? else { return Ok(false) };
+        self.cache.write().unwrap_or_else(|poison| poison.into_inner()).remove(&hash);
         Ok(true)
     }
 
@@ -456,7 +365,7 @@ impl Auth {
             return Err(AuthError::Invalid("tenant name must be 1 to 128 characters".into()));
         }
         let tenant = Tenant { id: format!("t_{}", hex::encode(random::<8>())), name: name.trim().into(), created_unix_ms: now_ms() };
-        self.tenants.insert(tenant.id.as_bytes(), serde_json::to_vec(&tenant).expect("tenant serializes"))?;
+        self.identity.put_tenant(&tenant)?;
         let key = self.insert_key(&TenantId::trusted(&tenant.id), "admin", vec![Scope::Admin], None)?;
         Ok((tenant, key))
     }
@@ -486,7 +395,7 @@ impl Auth {
         }
         let quota = self.max_keys_per_tenant;
         let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
-        if self.key_ids.scan_prefix(id_prefix(tenant)).take(quota).count() >= quota {
+        if self.identity.count_keys(tenant, quota)? >= quota {
             return Err(AuthError::Conflict(format!("the tenant has {quota} API keys, its quota; revoke one first")));
         }
         self.insert_key(tenant, name, parsed, expires_unix_ms)
@@ -504,19 +413,11 @@ impl Auth {
             expires_unix_ms,
             last_used_unix_ms: None,
         };
-        self.keys.insert(hash, serde_json::to_vec(&record).expect("key record serializes"))?;
-        let mut id_key = id_prefix(tenant);
-        id_key.extend_from_slice(record.id.as_bytes());
-        self.key_ids.insert(id_key, &hash)?;
         // Acknowledged writes are on disk before the response.
-        self.store.db.flush()?;
+        self.identity.put_key(&hash, &record)?;
         self.cache.write().unwrap_or_else(|poison| poison.into_inner()).insert(hash, CachedKey::new(&record));
         Ok(NewKey { id: record.id, name: record.name, key, scopes: record.scopes })
     }
-}
-
-fn id_prefix(tenant: &TenantId) -> Vec<u8> {
-    Key::tenant(tenant).into_vec()
 }
 
 fn hash(secret: &str) -> [u8; 32] {

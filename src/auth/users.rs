@@ -4,9 +4,8 @@
 //! lifetime (the sign-in time travels in the `auth_time` claim), logout (the
 //! session is revoked at once; the revocation is dropped once every token of
 //! the session would have expired anyway), and a slow-down after repeated
-//! failed sign-ins. Owns the sled trees `users`, `user_ids` and
-//! `revoked_sessions`, and the signing key file `jwt.key` (32 random bytes,
-//! mode 0600) in the data directory.
+//! failed sign-ins. Records live in [`crate::store::identity`]; it owns the
+//! signing key file `jwt.key` (32 random bytes, mode 0600) in the data directory.
 //!
 //! Sign-in is open to anyone, so it is bounded before any hashing: field
 //! lengths ([`MAX_EMAIL_BYTES`], [`MAX_PASSWORD_BYTES`], [`MAX_TENANT_BYTES`]),
@@ -21,7 +20,6 @@
 
 use super::{AuthError, IdentityLimits};
 use crate::model::tenant::TenantId;
-use crate::store::key::Key;
 
 use crate::model::time::now_ms;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
@@ -31,8 +29,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a session token is valid by default (`--session-ttl`); renew before it runs out.
@@ -59,44 +57,9 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// The longest tenant id accepted at sign-in (ids are 18 characters).
 pub const MAX_TENANT_BYTES: usize = 128;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    Editor,
-    Viewer,
-}
+pub use crate::model::tenant::Role;
 
-impl Role {
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "admin" => Some(Role::Admin),
-            "editor" => Some(Role::Editor),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
-    }
-
-    /// What the role may do: `admin` everything, `editor` read and write, `viewer` read.
-    pub fn scopes(self) -> &'static [crate::auth::Scope] {
-        use crate::auth::Scope;
-        match self {
-            Role::Admin => &[Scope::Ingest, Scope::Read, Scope::Write, Scope::Admin],
-            Role::Editor => &[Scope::Read, Scope::Write],
-            Role::Viewer => &[Scope::Read],
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct UserRecord {
-    id: String,
-    tenant: String,
-    email: String,
-    role: Role,
-    password_hash: String,
-    created_unix_ms: u64,
-}
+use crate::store::identity::{IdentityStore, UserRecord};
 
 /// A user as the API shows it: never the hash.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -166,14 +129,11 @@ pub enum LoginError {
     #[error("too many sign-ins at once")]
     Busy,
     #[error("storage error: {0}")]
-    Store(#[from] sled::Error),
+    Store(#[from] crate::store::StoreError),
 }
 
 pub struct Users {
-    users: sled::Tree,
-    user_ids: sled::Tree,
-    revoked: sled::Tree,
-    db: sled::Db,
+    identity: Arc<dyn IdentityStore>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     failures: Mutex<Failures>,
@@ -258,14 +218,6 @@ impl Drop for CheckSlot<'_> {
     }
 }
 
-fn tenant_prefix(tenant: &str) -> Key {
-    Key::tenant(tenant)
-}
-
-fn user_key(tenant: &str, email: &str) -> Key {
-    Key::tenant(tenant).raw(email.as_bytes())
-}
-
 /// Reads the signing key from `key_file` (given in the configuration: it must
 /// exist, hold at least 32 bytes and be readable by its owner only), or from
 /// `<dir>/jwt.key`, which is created with mode 0600 at first start.
@@ -306,13 +258,10 @@ fn hash_password(password: &str) -> String {
 
 impl Users {
     /// `limits`: session lifetimes, sign-in concurrency, the users quota.
-    pub fn open(db: &sled::Db, dir: &Path, key_file: Option<&Path>, limits: IdentityLimits) -> Result<Users, AuthError> {
+    pub fn open(identity: Arc<dyn IdentityStore>, dir: &Path, key_file: Option<&Path>, limits: IdentityLimits) -> Result<Users, AuthError> {
         let key = signing_key(dir, key_file).map_err(|error| AuthError::Invalid(format!("JWT signing key: {error}")))?;
         Ok(Users {
-            users: db.open_tree("users")?,
-            user_ids: db.open_tree("user_ids")?,
-            revoked: db.open_tree("revoked_sessions")?,
-            db: db.clone(),
+            identity,
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
             failures: Mutex::new(Failures::default()),
@@ -337,16 +286,15 @@ impl Users {
         if password.chars().count() < 12 || password.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::Invalid("password must be 12 to 1024 characters".into()));
         }
-        let key = user_key(tenant.as_str(), &email);
-        if self.users.get(&key)?.is_some() {
+        if self.identity.user(tenant.as_str(), &email)?.is_some() {
             return Err(AuthError::Conflict("a user with this email exists".into()));
         }
         let quota = self.limits.max_users_per_tenant;
         let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
-        if self.user_ids.scan_prefix(tenant_prefix(tenant.as_str())).take(quota).count() >= quota {
+        if self.identity.count_users(tenant, quota)? >= quota {
             return Err(AuthError::Conflict(format!("the tenant has {quota} users, its quota; delete one first")));
         }
-        if self.users.get(&key)?.is_some() {
+        if self.identity.user(tenant.as_str(), &email)?.is_some() {
             return Err(AuthError::Conflict("a user with this email exists".into()));
         }
         let mut id = [0u8; 8];
@@ -359,38 +307,26 @@ impl Users {
             password_hash: hash_password(password),
             created_unix_ms: now_ms(),
         };
-        self.users.insert(&key, serde_json::to_vec(&record).expect("user serializes"))?;
-        self.user_ids.insert(user_key(tenant.as_str(), &record.id), email.as_bytes())?;
-        self.db.flush()?;
+        self.identity.put_user(&record)?;
         Ok(UserInfo::from(&record))
     }
 
     pub fn list(&self, tenant: &TenantId) -> Result<Vec<UserInfo>, AuthError> {
-        let mut users = Vec::new();
-        for entry in self.users.scan_prefix(tenant_prefix(tenant.as_str())) {
-            let (_, value) = entry?;
-            if let Ok(record) = serde_json::from_slice::<UserRecord>(&value) {
-                users.push(UserInfo::from(&record));
-            }
-        }
-        Ok(users)
+        Ok(self.identity.users_of(tenant)?.iter().map(UserInfo::from).collect())
     }
 
     /// Deletes a user of `tenant`; their sessions stop working at once.
     pub fn delete(&self, tenant: &TenantId, user_id: &str) -> Result<bool, AuthError> {
-        let Some(email) = self.user_ids.remove(user_key(tenant.as_str(), user_id))? else { return Ok(false) };
-        self.users.remove(user_key(tenant.as_str(), &String::from_utf8_lossy(&email)))?;
-        self.db.flush()?;
-        Ok(true)
+        Ok(self.identity.remove_user(tenant, user_id)?)
     }
 
     fn exists(&self, tenant: &str, user_id: &str) -> Result<bool, AuthError> {
-        Ok(self.user_ids.contains_key(user_key(tenant, user_id))?)
+        Ok(self.identity.user_email(tenant, user_id)?.is_some())
     }
 
     /// The email of a user of the tenant, if the user exists.
     pub fn email(&self, tenant: &str, user_id: &str) -> Result<Option<String>, AuthError> {
-        Ok(self.user_ids.get(user_key(tenant, user_id))?.map(|email| String::from_utf8_lossy(&email).into_owned()))
+        Ok(self.identity.user_email(tenant, user_id)?)
     }
 
     /// Checks a password. Fields over their length limits are refused before
@@ -414,7 +350,7 @@ impl Users {
         if let Some(wait) = self.failures.lock().unwrap_or_else(|poison| poison.into_inner()).wait(&attempt_key, Instant::now()) {
             return Err(LoginError::SlowDown(wait));
         }
-        let record = self.users.get(user_key(tenant, &email))?.and_then(|value| serde_json::from_slice::<UserRecord>(&value).ok());
+        let record = self.identity.user(tenant, &email)?;
         let hash = record.as_ref().map_or(self.dummy_hash.as_str(), |record| record.password_hash.as_str());
         let verified = {
             let _slot = self.check_slot().ok_or(LoginError::Busy)?;
@@ -482,7 +418,7 @@ impl Users {
         if now_s >= session.expires_unix_s || now_s >= self.session_end(session.signed_in_unix_s) {
             return Ok(false);
         }
-        Ok(!self.revoked.contains_key(session.session_id.as_bytes())? && self.exists(session.tenant.as_str(), &session.user_id)?)
+        Ok(!self.identity.is_revoked(&session.session_id)? && self.exists(session.tenant.as_str(), &session.user_id)?)
     }
 
     /// A fresh token for the same session, valid until `--session-ttl` from now
@@ -498,8 +434,7 @@ impl Users {
         }
         let tenant = session.tenant.as_str();
         let email = self.email(tenant, &session.user_id)?.ok_or(AuthError::Unknown)?;
-        let record: UserRecord =
-            self.users.get(user_key(tenant, &email))?.and_then(|value| serde_json::from_slice(&value).ok()).ok_or(AuthError::Unknown)?;
+        let record = self.identity.user(tenant, &email)?.ok_or(AuthError::Unknown)?;
         Ok(self.token(tenant, &record.id, record.role, &session.session_id, now_s, session.signed_in_unix_s, UserInfo::from(&record)))
     }
 
@@ -508,29 +443,18 @@ impl Users {
     pub fn logout(&self, session: &Session) -> Result<(), AuthError> {
         let ttl_ms = u64::try_from(self.limits.session_ttl.as_millis()).unwrap_or(u64::MAX);
         let last_token_end = now_ms().saturating_add(ttl_ms).min(self.session_end(session.signed_in_unix_s).saturating_mul(1000));
-        self.revoked.insert(session.session_id.as_bytes(), &last_token_end.to_be_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        Ok(self.identity.revoke_session(&session.session_id, last_token_end)?)
     }
 
     /// Drops revocations whose session's tokens have all expired by `now_unix_ms`
     /// (their `exp` refuses them now); returns how many went.
     pub fn prune_revoked(&self, now_unix_ms: u64) -> Result<usize, AuthError> {
-        let mut removed = 0;
-        for entry in self.revoked.iter() {
-            let (session_id, value) = entry?;
-            let expires = <[u8; 8]>::try_from(value.as_ref()).map(u64::from_be_bytes).unwrap_or(0);
-            if expires <= now_unix_ms {
-                self.revoked.remove(session_id)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(self.identity.prune_revoked(now_unix_ms)?)
     }
 
     /// How many sessions are remembered as revoked.
     pub fn revoked_sessions(&self) -> usize {
-        self.revoked.len()
+        self.identity.revoked_count()
     }
 }
 
@@ -543,7 +467,8 @@ mod tests {
     fn open(limits: IdentityLimits) -> (tempfile::TempDir, Users) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path().join("db")).unwrap();
-        let users = Users::open(&db, dir.path(), None, limits).unwrap();
+        let identity = Arc::new(crate::store::identity::SledIdentity::open(&db).unwrap());
+        let users = Users::open(identity, dir.path(), None, limits).unwrap();
         (dir, users)
     }
 

@@ -35,7 +35,7 @@ fn reference(version: &RuleVersion) -> RuleRef {
 /// load is logged and left out; the others run.
 pub fn load_all(store: &Store, engine: &Arc<RuleEngine>, evaluator: &Evaluator) -> Result<()> {
     let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for (version, wasm) in store.active_versions()? {
+    for (version, wasm) in store.rules.active()? {
         match load(engine, &version, &wasm) {
             Ok(rule) => by_tenant.entry(version.tenant.clone()).or_default().push((reference(&version), rule)),
             Err(error) => {
@@ -55,7 +55,7 @@ pub fn load_all(store: &Store, engine: &Arc<RuleEngine>, evaluator: &Evaluator) 
 pub fn reload(store: &Store, engine: &Arc<RuleEngine>, evaluator: &Evaluator, tenant: &TenantId) -> Result<()> {
     let current = evaluator.rules(tenant);
     let mut rules = Vec::new();
-    for (version, wasm) in store.active_versions_of(tenant.as_str())? {
+    for (version, wasm) in store.rules.active_of(tenant.as_str())? {
         let reference = reference(&version);
         let reused = current
             .iter()

@@ -1,7 +1,7 @@
 //! Accepted spans → live traces → evaluation → signals: the path between the
 //! ingest transports and the signal store, with admission (per-tenant span
 //! and byte rates, per-tenant live and backlog limits, one memory budget for
-//! all live traces) and the counters `/metrics` shows.
+//! all live traces). Its counters and their exposition are [`metrics`].
 //!
 //! [`Pipeline::accept`] is the one call both OTLP transports make after they
 //! have authenticated and decoded a request. A sweeper task closes due traces;
@@ -12,7 +12,10 @@
 pub mod active;
 pub mod assembler;
 pub mod evaluator;
+pub mod metrics;
 pub mod windows;
+
+pub use metrics::{Counters, RuleCounters, TenantCounters};
 
 use crate::model::tenant::TenantId;
 use crate::model::trace::Span;
@@ -20,7 +23,7 @@ use assembler::{Assembler, AssemblyLimits, CloseReason, ClosedTrace};
 use evaluator::Evaluator;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Per-tenant admission limits.
@@ -59,282 +62,6 @@ pub enum Refusal {
     Overloaded { retry_after: Duration },
     /// The live traces of all tenants fill the memory budget.
     MemoryBudget { retry_after: Duration },
-}
-
-#[derive(Default)]
-pub struct Counters {
-    pub spans_accepted: AtomicU64,
-    pub spans_rejected_invalid_trace_id: AtomicU64,
-    pub spans_rejected_invalid_span_id: AtomicU64,
-    pub spans_rejected_invalid_parent_span_id: AtomicU64,
-    pub spans_dropped_span_limit: AtomicU64,
-    pub spans_dropped_byte_limit: AtomicU64,
-    pub spans_duplicate: AtomicU64,
-    pub attribute_values_truncated: AtomicU64,
-    pub attributes_dropped: AtomicU64,
-    pub events_dropped: AtomicU64,
-    pub links_dropped: AtomicU64,
-    pub traces_closed_idle: AtomicU64,
-    pub traces_closed_max_age: AtomicU64,
-    pub traces_closed_shutdown: AtomicU64,
-    pub traces_amended: AtomicU64,
-    pub signals_created: AtomicU64,
-    pub signals_duplicate: AtomicU64,
-    pub signals_cleared: AtomicU64,
-    pub fuel_used: AtomicU64,
-    pub window_spans_selected: AtomicU64,
-    pub window_spans_late: AtomicU64,
-    pub window_spans_capped: AtomicU64,
-    pub window_checks: AtomicU64,
-    evaluations: Mutex<HashMap<&'static str, u64>>,
-    /// OTLP requests refused, by reason (`unauthenticated`, `rate_limited`…).
-    refusals: Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    /// Connections closed at once for a listener's connection cap, by listener.
-    connections_refused: Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    tenants: Mutex<HashMap<TenantId, TenantCounters>>,
-    rules: Mutex<HashMap<(TenantId, String), RuleCounters>>,
-}
-
-/// One rule's figures since the server started (the `rule` label of
-/// `fluo_rule_*`, and `stats` in `GET /api/v1/rules`).
-#[derive(Default, Clone, Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct RuleCounters {
-    pub calls: u64,
-    /// Calls that did not complete (fuel, deadline, memory, exception…).
-    pub failures: u64,
-    pub fuel_used: u64,
-    pub signals_created: u64,
-    /// The outcome of the latest failed call (`out_of_fuel`, `exception`…).
-    pub last_failure: Option<String>,
-    pub last_failure_at: Option<String>,
-}
-
-/// The same figures per tenant (the `tenant` label of `fluo_tenant_*`).
-#[derive(Default, Clone)]
-pub struct TenantCounters {
-    pub spans_accepted: u64,
-    pub spans_rejected: u64,
-    pub traces_closed: u64,
-    pub rule_calls: u64,
-    pub rule_failures: u64,
-    pub fuel_used: u64,
-    pub signals_created: u64,
-}
-
-impl Counters {
-    /// Adds to a tenant's own counters.
-    pub fn tenant(&self, tenant: &TenantId, update: impl FnOnce(&mut TenantCounters)) {
-        let mut tenants = self.tenants.lock().unwrap_or_else(|poison| poison.into_inner());
-        match tenants.get_mut(tenant) {
-            Some(counters) => update(counters),
-            None => update(tenants.entry(tenant.clone()).or_default()),
-        }
-    }
-
-    /// Adds to a rule's own counters.
-    pub fn rule(&self, tenant: &TenantId, rule_id: &str, update: impl FnOnce(&mut RuleCounters)) {
-        let mut rules = self.rules.lock().unwrap_or_else(|poison| poison.into_inner());
-        match rules.get_mut(&(tenant.clone(), rule_id.to_string())) {
-            Some(counters) => update(counters),
-            None => update(rules.entry((tenant.clone(), rule_id.to_string())).or_default()),
-        }
-    }
-
-    /// Counts one call of a rule: calls, fuel, and the failure if it did not complete.
-    pub fn rule_call(&self, tenant: &TenantId, rule_id: &str, run: &crate::rules::RuleRun) {
-        let failed = !matches!(run.outcome, crate::rules::Outcome::Ok { .. });
-        self.rule(tenant, rule_id, |own| {
-            own.calls += 1;
-            own.fuel_used += run.fuel_used;
-            if failed {
-                own.failures += 1;
-                own.last_failure = Some(run.outcome.kind().to_string());
-                own.last_failure_at = Some(crate::model::time::rfc3339(crate::model::time::now_ms()));
-            }
-        });
-    }
-
-    /// A rule's figures since start (zeros if it has not run).
-    pub fn rule_counters(&self, tenant: &TenantId, rule_id: &str) -> RuleCounters {
-        let rules = self.rules.lock().unwrap_or_else(|poison| poison.into_inner());
-        rules.get(&(tenant.clone(), rule_id.to_string())).cloned().unwrap_or_default()
-    }
-
-    /// Counts one refused OTLP request.
-    pub fn refused(&self, reason: &'static str) {
-        *self.refusals.lock().unwrap_or_else(|poison| poison.into_inner()).entry(reason).or_default() += 1;
-    }
-
-    /// Counts one connection closed for `listener`'s connection cap.
-    pub fn connection_refused(&self, listener: &'static str) {
-        *self.connections_refused.lock().unwrap_or_else(|poison| poison.into_inner()).entry(listener).or_default() += 1;
-    }
-
-    pub fn evaluation(&self, outcome: &'static str) {
-        *self.evaluations.lock().unwrap_or_else(|poison| poison.into_inner()).entry(outcome).or_default() += 1;
-    }
-
-    /// Prometheus text exposition of every counter.
-    pub fn prometheus(&self, buffered_spans: usize, buffered_bytes: usize) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
-        };
-        let get = |value: &AtomicU64| value.load(Ordering::Relaxed);
-        counter("fluo_spans_accepted_total", "Spans accepted by OTLP ingest.", &[("", get(&self.spans_accepted))]);
-        counter(
-            "fluo_spans_rejected_total",
-            "Spans not kept, by reason.",
-            &[
-                ("{reason=\"invalid_trace_id\"}", get(&self.spans_rejected_invalid_trace_id)),
-                ("{reason=\"invalid_span_id\"}", get(&self.spans_rejected_invalid_span_id)),
-                ("{reason=\"invalid_parent_span_id\"}", get(&self.spans_rejected_invalid_parent_span_id)),
-                ("{reason=\"trace_span_limit\"}", get(&self.spans_dropped_span_limit)),
-                ("{reason=\"trace_byte_limit\"}", get(&self.spans_dropped_byte_limit)),
-                ("{reason=\"duplicate\"}", get(&self.spans_duplicate)),
-            ],
-        );
-        let refusals: Vec<(String, u64)> = {
-            let map = self.refusals.lock().unwrap_or_else(|poison| poison.into_inner());
-            let mut list: Vec<_> = map.iter().map(|(reason, count)| (format!("{{reason=\"{reason}\"}}"), *count)).collect();
-            for known in ["rate_limited", "overloaded", "memory_budget"] {
-                if !map.contains_key(known) {
-                    list.push((format!("{{reason=\"{known}\"}}"), 0));
-                }
-            }
-            list.sort();
-            list
-        };
-        let refusal_samples: Vec<(&str, u64)> = refusals.iter().map(|(labels, count)| (labels.as_str(), *count)).collect();
-        counter("fluo_requests_refused_total", "OTLP requests refused, by reason.", &refusal_samples);
-        let connections: Vec<(String, u64)> = {
-            let map = self.connections_refused.lock().unwrap_or_else(|poison| poison.into_inner());
-            ["api", "grpc", "otlp_http"]
-                .iter()
-                .map(|listener| (format!("{{listener=\"{listener}\"}}"), map.get(listener).copied().unwrap_or(0)))
-                .collect()
-        };
-        let connection_samples: Vec<(&str, u64)> = connections.iter().map(|(labels, count)| (labels.as_str(), *count)).collect();
-        counter(
-            "fluo_connections_refused_total",
-            "Connections closed at once because the listener had its maximum open.",
-            &connection_samples,
-        );
-        counter(
-            "fluo_span_data_limited_total",
-            "Parts of accepted spans cut by the span caps, by what was cut.",
-            &[
-                ("{what=\"value_truncated\"}", get(&self.attribute_values_truncated)),
-                ("{what=\"attribute_dropped\"}", get(&self.attributes_dropped)),
-                ("{what=\"event_dropped\"}", get(&self.events_dropped)),
-                ("{what=\"link_dropped\"}", get(&self.links_dropped)),
-            ],
-        );
-        counter(
-            "fluo_traces_closed_total",
-            "Traces closed by the assembler, by reason.",
-            &[
-                ("{reason=\"idle\"}", get(&self.traces_closed_idle)),
-                ("{reason=\"max_age\"}", get(&self.traces_closed_max_age)),
-                ("{reason=\"shutdown\"}", get(&self.traces_closed_shutdown)),
-            ],
-        );
-        counter(
-            "fluo_traces_amended_total",
-            "Closed traces merged with spans that arrived after evaluation.",
-            &[("", get(&self.traces_amended))],
-        );
-        let evaluations: Vec<(String, u64)> = {
-            let map = self.evaluations.lock().unwrap_or_else(|poison| poison.into_inner());
-            let mut list: Vec<_> = map.iter().map(|(outcome, count)| (format!("{{outcome=\"{outcome}\"}}"), *count)).collect();
-            list.sort();
-            list
-        };
-        let evaluation_samples: Vec<(&str, u64)> = evaluations.iter().map(|(labels, count)| (labels.as_str(), *count)).collect();
-        counter("fluo_rule_evaluations_total", "Rule calls, by outcome.", &evaluation_samples);
-        // Not `fluo_rule_fuel_used_total`: that family is per rule, and one name
-        // holding both the total and its parts would double-count in sums.
-        counter("fluo_fuel_used_total", "Fuel consumed by all rule calls.", &[("", get(&self.fuel_used))]);
-        counter(
-            "fluo_signals_total",
-            "Violations seen, by what became of them.",
-            &[
-                ("{result=\"created\"}", get(&self.signals_created)),
-                ("{result=\"duplicate\"}", get(&self.signals_duplicate)),
-                ("{result=\"cleared\"}", get(&self.signals_cleared)),
-            ],
-        );
-        counter(
-            "fluo_window_spans_total",
-            "Spans offered to window rules, by result.",
-            &[
-                ("{result=\"selected\"}", get(&self.window_spans_selected)),
-                ("{result=\"late\"}", get(&self.window_spans_late)),
-                ("{result=\"capped\"}", get(&self.window_spans_capped)),
-            ],
-        );
-        counter("fluo_window_checks_total", "Window checks run.", &[("", get(&self.window_checks))]);
-        let _ = writeln!(
-            out,
-            "# HELP fluo_buffered_spans Spans in live traces.\n# TYPE fluo_buffered_spans gauge\nfluo_buffered_spans {buffered_spans}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP fluo_buffered_bytes Estimated bytes of live traces.\n# TYPE fluo_buffered_bytes gauge\nfluo_buffered_bytes {buffered_bytes}"
-        );
-        let mut tenants: Vec<(TenantId, TenantCounters)> = self
-            .tenants
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .iter()
-            .map(|(tenant, counters)| (tenant.clone(), counters.clone()))
-            .collect();
-        tenants.sort_by(|a, b| a.0.cmp(&b.0));
-        let per_tenant: [(&str, &str, fn(&TenantCounters) -> u64); 7] = [
-            ("fluo_tenant_spans_accepted_total", "Spans accepted, per tenant.", |c| c.spans_accepted),
-            ("fluo_tenant_spans_rejected_total", "Spans not kept (invalid ids, trace caps), per tenant.", |c| c.spans_rejected),
-            ("fluo_tenant_traces_closed_total", "Traces closed, per tenant.", |c| c.traces_closed),
-            ("fluo_tenant_rule_calls_total", "Rule calls, per tenant.", |c| c.rule_calls),
-            (
-                "fluo_tenant_rule_failures_total",
-                "Rule calls that did not complete (fuel, deadline, memory, exception…), per tenant.",
-                |c| c.rule_failures,
-            ),
-            ("fluo_tenant_rule_fuel_used_total", "Fuel used by rule calls, per tenant.", |c| c.fuel_used),
-            ("fluo_tenant_signals_created_total", "Signals created, per tenant.", |c| c.signals_created),
-        ];
-        for (name, help, get) in per_tenant {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (tenant, counters) in &tenants {
-                let _ = writeln!(out, "{name}{{tenant=\"{tenant}\"}} {}", get(counters));
-            }
-        }
-        let mut rules: Vec<((TenantId, String), RuleCounters)> = self
-            .rules
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .iter()
-            .map(|(key, counters)| (key.clone(), counters.clone()))
-            .collect();
-        rules.sort_by(|a, b| a.0.cmp(&b.0));
-        let per_rule: [(&str, &str, fn(&RuleCounters) -> u64); 4] = [
-            ("fluo_rule_calls_total", "Calls of one rule.", |c| c.calls),
-            ("fluo_rule_failures_total", "Calls of one rule that did not complete.", |c| c.failures),
-            ("fluo_rule_fuel_used_total", "Fuel used by one rule.", |c| c.fuel_used),
-            ("fluo_rule_signals_created_total", "Signals created by one rule.", |c| c.signals_created),
-        ];
-        for (name, help, get) in per_rule {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((tenant, rule), counters) in &rules {
-                let _ = writeln!(out, "{name}{{tenant=\"{tenant}\",rule=\"{rule}\"}} {}", get(counters));
-            }
-        }
-        out
-    }
 }
 
 struct Bucket {
