@@ -29,6 +29,8 @@ test: web
 	@bash scripts/setup.sh test
 	@bash scripts/setup-python.sh >/dev/null
 	$(CARGO) test --release --locked
+	# The benchmarks are not run here, but they must keep compiling.
+	$(CARGO) build --release --locked --benches
 
 bench: setup
 	$(CARGO) bench --locked --bench rules

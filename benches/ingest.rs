@@ -147,7 +147,7 @@ fn install_rules(services: &Services, tenant: &fluo::model::tenant::TenantId) {
             (fluo::signals::RuleRef { id: format!("r_{index}"), name: format!("rule{index}"), version: 1 }, loaded)
         })
         .collect();
-    services.pipeline.evaluator.set_rules(tenant, rules);
+    services.pipeline.set_rules(tenant, rules);
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -228,8 +228,11 @@ fn main() {
         counters.signals_created.load(Ordering::Relaxed),
         counters.signals_duplicate.load(Ordering::Relaxed)
     );
-    let outcomes: Vec<_> =
-        counters.prometheus(0, 0).lines().filter(|line| line.starts_with("fluo_rule_evaluations_total{")).map(str::to_string).collect();
+    let outcomes: Vec<_> = fluo::pipeline::metrics::exposition(counters, 0, 0)
+        .lines()
+        .filter(|line| line.starts_with("fluo_rule_evaluations_total{"))
+        .map(str::to_string)
+        .collect();
     println!("  {}", outcomes.join(", "));
 
     // The same traces through the bare sandbox: what the pipeline adds around it.

@@ -59,12 +59,20 @@ impl Services {
             recent.clone(),
             counters.clone(),
             on_signal,
-            config.windows.clone(),
             events.clone(),
             config.assembly.clone(),
         );
-        crate::pipeline::active::load_all(&store, &engine, &evaluator)?;
-        let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, counters));
+        let windows = Arc::new(crate::pipeline::windows::Windows::new(
+            engine.clone(),
+            signals.clone(),
+            counters.clone(),
+            events.clone(),
+            config.windows.clone(),
+        ));
+        let log = Arc::new(crate::pipeline::spanlog::InProcess::default());
+        let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, windows, log, counters));
+        crate::pipeline::active::load_all(&store, &engine, &pipeline)?;
+        pipeline.recover(std::time::Instant::now()).context("recover from the span log")?;
         let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db, config.webhooks.clone()).context("open webhooks")?);
         // Each tenant's new signals go into that tenant's delivery queue.
         let for_sink = webhooks.clone();
@@ -164,8 +172,8 @@ impl Services {
     /// it, stops the evaluator and flushes the database.
     pub fn stop(&self) -> Result<()> {
         self.pipeline.finish();
-        self.pipeline.evaluator.stop();
-        self.store.db.flush()?;
+        self.pipeline.stop();
+        self.store.flush()?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::model::otlp;
 use crate::model::trace::Trace;
-use crate::rules::{self, CompileError, Limits, Outcome, RuleEngine, RuleRun, Sandbox};
+use crate::rules::{self, CompileError, Limits, Outcome, RuleEngine, RuleRun};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -217,36 +217,13 @@ pub fn rules_test(args: TestArgs) -> ExitCode {
         }
     };
     let compile_ms = compile_started.elapsed().as_secs_f64() * 1e3;
-    let mut sandbox = Sandbox::new(engine.clone(), vec![loaded]);
-    let mut reports = Vec::new();
+    let inputs = crate::pipeline::trial::inputs(&compiled.meta, traces);
     let mut any_failed = false;
-    // A window rule sees the spans it selects from every file as one window.
-    let traces = match &compiled.meta.window {
-        Some(spec) => {
-            let (window, bounds) = crate::pipeline::windows::one_window(traces.iter().map(|(_, trace)| trace), spec);
-            vec![(format!("one window [{}, {}) ms", bounds.0, bounds.1), (window, Some(bounds)))]
-        }
-        None => traces.into_iter().map(|(file, trace)| (file, (trace, None))).collect(),
-    };
-    for (file, (trace, window)) in &traces {
-        let run = match window {
-            Some(bounds) => sandbox.evaluate_window(trace, *bounds),
-            None => sandbox.evaluate(trace),
-        }
-        .pop()
-        .expect("one rule, one run");
-        any_failed |= !matches!(run.outcome, Outcome::Ok { .. });
-        let witnesses = run
-            .outcome
-            .violations()
-            .iter()
-            .flat_map(|violation| violation.span_ids.iter())
-            .filter_map(|id| {
-                let bytes: [u8; 8] = hex::decode(id).ok()?.try_into().ok()?;
-                trace.find(&bytes).map(|span| Witness { span_id: id.clone(), name: span.name.clone() })
-            })
-            .collect();
-        reports.push(TraceReport { file: file.clone(), trace_id: hex::encode(trace.trace_id), spans: trace.spans.len(), run, witnesses });
+    let mut reports = Vec::new();
+    for tried in crate::pipeline::trial::run(&engine, loaded, &inputs, None) {
+        any_failed |= !matches!(tried.run.outcome, Outcome::Ok { .. });
+        let witnesses = tried.witnesses.into_iter().flatten().map(|w| Witness { span_id: w.span_id, name: w.name }).collect();
+        reports.push(TraceReport { file: tried.label, trace_id: tried.trace_id, spans: tried.spans, run: tried.run, witnesses });
     }
     let report = Report { rule: compiled.meta, plugin_hash: compiled.plugin_hash, compile_ms, traces: reports };
     if json {

@@ -4,7 +4,8 @@
 
 use fluo::model::otlp;
 use fluo::model::trace::Trace;
-use fluo::rules::{Limits, Outcome, RuleEngine, Sandbox, compile::compile};
+use fluo::pipeline::trial;
+use fluo::rules::{Limits, Outcome, RuleEngine, compile::compile};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,8 +34,9 @@ fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
         serde_json::from_slice(&std::fs::read(case.join("expected.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let trace = load_trace(&case.join("trace.json"));
     let (_, loaded) = compile(engine, &source).map_err(|error| format!("compile error: {error}"))?;
-    let mut sandbox = Sandbox::new(engine.clone(), vec![loaded]);
-    let run = sandbox.evaluate(&trace).pop().expect("one run");
+    let input = trial::Input { label: case.display().to_string(), trace, window: None };
+    let tried = trial::run(engine, loaded, std::slice::from_ref(&input), None).pop().expect("one run");
+    let run = &tried.run;
     let want_outcome = expected["outcome"].as_str().expect("outcome");
     if run.outcome.kind() != want_outcome {
         return Err(format!("outcome {:?}, expected {want_outcome}", run.outcome));
@@ -45,7 +47,7 @@ fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
             if violations.len() != want.len() {
                 return Err(format!("{} violations, expected {}: {violations:?}", violations.len(), want.len()));
             }
-            for (got, want) in violations.iter().zip(want) {
+            for ((got, witnesses), want) in violations.iter().zip(&tried.witnesses).zip(want) {
                 if got.severity.as_str() != want["severity"].as_str().expect("severity") {
                     return Err(format!("severity {:?}, expected {}", got.severity, want["severity"]));
                 }
@@ -59,14 +61,10 @@ fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
                 {
                     return Err(format!("message {:?} lacks {part:?}", got.message));
                 }
-                let mut names: Vec<String> = got
-                    .span_ids
-                    .iter()
-                    .map(|id| {
-                        let bytes: [u8; 8] = hex::decode(id).expect("hex id").try_into().expect("8 bytes");
-                        trace.find(&bytes).map(|span| span.name.clone()).unwrap_or_else(|| format!("unknown {id}"))
-                    })
-                    .collect();
+                if witnesses.len() != got.span_ids.len() {
+                    return Err(format!("span ids {:?} name spans the trace lacks", got.span_ids));
+                }
+                let mut names: Vec<String> = witnesses.iter().map(|witness| witness.name.clone()).collect();
                 let mut want_names: Vec<String> =
                     want["spans"].as_array().expect("spans").iter().map(|n| n.as_str().expect("name").to_string()).collect();
                 names.sort();

@@ -160,7 +160,7 @@ impl VersionInfo {
 
 /// Hands `tenant`'s changed rule set to the evaluator ([`crate::pipeline::active`]).
 fn reload(state: &ApiState, tenant: &TenantId) -> Result<(), ApiError> {
-    crate::pipeline::active::reload(&state.store, &state.engine, &state.pipeline.evaluator, tenant).map_err(ApiError::internal)
+    crate::pipeline::active::reload(&state.store, &state.engine, &state.pipeline, tenant).map_err(ApiError::internal)
 }
 
 #[derive(Deserialize, ToSchema)]

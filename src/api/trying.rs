@@ -14,6 +14,7 @@ use super::{ApiError, ApiState, COMPILE_DEADLINE, ErrorBody, Items, bad, blockin
 use crate::auth::Scope;
 use crate::model::rule::RuleMeta;
 use crate::model::rule::Severity;
+use crate::pipeline::trial;
 use crate::rules::Outcome;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -165,60 +166,36 @@ pub struct TraceResult {
 /// work stops at the next trace.
 pub const BACKTEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// One rule on a set of traces: per trace its outcome, violations, witness
-/// spans, fuel and time. Stops before the next trace once `stop_at` has passed.
-fn run_on(
-    state: &ApiState,
-    loaded: std::sync::Arc<crate::rules::LoadedRule>,
-    traces: &[crate::model::trace::Trace],
-    window: Option<(u64, u64)>,
-    stop_at: Option<std::time::Instant>,
-) -> Vec<TraceResult> {
-    let mut sandbox = crate::rules::Sandbox::new(state.engine.clone(), vec![loaded]);
-    let mut results = Vec::with_capacity(traces.len());
-    for trace in traces {
-        if stop_at.is_some_and(|stop_at| std::time::Instant::now() >= stop_at) {
-            break;
+/// A trial's run in the API's shape.
+fn result(tried: crate::pipeline::trial::Tried) -> TraceResult {
+    let violations = tried
+        .run
+        .outcome
+        .violations()
+        .iter()
+        .zip(tried.witnesses)
+        .map(|(violation, witnesses)| TestViolation {
+            message: violation.message.clone(),
+            severity: violation.severity,
+            span_ids: violation.span_ids.clone(),
+            witnesses: witnesses.into_iter().map(|w| WitnessRef { span_id: w.span_id, name: w.name, service: w.service }).collect(),
+        })
+        .collect();
+    let error = match &tried.run.outcome {
+        Outcome::Exception { name, message, line, column } => {
+            Some(RuleFailure { name: name.clone(), message: message.clone(), line: *line, column: *column })
         }
-        let runs = match window {
-            Some(bounds) => sandbox.evaluate_window(trace, bounds),
-            None => sandbox.evaluate(trace),
-        };
-        let Some(run) = runs.into_iter().next() else { continue };
-        let witness = |id: &String| {
-            let mut span_id = [0u8; 8];
-            hex::decode_to_slice(id, &mut span_id).ok()?;
-            let span = trace.find(&span_id)?;
-            Some(WitnessRef { span_id: id.clone(), name: span.name.clone(), service: span.resource.service.clone() })
-        };
-        let violations = run
-            .outcome
-            .violations()
-            .iter()
-            .map(|violation| TestViolation {
-                message: violation.message.clone(),
-                severity: violation.severity,
-                span_ids: violation.span_ids.clone(),
-                witnesses: violation.span_ids.iter().filter_map(witness).collect(),
-            })
-            .collect();
-        let error = match &run.outcome {
-            Outcome::Exception { name, message, line, column } => {
-                Some(RuleFailure { name: name.clone(), message: message.clone(), line: *line, column: *column })
-            }
-            _ => None,
-        };
-        results.push(TraceResult {
-            trace_id: hex::encode(trace.trace_id),
-            spans: trace.spans.len(),
-            outcome: run.outcome.kind().into(),
-            violations,
-            fuel_used: run.fuel_used,
-            elapsed_us: run.elapsed.as_micros() as u64,
-            error,
-        });
+        _ => None,
+    };
+    TraceResult {
+        trace_id: tried.trace_id,
+        spans: tried.spans,
+        outcome: tried.run.outcome.kind().into(),
+        violations,
+        fuel_used: tried.run.fuel_used,
+        elapsed_us: tried.run.elapsed.as_micros() as u64,
+        error,
     }
-    results
 }
 
 #[derive(Serialize, ToSchema)]
@@ -265,14 +242,8 @@ pub async fn test(State(state): State<ApiState>, Write(tenant): Write, bytes: Re
             Err(error) => return Err(ApiError::compile(&error)),
         };
         let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let results = match &compiled.meta.window {
-            // A window rule sees the spans it selects from all the traces as one window.
-            Some(spec) => {
-                let (window, bounds) = crate::pipeline::windows::one_window(&traces, spec);
-                run_on(&worker_state, loaded, &[window], Some(bounds), None)
-            }
-            None => run_on(&worker_state, loaded, &traces, None, None),
-        };
+        let inputs = trial::inputs(&compiled.meta, traces.into_iter().map(|trace| (String::new(), trace)).collect());
+        let results = trial::run(&worker_state.engine, loaded, &inputs, None).into_iter().map(result).collect();
         Ok(TestReport { rule: compiled.meta, compile_ms, traces: results })
     })
     .await?;
@@ -343,17 +314,21 @@ pub async fn backtest(
             other => other?,
         };
         let loaded = crate::pipeline::active::load(&state.engine, &version, &wasm).map_err(ApiError::internal)?;
-        let traces: Vec<crate::model::trace::Trace> = state
+        if version.meta.window.is_some() {
+            return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));
+        }
+        let inputs: Vec<trial::Input> = state
             .recent
             .newest(&tenant, limit)?
             .into_iter()
             .filter(|(_, spans)| !spans.is_empty())
-            .map(|(_, spans)| crate::model::trace::Trace::new(spans[0].trace_id, spans))
+            .map(|(_, spans)| trial::Input {
+                label: String::new(),
+                trace: crate::model::trace::Trace::new(spans[0].trace_id, spans),
+                window: None,
+            })
             .collect();
-        if version.meta.window.is_some() {
-            return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));
-        }
-        let results = run_on(&state, loaded, &traces, None, Some(stop_at));
+        let results: Vec<TraceResult> = trial::run(&state.engine, loaded, &inputs, Some(stop_at)).into_iter().map(result).collect();
         let evaluated = results.len();
         let failed = results.iter().filter(|result| result.outcome != "ok").count();
         let hits: Vec<TraceResult> = results.into_iter().filter(|result| !result.violations.is_empty()).collect();

@@ -54,6 +54,8 @@ pub enum IngestError {
     Overloaded { retry_after: Duration },
     #[error("server memory for live traces is full; retry after {retry_after:?}")]
     MemoryBudget { retry_after: Duration },
+    #[error("the span log cannot record spans now; retry after {retry_after:?}")]
+    LogUnavailable { retry_after: Duration },
     #[error("request body not received within {limit:?}")]
     BodyTimeout { limit: Duration },
     #[error("internal error")]
@@ -65,7 +67,8 @@ impl IngestError {
         match self {
             IngestError::RateLimited { retry_after }
             | IngestError::Overloaded { retry_after }
-            | IngestError::MemoryBudget { retry_after } => Some(*retry_after),
+            | IngestError::MemoryBudget { retry_after }
+            | IngestError::LogUnavailable { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -82,6 +85,7 @@ impl IngestError {
             IngestError::RateLimited { .. } => "rate_limited",
             IngestError::Overloaded { .. } => "overloaded",
             IngestError::MemoryBudget { .. } => "memory_budget",
+            IngestError::LogUnavailable { .. } => "log_unavailable",
             IngestError::BodyTimeout { .. } => "body_timeout",
             IngestError::Internal => "internal",
         }
@@ -96,7 +100,10 @@ impl IngestError {
                 tonic::Code::InvalidArgument
             }
             IngestError::TooLarge { .. } => tonic::Code::ResourceExhausted,
-            IngestError::RateLimited { .. } | IngestError::Overloaded { .. } | IngestError::MemoryBudget { .. } => tonic::Code::Unavailable,
+            IngestError::RateLimited { .. }
+            | IngestError::Overloaded { .. }
+            | IngestError::MemoryBudget { .. }
+            | IngestError::LogUnavailable { .. } => tonic::Code::Unavailable,
             IngestError::BodyTimeout { .. } => tonic::Code::DeadlineExceeded,
             IngestError::Internal => tonic::Code::Internal,
         }
@@ -112,7 +119,9 @@ impl IngestError {
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            IngestError::Overloaded { .. } | IngestError::MemoryBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            IngestError::Overloaded { .. } | IngestError::MemoryBudget { .. } | IngestError::LogUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             IngestError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             IngestError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -165,6 +174,16 @@ impl LogBudget {
     }
 }
 
+/// The answer to a request the pipeline refused.
+fn refused(refusal: Refusal) -> IngestError {
+    match refusal {
+        Refusal::RateLimited { retry_after } => IngestError::RateLimited { retry_after },
+        Refusal::Overloaded { retry_after } => IngestError::Overloaded { retry_after },
+        Refusal::MemoryBudget { retry_after } => IngestError::MemoryBudget { retry_after },
+        Refusal::LogUnavailable { retry_after } => IngestError::LogUnavailable { retry_after },
+    }
+}
+
 impl Ingest {
     pub fn new(auth: Arc<Auth>, pipeline: Arc<Pipeline>, span_limits: convert::SpanLimits) -> Ingest {
         let refusal_log = Arc::new(Mutex::new(LogBudget::new(REFUSAL_LOGS_PER_MINUTE, Duration::from_secs(60))));
@@ -199,11 +218,7 @@ impl Ingest {
         // Admitted by bytes as well as spans: the encoded size is the same
         // measure for both transports and encodings (JSON is larger on the wire).
         let bytes = prost::Message::encoded_len(&request);
-        self.pipeline.admit(tenant, span_count, bytes, now).map_err(|refusal| match refusal {
-            Refusal::RateLimited { retry_after } => IngestError::RateLimited { retry_after },
-            Refusal::Overloaded { retry_after } => IngestError::Overloaded { retry_after },
-            Refusal::MemoryBudget { retry_after } => IngestError::MemoryBudget { retry_after },
-        })?;
+        self.pipeline.admit(tenant, span_count, bytes, now).map_err(refused)?;
         let converted = convert::convert_with(request, &self.span_limits);
         self.pipeline.count_rejections(tenant, &converted.rejected);
         self.pipeline.count_limited(&converted.limited);
@@ -212,7 +227,7 @@ impl Ingest {
         if rejected > 0 {
             messages.push(converted.rejection_message());
         }
-        let dropped = self.pipeline.accept(tenant, converted.spans, now);
+        let dropped = self.pipeline.accept(tenant, converted.spans, now).map_err(refused)?;
         if dropped.span_limit > 0 {
             messages.push(format!("{} span(s): trace over its span limit", dropped.span_limit));
         }

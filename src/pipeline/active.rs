@@ -1,11 +1,11 @@
 //! The one owner of which rules run: it loads every tenant's active versions
 //! at start, reloads a tenant after any change to its rules (a new version,
 //! activation, enable/disable, delete), recompiles a version that was compiled
-//! by another plugin build, and hands the set to the evaluator, which splits
-//! it into trace rules and window rules. Nothing else in the server calls
-//! [`Evaluator::set_rules`] (the benchmarks set rules directly).
+//! by another plugin build, and hands the set to [`Pipeline::set_rules`],
+//! which gives trace rules to the evaluator and window rules to the windows.
+//! Nothing else in the server sets rules (the benchmarks set them directly).
 
-use super::evaluator::Evaluator;
+use super::Pipeline;
 use crate::model::tenant::TenantId;
 use crate::rules::{LoadedRule, RuleEngine};
 use crate::signals::RuleRef;
@@ -33,7 +33,7 @@ fn reference(version: &RuleVersion) -> RuleRef {
 
 /// At start: every tenant's active, enabled versions. A version that does not
 /// load is logged and left out; the others run.
-pub fn load_all(store: &Store, engine: &Arc<RuleEngine>, evaluator: &Evaluator) -> Result<()> {
+pub fn load_all(store: &Store, engine: &Arc<RuleEngine>, pipeline: &Pipeline) -> Result<()> {
     let mut by_tenant: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for (version, wasm) in store.rules.active()? {
         match load(engine, &version, &wasm) {
@@ -45,15 +45,15 @@ pub fn load_all(store: &Store, engine: &Arc<RuleEngine>, evaluator: &Evaluator) 
     }
     for (tenant, rules) in by_tenant {
         tracing::info!(tenant = %tenant, rules = rules.len(), "tenant rules loaded");
-        evaluator.set_rules(&TenantId::trusted(&tenant), rules);
+        pipeline.set_rules(&TenantId::trusted(&tenant), rules);
     }
     Ok(())
 }
 
 /// After a change to `tenant`'s rules: its active, enabled versions from the
 /// store, reusing the modules already loaded for unchanged versions.
-pub fn reload(store: &Store, engine: &Arc<RuleEngine>, evaluator: &Evaluator, tenant: &TenantId) -> Result<()> {
-    let current = evaluator.rules(tenant);
+pub fn reload(store: &Store, engine: &Arc<RuleEngine>, pipeline: &Pipeline, tenant: &TenantId) -> Result<()> {
+    let current = pipeline.evaluator.rules(tenant);
     let mut rules = Vec::new();
     for (version, wasm) in store.rules.active_of(tenant.as_str())? {
         let reference = reference(&version);
@@ -68,6 +68,6 @@ pub fn reload(store: &Store, engine: &Arc<RuleEngine>, evaluator: &Evaluator, te
         };
         rules.push((reference, loaded));
     }
-    evaluator.set_rules(tenant, rules);
+    pipeline.set_rules(tenant, rules);
     Ok(())
 }

@@ -75,9 +75,6 @@ struct Shared {
 pub struct Evaluator {
     shared: Arc<Shared>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// Window rules, checked on their own pool of threads.
-    pub windows: Arc<super::windows::Windows>,
-    windows_stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Evaluator {
@@ -88,12 +85,9 @@ impl Evaluator {
         recent: Arc<RecentTraces>,
         counters: Arc<Counters>,
         on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
-        window_limits: super::windows::WindowLimits,
         events: Arc<crate::events::EventHub>,
         caps: AssemblyLimits,
     ) -> Evaluator {
-        let windows =
-            Arc::new(super::windows::Windows::new(engine.clone(), signals.clone(), counters.clone(), events.clone(), window_limits));
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -115,20 +109,15 @@ impl Evaluator {
                     .expect("spawn evaluation worker")
             })
             .collect::<Vec<_>>();
-        let windows_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut handles = handles;
-        handles.extend(super::windows::start(windows.clone(), windows_stop.clone()));
-        Evaluator { shared, workers: Mutex::new(handles), windows, windows_stop }
+        Evaluator { shared, workers: Mutex::new(handles) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.state.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Replaces a tenant's active rules; the next trace uses them.
+    /// Replaces a tenant's active trace rules; the next trace uses them.
     pub fn set_rules(&self, tenant: &TenantId, rules: Vec<(RuleRef, Arc<LoadedRule>)>) {
-        let (windowed, rules): (Vec<_>, Vec<_>) = rules.into_iter().partition(|(_, loaded)| loaded.meta.window.is_some());
-        self.windows.set_rules(tenant, windowed, now_ms());
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
         self.lock().slots.entry(tenant.clone()).or_default().rules = Some(Arc::new(RuleSet { generation, rules }));
@@ -177,7 +166,6 @@ impl Evaluator {
     pub fn stop(&self) {
         self.drain();
         self.lock().stopping = true;
-        self.windows_stop.store(true, Ordering::Relaxed);
         self.shared.work.notify_all();
         for handle in self.workers.lock().unwrap_or_else(|poison| poison.into_inner()).drain(..) {
             let _ = handle.join();

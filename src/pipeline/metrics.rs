@@ -188,7 +188,7 @@ impl prometheus_client::collector::Collector for Exposition {
             ],
         )?;
         let mut refusals = locked(&counters.refusals);
-        for known in ["rate_limited", "overloaded", "memory_budget"] {
+        for known in ["rate_limited", "overloaded", "memory_budget", "log_unavailable"] {
             refusals.entry(known).or_insert(0);
         }
         family(

@@ -13,6 +13,8 @@ pub mod active;
 pub mod assembler;
 pub mod evaluator;
 pub mod metrics;
+pub mod spanlog;
+pub mod trial;
 pub mod windows;
 
 pub use metrics::{Counters, RuleCounters, TenantCounters};
@@ -62,6 +64,8 @@ pub enum Refusal {
     Overloaded { retry_after: Duration },
     /// The live traces of all tenants fill the memory budget.
     MemoryBudget { retry_after: Duration },
+    /// The span log cannot record the spans (disk full, I/O error).
+    LogUnavailable { retry_after: Duration },
 }
 
 struct Bucket {
@@ -74,13 +78,74 @@ pub struct Pipeline {
     assembler: Mutex<Assembler>,
     buckets: Mutex<HashMap<TenantId, Bucket>>,
     admission: AdmissionLimits,
+    /// Trace rules, on closed traces.
     pub evaluator: Evaluator,
+    /// Window rules, on spans as they arrive, checked on their own threads.
+    pub windows: std::sync::Arc<windows::Windows>,
+    window_threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    window_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Where accepted spans are recorded before they are acknowledged.
+    log: std::sync::Arc<dyn spanlog::SpanLog>,
     pub counters: std::sync::Arc<Counters>,
 }
 
 impl Pipeline {
-    pub fn new(assembly: AssemblyLimits, admission: AdmissionLimits, evaluator: Evaluator, counters: std::sync::Arc<Counters>) -> Pipeline {
-        Pipeline { assembler: Mutex::new(Assembler::new(assembly)), buckets: Mutex::new(HashMap::new()), admission, evaluator, counters }
+    /// Starts the window threads; `evaluator` runs already.
+    pub fn new(
+        assembly: AssemblyLimits,
+        admission: AdmissionLimits,
+        evaluator: Evaluator,
+        windows: std::sync::Arc<windows::Windows>,
+        log: std::sync::Arc<dyn spanlog::SpanLog>,
+        counters: std::sync::Arc<Counters>,
+    ) -> Pipeline {
+        let window_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let window_threads = Mutex::new(windows::start(windows.clone(), window_stop.clone()));
+        Pipeline {
+            assembler: Mutex::new(Assembler::new(assembly)),
+            buckets: Mutex::new(HashMap::new()),
+            admission,
+            evaluator,
+            windows,
+            window_threads,
+            window_stop,
+            log,
+            counters,
+        }
+    }
+
+    /// At start: replays what the span log kept into the windows and the
+    /// assembler, so traces live at a crash close on their normal schedule.
+    /// Returns how many spans came back.
+    pub fn recover(&self, now: Instant) -> Result<usize, spanlog::LogError> {
+        let mut spans_back = 0;
+        self.log.replay(spanlog::Position::default(), &mut |_, tenant, spans| {
+            spans_back += spans.len();
+            self.windows.offer(tenant, &spans);
+            self.assembler().add(tenant, spans, now);
+        })?;
+        if spans_back > 0 {
+            tracing::info!(spans = spans_back, "spans recovered from the span log");
+        }
+        tracing::info!(loses = self.log.loses_on_crash(), "span log ready");
+        Ok(spans_back)
+    }
+
+    /// Replaces a tenant's active rules: trace rules go to the evaluator,
+    /// window rules to the windows. Only [`active`] calls it in the server.
+    pub fn set_rules(&self, tenant: &TenantId, rules: Vec<(crate::signals::RuleRef, std::sync::Arc<crate::rules::LoadedRule>)>) {
+        let (windowed, traced): (Vec<_>, Vec<_>) = rules.into_iter().partition(|(_, loaded)| loaded.meta.window.is_some());
+        self.windows.set_rules(tenant, windowed, crate::model::time::now_ms());
+        self.evaluator.set_rules(tenant, traced);
+    }
+
+    /// Drains and stops the evaluator, then the window threads.
+    pub fn stop(&self) {
+        self.evaluator.stop();
+        self.window_stop.store(true, Ordering::Relaxed);
+        for handle in self.window_threads.lock().unwrap_or_else(|poison| poison.into_inner()).drain(..) {
+            let _ = handle.join();
+        }
     }
 
     fn assembler(&self) -> std::sync::MutexGuard<'_, Assembler> {
@@ -133,11 +198,17 @@ impl Pipeline {
         Err(Refusal::RateLimited { retry_after: Duration::from_secs_f64(wait) })
     }
 
-    /// Adds admitted spans to their live traces.
-    pub fn accept(&self, tenant: &TenantId, spans: Vec<Span>, now: Instant) -> assembler::Dropped {
+    /// Records admitted spans in the span log, then adds them to their live
+    /// traces. If the log refuses them, nothing is added and the request must
+    /// not be acknowledged.
+    pub fn accept(&self, tenant: &TenantId, spans: Vec<Span>, now: Instant) -> Result<assembler::Dropped, Refusal> {
         let count = spans.len() as u64;
+        if let Err(error) = self.log.append(tenant, &spans) {
+            tracing::error!(tenant = %tenant, %error, "spans refused: the span log cannot record them");
+            return Err(Refusal::LogUnavailable { retry_after: Duration::from_secs(1) });
+        }
         // Window rules see spans as they arrive, not after assembly.
-        self.evaluator.windows.offer(tenant, &spans);
+        self.windows.offer(tenant, &spans);
         let dropped = self.assembler().add(tenant, spans, now);
         let counters = &self.counters;
         counters.spans_accepted.fetch_add(count - dropped.span_limit - dropped.byte_limit, Ordering::Relaxed);
@@ -147,7 +218,7 @@ impl Pipeline {
             own.spans_accepted += count - dropped.span_limit - dropped.byte_limit;
             own.spans_rejected += dropped.span_limit + dropped.byte_limit;
         });
-        dropped
+        Ok(dropped)
     }
 
     /// Closes due traces and queues them for evaluation; returns when the next
@@ -223,5 +294,92 @@ pub async fn sweeper(pipeline: std::sync::Arc<Pipeline>, tick: Duration, mut sto
             _ = tokio::time::sleep_until(next.into()) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spanlog::{LogError, Position, SpanLog};
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    /// A span log that keeps batches in memory and can be made to fail.
+    #[derive(Default)]
+    struct Kept {
+        batches: Mutex<Vec<(TenantId, Vec<Span>)>>,
+        failing: AtomicBool,
+    }
+
+    impl SpanLog for Kept {
+        fn append(&self, tenant: &TenantId, spans: &[Span]) -> Result<Position, LogError> {
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(LogError("disk full".into()));
+            }
+            let mut batches = self.batches.lock().unwrap();
+            batches.push((tenant.clone(), spans.to_vec()));
+            Ok(Position(batches.len() as u64 - 1))
+        }
+
+        fn replay(&self, from: Position, each: &mut dyn FnMut(Position, &TenantId, Vec<Span>)) -> Result<(), LogError> {
+            for (index, (tenant, spans)) in self.batches.lock().unwrap().iter().enumerate().skip(from.0 as usize) {
+                each(Position(index as u64), tenant, spans.clone());
+            }
+            Ok(())
+        }
+
+        fn checkpoint(&self, _upto: Position) -> Result<(), LogError> {
+            Ok(())
+        }
+
+        fn loses_on_crash(&self) -> &'static str {
+            "nothing (test)"
+        }
+    }
+
+    fn pipeline(dir: &std::path::Path, log: Arc<Kept>) -> Pipeline {
+        let store = Arc::new(crate::store::Store::open(dir).unwrap());
+        let engine = crate::rules::RuleEngine::new(crate::rules::Limits::default()).unwrap();
+        let signals = Arc::new(crate::signals::Signals::open(store.clone()).unwrap());
+        let recent = Arc::new(crate::store::traces::RecentTraces::open(&store.db).unwrap());
+        let counters = Arc::new(Counters::default());
+        let events = crate::events::EventHub::new();
+        let evaluator =
+            Evaluator::start(1, engine.clone(), signals.clone(), recent, counters.clone(), None, events.clone(), AssemblyLimits::default());
+        let windows = Arc::new(windows::Windows::new(engine, signals, counters.clone(), events, windows::WindowLimits::default()));
+        Pipeline::new(AssemblyLimits::default(), AdmissionLimits::default(), evaluator, windows, log, counters)
+    }
+
+    fn spans(count: u8) -> Vec<Span> {
+        let json = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": (1..=count).map(|id| serde_json::json!({
+            "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": format!("00000000000000{id:02x}"), "name": "a",
+            "startTimeUnixNano": "1", "endTimeUnixNano": "2"})).collect::<Vec<_>>()}]}]});
+        crate::model::otlp::convert(serde_json::from_value(json).unwrap()).spans
+    }
+
+    #[test]
+    fn spans_are_logged_before_assembly_refused_when_the_log_fails_and_replayed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Kept::default());
+        let tenant = TenantId::trusted("t");
+        let first = pipeline(dir.path(), log.clone());
+        first.accept(&tenant, spans(3), Instant::now()).unwrap();
+        assert_eq!((log.batches.lock().unwrap().len(), first.buffered_spans()), (1, 3));
+
+        log.failing.store(true, Ordering::Relaxed);
+        let refused = first.accept(&tenant, spans(5), Instant::now());
+        assert!(matches!(refused, Err(Refusal::LogUnavailable { .. })), "{refused:?}");
+        assert_eq!(first.buffered_spans(), 3, "what the log refused is not assembled either");
+        assert_eq!(first.counters.spans_accepted.load(Ordering::Relaxed), 3);
+        first.stop();
+        drop(first);
+
+        // A new process on the same log rebuilds the live trace.
+        log.failing.store(false, Ordering::Relaxed);
+        let other_dir = tempfile::tempdir().unwrap();
+        let second = pipeline(other_dir.path(), log.clone());
+        assert_eq!(second.recover(Instant::now()).unwrap(), 3);
+        assert_eq!(second.buffered_spans(), 3);
+        second.stop();
     }
 }
