@@ -77,8 +77,11 @@ impl Services {
         // Each tenant's new signals go into that tenant's delivery queue.
         let for_sink = webhooks.clone();
         events.add_sink(move |tenant, event| {
-            if event.kind == crate::events::EventKind::Created {
-                for_sink.dispatch(tenant, &event.signal);
+            // Webhooks hear of new groups and regressions, never of single occurrences.
+            match event.kind {
+                crate::events::EventKind::Created => for_sink.dispatch(tenant, &event.signal, "signal.created"),
+                crate::events::EventKind::Regressed => for_sink.dispatch(tenant, &event.signal, "signal.regressed"),
+                crate::events::EventKind::StatusChanged => {}
             }
         });
         let rule_quotas = config.rule_quotas;

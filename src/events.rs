@@ -22,6 +22,8 @@ pub enum EventKind {
     /// A status change, made through the API or by FLUO (a signal cleared by
     /// spans that arrived later); the signal after the change.
     StatusChanged,
+    /// A resolved group fired again and was reopened; the group after the change.
+    Regressed,
 }
 
 #[derive(Debug)]

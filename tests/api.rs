@@ -194,8 +194,10 @@ fn rule_lifecycle_versions_diff_rollback_enable_delete() {
     // Deleted: gone, its signals keep its name and version.
     assert_eq!(server.api("DELETE", &format!("/api/v1/rules/{id}"), Some(&admin), None).0, 204);
     assert_eq!(server.api("GET", &format!("/api/v1/rules/{id}"), Some(&admin), None).0, 404);
+    // The three violating traces are one group: one shape of witness spans.
     let kept = server.signals(&admin, "?rule=fraud");
-    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!((kept[0]["occurrences"].as_u64(), kept[0]["rule_version"].as_u64()), (Some(3), Some(1)), "{kept:?}");
     let after = send_charge(&server, &admin, 0x25);
     std::thread::sleep(Duration::from_millis(1200));
     assert!(server.signals(&admin, &format!("?trace_id={after}")).is_empty(), "a deleted rule does not run");
@@ -689,8 +691,14 @@ fn signal_filters_counts_and_per_rule_figures() {
     std::thread::sleep(Duration::from_millis(20));
     // Version 2 of "seen" fires on the next trace.
     server.rule(&admin, "seen", &CHARGE_SEEN.replace("a charge was seen", "seen again"));
+    // The same violations on another trace are further occurrences of the two groups.
     send_charge(&server, &admin, 0x62);
-    assert_eq!(server.wait_signals(&admin, "", 4, Duration::from_secs(20)).len(), 4);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.signals(&admin, "").iter().all(|group| group["occurrences"] == 2) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", server.signals(&admin, ""));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.signals(&admin, "").len(), 2, "two groups, not four signals");
 
     let ids = |query: &str| -> Vec<String> {
         server
@@ -700,10 +708,10 @@ fn signal_filters_counts_and_per_rule_figures() {
             .collect()
     };
     assert_eq!(ids(&format!("?rule={seen}&version=2")), [format!("{}/seen", hex_trace(0x62))]);
-    assert_eq!(ids(&format!("?until={middle}")).len(), 2, "until is exclusive and by creation time");
-    assert_eq!(ids(&format!("?since={middle}")).len(), 2);
+    assert_eq!(ids(&format!("?until={middle}")).len(), 2, "until is exclusive and by creation (first occurrence) time");
+    assert_eq!(ids(&format!("?since={middle}")).len(), 0, "both groups began before");
     assert_eq!(ids("?q=SEEN+AGAIN"), [format!("{}/seen", hex_trace(0x62))], "q is case-insensitive text in the message");
-    assert_eq!(ids("?q=fraud&severity=high").len(), 2, "q also matches the rule name");
+    assert_eq!(ids("?q=fraud&severity=high").len(), 1, "q also matches the rule name");
     assert_eq!(ids("?q=nothing-like-this"), Vec::<String>::new());
     let long_text = format!("?q={}", "x".repeat(300));
     for bad in ["?version=0", "?limit=0", "?limit=501", "?until=yesterday", "?status=closed", &long_text] {
@@ -714,25 +722,25 @@ fn signal_filters_counts_and_per_rule_figures() {
 
     let (status, counts) = server.api("GET", "/api/v1/signals/counts", Some(&admin), None);
     assert_eq!(status, 200);
-    assert_eq!(counts["total"], 4);
-    assert_eq!((counts["by_severity"]["high"].as_u64(), counts["by_severity"]["low"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(counts["total"], 2);
+    assert_eq!((counts["by_severity"]["high"].as_u64(), counts["by_severity"]["low"].as_u64()), (Some(1), Some(1)));
     assert_eq!(counts["by_severity"]["critical"], 0, "every severity is listed");
-    assert_eq!(counts["by_status"]["open"], 4);
+    assert_eq!(counts["by_status"]["open"], 2);
     let by_rule = counts["by_rule"].as_array().unwrap();
     assert_eq!(by_rule.len(), 2, "{counts}");
-    assert!(by_rule.iter().all(|rule| rule["count"] == 2));
+    assert!(by_rule.iter().all(|rule| rule["count"] == 1));
     let (_, filtered) = server.api("GET", &format!("/api/v1/signals/counts?rule={fraud}"), Some(&admin), None);
-    assert_eq!((filtered["total"].as_u64(), filtered["by_rule"][0]["rule_name"].as_str()), (Some(2), Some("fraud")));
+    assert_eq!((filtered["total"].as_u64(), filtered["by_rule"][0]["rule_name"].as_str()), (Some(1), Some("fraud")));
     let (_, theirs) = server.api("GET", "/api/v1/signals/counts", Some(&other), None);
     assert_eq!(theirs["total"], 0, "another tenant counts nothing of ours");
-    // Per time bucket: two 5-minute buckets, split where the second trace's signals begin.
+    // Per time bucket: two 5-minute buckets, split after the groups began.
     let since = middle - 5 * 60_000;
     let (status, series) = server.api("GET", &format!("/api/v1/signals/counts?since={since}&bucket_minutes=5"), Some(&admin), None);
     assert_eq!(status, 200, "{series}");
     let buckets = series["series"].as_array().unwrap();
     assert_eq!(buckets.len(), 2, "{series}");
     assert_eq!((buckets[0]["start_unix_ms"].as_u64(), buckets[1]["start_unix_ms"].as_u64()), (Some(since), Some(middle)));
-    assert_eq!((buckets[0]["total"].as_u64(), buckets[1]["total"].as_u64()), (Some(2), Some(2)));
+    assert_eq!((buckets[0]["total"].as_u64(), buckets[1]["total"].as_u64()), (Some(2), Some(0)));
     assert_eq!(buckets[0]["by_rule"], json!({ fraud.as_str(): 1, seen.as_str(): 1 }));
     assert!(counts.get("series").is_none(), "no series unless asked for");
     for bad in ["?bucket_minutes=5", "?since=0&bucket_minutes=1", "?since=0&bucket_minutes=0", "?since=0&bucket_minutes=1441"] {
@@ -744,7 +752,7 @@ fn signal_filters_counts_and_per_rule_figures() {
     let rule = |id: &str| rules["items"].as_array().unwrap().iter().find(|rule| rule["id"] == id).unwrap().clone();
     let (fraud_info, loop_info) = (rule(&fraud), rule(&looping));
     assert_eq!((fraud_info["stats"]["calls"].as_u64(), fraud_info["stats"]["failures"].as_u64()), (Some(2), Some(0)));
-    assert_eq!((fraud_info["stats"]["signals_created"].as_u64(), fraud_info["signals_24h"].as_u64()), (Some(2), Some(2)));
+    assert_eq!((fraud_info["stats"]["signals_created"].as_u64(), fraud_info["signals_24h"].as_u64()), (Some(1), Some(1)));
     assert!(fraud_info["stats"]["fuel_used"].as_u64().unwrap() > 0);
     assert_eq!((loop_info["stats"]["failures"].as_u64(), loop_info["stats"]["last_failure"].as_str()), (Some(2), Some("out_of_fuel")));
     assert_eq!(loop_info["signals_24h"], 0);
@@ -754,7 +762,8 @@ fn signal_filters_counts_and_per_rule_figures() {
         text.lines().any(|line| line.starts_with("fluo_rule_failures_total{") && line.contains(&looping) && line.ends_with(" 2")),
         "{text}"
     );
-    assert!(text.lines().any(|line| line.starts_with("fluo_rule_signals_created_total{") && line.contains(&fraud) && line.ends_with(" 2")));
+    assert!(text.lines().any(|line| line.starts_with("fluo_rule_signals_created_total{") && line.contains(&fraud) && line.ends_with(" 1")));
+    assert!(text.lines().any(|line| line == "fluo_signals_total{result=\"occurrence\"} 2"), "{text}");
 }
 
 #[test]
@@ -861,4 +870,69 @@ async fn a_server_runs_in_process_on_listeners_the_test_binds() {
     served.unwrap();
     assert_eq!(trace.unwrap(), "61".repeat(16));
     services.stop().unwrap();
+}
+
+/// Issue 14: violations of one shape on many traces are one group with exact
+/// occurrences; webhooks hear of the new group and of a regression, never of
+/// single occurrences; a false positive stays quiet.
+#[test]
+fn violations_group_and_notifications_follow_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms", "--webhook-allow-private-targets"]);
+    let (_, admin) = server.tenant("acme");
+    server.rule(&admin, "fraud", FRAUD_RULE);
+    let (addr, received) = common::webhook_receiver(0);
+    let (status, hook) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": format!("http://{addr}/hook")})));
+    assert_eq!(status, 201, "{hook}");
+    let wait_for = |what: &str, done: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let groups = server.signals(&admin, "?rule=fraud");
+            if let Some(group) = groups.first().filter(|group| groups.len() == 1 && done(group)) {
+                return group.clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {groups:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let traces: Vec<String> = (0x71..0x76).map(|trace| send_charge(&server, &admin, trace)).collect();
+    let group = wait_for("five occurrences in one group", &|group| group["occurrences"] == 5);
+    let id = group["id"].as_str().unwrap().to_string();
+    let (status, page) = server.api("GET", &format!("/api/v1/signals/{id}/occurrences?limit=3"), Some(&admin), None);
+    assert_eq!(status, 200, "{page}");
+    let cursor = page["next_cursor"].as_str().expect("a second page").to_string();
+    let (_, rest) = server.api("GET", &format!("/api/v1/signals/{id}/occurrences?limit=3&cursor={cursor}"), Some(&admin), None);
+    let mut seen: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["items"].as_array().unwrap())
+        .map(|o| o["trace_id"].as_str().unwrap().to_string())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, traces, "every occurrence once, paged");
+    let (_, body) = received.recv_timeout(Duration::from_secs(20)).expect("the new group is announced");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["type"], "signal.created");
+    assert!(received.recv_timeout(Duration::from_millis(1500)).is_err(), "occurrences are not announced");
+
+    // Resolved, then it fires again: a regression, announced once.
+    assert_eq!(server.api("POST", &format!("/api/v1/signals/{id}/status"), Some(&admin), Some(&json!({"status": "resolved"}))).0, 200);
+    send_charge(&server, &admin, 0x76);
+    let group = wait_for("reopened", &|group| group["status"] == "open");
+    assert_eq!((group["occurrences"].as_u64(), group["regressions"].as_u64()), (Some(6), Some(1)), "{group}");
+    let (_, body) = received.recv_timeout(Duration::from_secs(20)).expect("the regression is announced");
+    let payload: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((payload["type"].as_str(), payload["signal"]["id"].as_str()), (Some("signal.regressed"), Some(id.as_str())));
+
+    // A false positive only counts.
+    assert_eq!(
+        server.api("POST", &format!("/api/v1/signals/{id}/status"), Some(&admin), Some(&json!({"status": "false_positive"}))).0,
+        200
+    );
+    send_charge(&server, &admin, 0x77);
+    let group = wait_for("counted", &|group| group["occurrences"] == 7);
+    assert_eq!(group["status"], "false_positive");
+    assert!(received.recv_timeout(Duration::from_millis(1500)).is_err(), "a false positive stays quiet");
+    assert_eq!(server.api("GET", "/api/v1/signals/s_00/occurrences", Some(&admin), None).0, 404);
+    assert_eq!(server.api("GET", &format!("/api/v1/signals/{id}/occurrences?limit=0"), Some(&admin), None).0, 400);
 }

@@ -46,26 +46,28 @@ fn fraud_check_over_grpc_and_http_with_isolation_and_kill9() {
         assert!(server.signals(&admin_a, &format!("?trace_id={good_trace}")).is_empty(), "{protocol}: the fraud-checked trace is fine");
     }
     let all_a = server.signals(&admin_a, "");
-    assert_eq!(all_a.len(), 2, "exactly one signal per violating trace: {all_a:?}");
+    assert_eq!(all_a.len(), 1, "the two violating traces are one group: {all_a:?}");
+    assert_eq!(all_a[0]["occurrences"], 2, "exactly one occurrence per violating trace: {all_a:?}");
     assert!(server.signals(&admin_b, "").is_empty(), "tenant B's rule never saw tenant A's spans");
-    // Filters: by rule name or id, severity, status, time; pagination.
-    assert_eq!(server.signals(&admin_a, "?rule=fraud").len(), 2);
-    assert_eq!(server.signals(&admin_a, &format!("?rule={}", rule["id"].as_str().unwrap())).len(), 2);
+    // Filters: by rule name or id, severity, status, time; pagination of the occurrences.
+    assert_eq!(server.signals(&admin_a, "?rule=fraud").len(), 1);
+    assert_eq!(server.signals(&admin_a, &format!("?rule={}", rule["id"].as_str().unwrap())).len(), 1);
     assert!(server.signals(&admin_a, "?rule=other").is_empty());
-    assert_eq!(server.signals(&admin_a, "?severity=high&status=open").len(), 2);
+    assert_eq!(server.signals(&admin_a, "?severity=high&status=open").len(), 1);
     assert!(server.signals(&admin_a, "?severity=low").is_empty());
-    assert_eq!(server.signals(&admin_a, "?since=2020-01-01T00:00:00Z").len(), 2);
+    assert_eq!(server.signals(&admin_a, "?since=2020-01-01T00:00:00Z").len(), 1);
     assert!(server.signals(&admin_a, "?since=2999-01-01T00:00:00Z").is_empty());
-    let (status, page) = server.api("GET", "/api/v1/signals?limit=1", Some(&admin_a), None);
+    let group = all_a[0]["id"].as_str().unwrap();
+    let (status, page) = server.api("GET", &format!("/api/v1/signals/{group}/occurrences?limit=1"), Some(&admin_a), None);
     assert_eq!(status, 200);
     let cursor = page["next_cursor"].as_str().expect("a second page");
-    let (_, rest) = server.api("GET", &format!("/api/v1/signals?limit=1&cursor={cursor}"), Some(&admin_a), None);
+    let (_, rest) = server.api("GET", &format!("/api/v1/signals/{group}/occurrences?limit=1&cursor={cursor}"), Some(&admin_a), None);
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
     assert!(rest["next_cursor"].is_null());
-    assert_ne!(page["items"][0]["id"], rest["items"][0]["id"]);
+    assert_ne!(page["items"][0]["trace_id"], rest["items"][0]["trace_id"]);
     // Another tenant's signal id is not found, not forbidden.
-    let (status, _) = server.api("GET", &format!("/api/v1/signals/{}", page["items"][0]["id"].as_str().unwrap()), Some(&admin_b), None);
-    assert_eq!(status, 404);
+    assert_eq!(server.api("GET", &format!("/api/v1/signals/{group}"), Some(&admin_b), None).0, 404);
+    assert_eq!(server.api("GET", &format!("/api/v1/signals/{group}/occurrences"), Some(&admin_b), None).0, 404);
     // The snapshot of the trace is kept with the signal.
     let (status, snapshot) =
         server.api("GET", &format!("/api/v1/signals/{}/trace", all_a[0]["id"].as_str().unwrap()), Some(&admin_a), None);

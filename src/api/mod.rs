@@ -304,6 +304,7 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(signals::stream))
         .routes(routes!(signals::get_one))
         .routes(routes!(signals::trace))
+        .routes(routes!(signals::occurrences))
         .routes(routes!(signals::set_status))
         .routes(routes!(traces::list))
         .routes(routes!(traces::vocabulary))

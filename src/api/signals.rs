@@ -163,6 +163,52 @@ pub(super) fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
     Ok(axum::Json(request).into_response())
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OccurrenceQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1 to 500; default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<usize>,
+}
+
+/// A page of a signal's occurrences, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct OccurrencePage {
+    items: Vec<crate::signals::Occurrence>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// A signal's occurrences, newest first: each violating trace, when, which
+/// rule version, its witness span ids.
+#[utoipa::path(get, path = "/api/v1/signals/{id}/occurrences", operation_id = "list_signal_occurrences", tag = "signals",
+    params(("id" = String, Path, description = "Signal id"), OccurrenceQuery), responses(
+    (status = 200, description = "A page of occurrences", body = OccurrencePage),
+    (status = 400, description = "Bad limit or cursor", body = ErrorBody),
+    (status = 404, description = "No such signal in this tenant", body = ErrorBody)
+))]
+pub async fn occurrences(
+    State(state): State<ApiState>,
+    Read(tenant): Read,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<OccurrenceQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(bad("limit must be 1 to 500"));
+    }
+    let page = blocking(move || {
+        state.signals.get(&tenant, &id)?.ok_or_else(|| ApiError::not_found("signal"))?;
+        let (items, next_cursor) = state.signals.occurrences(&tenant, &id, query.cursor.as_deref(), limit)?;
+        Ok(OccurrencePage { items, next_cursor })
+    })
+    .await?;
+    Ok(axum::Json(page).into_response())
+}
+
 /// The trace as it was when the signal was raised, as OTLP/JSON. For a
 /// window rule's signal (which spans many traces): the witness spans of the
 /// latest violating window, taken from the retained traces (`--trace-retention`);
@@ -348,6 +394,7 @@ pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result
                     let kind = match event.kind {
                         EventKind::Created => "signal",
                         EventKind::StatusChanged => "status",
+                        EventKind::Regressed => "regression",
                     };
                     let data = serde_json::to_string(&event.signal).unwrap_or_default();
                     let item = Event::default().event(kind).id(event.signal.id.clone()).data(data);

@@ -357,9 +357,18 @@ fn evaluate(
             }
             counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
             counters.signals_cleared.fetch_add(recorded.cleared.len() as u64, Ordering::Relaxed);
-            let wrote = !recorded.created.is_empty() || !recorded.cleared.is_empty();
-            let created = recorded.created.into_iter().map(|signal| (EventKind::Created, signal));
-            (wrote, created.chain(recorded.cleared.into_iter().map(|signal| (EventKind::StatusChanged, signal))).collect())
+            counters.signals_occurred.fetch_add(recorded.counted.len() as u64, Ordering::Relaxed);
+            counters.signals_regressed.fetch_add(recorded.regressed.len() as u64, Ordering::Relaxed);
+            let wrote = !recorded.created.is_empty()
+                || !recorded.counted.is_empty()
+                || !recorded.regressed.is_empty()
+                || !recorded.cleared.is_empty();
+            // A further occurrence of a group is counted, not announced.
+            let events = (recorded.created.into_iter().map(|signal| (EventKind::Created, signal)))
+                .chain(recorded.regressed.into_iter().map(|signal| (EventKind::Regressed, signal)))
+                .chain(recorded.cleared.into_iter().map(|signal| (EventKind::StatusChanged, signal)))
+                .collect();
+            (wrote, events)
         }
         Err(error) => {
             tracing::error!(tenant = %tenant, error = %error, "signals not stored");

@@ -35,6 +35,10 @@ pub struct Counters {
     pub signals_created: AtomicU64,
     pub signals_duplicate: AtomicU64,
     pub signals_cleared: AtomicU64,
+    /// Further occurrences of an existing group.
+    pub signals_occurred: AtomicU64,
+    /// Resolved groups reopened by a new occurrence.
+    pub signals_regressed: AtomicU64,
     pub fuel_used: AtomicU64,
     pub window_spans_selected: AtomicU64,
     pub window_spans_late: AtomicU64,
@@ -263,6 +267,8 @@ impl prometheus_client::collector::Collector for Exposition {
                 (label("result", "created"), get(&counters.signals_created)),
                 (label("result", "duplicate"), get(&counters.signals_duplicate)),
                 (label("result", "cleared"), get(&counters.signals_cleared)),
+                (label("result", "occurrence"), get(&counters.signals_occurred)),
+                (label("result", "regression"), get(&counters.signals_regressed)),
             ],
         )?;
         family(

@@ -12,11 +12,13 @@
 //! Reading (filters, pages, counts) is in `query`; every status change goes
 //! through the one compare-and-swap path in `status`.
 
+mod group;
 mod query;
 mod status;
 
+pub use group::{Occurrence, fingerprint};
+
 pub use query::{Bucket, Buckets, Counts, Filter, RuleCount};
-use status::Change;
 
 use crate::model::rule::{Severity, Violation};
 use crate::model::tenant::TenantId;
@@ -156,6 +158,29 @@ pub struct Signal {
     /// Only for window rules: the window, how often it was seen broken in a row.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub window: Option<WindowDetails>,
+    /// What groups violations into this signal (hex SHA-256 of the rule and
+    /// the witness spans' services and names).
+    #[serde(default)]
+    pub fingerprint: String,
+    /// Occurrences of this group that are kept (exact; an occurrence whose
+    /// trace no longer shows it is withdrawn).
+    #[serde(default = "one")]
+    pub occurrences: u64,
+    /// The latest occurrence (the first is `created_at`).
+    #[serde(default)]
+    pub last_seen_at: String,
+    #[serde(default)]
+    pub last_seen_unix_ms: u64,
+    /// The rule versions that produced occurrences, ascending.
+    #[serde(default)]
+    pub versions: Vec<u32>,
+    /// How often the group fired again after it was resolved.
+    #[serde(default)]
+    pub regressions: u32,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Signal {
@@ -180,6 +205,12 @@ impl Signal {
             resolution: None,
             history: Vec::new(),
             window: None,
+            fingerprint: String::new(),
+            occurrences: 1,
+            last_seen_at: rfc3339(now),
+            last_seen_unix_ms: now,
+            versions: vec![rule.version],
+            regressions: 0,
         }
     }
 }
@@ -206,9 +237,15 @@ const WINDOW_WITNESSES: usize = 20;
 /// What one evaluation of one trace did to the signal store.
 #[derive(Debug, Default, PartialEq)]
 pub struct Recorded {
+    /// New groups.
     pub created: Vec<Signal>,
+    /// Further occurrences of existing groups (the groups after the change).
+    pub counted: Vec<Signal>,
+    /// Resolved groups that fired again, reopened (after the change).
+    pub regressed: Vec<Signal>,
+    /// Violations this trace had already produced.
     pub duplicates: usize,
-    /// Signals resolved as cleared by this evaluation (after the change).
+    /// Groups resolved as cleared by this evaluation (after the change).
     pub cleared: Vec<Signal>,
 }
 
@@ -227,6 +264,13 @@ pub enum SignalError {
 pub struct Signals {
     store: Arc<Store>,
     signals: sled::Tree,
+    /// (tenant, fingerprint) → group id.
+    groups: sled::Tree,
+    /// (tenant, group id, occurrence id) → [`Occurrence`].
+    occurrences: sled::Tree,
+    /// Held while a group is looked up and created.
+    creating: std::sync::Mutex<()>,
+    /// (tenant, dedup key) → group id, occurrence id.
     dedup: sled::Tree,
     by_trace: sled::Tree,
     snapshots: sled::Tree,
@@ -298,14 +342,24 @@ fn dedup_key(rule_id: &str, trace_id: &str, message: &str, span_ids: &[String]) 
 }
 
 impl Signals {
+    /// Opens the trees and migrates signals stored before grouping (see [`group::migrate`]).
     pub fn open(store: Arc<Store>) -> Result<Signals, SignalError> {
-        Ok(Signals {
+        let signals = Signals {
             signals: store.db.open_tree("signals")?,
+            groups: store.db.open_tree("signal_groups")?,
+            occurrences: store.db.open_tree("signal_occurrences")?,
+            creating: std::sync::Mutex::new(()),
             dedup: store.db.open_tree("signal_dedup")?,
             by_trace: store.db.open_tree("signal_by_trace")?,
             snapshots: store.db.open_tree("signal_traces")?,
             store,
-        })
+        };
+        let migrated = signals.migrate()?;
+        if migrated > 0 {
+            signals.flush()?;
+            tracing::info!(signals = migrated, "signals from before grouping migrated to groups");
+        }
+        Ok(signals)
     }
 
     /// Records the outcome of evaluating `trace`. `runs` holds, per rule that
@@ -338,41 +392,70 @@ impl Signals {
                     recorded.duplicates += 1;
                     continue;
                 }
-                let id = new_id(now);
                 let witnesses = witnesses_of(trace, &violation.span_ids, &mut witness_budget);
-                let signal = Signal {
+                let fingerprint = group::fingerprint(&rule.id, trace, &violation.span_ids);
+                let (occurrence_id, occurrence_name) = group::new_occurrence_id(now);
+                let occurrence = group::occurrence(occurrence_name, &trace_id, &violation.span_ids, rule.version, &violation.message, now);
+                let new = Signal {
                     trace_id: trace_id.clone(),
                     span_ids: violation.span_ids.clone(),
                     witnesses,
-                    ..Signal::open(id, rule, violation, now)
+                    fingerprint: hex::encode(fingerprint),
+                    ..Signal::open(new_id(now), rule, violation, now)
                 };
-                self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
-                self.dedup.insert(dedup_entry, &id)?;
-                self.by_trace.insert(keyed(tenant, &[&trace.trace_id, &id]), &[])?;
-                recorded.created.push(signal);
+                let (outcome, group_id) = self.occur(tenant, &fingerprint, new, &occurrence)?;
+                self.occurrences.insert(keyed(tenant, &[&group_id, &occurrence_id]), serde_json::to_vec(&occurrence)?)?;
+                self.dedup.insert(dedup_entry, &group_id)?;
+                // The trace's entry for the group lists (dedup key, occurrence id) per occurrence.
+                let entry: Vec<u8> = [dedup.as_slice(), &occurrence_id].concat();
+                self.by_trace.fetch_and_update(keyed(tenant, &[&trace.trace_id, &group_id]), |old| {
+                    Some([old.unwrap_or_default(), entry.as_slice()].concat())
+                })?;
+                match outcome {
+                    group::Outcome::Created(signal) => recorded.created.push(signal),
+                    group::Outcome::Counted(signal) => recorded.counted.push(signal),
+                    group::Outcome::Regressed(signal) => recorded.regressed.push(signal),
+                }
             }
         }
         if amended {
+            // Occurrences this trace produced before and no longer does are
+            // withdrawn; a group left without occurrences is cleared.
             let ran: Vec<&str> = runs.iter().map(|(rule, _)| rule.id.as_str()).collect();
             for entry in self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])) {
-                let (key, _) = entry?;
-                let signal_key = keyed(tenant, &[&key[key.len() - 16..]]);
-                // Decided on the signal as it is at the write: an
-                // acknowledgement that lands first keeps the signal.
-                let cleared = self.transition(&signal_key, |signal| {
-                    let still_violated = current_keys.contains(&dedup_key(&signal.rule_id, &trace_id, &signal.message, &signal.span_ids));
-                    Ok((signal.status == Status::Open && ran.contains(&signal.rule_id.as_str()) && !still_violated).then_some(Change {
-                        to: Status::Resolved,
-                        note: "spans that arrived later no longer violate the rule",
-                        author: "fluo",
-                        reason: Some("cleared"),
-                    }))
-                })?;
-                recorded.cleared.extend(cleared);
+                let (key, value) = entry?;
+                let group_id: [u8; 16] = key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?;
+                let Some(group) = self.signals.get(keyed(tenant, &[&group_id]))? else { continue };
+                let group: Signal = serde_json::from_slice(&group)?;
+                if !ran.contains(&group.rule_id.as_str()) {
+                    continue;
+                }
+                // Signals from before grouping list nothing: their one violation is the signal's own.
+                let listed: Vec<([u8; 32], Option<[u8; 16]>)> = if value.is_empty() {
+                    vec![(dedup_key(&group.rule_id, &trace_id, &group.message, &group.span_ids), None)]
+                } else {
+                    value
+                        .chunks_exact(48)
+                        .map(|chunk| (chunk[..32].try_into().expect("32"), Some(chunk[32..].try_into().expect("16"))))
+                        .collect()
+                };
+                let mut kept: Vec<u8> = Vec::new();
+                for (dedup, occurrence_id) in listed {
+                    if current_keys.contains(&dedup) {
+                        kept.extend(occurrence_id.map(|id| [dedup.as_slice(), &id].concat()).unwrap_or_default());
+                        continue;
+                    }
+                    self.dedup.remove(keyed(tenant, &[&dedup]))?;
+                    recorded.cleared.extend(self.withdraw(tenant, &group_id, occurrence_id.as_ref())?);
+                }
+                if !value.is_empty() && kept.len() != value.len() {
+                    self.by_trace.insert(&key, kept)?;
+                }
             }
         }
         let has_signals = self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])).next().is_some();
-        if has_signals && (!recorded.created.is_empty() || !recorded.cleared.is_empty() || amended) {
+        let changed = !recorded.created.is_empty() || !recorded.counted.is_empty() || !recorded.regressed.is_empty();
+        if has_signals && (changed || !recorded.cleared.is_empty() || amended) {
             self.snapshots.insert(keyed(tenant, &[&trace.trace_id]), otlp)?;
         }
         Ok(recorded)
@@ -429,6 +512,12 @@ impl Signals {
                 signal.span_ids = witnesses.iter().map(|span| hex::encode(span.span_id)).collect();
                 signal.witnesses = witnesses.iter().map(|span| Witness::of(span)).collect();
                 signal.updated_at = rfc3339(now);
+                signal.occurrences = signal.window.as_ref().map_or(1, |details| details.occurrences);
+                signal.last_seen_at = rfc3339(now);
+                signal.last_seen_unix_ms = now;
+                if let Err(at) = signal.versions.binary_search(&rule.version) {
+                    signal.versions.insert(at, rule.version);
+                }
                 // A concurrent status change wins; this window then opens a new signal.
                 if self.signals.compare_and_swap(&key, Some(before), Some(serde_json::to_vec(&signal)?))?.is_ok() {
                     return Ok((signal, false));
@@ -507,10 +596,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let signals = Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap();
         let recorded = signals.record(&TenantId::trusted("t_a"), &big, &otlp(&big), &runs, false).unwrap();
-        assert_eq!(recorded.created.len(), 100);
-        let stored: usize = recorded.created.iter().map(|signal| serde_json::to_vec(&signal.witnesses).unwrap().len()).sum();
-        assert!(stored <= crate::rules::WITNESS_BYTES + 100 * 2, "{stored} bytes of witnesses");
-        assert!(recorded.created.iter().all(|signal| signal.span_ids == ["0000000000000001"]));
+        // One span, one shape: one group with 100 occurrences.
+        assert_eq!((recorded.created.len(), recorded.counted.len()), (1, 99));
+        let group = signals.get(&TenantId::trusted("t_a"), &recorded.created[0].id).unwrap().unwrap();
+        assert_eq!(group.occurrences, 100);
+        let stored = serde_json::to_vec(&group).unwrap().len();
+        assert!(stored <= crate::rules::WITNESS_BYTES + 4096, "{stored} bytes in the group");
+        assert_eq!(group.span_ids, ["0000000000000001"]);
     }
 
     /// An acknowledgement racing an automatic clear: both go through one
@@ -577,7 +669,7 @@ mod tests {
         let amended = trace(&[("payment.charge_card", 1), ("cart", 2)]);
         assert_eq!(
             signals.record(&tenant, &amended, &otlp(&amended), &runs, true).unwrap(),
-            Recorded { created: vec![], duplicates: 1, cleared: vec![] }
+            Recorded { created: vec![], counted: vec![], regressed: vec![], duplicates: 1, cleared: vec![] }
         );
         // The late fraud check clears it.
         let fixed = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 3)]);
@@ -592,10 +684,11 @@ mod tests {
         // Another tenant sees nothing.
         assert!(signals.list(&other, &Filter { limit: 10, ..Filter::default() }).unwrap().0.is_empty());
         assert!(signals.get(&other, &items[0].id).unwrap().is_none());
-        // Pagination: three more, pages of two.
+        // Pagination: three more groups (other span names), pages of two.
         for index in 0..3 {
+            let other = trace(&[(&format!("step-{index}"), 1)]);
             let runs = vec![(rule.clone(), vec![violation(&format!("v{index}"), "0000000000000001")])];
-            signals.record(&tenant, &first, &otlp(&first), &runs, false).unwrap();
+            assert_eq!(signals.record(&tenant, &other, &otlp(&other), &runs, false).unwrap().created.len(), 1);
         }
         let (page, cursor) = signals.list(&tenant, &Filter { limit: 2, ..Filter::default() }).unwrap();
         assert_eq!(page.len(), 2);
@@ -607,5 +700,125 @@ mod tests {
         assert_eq!(all.len(), 4);
         let open = signals.list(&tenant, &Filter { limit: 10, status: Some(Status::Open), ..Filter::default() }).unwrap().0;
         assert_eq!(open.len(), 3);
+    }
+
+    /// Violations of one shape are one group: counted exactly (also from
+    /// threads at once), the latest sample kept, a resolved group reopened as
+    /// a regression, a false positive kept quiet, and occurrences paged.
+    #[test]
+    fn violations_group_count_exactly_regress_and_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let signals = Arc::new(Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap());
+        let tenant = TenantId::trusted("t_a");
+        let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
+        let charge = |trace_byte: u8| {
+            let mut trace = trace(&[("payment.charge_card", 1)]);
+            trace.trace_id[15] = trace_byte;
+            for span in &mut trace.spans {
+                span.trace_id = trace.trace_id;
+            }
+            trace
+        };
+        let runs = vec![(rule.clone(), vec![violation("charge without fraud check", "0000000000000001")])];
+        let first = signals.record(&tenant, &charge(0), &otlp(&charge(0)), &runs, false).unwrap();
+        let id = first.created[0].id.clone();
+        // 4 threads × 50 traces of the same shape: one group, 201 occurrences.
+        let threads: Vec<_> = (0..4u8)
+            .map(|thread| {
+                let (signals, tenant, runs) = (signals.clone(), tenant.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    for n in 0..50u8 {
+                        let trace = charge(1 + thread * 50 + n);
+                        let recorded = signals.record(&tenant, &trace, &otlp(&trace), &runs, false).unwrap();
+                        assert_eq!((recorded.created.len(), recorded.counted.len()), (0, 1));
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|thread| thread.join().unwrap());
+        let group = signals.get(&tenant, &id).unwrap().unwrap();
+        assert_eq!(group.occurrences, 201);
+        assert_eq!(signals.list(&tenant, &Filter { limit: 10, ..Filter::default() }).unwrap().0.len(), 1);
+        // Occurrences page newest first, every one once.
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = signals.occurrences(&tenant, &id, cursor.as_deref(), 64).unwrap();
+            assert!(page.windows(2).all(|pair| pair[0].id > pair[1].id), "newest first");
+            seen.extend(page.into_iter().map(|occurrence| occurrence.trace_id));
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 201);
+
+        // Resolved, then it fires again: a regression.
+        signals.set_status(&tenant, &id, Status::Resolved, "fixed", "u_ed").unwrap();
+        let version_2 = RuleRef { version: 2, ..rule.clone() };
+        let again = vec![(version_2.clone(), runs[0].1.clone())];
+        let recorded = signals.record(&tenant, &charge(250), &otlp(&charge(250)), &again, false).unwrap();
+        assert_eq!(recorded.regressed.len(), 1);
+        let group = &recorded.regressed[0];
+        assert_eq!(
+            (group.status, group.regressions, group.occurrences, group.versions.as_slice()),
+            (Status::Open, 1, 202, [1, 2].as_slice())
+        );
+        assert_eq!(group.history.last().map(|change| (change.from, change.author.as_str())), Some((Status::Resolved, "fluo")));
+        // A false positive stays quiet: counted, not reopened.
+        signals.set_status(&tenant, &id, Status::FalsePositive, "expected", "u_ed").unwrap();
+        let recorded = signals.record(&tenant, &charge(251), &otlp(&charge(251)), &again, false).unwrap();
+        assert_eq!((recorded.counted.len(), recorded.regressed.len()), (1, 0));
+        assert_eq!(recorded.counted[0].status, Status::FalsePositive);
+        // Another shape is another group; another tenant sees nothing.
+        let mut other = trace(&[("payment.refund", 1)]);
+        other.trace_id[0] = 0xee;
+        assert_eq!(signals.record(&tenant, &other, &otlp(&other), &runs, false).unwrap().created.len(), 1);
+        assert!(signals.occurrences(&TenantId::trusted("t_b"), &id, None, 10).unwrap().0.is_empty());
+    }
+
+    /// A data directory from before grouping: its signals become groups of one
+    /// occurrence at start, and a new violation of the same shape counts onto
+    /// the newest of them.
+    #[test]
+    fn signals_from_before_grouping_migrate_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = TenantId::trusted("t_a");
+        let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 3 };
+        let first = trace(&[("payment.charge_card", 1)]);
+        let runs = vec![(rule.clone(), vec![violation("charge without fraud check", "0000000000000001")])];
+        let id = {
+            let store = Arc::new(Store::open(dir.path()).unwrap());
+            let signals = Signals::open(store.clone()).unwrap();
+            let created = signals.record(&tenant, &first, &otlp(&first), &runs, false).unwrap().created.remove(0);
+            // Rewrite it as the old code stored it: no group fields, no group index, no occurrence.
+            let mut old = serde_json::to_value(&created).unwrap();
+            for field in ["fingerprint", "occurrences", "last_seen_at", "last_seen_unix_ms", "versions", "regressions"] {
+                old.as_object_mut().unwrap().remove(field);
+            }
+            let key = keyed(&tenant, &[&id_bytes(&created.id).unwrap()]);
+            signals.signals.insert(key, serde_json::to_vec(&old).unwrap()).unwrap();
+            signals.groups.clear().unwrap();
+            signals.occurrences.clear().unwrap();
+            signals.by_trace.clear().unwrap();
+            signals.by_trace.insert(keyed(&tenant, &[&first.trace_id, &id_bytes(&created.id).unwrap()]), &[]).unwrap();
+            signals.flush().unwrap();
+            created.id
+        };
+        let signals = Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap();
+        let group = signals.get(&tenant, &id).unwrap().unwrap();
+        assert_eq!((group.occurrences, group.versions.as_slice(), group.fingerprint.len()), (1, [3].as_slice(), 64));
+        assert_eq!(signals.occurrences(&tenant, &id, None, 10).unwrap().0.len(), 1);
+        // The same violation on the same trace is still a duplicate; on another trace it counts.
+        assert_eq!(signals.record(&tenant, &first, &otlp(&first), &runs, false).unwrap().duplicates, 1);
+        let mut second = trace(&[("payment.charge_card", 1)]);
+        second.trace_id[0] = 0x11;
+        let recorded = signals.record(&tenant, &second, &otlp(&second), &runs, false).unwrap();
+        assert_eq!(recorded.counted.iter().map(|group| (group.id.as_str(), group.occurrences)).collect::<Vec<_>>(), [(id.as_str(), 2)]);
+        // The late fraud check withdraws the old occurrence only.
+        let fixed = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 2)]);
+        let recorded = signals.record(&tenant, &fixed, &otlp(&fixed), &[(rule, vec![])], true).unwrap();
+        assert!(recorded.cleared.is_empty(), "one occurrence is left");
+        assert_eq!(signals.get(&tenant, &id).unwrap().unwrap().occurrences, 1);
     }
 }

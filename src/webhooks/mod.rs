@@ -406,7 +406,9 @@ impl Webhooks {
     /// Queues `signal` for every matching webhook of `tenant`. Reads the
     /// store: call it from a thread that may block (the event hub's
     /// publishers are the evaluator's and window threads).
-    pub fn dispatch(&self, tenant: &TenantId, signal: &Signal) {
+    /// Queues `signal` for every webhook of `tenant` that wants it, as an
+    /// event of type `kind` (`signal.created`, `signal.regressed`).
+    pub fn dispatch(&self, tenant: &TenantId, signal: &Signal, kind: &str) {
         let Ok(hooks) = self.list(tenant) else { return };
         let mut body: Option<Arc<str>> = None;
         for hook in hooks {
@@ -417,7 +419,7 @@ impl Webhooks {
             }
             let body = body
                 .get_or_insert_with(|| {
-                    serde_json::to_string(&serde_json::json!({"type": "signal.created", "signal": signal})).unwrap_or_default().into()
+                    serde_json::to_string(&serde_json::json!({"type": kind, "signal": signal})).unwrap_or_default().into()
                 })
                 .clone();
             self.enqueue(Job { tenant: tenant.clone(), hook_id: hook.id, signal_id: signal.id.clone(), body, attempt: 1 }, true);

@@ -39,6 +39,7 @@ export function signalPage(ctx: Ctx): () => void {
         { class: 'card' },
         keyVal([
           ['Rule', [h('a', { href: `/rules/${encodeURIComponent(s.rule_id)}?version=${s.rule_version}` }, `${s.rule_name} v${s.rule_version}`), h('span', { class: 'muted small' }, ' (source of that version)')]],
+          ['Occurrences', `${s.occurrences ?? 1}${s.last_seen_at ? ` · last ${fmtDate(s.last_seen_at)}` : ''}${s.versions && s.versions.length > 1 ? ` · versions ${s.versions.join(', ')}` : ''}${s.regressions ? ` · ${s.regressions} regression${s.regressions === 1 ? '' : 's'}` : ''}`],
           ['Trace', h('code', null, s.trace_id)],
           ['Witness spans', s.witnesses.length ? s.witnesses.map((w, i) => [i ? ', ' : '', h('span', { class: 'mono' }, w.name), w.service ? h('span', { class: 'muted' }, ` (${w.service})`) : null]) : s.span_ids.join(', ') || '—'],
           ['Signal id', h('code', null, s.id)],

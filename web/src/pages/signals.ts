@@ -236,6 +236,7 @@ export function signalsPage(ctx: Ctx): () => void {
       h('th', { scope: 'row', 'data-label': 'Message', class: 'msg' }, h('a', { href: `/signals/${encodeURIComponent(sig.id)}`, class: 'sig-link' }, sig.message), fresh.has(sig.id) ? h('span', { class: 'badge badge-new' }, 'new') : null),
       h('td', { 'data-label': 'Rule' }, h('a', { href: `/rules/${encodeURIComponent(sig.rule_id)}?version=${sig.rule_version}`, class: 'muted-link' }, sig.rule_name), h('span', { class: 'muted small' }, ` v${sig.rule_version}`)),
       h('td', { 'data-label': 'Trace', class: 'mono small' }, h('span', { title: sig.trace_id }, shortId(sig.trace_id, 12))),
+      h('td', { 'data-label': 'Occurrences', class: 'small num', title: sig.last_seen_at ? `last seen ${fmtDate(sig.last_seen_at)}` : '' }, String(sig.occurrences ?? 1)),
       h('td', { 'data-label': 'Age', class: 'small' }, h('time', { datetime: sig.created_at, title: fmtDate(sig.created_at), 'data-ms': sig.created_unix_ms }, timeAgo(sig.created_unix_ms))),
       h('td', { 'data-label': 'Status' }, statusBadge(sig.status)),
     );
@@ -276,7 +277,7 @@ export function signalsPage(ctx: Ctx): () => void {
           'table',
           { class: 'table stack-mobile signals-table' },
           h('caption', { class: 'sr-only' }, 'Signals, newest first'),
-          h('thead', null, h('tr', null, h('th', { scope: 'col', class: 'cb' }, all), ['Severity', 'Message', 'Rule', 'Trace', 'Age', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
+          h('thead', null, h('tr', null, h('th', { scope: 'col', class: 'cb' }, all), ['Severity', 'Message', 'Rule', 'Trace', 'Occurrences', 'Age', 'Status'].map((c) => h('th', { scope: 'col' }, c)))),
           h('tbody', { id: 'signal-rows' }, items.map(row)),
         ),
       ),

@@ -1,0 +1,298 @@
+//! Grouping: a signal is an issue with occurrences. A violation's fingerprint
+//! (its rule, and the names and services of its witness spans) selects its
+//! group; a new occurrence of a group counts, moves its last-seen time and
+//! latest sample, and reopens a resolved group as a regression (a group marked
+//! a false positive stays quiet). Every occurrence keeps its trace id and
+//! witness span ids in the `signal_occurrences` tree.
+
+use super::{Signal, SignalError, Signals, Status, StatusChange, id_bytes, keyed, new_id};
+use crate::model::tenant::TenantId;
+use crate::model::time::rfc3339;
+use crate::model::trace::Trace;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One violation of a group, as kept until retention removes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Occurrence {
+    pub id: String,
+    pub trace_id: String,
+    pub span_ids: Vec<String>,
+    pub rule_version: u32,
+    pub message: String,
+    pub at: String,
+    pub at_unix_ms: u64,
+}
+
+/// What recording one occurrence did to its group.
+pub(super) enum Outcome {
+    /// A new group.
+    Created(Signal),
+    /// A further occurrence of an existing group (after the change).
+    Counted(Signal),
+    /// A further occurrence that reopened a resolved group (after the change).
+    Regressed(Signal),
+}
+
+/// The default fingerprint: the rule, and the sorted set of (service, name)
+/// of the spans `span_ids` names in `trace` (ids it lacks count for nothing);
+/// a violation without such spans groups by its rule alone.
+pub fn fingerprint(rule_id: &str, trace: &Trace, span_ids: &[String]) -> [u8; 32] {
+    let shapes: Vec<(&str, &str)> = span_ids
+        .iter()
+        .filter_map(|id| {
+            let mut bytes = [0u8; 8];
+            hex::decode_to_slice(id, &mut bytes).ok()?;
+            trace.find(&bytes)
+        })
+        .map(|span| (span.resource.service.as_deref().unwrap_or(""), span.name.as_str()))
+        .collect();
+    fingerprint_of(rule_id, shapes)
+}
+
+/// The fingerprint of a rule and the (service, name) pairs of its witness spans.
+fn fingerprint_of<'a>(rule_id: &str, shapes: impl IntoIterator<Item = (&'a str, &'a str)>) -> [u8; 32] {
+    let mut shapes: Vec<(&str, &str)> = shapes.into_iter().collect();
+    shapes.sort_unstable();
+    shapes.dedup();
+    let mut hasher = Sha256::new();
+    hasher.update((rule_id.len() as u64).to_be_bytes());
+    hasher.update(rule_id.as_bytes());
+    for (service, name) in shapes {
+        for part in [service, name] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    hasher.finalize().into()
+}
+
+/// A group's rule versions are kept sorted and unique, at most this many (the newest).
+const MAX_VERSIONS: usize = 50;
+
+impl Signals {
+    /// Adds one occurrence to the group `fingerprint` selects, creating the
+    /// group from `new` if there is none (or it was deleted). The group's
+    /// record is changed by compare-and-swap, so a status change made at the
+    /// same time is never lost, and the count is exact.
+    pub(super) fn occur(
+        &self,
+        tenant: &TenantId,
+        fingerprint: &[u8; 32],
+        new: Signal,
+        occurrence: &Occurrence,
+    ) -> Result<(Outcome, [u8; 16]), SignalError> {
+        let index_key = keyed(tenant, &[fingerprint]);
+        // Group creation for one tenant is serialized; counting is lock-free.
+        let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(group_id) = self.groups.get(&index_key)? {
+            let group_id: [u8; 16] = group_id.as_ref().try_into().map_err(|_| SignalError::Cursor)?;
+            if let Some(outcome) = self.count(tenant, &group_id, &new, occurrence)? {
+                return Ok((outcome, group_id));
+            }
+        }
+        let group_id = id_bytes(&new.id).ok_or(SignalError::Cursor)?;
+        self.signals.insert(keyed(tenant, &[&group_id]), serde_json::to_vec(&new)?)?;
+        self.groups.insert(index_key, &group_id)?;
+        Ok((Outcome::Created(new), group_id))
+    }
+
+    /// Counts a further occurrence on the group `group_id`; `None` if it no longer exists.
+    /// `latest` carries the occurrence's witnesses and attributes, the group's new sample.
+    fn count(
+        &self,
+        tenant: &TenantId,
+        group_id: &[u8; 16],
+        latest: &Signal,
+        occurrence: &Occurrence,
+    ) -> Result<Option<Outcome>, SignalError> {
+        let key = keyed(tenant, &[group_id]);
+        loop {
+            let Some(value) = self.signals.get(&key)? else { return Ok(None) };
+            let mut group: Signal = serde_json::from_slice(&value)?;
+            group.occurrences = group.occurrences.saturating_add(1);
+            group.last_seen_at = occurrence.at.clone();
+            group.last_seen_unix_ms = occurrence.at_unix_ms;
+            group.trace_id = occurrence.trace_id.clone();
+            group.span_ids = occurrence.span_ids.clone();
+            group.message = occurrence.message.clone();
+            group.witnesses = latest.witnesses.clone();
+            group.attributes = latest.attributes.clone();
+            group.severity = latest.severity;
+            group.rule_version = occurrence.rule_version;
+            if let Err(at) = group.versions.binary_search(&occurrence.rule_version) {
+                group.versions.insert(at, occurrence.rule_version);
+                if group.versions.len() > MAX_VERSIONS {
+                    group.versions.remove(0);
+                }
+            }
+            let regressed = group.status == Status::Resolved;
+            if regressed {
+                group.history.push(StatusChange {
+                    from: Status::Resolved,
+                    to: Status::Open,
+                    note: "regression: the rule fired again after the group was resolved".into(),
+                    author: "fluo".into(),
+                    author_name: None,
+                    at: occurrence.at.clone(),
+                });
+                group.status = Status::Open;
+                group.resolution = None;
+                group.regressions = group.regressions.saturating_add(1);
+                group.updated_at = occurrence.at.clone();
+            }
+            if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&group)?))?.is_ok() {
+                return Ok(Some(if regressed { Outcome::Regressed(group) } else { Outcome::Counted(group) }));
+            }
+        }
+    }
+
+    /// Removes the occurrence `occurrence_id` of group `group_id` (its trace no
+    /// longer shows it); when the group has no occurrence left and is open, it
+    /// is resolved as cleared. Returns the group if its status changed.
+    /// Without `occurrence_id` (a signal stored before grouping), the group's
+    /// one occurrence is its own.
+    pub(super) fn withdraw(
+        &self,
+        tenant: &TenantId,
+        group_id: &[u8; 16],
+        occurrence_id: Option<&[u8; 16]>,
+    ) -> Result<Option<Signal>, SignalError> {
+        if let Some(occurrence_id) = occurrence_id
+            && self.occurrences.remove(keyed(tenant, &[group_id, occurrence_id]))?.is_none()
+        {
+            return Ok(None);
+        }
+        let key = keyed(tenant, &[group_id]);
+        let remaining = loop {
+            let Some(value) = self.signals.get(&key)? else { return Ok(None) };
+            let mut group: Signal = serde_json::from_slice(&value)?;
+            group.occurrences = group.occurrences.saturating_sub(1);
+            if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&group)?))?.is_ok() {
+                break group.occurrences;
+            }
+        };
+        if remaining > 0 {
+            return Ok(None);
+        }
+        // Decided on the group as it is at the write: an acknowledgement that
+        // lands first keeps it.
+        self.transition(&key, |group| {
+            Ok((group.occurrences == 0 && group.status == Status::Open).then_some(super::status::Change {
+                to: Status::Resolved,
+                note: "spans that arrived later no longer violate the rule",
+                author: "fluo",
+                reason: Some("cleared"),
+            }))
+        })
+    }
+
+    /// A page of a group's occurrences, newest first; the cursor is the last
+    /// occurrence id of the previous page.
+    pub fn occurrences(
+        &self,
+        tenant: &TenantId,
+        group: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Occurrence>, Option<String>), SignalError> {
+        let Some(group_id) = id_bytes(group) else { return Ok((Vec::new(), None)) };
+        let start = keyed(tenant, &[&group_id]);
+        let end = match cursor {
+            Some(cursor) => keyed(tenant, &[&group_id, &occurrence_bytes(cursor).ok_or(SignalError::Cursor)?]),
+            None => keyed(tenant, &[&group_id, &[0xff; 17]]),
+        };
+        let limit = limit.clamp(1, 500);
+        let mut items = Vec::with_capacity(limit + 1);
+        for entry in self.occurrences.range(start..end).rev().take(limit + 1) {
+            items.push(serde_json::from_slice::<Occurrence>(&entry?.1)?);
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more { items.last().map(|occurrence| occurrence.id.clone()) } else { None };
+        Ok((items, next))
+    }
+}
+
+impl Signals {
+    /// Signals stored before grouping become groups of one occurrence: their
+    /// fingerprint (from the witnesses they kept), first and last seen, rule
+    /// version, one occurrence record (its id is the signal's), and the
+    /// trace's list of (dedup key, occurrence). Old signals of one shape stay
+    /// separate groups; new occurrences go to the newest. Runs at every
+    /// start and touches only signals without a fingerprint; returns how many.
+    pub(super) fn migrate(&self) -> Result<usize, SignalError> {
+        let mut migrated = 0;
+        for entry in self.signals.iter() {
+            let (key, value) = entry?;
+            let mut signal: Signal = serde_json::from_slice(&value)?;
+            if !signal.fingerprint.is_empty() {
+                continue;
+            }
+            let Some((tenant, id)) = split_key(&key) else { continue };
+            let shape: Vec<(String, String)> =
+                signal.witnesses.iter().map(|w| (w.service.clone().unwrap_or_default(), w.name.clone())).collect();
+            let fingerprint = fingerprint_of(&signal.rule_id, shape.iter().map(|(service, name)| (service.as_str(), name.as_str())));
+            signal.fingerprint = hex::encode(fingerprint);
+            signal.occurrences = signal.window.as_ref().map_or(1, |window| window.occurrences);
+            signal.last_seen_at = signal.updated_at.clone();
+            signal.last_seen_unix_ms = signal.created_unix_ms;
+            signal.versions = vec![signal.rule_version];
+            if signal.window.is_none() {
+                let occurrence = occurrence(
+                    format!("o_{}", hex::encode(id)),
+                    &signal.trace_id,
+                    &signal.span_ids,
+                    signal.rule_version,
+                    &signal.message,
+                    signal.created_unix_ms,
+                );
+                self.occurrences.insert(keyed(&tenant, &[&id, &id]), serde_json::to_vec(&occurrence)?)?;
+                let mut trace_id = [0u8; 16];
+                if hex::decode_to_slice(&signal.trace_id, &mut trace_id).is_ok() {
+                    let dedup = super::dedup_key(&signal.rule_id, &signal.trace_id, &signal.message, &signal.span_ids);
+                    self.by_trace.insert(keyed(&tenant, &[&trace_id, &id]), [dedup.as_slice(), &id].concat())?;
+                }
+                // Ids grow with time: the newest signal of a shape ends up indexed.
+                self.groups.insert(keyed(&tenant, &[&fingerprint]), &id)?;
+            }
+            if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&signal)?))?.is_ok() {
+                migrated += 1;
+            }
+        }
+        Ok(migrated)
+    }
+}
+
+/// (tenant, signal id) of a `signals` key: the length-prefixed tenant, then 16 bytes.
+fn split_key(key: &[u8]) -> Option<(TenantId, [u8; 16])> {
+    let length = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
+    let tenant = std::str::from_utf8(key.get(4..4 + length)?).ok()?;
+    let id: [u8; 16] = key.get(4 + length..)?.try_into().ok()?;
+    Some((TenantId::trusted(tenant), id))
+}
+
+/// A new occurrence id: time-ordered like signal ids.
+pub(super) fn new_occurrence_id(now: u64) -> ([u8; 16], String) {
+    let id = new_id(now);
+    (id, format!("o_{}", hex::encode(id)))
+}
+
+fn occurrence_bytes(id: &str) -> Option<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    hex::decode_to_slice(id.strip_prefix("o_")?, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The occurrence record for a violation at `now`.
+pub(super) fn occurrence(id: String, trace_id: &str, span_ids: &[String], rule_version: u32, message: &str, now: u64) -> Occurrence {
+    Occurrence {
+        id,
+        trace_id: trace_id.into(),
+        span_ids: span_ids.to_vec(),
+        rule_version,
+        message: message.into(),
+        at: rfc3339(now),
+        at_unix_ms: now,
+    }
+}
