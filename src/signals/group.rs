@@ -69,6 +69,8 @@ fn fingerprint_of<'a>(rule_id: &str, shapes: impl IntoIterator<Item = (&'a str, 
 
 /// A group's rule versions are kept sorted and unique, at most this many (the newest).
 const MAX_VERSIONS: usize = 50;
+/// Occurrences per group whose trace snapshots are kept: the first and the latest ones.
+pub const MAX_SAMPLES: usize = 5;
 
 impl Signals {
     /// Adds one occurrence to the group `fingerprint` selects, creating the
@@ -81,31 +83,32 @@ impl Signals {
         fingerprint: &[u8; 32],
         new: Signal,
         occurrence: &Occurrence,
-    ) -> Result<(Outcome, [u8; 16]), SignalError> {
+    ) -> Result<(Outcome, [u8; 16], Option<String>), SignalError> {
         let index_key = keyed(tenant, &[fingerprint]);
         // Group creation for one tenant is serialized; counting is lock-free.
         let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(group_id) = self.groups.get(&index_key)? {
             let group_id: [u8; 16] = group_id.as_ref().try_into().map_err(|_| SignalError::Cursor)?;
-            if let Some(outcome) = self.count(tenant, &group_id, &new, occurrence)? {
-                return Ok((outcome, group_id));
+            if let Some((outcome, evicted)) = self.count(tenant, &group_id, &new, occurrence)? {
+                return Ok((outcome, group_id, evicted));
             }
         }
         let group_id = id_bytes(&new.id).ok_or(SignalError::Cursor)?;
         self.signals.insert(keyed(tenant, &[&group_id]), serde_json::to_vec(&new)?)?;
         self.groups.insert(index_key, &group_id)?;
-        Ok((Outcome::Created(new), group_id))
+        Ok((Outcome::Created(new), group_id, None))
     }
 
     /// Counts a further occurrence on the group `group_id`; `None` if it no longer exists.
-    /// `latest` carries the occurrence's witnesses and attributes, the group's new sample.
+    /// `latest` carries the occurrence's witnesses and attributes, the group's
+    /// new sample. Also returns the trace that stopped being a sample, if one did.
     fn count(
         &self,
         tenant: &TenantId,
         group_id: &[u8; 16],
         latest: &Signal,
         occurrence: &Occurrence,
-    ) -> Result<Option<Outcome>, SignalError> {
+    ) -> Result<Option<(Outcome, Option<String>)>, SignalError> {
         let key = keyed(tenant, &[group_id]);
         loop {
             let Some(value) = self.signals.get(&key)? else { return Ok(None) };
@@ -126,6 +129,10 @@ impl Signals {
                     group.versions.remove(0);
                 }
             }
+            group.samples.retain(|sample| sample != &occurrence.trace_id);
+            group.samples.push(occurrence.trace_id.clone());
+            // The first sample stays; the oldest of the latest ones goes.
+            let evicted = (group.samples.len() > MAX_SAMPLES).then(|| group.samples.remove(1));
             let regressed = group.status == Status::Resolved;
             if regressed {
                 group.history.push(StatusChange {
@@ -142,7 +149,8 @@ impl Signals {
                 group.updated_at = occurrence.at.clone();
             }
             if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&group)?))?.is_ok() {
-                return Ok(Some(if regressed { Outcome::Regressed(group) } else { Outcome::Counted(group) }));
+                let outcome = if regressed { Outcome::Regressed(group) } else { Outcome::Counted(group) };
+                return Ok(Some((outcome, evicted)));
             }
         }
     }
@@ -238,6 +246,9 @@ impl Signals {
             signal.last_seen_at = signal.updated_at.clone();
             signal.last_seen_unix_ms = signal.created_unix_ms;
             signal.versions = vec![signal.rule_version];
+            if signal.window.is_none() {
+                signal.samples = vec![signal.trace_id.clone()];
+            }
             if signal.window.is_none() {
                 let occurrence = occurrence(
                     format!("o_{}", hex::encode(id)),

@@ -177,6 +177,10 @@ pub struct Signal {
     /// How often the group fired again after it was resolved.
     #[serde(default)]
     pub regressions: u32,
+    /// Trace ids of the occurrences whose trace snapshots are kept: the
+    /// first and the latest ones, at most [`group::MAX_SAMPLES`].
+    #[serde(default)]
+    pub samples: Vec<String>,
 }
 
 fn one() -> u64 {
@@ -211,6 +215,7 @@ impl Signal {
             last_seen_unix_ms: now,
             versions: vec![rule.version],
             regressions: 0,
+            samples: Vec::new(),
         }
     }
 }
@@ -379,6 +384,8 @@ impl Signals {
         let trace_id = hex::encode(trace.trace_id);
         let mut recorded = Recorded::default();
         let mut current_keys = Vec::new();
+        // Whether this trace is now a sample of a group (its snapshot is kept).
+        let mut sampled = false;
         let now = now_ms();
         for (rule, violations) in runs {
             // Witness copies of one rule on one trace share a byte budget (a rule
@@ -400,10 +407,15 @@ impl Signals {
                     trace_id: trace_id.clone(),
                     span_ids: violation.span_ids.clone(),
                     witnesses,
+                    samples: vec![trace_id.clone()],
                     fingerprint: hex::encode(fingerprint),
                     ..Signal::open(new_id(now), rule, violation, now)
                 };
-                let (outcome, group_id) = self.occur(tenant, &fingerprint, new, &occurrence)?;
+                let (outcome, group_id, evicted) = self.occur(tenant, &fingerprint, new, &occurrence)?;
+                sampled = true;
+                if let Some(evicted) = evicted {
+                    self.drop_snapshot_unless_sampled(tenant, &evicted)?;
+                }
                 self.occurrences.insert(keyed(tenant, &[&group_id, &occurrence_id]), serde_json::to_vec(&occurrence)?)?;
                 self.dedup.insert(dedup_entry, &group_id)?;
                 // The trace's entry for the group lists (dedup key, occurrence id) per occurrence.
@@ -453,12 +465,34 @@ impl Signals {
                 }
             }
         }
-        let has_signals = self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])).next().is_some();
-        let changed = !recorded.created.is_empty() || !recorded.counted.is_empty() || !recorded.regressed.is_empty();
-        if has_signals && (changed || !recorded.cleared.is_empty() || amended) {
-            self.snapshots.insert(keyed(tenant, &[&trace.trace_id]), otlp)?;
+        // Snapshots are kept for the groups' samples only: a flood of one
+        // violation stores counts and a few traces, not a trace per occurrence.
+        // An amended trace that is a sample gets its snapshot replaced.
+        let snapshot_key = keyed(tenant, &[&trace.trace_id]);
+        if sampled || (amended && self.snapshots.contains_key(&snapshot_key)?) {
+            self.snapshots.insert(snapshot_key, otlp)?;
         }
         Ok(recorded)
+    }
+
+    /// Deletes the snapshot of `trace_id` unless a group still lists it as a sample.
+    fn drop_snapshot_unless_sampled(&self, tenant: &TenantId, trace_id: &str) -> Result<(), SignalError> {
+        let mut id = [0u8; 16];
+        if hex::decode_to_slice(trace_id, &mut id).is_err() {
+            return Ok(());
+        }
+        for entry in self.by_trace.scan_prefix(keyed(tenant, &[&id])) {
+            let (key, _) = entry?;
+            let group_key = keyed(tenant, &[&key[key.len() - 16..]]);
+            if let Some(group) = self.signals.get(group_key)? {
+                let group: Signal = serde_json::from_slice(&group)?;
+                if group.samples.iter().any(|sample| sample == trace_id) {
+                    return Ok(());
+                }
+            }
+        }
+        self.snapshots.remove(keyed(tenant, &[&id]))?;
+        Ok(())
     }
 
     /// Makes every recorded signal durable (one fsync for all of them).
@@ -820,5 +854,32 @@ mod tests {
         let recorded = signals.record(&tenant, &fixed, &otlp(&fixed), &[(rule, vec![])], true).unwrap();
         assert!(recorded.cleared.is_empty(), "one occurrence is left");
         assert_eq!(signals.get(&tenant, &id).unwrap().unwrap().occurrences, 1);
+    }
+
+    /// A flood of one violation keeps the trace snapshots of the group's
+    /// samples only (the first and the latest), not one per occurrence.
+    #[test]
+    fn a_flood_keeps_snapshots_of_samples_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let signals = Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap();
+        let tenant = TenantId::trusted("t_a");
+        let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
+        let runs = vec![(rule, vec![violation("charge without fraud check", "0000000000000001")])];
+        let traces: Vec<Trace> = (0..20u8)
+            .map(|n| {
+                let mut trace = trace(&[("payment.charge_card", 1)]);
+                trace.trace_id[0] = n;
+                trace
+            })
+            .collect();
+        for trace in &traces {
+            signals.record(&tenant, trace, &otlp(trace), &runs, false).unwrap();
+        }
+        let kept: Vec<usize> = (0..20).filter(|&n| signals.snapshot(&tenant, &traces[n].trace_id).unwrap().is_some()).collect();
+        assert_eq!(kept, [0, 16, 17, 18, 19], "the first and the latest four");
+        let group = signals.list(&tenant, &Filter { limit: 10, ..Filter::default() }).unwrap().0.remove(0);
+        assert_eq!((group.occurrences, group.samples.len()), (20, group::MAX_SAMPLES));
+        assert_eq!(group.trace_id, hex::encode(traces[19].trace_id), "the latest occurrence is the group's trace");
+        assert_eq!(signals.occurrences(&tenant, &group.id, None, 100).unwrap().0.len(), 20, "every occurrence is kept");
     }
 }
