@@ -935,4 +935,21 @@ fn violations_group_and_notifications_follow_the_group() {
     assert!(received.recv_timeout(Duration::from_millis(1500)).is_err(), "a false positive stays quiet");
     assert_eq!(server.api("GET", "/api/v1/signals/s_00/occurrences", Some(&admin), None).0, 404);
     assert_eq!(server.api("GET", &format!("/api/v1/signals/{id}/occurrences?limit=0"), Some(&admin), None).0, 400);
+
+    // Exact after kill -9: every occurrence of an evaluated trace survives,
+    // none is counted twice, and the group keeps its status and history.
+    std::thread::sleep(Duration::from_millis(1000));
+    let before = server.signals(&admin, "?rule=fraud");
+    server.kill9();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms", "--webhook-allow-private-targets"]);
+    let after = server.signals(&admin, "?rule=fraud");
+    assert_eq!(after, before, "the group is unchanged by kill -9");
+    let (_, page) = server.api("GET", &format!("/api/v1/signals/{id}/occurrences?limit=100"), Some(&admin), None);
+    assert_eq!(page["items"].as_array().unwrap().len(), 7, "{page}");
+    send_charge(&server, &admin, 0x78);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.signals(&admin, "?rule=fraud")[0]["occurrences"] != 8 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", server.signals(&admin, "?rule=fraud"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
