@@ -936,6 +936,34 @@ fn violations_group_and_notifications_follow_the_group() {
     assert_eq!(server.api("GET", "/api/v1/signals/s_00/occurrences", Some(&admin), None).0, 404);
     assert_eq!(server.api("GET", &format!("/api/v1/signals/{id}/occurrences?limit=0"), Some(&admin), None).0, 400);
 
+    // Assigned to a user of the tenant, found by assignee, and back to nobody.
+    let (status, user) = server.api(
+        "POST",
+        "/api/v1/users",
+        Some(&admin),
+        Some(&json!({"email": "oncall@acme.example", "password": "a long enough password", "role": "editor"})),
+    );
+    assert_eq!(status, 201, "{user}");
+    let user_id = user["id"].as_str().unwrap().to_string();
+    let assign = |body: serde_json::Value| server.api("POST", &format!("/api/v1/signals/{id}/assign"), Some(&admin), Some(&body));
+    let (status, assigned) = assign(json!({"user_id": user_id}));
+    assert_eq!((status, assigned["assignee"].as_str()), (200, Some(user_id.as_str())), "{assigned}");
+    assert_eq!(server.signals(&admin, &format!("?assignee={user_id}")).len(), 1);
+    assert!(server.signals(&admin, "?assignee=none").is_empty());
+    let (_, globex) = server.tenant("globex");
+    let (_, stranger) = server.api(
+        "POST",
+        "/api/v1/users",
+        Some(&globex),
+        Some(&json!({"email": "someone@globex.example", "password": "a long enough password", "role": "viewer"})),
+    );
+    let (status, refused) = assign(json!({"user_id": stranger["id"]}));
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("unknown_user")), "another tenant's user: {refused}");
+    assert_eq!(server.api("POST", &format!("/api/v1/signals/{id}/assign"), Some(&globex), Some(&json!({"user_id": null}))).0, 404);
+    let (status, unassigned) = assign(json!({"user_id": null}));
+    assert_eq!((status, unassigned.get("assignee")), (200, None), "{unassigned}");
+    assert_eq!(server.signals(&admin, "?assignee=none").len(), 1);
+
     // Exact after kill -9: every occurrence of an evaluated trace survives,
     // none is counted twice, and the group keeps its status and history.
     std::thread::sleep(Duration::from_millis(1000));

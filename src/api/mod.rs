@@ -306,6 +306,7 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(signals::trace))
         .routes(routes!(signals::occurrences))
         .routes(routes!(signals::set_status))
+        .routes(routes!(signals::assign))
         .routes(routes!(traces::list))
         .routes(routes!(traces::vocabulary))
         .routes(routes!(traces::get_trace))

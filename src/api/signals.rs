@@ -1,7 +1,7 @@
 //! Signal endpoints: the filtered, paginated list and its counts, one signal,
 //! its trace snapshot, the status workflow and the live stream (SSE).
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, Read};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, Read, Write};
 use super::{ApiError, ApiState, ErrorBody, author_names, bad, blocking, parse_time, principal};
 use crate::auth::Scope;
 use crate::model::rule::Severity;
@@ -33,6 +33,9 @@ pub struct SignalQuery {
     /// Case-insensitive text in the message or the rule name.
     #[param(max_length = 256)]
     q: Option<String>,
+    /// A user id: the signals assigned to that user; `none`: those assigned to nobody.
+    #[param(max_length = 128)]
+    assignee: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 500; default 50.
@@ -55,6 +58,9 @@ impl SignalQuery {
         if self.q.as_ref().is_some_and(|text| text.len() > 256) {
             return Err(bad("q must be at most 256 bytes"));
         }
+        if self.assignee.as_ref().is_some_and(|assignee| assignee.len() > 128) {
+            return Err(bad("assignee must be at most 128 bytes"));
+        }
         if self.version == Some(0) {
             return Err(bad("version must be at least 1"));
         }
@@ -70,6 +76,7 @@ impl SignalQuery {
             since_unix_ms: self.since.as_deref().map(|text| parse_time("since", text)).transpose()?,
             until_unix_ms: self.until.as_deref().map(|text| parse_time("until", text)).transpose()?,
             text: self.q.filter(|text| !text.is_empty()),
+            assignee: self.assignee.map(|assignee| (assignee != "none").then_some(assignee)),
             cursor: self.cursor,
             limit: self.limit.unwrap_or(50),
         })
@@ -257,6 +264,40 @@ fn window_spans(
     }
     spans.sort_by_key(|span| (span.start_unix_nano, span.span_id));
     Ok(prost::Message::encode_to_vec(&crate::model::otlp::to_otlp(&spans)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// A user of the tenant, or null to assign the signal to nobody.
+    #[schema(max_length = 128)]
+    user_id: Option<String>,
+}
+
+/// Assigns a signal to a user of the tenant, or to nobody.
+#[utoipa::path(post, path = "/api/v1/signals/{id}/assign", operation_id = "assign_signal", tag = "signals", params(("id" = String, Path, description = "Signal id")),
+    request_body = AssignRequest, responses(
+    (status = 200, description = "The signal after the change", body = Signal),
+    (status = 404, description = "No such signal in this tenant", body = ErrorBody),
+    (status = 422, description = "No such user in this tenant (`unknown_user`)", body = ErrorBody)
+))]
+pub async fn assign(
+    State(state): State<ApiState>,
+    Write(tenant): Write,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<AssignRequest>,
+) -> Result<Response, ApiError> {
+    let signal = blocking(move || {
+        if let Some(user) = &request.user_id
+            && (user.len() > 128 || state.auth.users.email(tenant.as_str(), user)?.is_none())
+        {
+            return Err(ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "unknown_user", "no such user in this tenant"));
+        }
+        let signal = state.signals.assign(&tenant, &id, request.user_id.as_deref())?.ok_or_else(|| ApiError::not_found("signal"))?;
+        with_author_names(&state, &tenant, signal)
+    })
+    .await?;
+    Ok(axum::Json(signal).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]

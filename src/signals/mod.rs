@@ -181,6 +181,9 @@ pub struct Signal {
     /// first and the latest ones, at most [`group::MAX_SAMPLES`].
     #[serde(default)]
     pub samples: Vec<String>,
+    /// The user of the tenant the group is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
 }
 
 fn one() -> u64 {
@@ -216,6 +219,7 @@ impl Signal {
             versions: vec![rule.version],
             regressions: 0,
             samples: Vec::new(),
+            assignee: None,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Filter {
     pub until_unix_ms: Option<u64>,
     /// Case-insensitive substring of the message or the rule name.
     pub text: Option<String>,
+    /// `Some(None)`: assigned to nobody; `Some(Some(user))`: to that user.
+    pub assignee: Option<Option<String>>,
     pub cursor: Option<String>,
     pub limit: usize,
 }
@@ -32,6 +34,7 @@ impl Filter {
             && self.status.is_none_or(|status| signal.status == status)
             && self.severity.is_none_or(|severity| signal.severity == severity)
             && self.trace_id.as_ref().is_none_or(|trace| signal.trace_id.eq_ignore_ascii_case(trace))
+            && self.assignee.as_ref().is_none_or(|assignee| signal.assignee.as_deref() == assignee.as_deref())
             && self.text.as_ref().is_none_or(|text| {
                 let text = text.to_lowercase();
                 signal.message.to_lowercase().contains(&text) || signal.rule_name.to_lowercase().contains(&text)

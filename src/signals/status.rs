@@ -27,6 +27,24 @@ impl Signals {
         Ok(changed)
     }
 
+    /// Assigns the signal to `user_id` (or to nobody) by compare-and-swap,
+    /// flushed before returning; `None` if the tenant has no such signal.
+    /// The caller checks that the user belongs to the tenant.
+    pub fn assign(&self, tenant: &TenantId, id: &str, user_id: Option<&str>) -> Result<Option<Signal>, SignalError> {
+        let Some(bytes) = id_bytes(id) else { return Ok(None) };
+        let key = keyed(tenant, &[&bytes]);
+        loop {
+            let Some(value) = self.signals.get(&key)? else { return Ok(None) };
+            let mut signal: Signal = serde_json::from_slice(&value)?;
+            signal.assignee = user_id.map(str::to_string);
+            signal.updated_at = rfc3339(now_ms());
+            if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&signal)?))?.is_ok() {
+                self.store.db.flush()?;
+                return Ok(Some(signal));
+            }
+        }
+    }
+
     /// The one path of every status change, the API's and FLUO's own: reads
     /// the signal, lets `decide` choose a change for it as it is now (`None`:
     /// leave it), checks the workflow, appends the history entry and writes
