@@ -36,3 +36,4 @@ bench: setup
 	$(CARGO) bench --locked --bench rules
 	$(CARGO) bench --locked --bench ingest
 	$(CARGO) bench --locked --bench windows
+	$(CARGO) bench --locked --bench inbox

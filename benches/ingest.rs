@@ -128,6 +128,8 @@ fn config(dir: &std::path::Path, idle: Duration) -> Config {
             burst_bytes: u64::MAX / 4,
         },
         trace_retention: Duration::from_secs(900),
+        signal_retention: fluo::signals::Retention::default(),
+        signal_sweep_every: Duration::from_secs(60),
         eval_workers: 1,
         windows: fluo::pipeline::windows::WindowLimits::default(),
         rule_quotas: fluo::api::RuleQuotas::default(),

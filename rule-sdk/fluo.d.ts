@@ -133,6 +133,8 @@ interface Violation {
   spans?: Span | string | ReadonlyArray<Span | string>;
   /** Extra JSON-serializable context, stored with the signal. */
   attributes?: Record<string, unknown>;
+  /** This violation's grouping key (at most 512 characters as text); overrides the rule's `group`. */
+  group?: string | number | boolean | null;
 }
 
 type CheckResult = void | undefined | null | boolean | Violation | ReadonlyArray<Violation | true>;
@@ -153,6 +155,12 @@ interface RuleSpec {
   /** Any further check, as a check function. */
   check?: CheckFunction;
   message?: string | ((context: { trace: Trace; spans: Span[] }) => string);
+  /**
+   * What makes two violations one signal. Default: the witness spans' services and names.
+   * A function of the violation (its key: a string, or any JSON value; null/undefined for the default),
+   * or 1 to 16 attribute keys whose values on the witness spans (span, then resource attributes, then span fields) form the key.
+   */
+  group?: ((violation: { trace: Trace; spans: Span[]; message: string }) => unknown) | string | readonly string[];
 }
 
 interface RuleDefinition {

@@ -77,11 +77,21 @@ impl Services {
         // Each tenant's new signals go into that tenant's delivery queue.
         let for_sink = webhooks.clone();
         events.add_sink(move |tenant, event| {
-            // Webhooks hear of new groups and regressions, never of single occurrences.
-            match event.kind {
-                crate::events::EventKind::Created => for_sink.dispatch(tenant, &event.signal, "signal.created"),
-                crate::events::EventKind::Regressed => for_sink.dispatch(tenant, &event.signal, "signal.regressed"),
-                crate::events::EventKind::StatusChanged => {}
+            // Webhooks hear of lifecycle events and crossed rate thresholds, never of single occurrences.
+            use crate::events::EventKind;
+            let kind = match event.kind {
+                EventKind::Created => Some("signal.created"),
+                EventKind::Regressed => Some("signal.regressed"),
+                EventKind::StatusChanged => Some("signal.status_changed"),
+                EventKind::SnoozeEnded => Some("signal.snooze_ended"),
+                EventKind::Counted | EventKind::Updated => None,
+            };
+            if let Some(kind) = kind {
+                for_sink.dispatch(tenant, &event.signal, kind);
+            }
+            // Every occurrence counts towards rate thresholds.
+            if matches!(event.kind, EventKind::Created | EventKind::Regressed | EventKind::SnoozeEnded | EventKind::Counted) {
+                for_sink.occurred(tenant, &event.signal);
             }
         });
         let rule_quotas = config.rule_quotas;
@@ -236,6 +246,7 @@ pub async fn serve_on(
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
+    tokio::spawn(expire_signals(services.signals.clone(), config.signal_retention, config.signal_sweep_every, stopped.clone()));
     tokio::spawn(crate::webhooks::deliver(services.webhooks.clone(), stopped.clone()));
     tokio::spawn(prune_revoked_sessions(services.auth.clone(), stopped.clone()));
 
@@ -272,6 +283,24 @@ async fn prune(recent: Arc<RecentTraces>, retention: Duration, mut stop: tokio::
         match tokio::task::spawn_blocking(move || recent.prune(cutoff)).await {
             Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "recent traces pruned"),
             Ok(Err(error)) => tracing::warn!(error = %error, "recent traces not pruned"),
+            _ => {}
+        }
+    }
+}
+
+/// Applies signal retention (age and per-tenant bytes) every `every`.
+async fn expire_signals(signals: Arc<Signals>, retention: crate::signals::Retention, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let signals = signals.clone();
+        match tokio::task::spawn_blocking(move || signals.sweep(retention, crate::model::time::now_ms())).await {
+            Ok(Ok(swept)) if swept.occurrences > 0 => {
+                tracing::info!(occurrences = swept.occurrences, snapshots = swept.snapshots, "signal retention removed old occurrences")
+            }
+            Ok(Err(error)) => tracing::warn!(error = %error, "signal retention did not run"),
             _ => {}
         }
     }

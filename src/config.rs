@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Evaluated traces are kept this long so that late spans amend them.
     #[arg(long, env = "FLUO_TRACE_RETENTION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub trace_retention: Duration,
+    /// Signal occurrences and their trace snapshots are kept this long (groups stay, with their counts).
+    #[arg(long, env = "FLUO_SIGNAL_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub signal_retention: Duration,
+    /// Bytes of occurrence records and trace snapshots a tenant may keep, in MiB; the oldest go first.
+    #[arg(long, env = "FLUO_SIGNAL_RETENTION_MIB", default_value_t = 256)]
+    pub signal_retention_mib: u64,
+    /// How often retention runs.
+    #[arg(long, env = "FLUO_SIGNAL_SWEEP_EVERY", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub signal_sweep_every: Duration,
     /// Live traces per tenant; beyond it the tenant's requests are refused for retry.
     #[arg(long, env = "FLUO_MAX_LIVE_TRACES", default_value_t = AssemblyLimits::default().max_live_traces)]
     pub max_live_traces: usize,
@@ -166,6 +175,8 @@ pub struct Config {
     pub assembly: AssemblyLimits,
     pub admission: AdmissionLimits,
     pub trace_retention: Duration,
+    pub signal_retention: crate::signals::Retention,
+    pub signal_sweep_every: Duration,
     pub eval_workers: usize,
     pub windows: crate::pipeline::windows::WindowLimits,
     pub rule_quotas: crate::api::RuleQuotas,
@@ -191,6 +202,9 @@ const FILE_KEYS: &[&str] = &[
     "trace_idle",
     "trace_max_age",
     "trace_retention",
+    "signal_retention",
+    "signal_retention_mib",
+    "signal_sweep_every",
     "max_live_traces",
     "max_spans_per_trace",
     "max_trace_mib",
@@ -386,6 +400,11 @@ impl Config {
             },
             listeners: crate::listen::HttpLimits { header_timeout: args.http_header_timeout, max_connections: args.max_connections },
             trace_retention: args.trace_retention,
+            signal_retention: crate::signals::Retention {
+                max_age_ms: args.signal_retention.as_millis().try_into().unwrap_or(u64::MAX),
+                max_bytes: args.signal_retention_mib.saturating_mul(1 << 20),
+            },
+            signal_sweep_every: args.signal_sweep_every.max(Duration::from_secs(1)),
             eval_workers: workers.clamp(1, 64),
             windows,
             rule_quotas: crate::api::RuleQuotas {

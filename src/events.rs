@@ -24,6 +24,13 @@ pub enum EventKind {
     StatusChanged,
     /// A resolved group fired again and was reopened; the group after the change.
     Regressed,
+    /// An occurrence ended the group's snooze; the group after the change.
+    SnoozeEnded,
+    /// Assigned or snoozed: live consoles refresh; no notification.
+    Updated,
+    /// A further occurrence of a group: for sinks only (rate thresholds),
+    /// never sent to live streams (a flood would make them lag).
+    Counted,
 }
 
 #[derive(Debug)]
@@ -65,6 +72,9 @@ impl EventHub {
         let event = Arc::new(Event { kind, signal });
         for sink in self.sinks.read().unwrap_or_else(|poison| poison.into_inner()).iter() {
             sink(tenant, &event);
+        }
+        if kind == EventKind::Counted {
+            return;
         }
         let mut channels = self.channels.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(sender) = channels.get(tenant) {

@@ -89,8 +89,16 @@ fn webhooks_are_capped_per_tenant_and_a_deleted_one_gets_no_retries() {
 
     send_charge(&server, &admin, 0x61);
     received.recv_timeout(Duration::from_secs(20)).expect("the first attempt");
-    let (status, log) = server.api("GET", &format!("/api/v1/webhooks/{hook_id}/deliveries"), Some(&admin), None);
-    assert_eq!(status, 200);
+    // The attempt is logged once the receiver's answer is in: after the receiver saw it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let (status, log) = server.api("GET", &format!("/api/v1/webhooks/{hook_id}/deliveries"), Some(&admin), None);
+        assert_eq!(status, 200);
+        if !log["items"].as_array().unwrap().is_empty() || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let first = &log["items"][0];
     assert_eq!((first["delivered"].as_bool(), first["error"].as_str()), (Some(false), Some("not delivered")), "{log}");
     assert!(first.get("status").is_none(), "the receiver's answer is not shown: {log}");

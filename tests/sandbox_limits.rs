@@ -296,3 +296,36 @@ fn a_rule_cannot_patch_the_sdk_or_multiply_one_witness() {
         assert_eq!(runs[1].outcome.violations()[0].span_ids, vec!["abcdefabcdefabcd".to_string()]);
     }
 }
+
+#[test]
+fn a_grouping_key_past_512_characters_is_an_exception_of_its_rule() {
+    let outcomes = hostile_then_good(&engine(), "export default rule({ when: trace.has('checkout'), group: () => 'k'.repeat(100000) });");
+    assert!(matches!(&outcomes[0], Outcome::Exception { message, .. } if message.contains("at most 512")), "{:?}", outcomes[0]);
+    // A malformed `group` is refused when the rule is compiled.
+    for source in ["export default rule({ when: trace.has('x'), group: 42 });", "export default rule({ when: trace.has('x'), group: [] });"] {
+        assert!(compile(&engine(), source).is_err(), "{source}");
+    }
+}
+
+#[test]
+fn grouping_keys_come_from_attribute_values_functions_or_the_violation() {
+    let engine = engine();
+    let mut trace = sample();
+    for (span, route) in trace.spans.iter_mut().zip(["/pay", "/cart"]) {
+        span.attributes.push(("http.route".into(), fluo::model::trace::Value::Str(route.into())));
+    }
+    let key = |source: &str| -> Vec<Option<String>> {
+        let (_, rule) = compile(&engine, source).expect("compiles");
+        let runs = Sandbox::new(engine.clone(), vec![rule]).evaluate(&trace);
+        runs[0].outcome.violations().iter().map(|violation| violation.group.clone()).collect()
+    };
+    // Attribute keys: the witnesses' distinct values, sorted, per key (span, then resource attributes, then fields).
+    assert_eq!(key("export default rule({ when: t => t.spans, group: ['http.route', 'service'] });"), [Some(r#"[["/cart","/pay"],["svc"]]"#.into())]);
+    assert_eq!(key("export default rule({ when: trace.has('checkout'), group: 'http.route' });"), [Some(r#"[["/cart"]]"#.into())]);
+    // A function: text as it is, other values as JSON, null for the default grouping.
+    assert_eq!(key("export default rule({ when: trace.has('checkout'), group: ({ spans }) => spans[0].name });"), [Some("checkout".into())]);
+    assert_eq!(key("export default rule({ when: trace.has('checkout'), group: () => ({ a: 1 }) });"), [Some(r#"{"a":1}"#.into())]);
+    assert_eq!(key("export default rule({ when: trace.has('checkout'), group: () => null });"), [None]);
+    // A check's violation carries its own; without one, none.
+    assert_eq!(key("export default t => [{ message: 'm', group: 'mine' }, { message: 'n' }];"), [Some("mine".into()), None]);
+}

@@ -471,6 +471,13 @@
     return (spans.length * unit) / length;
   }
 
+  /** A span's attribute, resource attribute or field `key`, first found. */
+  function lookup(s, key) {
+    if (s.attributes && s.attributes[key] !== undefined) return s.attributes[key];
+    if (s.resource && s.resource.attributes && s.resource.attributes[key] !== undefined) return s.resource.attributes[key];
+    return s[key];
+  }
+
   /**
    * Groups spans by `key`: a function (span => key) or an attribute name
    * (span attributes first, then resource attributes, then span fields such as
@@ -482,11 +489,7 @@
     if (typeof key === 'function') {
       keyOf = key;
     } else if (typeof key === 'string') {
-      keyOf = (s) => {
-        if (s.attributes && s.attributes[key] !== undefined) return s.attributes[key];
-        if (s.resource && s.resource.attributes && s.resource.attributes[key] !== undefined) return s.resource.attributes[key];
-        return s[key];
-      };
+      keyOf = (s) => lookup(s, key);
     } else {
       throw new TypeError('groupBy(spans, key): key must be a function or an attribute name');
     }
@@ -513,7 +516,8 @@
   // ------------------------------------------------------------------ rules --
   const registry = [];
   const RULE = Symbol('fluo.rule');
-  const RULE_KEYS = ['name', 'severity', 'description', 'when', 'expect', 'never', 'check', 'message'];
+  const RULE_KEYS = ['name', 'severity', 'description', 'when', 'expect', 'never', 'check', 'message', 'group'];
+  const GROUP_KEY_CAP = 512;
 
   function checkSeverity(severity, where) {
     if (severity === undefined) return undefined;
@@ -527,6 +531,44 @@
     if (value === undefined) return undefined;
     if (value instanceof Pattern || typeof value === 'function') return value;
     throw new TypeError('rule({' + key + '}): expected a pattern (trace.has(...)) or a function (trace => boolean)');
+  }
+
+  /** `group` of `rule({...})`: a function of the violation, or attribute keys. */
+  function checkGroup(group) {
+    if (group === undefined || typeof group === 'function') return group;
+    const list = typeof group === 'string' ? [group] : group;
+    if (!isArray(list) || list.length === 0 || list.length > 16 || list.some((key) => typeof key !== 'string' || key === '')) {
+      throw new TypeError('rule({group}): expected a function ({trace, spans, message} => key) or 1 to 16 attribute keys');
+    }
+    return freeze(list.slice());
+  }
+
+  /** A grouping key as text: strings as they are, anything else as JSON; null/undefined: none. */
+  function keyText(value) {
+    if (value === undefined || value === null) return null;
+    if (typeof value === 'string') return value;
+    if (typeof value === 'bigint') return value.toString();
+    return stringify(value, bigIntSafe);
+  }
+
+  /** The rule's grouping key for violation `v` (null: group by the witness spans). */
+  function groupOf(def, v, t) {
+    if (v.group !== undefined && v.group !== null) return keyText(v.group);
+    if (def.group === undefined) return null;
+    const spans = [];
+    for (const s of v.spans) {
+      const span = typeof s === 'string' ? t.span(s) : s;
+      if (span) spans.push(span);
+    }
+    if (typeof def.group === 'function') return keyText(def.group({ trace: t, spans, message: v.message }));
+    return stringify(def.group.map((key) => {
+      const values = [];
+      for (const s of spans) {
+        const value = keyText(lookup(s, key));
+        if (value !== null && values.indexOf(value) < 0) values.push(value);
+      }
+      return values.sort();
+    }));
   }
 
   /** `rule({...})`: a rule with metadata and explicit polarity. */
@@ -552,6 +594,7 @@
       never: checkCondition(spec.never, 'never'),
       check: spec.check,
       message: spec.message,
+      group: checkGroup(spec.group),
     };
     if (!def.when && !def.expect && !def.never && !def.check) {
       throw new TypeError('rule({...}) needs at least one of when, expect, never or check');
@@ -726,7 +769,7 @@
         continue;
       }
       if (item === null || typeof item !== 'object' || isSpan(item)) {
-        throw new TypeError('a check must return nothing, false, true, a violation {message, severity?, spans?, attributes?} or an array of them; got ' + show(item));
+        throw new TypeError('a check must return nothing, false, true, a violation {message, severity?, spans?, attributes?, group?} or an array of them; got ' + show(item));
       }
       const spans = item.spans === undefined ? [] : isArray(item.spans) ? item.spans : [item.spans];
       out.push({
@@ -734,6 +777,7 @@
         severity: item.severity === undefined ? def.severity : checkSeverity(item.severity, 'violation'),
         spans,
         attributes: item.attributes,
+        group: item.group,
       });
     }
     return out;
@@ -758,7 +802,7 @@
     }
   }
 
-  function finish(violations, t, cap) {
+  function finish(def, violations, t, cap) {
     const out = [];
     let budget = cap;
     for (const v of violations) {
@@ -781,7 +825,12 @@
         if (budget < 0) return { overflow: cap - budget };
         attributes = v.attributes;
       }
-      out.push({ message: v.message, severity: v.severity, spans: ids, attributes });
+      const group = groupOf(def, v, t);
+      if (group !== null && group.length > GROUP_KEY_CAP) {
+        throw new TypeError('a violation group key must be at most ' + GROUP_KEY_CAP + ' characters, got ' + group.length);
+      }
+      if (group !== null) budget -= group.length;
+      out.push({ message: v.message, severity: v.severity, spans: ids, attributes, group });
     }
     return { violations: out };
   }
@@ -802,7 +851,7 @@
     try {
       const violations = violationsOf(def, currentTrace);
       if (violations.length === 0 && logs.length === 0) return EMPTY_RESULT;
-      const result = finish(violations, currentTrace, cap);
+      const result = finish(def, violations, currentTrace, cap);
       if (result.overflow !== undefined) return stringify({ outcome: 'output_cap', bytes: result.overflow });
       const text = stringify({ outcome: 'ok', violations: result.violations, logs, logsTruncated }, bigIntSafe);
       if (text.length > cap) return stringify({ outcome: 'output_cap', bytes: text.length });

@@ -31,6 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod extract;
+mod groups;
 mod identity;
 mod rules;
 mod signals;
@@ -167,6 +168,7 @@ impl From<SignalError> for ApiError {
             SignalError::Transition { from, to } => {
                 ApiError::new(StatusCode::CONFLICT, "invalid_transition", format!("a signal cannot go from {from} to {to}"))
             }
+            error @ SignalError::Snooze { .. } => ApiError::new(StatusCode::CONFLICT, "invalid_transition", error.to_string()),
             other => ApiError::internal(other),
         }
     }
@@ -304,9 +306,11 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(signals::stream))
         .routes(routes!(signals::get_one))
         .routes(routes!(signals::trace))
-        .routes(routes!(signals::occurrences))
+        .routes(routes!(groups::occurrences))
+        .routes(routes!(groups::series))
         .routes(routes!(signals::set_status))
-        .routes(routes!(signals::assign))
+        .routes(routes!(groups::assign))
+        .routes(routes!(groups::snooze, groups::unsnooze))
         .routes(routes!(traces::list))
         .routes(routes!(traces::vocabulary))
         .routes(routes!(traces::get_trace))

@@ -82,9 +82,10 @@ pub struct RuleInfo {
     /// Calls, failures, fuel and signals since the server started (list and get only).
     #[serde(skip_serializing_if = "Option::is_none")]
     stats: Option<crate::pipeline::RuleCounters>,
-    /// Signals of this rule created in the last 24 hours (list and get only).
+    /// Occurrences of this rule's violations in the last 24 hours, from the
+    /// occurrence series (list and get only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    signals_24h: Option<u64>,
+    occurrences_24h: Option<u64>,
 }
 
 impl RuleInfo {
@@ -102,23 +103,22 @@ impl RuleInfo {
             form: active.meta.form.clone(),
             active: names.map(|names| VersionInfo::of(active, true, names)),
             stats: None,
-            signals_24h: None,
+            occurrences_24h: None,
         }
     }
 
     /// Adds the figures a rule list shows: counters since start and signals in the last 24 hours.
-    fn with_stats(mut self, state: &ApiState, tenant: &TenantId, last_day: &crate::signals::Counts) -> RuleInfo {
+    fn with_stats(mut self, state: &ApiState, tenant: &TenantId, last_day: &std::collections::BTreeMap<String, u64>) -> RuleInfo {
         self.stats = Some(state.pipeline.counters.rule_counters(tenant, &self.id));
-        self.signals_24h = Some(last_day.by_rule.iter().find(|rule| rule.rule_id == self.id).map_or(0, |rule| rule.count));
+        self.occurrences_24h = Some(last_day.get(&self.id).copied().unwrap_or(0));
         self
     }
 }
 
-/// The tenant's signal counts over the last 24 hours.
-fn last_day(state: &ApiState, tenant: &TenantId) -> Result<crate::signals::Counts, ApiError> {
-    let since = crate::model::time::now_ms().saturating_sub(24 * 3600 * 1000);
-    let filter = crate::signals::Filter { since_unix_ms: Some(since), ..Default::default() };
-    Ok(state.signals.counts(tenant, &filter, None)?)
+/// The tenant's occurrences per rule over the last 24 hours (from counters, not a scan).
+fn last_day(state: &ApiState, tenant: &TenantId) -> Result<std::collections::BTreeMap<String, u64>, ApiError> {
+    let now = crate::model::time::now_ms();
+    Ok(state.signals.rule_totals(tenant, now.saturating_sub(24 * 3600 * 1000), now + 1)?)
 }
 
 /// One immutable version.

@@ -1,7 +1,7 @@
 //! Signal endpoints: the filtered, paginated list and its counts, one signal,
 //! its trace snapshot, the status workflow and the live stream (SSE).
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, Read, Write};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, Read};
 use super::{ApiError, ApiState, ErrorBody, author_names, bad, blocking, parse_time, principal};
 use crate::auth::Scope;
 use crate::model::rule::Severity;
@@ -26,9 +26,9 @@ pub struct SignalQuery {
     /// 32 hex digits.
     #[param(pattern = "^[0-9a-fA-F]{32}$")]
     trace_id: Option<String>,
-    /// Created at or after: RFC 3339 or milliseconds since the epoch.
+    /// Last seen at or after: RFC 3339 or milliseconds since the epoch.
     since: Option<String>,
-    /// Created before: RFC 3339 or milliseconds since the epoch.
+    /// First seen before: RFC 3339 or milliseconds since the epoch.
     until: Option<String>,
     /// Case-insensitive text in the message or the rule name.
     #[param(max_length = 256)]
@@ -36,6 +36,11 @@ pub struct SignalQuery {
     /// A user id: the signals assigned to that user; `none`: those assigned to nobody.
     #[param(max_length = 128)]
     assignee: Option<String>,
+    /// `true`: snoozed groups only; `false`: those not snoozed (the inbox); absent: both.
+    snoozed: Option<bool>,
+    /// The list only: with `true`, each item's occurrences per hour over the
+    /// last 24 hours come in `sparklines`.
+    sparkline: Option<bool>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// 1 to 500; default 50.
@@ -77,22 +82,27 @@ impl SignalQuery {
             until_unix_ms: self.until.as_deref().map(|text| parse_time("until", text)).transpose()?,
             text: self.q.filter(|text| !text.is_empty()),
             assignee: self.assignee.map(|assignee| (assignee != "none").then_some(assignee)),
+            snoozed: self.snoozed,
             cursor: self.cursor,
             limit: self.limit.unwrap_or(50),
         })
     }
 }
 
-/// A page of signals, newest first.
+/// A page of groups, last seen first.
 #[derive(Serialize, ToSchema)]
 pub struct SignalPage {
     items: Vec<Signal>,
-    /// Pass as `cursor` for the next page; absent on the last page. Stable
-    /// while new signals arrive (they sort before the first page).
+    /// Pass as `cursor` for the next page; absent on the last page. A group
+    /// seen again meanwhile moves to the top of the list.
     next_cursor: Option<String>,
+    /// With `sparkline=true`: per item id, its occurrences in each of the
+    /// last 24 hours (the current hour last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sparklines: Option<std::collections::BTreeMap<String, Vec<u64>>>,
 }
 
-/// The tenant's signals, newest first, filtered.
+/// The tenant's groups, last seen first, filtered.
 #[utoipa::path(get, path = "/api/v1/signals", operation_id = "list_signals", tag = "signals", params(SignalQuery), responses(
     (status = 200, description = "A page of signals", body = SignalPage)
 ))]
@@ -100,10 +110,29 @@ pub async fn list(State(state): State<ApiState>, Read(tenant): Read, ApiQuery(qu
     if query.bucket_minutes.is_some() {
         return Err(bad("bucket_minutes applies to /api/v1/signals/counts only"));
     }
+    if query.sparkline.is_some() && query.limit.is_some_and(|limit| limit > 100) {
+        return Err(bad("sparkline=true allows at most limit=100"));
+    }
+    let sparkline = query.sparkline == Some(true);
     let filter = query.filter()?;
     let signals = state.signals.clone();
-    let (items, next_cursor) = blocking(move || Ok(signals.list(&tenant, &filter)?)).await?;
-    Ok(axum::Json(SignalPage { items, next_cursor }).into_response())
+    let page = blocking(move || {
+        let (items, next_cursor) = signals.list(&tenant, &filter)?;
+        let sparklines = if sparkline {
+            let hour = crate::signals::series::HOUR_MS;
+            let start = (crate::model::time::now_ms() / hour - 23) * hour;
+            let mut lines = std::collections::BTreeMap::new();
+            for item in &items {
+                lines.insert(item.id.clone(), signals.group_series(&tenant, &item.id, start, hour, 24)?);
+            }
+            Some(lines)
+        } else {
+            None
+        };
+        Ok(SignalPage { items, next_cursor, sparklines })
+    })
+    .await?;
+    Ok(axum::Json(page).into_response())
 }
 
 /// Counts of the signals the same filters keep (cursor and limit ignored), by
@@ -116,6 +145,9 @@ pub async fn counts(
     Read(tenant): Read,
     ApiQuery(query): ApiQuery<SignalQuery>,
 ) -> Result<Response, ApiError> {
+    if query.sparkline.is_some() {
+        return Err(bad("sparkline applies to /api/v1/signals only"));
+    }
     let bucket_minutes = query.bucket_minutes;
     let filter = query.filter()?;
     let buckets = match bucket_minutes {
@@ -154,7 +186,7 @@ pub async fn get_one(State(state): State<ApiState>, Read(tenant): Read, ApiPath(
 }
 
 /// Fills in `author_name` in the status history (see [`author_names`]).
-fn with_author_names(state: &ApiState, tenant: &crate::model::tenant::TenantId, mut signal: Signal) -> Result<Signal, ApiError> {
+pub(super) fn with_author_names(state: &ApiState, tenant: &crate::model::tenant::TenantId, mut signal: Signal) -> Result<Signal, ApiError> {
     if signal.history.is_empty() {
         return Ok(signal);
     }
@@ -173,65 +205,50 @@ pub(super) fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct OccurrenceQuery {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// 1 to 500; default 50.
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<usize>,
+pub struct TraceQuery {
+    /// One of the group's `samples` (32 hex digits); default: the latest.
+    #[param(pattern = "^[0-9a-fA-F]{32}$")]
+    trace_id: Option<String>,
 }
 
-/// A page of a signal's occurrences, newest first.
-#[derive(Serialize, ToSchema)]
-pub struct OccurrencePage {
-    items: Vec<crate::signals::Occurrence>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    next_cursor: Option<String>,
-}
-
-/// A signal's occurrences, newest first: each violating trace, when, which
-/// rule version, its witness span ids.
-#[utoipa::path(get, path = "/api/v1/signals/{id}/occurrences", operation_id = "list_signal_occurrences", tag = "signals",
-    params(("id" = String, Path, description = "Signal id"), OccurrenceQuery), responses(
-    (status = 200, description = "A page of occurrences", body = OccurrencePage),
-    (status = 400, description = "Bad limit or cursor", body = ErrorBody),
-    (status = 404, description = "No such signal in this tenant", body = ErrorBody)
+/// A sample trace of the group as it was when it violated the rule, as
+/// OTLP/JSON: the latest, or with `trace_id` any of its `samples` (to compare
+/// two occurrences). For a window rule's signal (which spans many traces): the
+/// witness spans of the latest violating window, taken from the retained
+/// traces (`--trace-retention`); 404 once none of them is retained (the signal
+/// keeps its witnesses).
+#[utoipa::path(get, path = "/api/v1/signals/{id}/trace", operation_id = "get_signal_trace", tag = "signals",
+    params(("id" = String, Path, description = "Signal id"), TraceQuery), responses(
+    (status = 200, description = "OTLP/JSON `ExportTraceServiceRequest`", body = Object),
+    (status = 400, description = "trace_id is not 32 hex digits", body = ErrorBody),
+    (status = 404, description = "No such signal in this tenant, a trace that is not one of its samples, or a window signal whose traces are no longer retained", body = ErrorBody)
 ))]
-pub async fn occurrences(
+pub async fn trace(
     State(state): State<ApiState>,
     Read(tenant): Read,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(query): ApiQuery<OccurrenceQuery>,
+    ApiQuery(query): ApiQuery<TraceQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(bad("limit must be 1 to 500"));
+    let mut wanted = None;
+    if let Some(text) = &query.trace_id {
+        let mut trace_id = [0u8; 16];
+        hex::decode_to_slice(text, &mut trace_id).map_err(|_| bad("trace_id must be 32 hex digits"))?;
+        wanted = Some((text.to_ascii_lowercase(), trace_id));
     }
-    let page = blocking(move || {
-        state.signals.get(&tenant, &id)?.ok_or_else(|| ApiError::not_found("signal"))?;
-        let (items, next_cursor) = state.signals.occurrences(&tenant, &id, query.cursor.as_deref(), limit)?;
-        Ok(OccurrencePage { items, next_cursor })
-    })
-    .await?;
-    Ok(axum::Json(page).into_response())
-}
-
-/// The trace as it was when the signal was raised, as OTLP/JSON. For a
-/// window rule's signal (which spans many traces): the witness spans of the
-/// latest violating window, taken from the retained traces (`--trace-retention`);
-/// 404 once none of them is retained (the signal keeps its witnesses).
-#[utoipa::path(get, path = "/api/v1/signals/{id}/trace", operation_id = "get_signal_trace", tag = "signals", params(("id" = String, Path, description = "Signal id")), responses(
-    (status = 200, description = "OTLP/JSON `ExportTraceServiceRequest`", body = Object),
-    (status = 404, description = "No such signal in this tenant, or a window signal whose traces are no longer retained", body = ErrorBody)
-))]
-pub async fn trace(State(state): State<ApiState>, Read(tenant): Read, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let snapshot = blocking(move || {
         let signal = state.signals.get(&tenant, &id)?.ok_or_else(|| ApiError::not_found("signal"))?;
         if let Some(window) = &signal.window {
             return window_spans(&state, &tenant, &signal, window);
         }
-        let mut trace_id = [0u8; 16];
-        hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
+        let trace_id = match wanted {
+            Some((text, trace_id)) if signal.samples.contains(&text) => trace_id,
+            Some(_) => return Err(ApiError::not_found("sample")),
+            None => {
+                let mut trace_id = [0u8; 16];
+                hex::decode_to_slice(&signal.trace_id, &mut trace_id).map_err(ApiError::internal)?;
+                trace_id
+            }
+        };
         state.signals.snapshot(&tenant, &trace_id)?.ok_or_else(|| ApiError::not_found("signal"))
     })
     .await?;
@@ -264,40 +281,6 @@ fn window_spans(
     }
     spans.sort_by_key(|span| (span.start_unix_nano, span.span_id));
     Ok(prost::Message::encode_to_vec(&crate::model::otlp::to_otlp(&spans)))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AssignRequest {
-    /// A user of the tenant, or null to assign the signal to nobody.
-    #[schema(max_length = 128)]
-    user_id: Option<String>,
-}
-
-/// Assigns a signal to a user of the tenant, or to nobody.
-#[utoipa::path(post, path = "/api/v1/signals/{id}/assign", operation_id = "assign_signal", tag = "signals", params(("id" = String, Path, description = "Signal id")),
-    request_body = AssignRequest, responses(
-    (status = 200, description = "The signal after the change", body = Signal),
-    (status = 404, description = "No such signal in this tenant", body = ErrorBody),
-    (status = 422, description = "No such user in this tenant (`unknown_user`)", body = ErrorBody)
-))]
-pub async fn assign(
-    State(state): State<ApiState>,
-    Write(tenant): Write,
-    ApiPath(id): ApiPath<String>,
-    ApiJson(request): ApiJson<AssignRequest>,
-) -> Result<Response, ApiError> {
-    let signal = blocking(move || {
-        if let Some(user) = &request.user_id
-            && (user.len() > 128 || state.auth.users.email(tenant.as_str(), user)?.is_none())
-        {
-            return Err(ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "unknown_user", "no such user in this tenant"));
-        }
-        let signal = state.signals.assign(&tenant, &id, request.user_id.as_deref())?.ok_or_else(|| ApiError::not_found("signal"))?;
-        with_author_names(&state, &tenant, signal)
-    })
-    .await?;
-    Ok(axum::Json(signal).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -436,6 +419,9 @@ pub async fn stream(State(state): State<ApiState>, headers: HeaderMap) -> Result
                         EventKind::Created => "signal",
                         EventKind::StatusChanged => "status",
                         EventKind::Regressed => "regression",
+                        EventKind::SnoozeEnded | EventKind::Updated => "update",
+                        // Never published to streams.
+                        EventKind::Counted => continue,
                     };
                     let data = serde_json::to_string(&event.signal).unwrap_or_default();
                     let item = Event::default().event(kind).id(event.signal.id.clone()).data(data);

@@ -135,6 +135,9 @@ pub struct TestViolation {
     message: String,
     severity: Severity,
     span_ids: Vec<String>,
+    /// The rule's own grouping key, if it set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
     /// The span ids that exist in the trace, with their names.
     witnesses: Vec<WitnessRef>,
 }
@@ -178,6 +181,7 @@ fn result(tried: crate::pipeline::trial::Tried) -> TraceResult {
             message: violation.message.clone(),
             severity: violation.severity,
             span_ids: violation.span_ids.clone(),
+            group: violation.group.clone(),
             witnesses: witnesses.into_iter().map(|w| WitnessRef { span_id: w.span_id, name: w.name, service: w.service }).collect(),
         })
         .collect();

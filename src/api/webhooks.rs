@@ -33,6 +33,9 @@ pub struct NewWebhook {
     /// Only signals of these rules (ids or names); empty or absent: all.
     #[serde(default)]
     rules: Vec<String>,
+    /// Also `signal.rate_exceeded` when a group has more than `count`
+    /// occurrences within `minutes` (once per window, never while snoozed).
+    rate: Option<crate::webhooks::Rate>,
 }
 
 /// A new webhook with the secret its deliveries are signed with (shown once).
@@ -56,7 +59,7 @@ pub async fn create(
     Admin(tenant): Admin,
     ApiJson(request): ApiJson<NewWebhook>,
 ) -> Result<Response, ApiError> {
-    let (hook, secret) = blocking(move || Ok(state.webhooks.create(&tenant, &request.url, request.severities, request.rules)?)).await?;
+    let (hook, secret) = blocking(move || Ok(state.webhooks.create(&tenant, &request.url, request.severities, request.rules, request.rate)?)).await?;
     Ok((StatusCode::CREATED, axum::Json(WebhookCreated { webhook: hook.public(), secret })).into_response())
 }
 

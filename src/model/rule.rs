@@ -50,7 +50,15 @@ pub struct Violation {
     pub span_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attributes: Option<serde_json::Value>,
+    /// The rule's own grouping key (`group` in `rule({...})`, `window({...})`
+    /// or a check's violation), at most [`MAX_GROUP_KEY`] bytes; `None`: the
+    /// witness spans' shapes group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
+
+/// The longest grouping key a rule may set (the SDK refuses longer ones).
+pub const MAX_GROUP_KEY: usize = 512;
 
 /// What a window rule declared: which spans it wants and how often it runs.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]

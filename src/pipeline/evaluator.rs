@@ -357,16 +357,19 @@ fn evaluate(
             }
             counters.signals_duplicate.fetch_add(recorded.duplicates as u64, Ordering::Relaxed);
             counters.signals_cleared.fetch_add(recorded.cleared.len() as u64, Ordering::Relaxed);
-            counters.signals_occurred.fetch_add(recorded.counted.len() as u64, Ordering::Relaxed);
+            counters.signals_occurred.fetch_add((recorded.counted.len() + recorded.woke.len()) as u64, Ordering::Relaxed);
             counters.signals_regressed.fetch_add(recorded.regressed.len() as u64, Ordering::Relaxed);
             let wrote = !recorded.created.is_empty()
                 || !recorded.counted.is_empty()
                 || !recorded.regressed.is_empty()
+                || !recorded.woke.is_empty()
                 || !recorded.cleared.is_empty();
-            // A further occurrence of a group is counted, not announced.
+            // A further occurrence of a group goes to sinks (rate thresholds), not to live streams.
             let events = (recorded.created.into_iter().map(|signal| (EventKind::Created, signal)))
                 .chain(recorded.regressed.into_iter().map(|signal| (EventKind::Regressed, signal)))
+                .chain(recorded.woke.into_iter().map(|signal| (EventKind::SnoozeEnded, signal)))
                 .chain(recorded.cleared.into_iter().map(|signal| (EventKind::StatusChanged, signal)))
+                .chain(recorded.counted.into_iter().map(|signal| (EventKind::Counted, signal)))
                 .collect();
             (wrote, events)
         }

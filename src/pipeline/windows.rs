@@ -343,6 +343,8 @@ impl Windows {
                                 created = Some(signal);
                             } else {
                                 self.counters.signals_duplicate.fetch_add(1, Ordering::Relaxed);
+                                // Rate thresholds count a window group's violating windows.
+                                self.events.publish(&tenant, crate::events::EventKind::Counted, signal);
                             }
                         }
                         Err(error) => tracing::error!(tenant = %tenant, rule = %rule.name, error = %error, "window signal not stored"),

@@ -314,6 +314,8 @@ pub struct ViolationDoc {
     pub spans: Vec<String>,
     #[serde(default)]
     pub attributes: Option<serde_json::Value>,
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -414,6 +414,15 @@ pub(crate) fn interpret(text: &str, prepared: Option<&Prepared>) -> (Outcome, Ve
                     severity: Severity::parse(&v.severity).unwrap_or(Severity::Medium),
                     span_ids: abi::witness_ids(&v.spans, MAX_WITNESSES),
                     attributes: v.attributes,
+                    // The SDK bounds the key; a longer one from a hand-made module is cut at a character.
+                    group: v.group.map(|mut key| {
+                        let mut at = key.len().min(crate::model::rule::MAX_GROUP_KEY);
+                        while !key.is_char_boundary(at) {
+                            at -= 1;
+                        }
+                        key.truncate(at);
+                        key
+                    }),
                 })
                 .collect();
             (Outcome::Ok { violations }, logs, logs_truncated)

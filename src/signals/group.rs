@@ -5,7 +5,7 @@
 //! a false positive stays quiet). Every occurrence keeps its trace id and
 //! witness span ids in the `signal_occurrences` tree.
 
-use super::{Signal, SignalError, Signals, Status, StatusChange, id_bytes, keyed, new_id};
+use super::{ChangeKind, Signal, SignalError, Signals, Status, StatusChange, id_bytes, keyed, new_id};
 use crate::model::tenant::TenantId;
 use crate::model::time::rfc3339;
 use crate::model::trace::Trace;
@@ -32,6 +32,8 @@ pub(super) enum Outcome {
     Counted(Signal),
     /// A further occurrence that reopened a resolved group (after the change).
     Regressed(Signal),
+    /// A further occurrence that ended the group's snooze (after the change).
+    Woke(Signal),
 }
 
 /// The default fingerprint: the rule, and the sorted set of (service, name)
@@ -48,6 +50,17 @@ pub fn fingerprint(rule_id: &str, trace: &Trace, span_ids: &[String]) -> [u8; 32
         .map(|span| (span.resource.service.as_deref().unwrap_or(""), span.name.as_str()))
         .collect();
     fingerprint_of(rule_id, shapes)
+}
+
+/// The fingerprint of a violation whose rule set its own grouping key.
+pub fn keyed_fingerprint(rule_id: &str, key: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update((rule_id.len() as u64).to_be_bytes());
+    hasher.update(rule_id.as_bytes());
+    // No (service, name) pair starts with this marker's length.
+    hasher.update(u64::MAX.to_be_bytes());
+    hasher.update(key.as_bytes());
+    hasher.finalize().into()
 }
 
 /// The fingerprint of a rule and the (service, name) pairs of its witness spans.
@@ -75,8 +88,8 @@ pub const MAX_SAMPLES: usize = 5;
 impl Signals {
     /// Adds one occurrence to the group `fingerprint` selects, creating the
     /// group from `new` if there is none (or it was deleted). The group's
-    /// record is changed by compare-and-swap, so a status change made at the
-    /// same time is never lost, and the count is exact.
+    /// record is changed through [`Signals::update`], so a status change made
+    /// at the same time is never lost, and the count is exact.
     pub(super) fn occur(
         &self,
         tenant: &TenantId,
@@ -94,7 +107,7 @@ impl Signals {
             }
         }
         let group_id = id_bytes(&new.id).ok_or(SignalError::Cursor)?;
-        self.signals.insert(keyed(tenant, &[&group_id]), serde_json::to_vec(&new)?)?;
+        self.insert_group(tenant, group_id, &new)?;
         self.groups.insert(index_key, &group_id)?;
         Ok((Outcome::Created(new), group_id, None))
     }
@@ -109,10 +122,7 @@ impl Signals {
         latest: &Signal,
         occurrence: &Occurrence,
     ) -> Result<Option<(Outcome, Option<String>)>, SignalError> {
-        let key = keyed(tenant, &[group_id]);
-        loop {
-            let Some(value) = self.signals.get(&key)? else { return Ok(None) };
-            let mut group: Signal = serde_json::from_slice(&value)?;
+        let counted = self.update(tenant, group_id, |group| {
             group.occurrences = group.occurrences.saturating_add(1);
             group.last_seen_at = occurrence.at.clone();
             group.last_seen_unix_ms = occurrence.at_unix_ms;
@@ -133,9 +143,11 @@ impl Signals {
             group.samples.push(occurrence.trace_id.clone());
             // The first sample stays; the oldest of the latest ones goes.
             let evicted = (group.samples.len() > MAX_SAMPLES).then(|| group.samples.remove(1));
+            let woke = super::snooze::wake(group, occurrence.at_unix_ms);
             let regressed = group.status == Status::Resolved;
             if regressed {
                 group.history.push(StatusChange {
+                    kind: ChangeKind::Status,
                     from: Status::Resolved,
                     to: Status::Open,
                     note: "regression: the rule fired again after the group was resolved".into(),
@@ -148,11 +160,16 @@ impl Signals {
                 group.regressions = group.regressions.saturating_add(1);
                 group.updated_at = occurrence.at.clone();
             }
-            if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&group)?))?.is_ok() {
-                let outcome = if regressed { Outcome::Regressed(group) } else { Outcome::Counted(group) };
-                return Ok(Some((outcome, evicted)));
-            }
-        }
+            Ok(Some((regressed, woke, evicted)))
+        })?;
+        Ok(counted.map(|(group, (regressed, woke, evicted))| {
+            let outcome = match (regressed, woke) {
+                (true, _) => Outcome::Regressed(group),
+                (false, true) => Outcome::Woke(group),
+                (false, false) => Outcome::Counted(group),
+            };
+            (outcome, evicted)
+        }))
     }
 
     /// Removes the occurrence `occurrence_id` of group `group_id` (its trace no
@@ -166,26 +183,26 @@ impl Signals {
         group_id: &[u8; 16],
         occurrence_id: Option<&[u8; 16]>,
     ) -> Result<Option<Signal>, SignalError> {
-        if let Some(occurrence_id) = occurrence_id
-            && self.occurrences.remove(keyed(tenant, &[group_id, occurrence_id]))?.is_none()
-        {
-            return Ok(None);
+        let mut at_ms = None;
+        if let Some(occurrence_id) = occurrence_id {
+            let Some(removed) = self.occurrences.remove(keyed(tenant, &[group_id, occurrence_id]))? else { return Ok(None) };
+            self.forget_occurrence(tenant, occurrence_id)?;
+            at_ms = serde_json::from_slice::<Occurrence>(&removed).ok().map(|occurrence| occurrence.at_unix_ms);
         }
-        let key = keyed(tenant, &[group_id]);
-        let remaining = loop {
-            let Some(value) = self.signals.get(&key)? else { return Ok(None) };
-            let mut group: Signal = serde_json::from_slice(&value)?;
+        let Some((group, ())) = self.update(tenant, group_id, |group| {
             group.occurrences = group.occurrences.saturating_sub(1);
-            if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&group)?))?.is_ok() {
-                break group.occurrences;
-            }
+            Ok(Some(()))
+        })?
+        else {
+            return Ok(None);
         };
-        if remaining > 0 {
+        self.count_series(tenant, group_id, &group.rule_id, at_ms.unwrap_or(group.created_unix_ms), -1)?;
+        if group.occurrences > 0 {
             return Ok(None);
         }
         // Decided on the group as it is at the write: an acknowledgement that
         // lands first keeps it.
-        self.transition(&key, |group| {
+        self.transition(tenant, group_id, |group| {
             Ok((group.occurrences == 0 && group.status == Status::Open).then_some(super::status::Change {
                 to: Status::Resolved,
                 note: "spans that arrived later no longer violate the rule",
@@ -276,11 +293,16 @@ impl Signals {
 }
 
 /// (tenant, signal id) of a `signals` key: the length-prefixed tenant, then 16 bytes.
-fn split_key(key: &[u8]) -> Option<(TenantId, [u8; 16])> {
+pub(super) fn split_key(key: &[u8]) -> Option<(TenantId, [u8; 16])> {
+    let (tenant, rest) = split_tenant(key)?;
+    Some((tenant, rest.try_into().ok()?))
+}
+
+/// The tenant of a key and the key's rest.
+pub(super) fn split_tenant(key: &[u8]) -> Option<(TenantId, &[u8])> {
     let length = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
     let tenant = std::str::from_utf8(key.get(4..4 + length)?).ok()?;
-    let id: [u8; 16] = key.get(4 + length..)?.try_into().ok()?;
-    Some((TenantId::trusted(tenant), id))
+    Some((TenantId::trusted(tenant), key.get(4 + length..)?))
 }
 
 /// A new occurrence id: time-ordered like signal ids.

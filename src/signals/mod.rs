@@ -1,22 +1,32 @@
 //! Signals: the persisted record of a rule violation, and the trace snapshots
 //! they point at. Owns the sled trees `signals`, `signal_dedup`,
-//! `signal_by_trace` and `signal_traces`.
+//! `signal_by_trace`, `signal_traces`, `signal_groups`, `signal_occurrences`
+//! and `signal_meta` (and, through [`series`], `signal_series`).
 //!
-//! Ids are time-ordered (milliseconds, then random bits), so a tenant's
-//! signals sort by creation and a cursor (the last id seen) stays stable while
-//! new signals arrive. A violation's dedup key is (rule id, trace id, message,
-//! witness span ids): evaluating an amended trace again stores nothing twice,
-//! and an open signal whose violation the amended trace no longer shows is
-//! resolved as cleared. It decides nothing about rules or traces.
+//! A signal is a group of violations ([`group`]): one fingerprint, exact
+//! occurrence counts, occurrence records, sampled trace snapshots. Ids are
+//! time-ordered (milliseconds, then a sequence). A violation's dedup key is
+//! (rule id, trace id, message, witness span ids): evaluating an amended trace
+//! again stores nothing twice, and an occurrence the amended trace no longer
+//! shows is withdrawn. Every write of an existing group goes through
+//! [`Signals::update`] (compare-and-swap, then the inbox index). It decides
+//! nothing about rules or traces.
 //!
-//! Reading (filters, pages, counts) is in `query`; every status change goes
-//! through the one compare-and-swap path in `status`.
+//! Reading (filters, pages, counts) is in `query` over the in-memory `index`;
+//! occurrence counts per minute and hour in `series`; status changes go
+//! through `status`, snoozes through `snooze`.
 
 mod group;
+mod index;
 mod query;
+pub mod series;
+mod retention;
+mod snooze;
 mod status;
 
 pub use group::{Occurrence, fingerprint};
+pub use retention::{Retention, Swept};
+pub use snooze::{MAX_SNOOZE_MS, Until};
 
 pub use query::{Bucket, Buckets, Counts, Filter, RuleCount};
 
@@ -39,7 +49,7 @@ pub struct RuleRef {
     pub version: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Open,
@@ -119,9 +129,26 @@ pub struct Resolution {
     pub at: String,
 }
 
-/// One status change, kept in the signal's history.
+/// What a history entry records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// A status change (`from` → `to`).
+    #[default]
+    Status,
+    /// Assigned to a user or to nobody (the note says whom); the status stays.
+    Assigned,
+    /// Snoozed (the note says until when); the status stays.
+    Snoozed,
+    /// The snooze ended: lifted by someone, its time passed or its occurrences came.
+    Unsnoozed,
+}
+
+/// One change, kept in the signal's history: a status change, an assignment or a snooze.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct StatusChange {
+    #[serde(default)]
+    pub kind: ChangeKind,
     pub from: Status,
     pub to: Status,
     pub note: String,
@@ -184,6 +211,31 @@ pub struct Signal {
     /// The user of the tenant the group is assigned to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
+    /// While set (and not run out), the group stays out of the default inbox
+    /// and sends no rate notification; its end is notified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snooze: Option<Snooze>,
+    /// The rule's own grouping key, when it set one (else the witness spans' shapes group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
+    /// Grows with every write of the group.
+    #[serde(default)]
+    pub revision: u64,
+}
+
+/// A snooze: until a time, until the group reaches a number of occurrences,
+/// whichever comes first; neither is a mute without end.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Snooze {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_unix_ms: Option<u64>,
+    /// The group's occurrence count at which the snooze ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_occurrences: Option<u64>,
+    pub by: String,
+    pub at: String,
 }
 
 fn one() -> u64 {
@@ -220,6 +272,9 @@ impl Signal {
             regressions: 0,
             samples: Vec::new(),
             assignee: None,
+            snooze: None,
+            group_key: violation.group.clone(),
+            revision: 0,
         }
     }
 }
@@ -252,6 +307,8 @@ pub struct Recorded {
     pub counted: Vec<Signal>,
     /// Resolved groups that fired again, reopened (after the change).
     pub regressed: Vec<Signal>,
+    /// Snoozed groups whose snooze this occurrence ended (after the change).
+    pub woke: Vec<Signal>,
     /// Violations this trace had already produced.
     pub duplicates: usize,
     /// Groups resolved as cleared by this evaluation (after the change).
@@ -264,6 +321,8 @@ pub enum SignalError {
     Cursor,
     #[error("a signal cannot go from {from} to {to}")]
     Transition { from: &'static str, to: &'static str },
+    #[error("only open or acknowledged groups can be snoozed; this one is {status}")]
+    Snooze { status: &'static str },
     #[error("storage error: {0}")]
     Store(#[from] sled::Error),
     #[error("corrupt record: {0}")]
@@ -283,10 +342,15 @@ pub struct Signals {
     dedup: sled::Tree,
     by_trace: sled::Tree,
     snapshots: sled::Tree,
-}
-
-fn prefix(tenant: &TenantId) -> Vec<u8> {
-    Key::tenant(tenant).into_vec()
+    /// Occurrences per minute and hour ([`series`]).
+    series: sled::Tree,
+    /// Markers of one-time work done on this data directory.
+    meta: sled::Tree,
+    /// (tenant, occurrence id) → group id, bytes ([`retention`]).
+    times: sled::Tree,
+    usage: retention::Usage,
+    /// The inbox's filters and order, in memory ([`index`]).
+    index: index::Index,
 }
 
 /// The tenant's prefix, then fixed-width parts (ids, times).
@@ -361,6 +425,11 @@ impl Signals {
             dedup: store.db.open_tree("signal_dedup")?,
             by_trace: store.db.open_tree("signal_by_trace")?,
             snapshots: store.db.open_tree("signal_traces")?,
+            series: store.db.open_tree("signal_series")?,
+            meta: store.db.open_tree("signal_meta")?,
+            times: store.db.open_tree("signal_occurrence_times")?,
+            usage: retention::Usage::default(),
+            index: index::Index::default(),
             store,
         };
         let migrated = signals.migrate()?;
@@ -368,7 +437,58 @@ impl Signals {
             signals.flush()?;
             tracing::info!(signals = migrated, "signals from before grouping migrated to groups");
         }
+        if let Some(occurrences) = signals.build_series()? {
+            signals.flush()?;
+            tracing::info!(occurrences, "occurrence series built from the kept occurrences");
+        }
+        let groups = signals.build_index()?;
+        signals.count_usage()?;
+        tracing::info!(groups, "signal inbox index built");
         Ok(signals)
+    }
+
+    /// Reads every group into the inbox index; returns how many.
+    fn build_index(&self) -> Result<usize, SignalError> {
+        let mut groups = 0;
+        for entry in self.signals.iter() {
+            let (key, value) = entry?;
+            let Some((tenant, id)) = group::split_key(&key) else { continue };
+            self.index.put(&tenant, id, &serde_json::from_slice(&value)?);
+            groups += 1;
+        }
+        Ok(groups)
+    }
+
+    /// Writes a new group and indexes it.
+    fn insert_group(&self, tenant: &TenantId, id: [u8; 16], signal: &Signal) -> Result<(), SignalError> {
+        self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(signal)?)?;
+        self.index.put(tenant, id, signal);
+        Ok(())
+    }
+
+    /// The one write of an existing group: reads it, lets `change` modify it
+    /// (`Ok(None)`: leave it as it is), raises its revision and writes it by
+    /// compare-and-swap; a concurrent write makes `change` run again on the
+    /// newer record, so no write is lost and counts stay exact. Then the
+    /// inbox index gets the result. `None` if the group does not exist or was
+    /// left; else the group as written (not flushed) and what `change` returned.
+    pub(super) fn update<T>(
+        &self,
+        tenant: &TenantId,
+        id: &[u8; 16],
+        mut change: impl FnMut(&mut Signal) -> Result<Option<T>, SignalError>,
+    ) -> Result<Option<(Signal, T)>, SignalError> {
+        let key = keyed(tenant, &[id]);
+        loop {
+            let Some(value) = self.signals.get(&key)? else { return Ok(None) };
+            let mut signal: Signal = serde_json::from_slice(&value)?;
+            let Some(result) = change(&mut signal)? else { return Ok(None) };
+            signal.revision = signal.revision.saturating_add(1);
+            if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&signal)?))?.is_ok() {
+                self.index.put(tenant, *id, &signal);
+                return Ok(Some((signal, result)));
+            }
+        }
     }
 
     /// Records the outcome of evaluating `trace`. `runs` holds, per rule that
@@ -404,7 +524,10 @@ impl Signals {
                     continue;
                 }
                 let witnesses = witnesses_of(trace, &violation.span_ids, &mut witness_budget);
-                let fingerprint = group::fingerprint(&rule.id, trace, &violation.span_ids);
+                let fingerprint = match &violation.group {
+                    Some(key) => group::keyed_fingerprint(&rule.id, key),
+                    None => group::fingerprint(&rule.id, trace, &violation.span_ids),
+                };
                 let (occurrence_id, occurrence_name) = group::new_occurrence_id(now);
                 let occurrence = group::occurrence(occurrence_name, &trace_id, &violation.span_ids, rule.version, &violation.message, now);
                 let new = Signal {
@@ -416,11 +539,14 @@ impl Signals {
                     ..Signal::open(new_id(now), rule, violation, now)
                 };
                 let (outcome, group_id, evicted) = self.occur(tenant, &fingerprint, new, &occurrence)?;
+                self.count_series(tenant, &group_id, &rule.id, now, 1)?;
                 sampled = true;
                 if let Some(evicted) = evicted {
                     self.drop_snapshot_unless_sampled(tenant, &evicted)?;
                 }
-                self.occurrences.insert(keyed(tenant, &[&group_id, &occurrence_id]), serde_json::to_vec(&occurrence)?)?;
+                let record = serde_json::to_vec(&occurrence)?;
+                self.note_occurrence(tenant, &group_id, &occurrence_id, record.len())?;
+                self.occurrences.insert(keyed(tenant, &[&group_id, &occurrence_id]), record)?;
                 self.dedup.insert(dedup_entry, &group_id)?;
                 // The trace's entry for the group lists (dedup key, occurrence id) per occurrence.
                 let entry: Vec<u8> = [dedup.as_slice(), &occurrence_id].concat();
@@ -431,6 +557,7 @@ impl Signals {
                     group::Outcome::Created(signal) => recorded.created.push(signal),
                     group::Outcome::Counted(signal) => recorded.counted.push(signal),
                     group::Outcome::Regressed(signal) => recorded.regressed.push(signal),
+                    group::Outcome::Woke(signal) => recorded.woke.push(signal),
                 }
             }
         }
@@ -441,8 +568,7 @@ impl Signals {
             for entry in self.by_trace.scan_prefix(keyed(tenant, &[&trace.trace_id])) {
                 let (key, value) = entry?;
                 let group_id: [u8; 16] = key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?;
-                let Some(group) = self.signals.get(keyed(tenant, &[&group_id]))? else { continue };
-                let group: Signal = serde_json::from_slice(&group)?;
+                let Some(group) = self.get_by_id(tenant, &group_id)? else { continue };
                 if !ran.contains(&group.rule_id.as_str()) {
                     continue;
                 }
@@ -474,16 +600,18 @@ impl Signals {
         // An amended trace that is a sample gets its snapshot replaced.
         let snapshot_key = keyed(tenant, &[&trace.trace_id]);
         if sampled || (amended && self.snapshots.contains_key(&snapshot_key)?) {
-            self.snapshots.insert(snapshot_key, otlp)?;
+            let replaced = self.snapshots.insert(snapshot_key, otlp)?.map_or(0, |old| old.len());
+            self.usage.add(tenant, otlp.len() as i64 - replaced as i64);
         }
         Ok(recorded)
     }
 
-    /// Deletes the snapshot of `trace_id` unless a group still lists it as a sample.
-    fn drop_snapshot_unless_sampled(&self, tenant: &TenantId, trace_id: &str) -> Result<(), SignalError> {
+    /// Deletes the snapshot of `trace_id` unless a group still lists it as a
+    /// sample; returns whether it did.
+    fn drop_snapshot_unless_sampled(&self, tenant: &TenantId, trace_id: &str) -> Result<bool, SignalError> {
         let mut id = [0u8; 16];
         if hex::decode_to_slice(trace_id, &mut id).is_err() {
-            return Ok(());
+            return Ok(false);
         }
         for entry in self.by_trace.scan_prefix(keyed(tenant, &[&id])) {
             let (key, _) = entry?;
@@ -491,12 +619,13 @@ impl Signals {
             if let Some(group) = self.signals.get(group_key)? {
                 let group: Signal = serde_json::from_slice(&group)?;
                 if group.samples.iter().any(|sample| sample == trace_id) {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
-        self.snapshots.remove(keyed(tenant, &[&id]))?;
-        Ok(())
+        let removed = self.snapshots.remove(keyed(tenant, &[&id]))?;
+        self.usage.add(tenant, -(removed.as_ref().map_or(0, |old| old.len()) as i64));
+        Ok(removed.is_some())
     }
 
     /// Makes every recorded signal durable (one fsync for all of them).
@@ -534,32 +663,35 @@ impl Signals {
                 trace_ids.push(id);
             }
         }
-        if let Some(existing) = group.map(|id| self.get(tenant, id)).transpose()?.flatten() {
-            if matches!(existing.status, Status::Open | Status::Acknowledged) && existing.window.is_some() {
-                let key = keyed(tenant, &[&id_bytes(&existing.id).ok_or(SignalError::Cursor)?]);
-                let before = serde_json::to_vec(&existing)?;
-                let mut signal = existing;
-                let details = signal.window.as_mut().expect("checked above");
+        if let Some(existing) = group.and_then(id_bytes) {
+            // A concurrent status change to resolved wins; this window then opens a new signal.
+            let continued = self.update(tenant, &existing, |signal| {
+                if !matches!(signal.status, Status::Open | Status::Acknowledged) {
+                    return Ok(None);
+                }
+                let Some(details) = signal.window.as_mut() else { return Ok(None) };
                 details.start = rfc3339(start);
                 details.end = rfc3339(end);
                 details.occurrences += 1;
                 details.spans_in_window = window.spans.len() as u64;
                 details.trace_ids = trace_ids.clone();
+                signal.occurrences = details.occurrences;
                 signal.message = violation.message.clone();
                 signal.attributes = violation.attributes.clone();
                 signal.span_ids = witnesses.iter().map(|span| hex::encode(span.span_id)).collect();
                 signal.witnesses = witnesses.iter().map(|span| Witness::of(span)).collect();
                 signal.updated_at = rfc3339(now);
-                signal.occurrences = signal.window.as_ref().map_or(1, |details| details.occurrences);
                 signal.last_seen_at = rfc3339(now);
                 signal.last_seen_unix_ms = now;
                 if let Err(at) = signal.versions.binary_search(&rule.version) {
                     signal.versions.insert(at, rule.version);
                 }
-                // A concurrent status change wins; this window then opens a new signal.
-                if self.signals.compare_and_swap(&key, Some(before), Some(serde_json::to_vec(&signal)?))?.is_ok() {
-                    return Ok((signal, false));
-                }
+                snooze::wake(signal, now);
+                Ok(Some(()))
+            })?;
+            if let Some((signal, ())) = continued {
+                self.count_series(tenant, &existing, &rule.id, now, 1)?;
+                return Ok((signal, false));
             }
         }
         let id = new_id(now);
@@ -577,13 +709,19 @@ impl Signals {
             }),
             ..Signal::open(id, rule, violation, now)
         };
-        self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(&signal)?)?;
+        self.insert_group(tenant, id, &signal)?;
+        self.count_series(tenant, &id, &rule.id, now, 1)?;
         Ok((signal, true))
     }
 
+    /// A group as it is now (a snooze that ran out is shown ended).
     pub fn get(&self, tenant: &TenantId, id: &str) -> Result<Option<Signal>, SignalError> {
         let Some(bytes) = id_bytes(id) else { return Ok(None) };
-        match self.signals.get(keyed(tenant, &[&bytes]))? {
+        Ok(self.get_by_id(tenant, &bytes)?.map(|signal| snooze::current(signal, now_ms())))
+    }
+
+    fn get_by_id(&self, tenant: &TenantId, id: &[u8; 16]) -> Result<Option<Signal>, SignalError> {
+        match self.signals.get(keyed(tenant, &[id]))? {
             Some(value) => Ok(Some(serde_json::from_slice(&value)?)),
             None => Ok(None),
         }
@@ -595,5 +733,7 @@ impl Signals {
     }
 }
 
+#[cfg(test)]
+mod inbox_tests;
 #[cfg(test)]
 mod tests;

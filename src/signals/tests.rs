@@ -17,7 +17,7 @@ fn otlp(trace: &Trace) -> Vec<u8> {
 }
 
 fn violation(message: &str, span: &str) -> Violation {
-    Violation { message: message.into(), severity: Severity::High, span_ids: vec![span.into()], attributes: None }
+    Violation { message: message.into(), severity: Severity::High, span_ids: vec![span.into()], attributes: None, group: None }
 }
 
 #[test]
@@ -110,7 +110,7 @@ fn dedup_clear_and_pagination() {
     let amended = trace(&[("payment.charge_card", 1), ("cart", 2)]);
     assert_eq!(
         signals.record(&tenant, &amended, &otlp(&amended), &runs, true).unwrap(),
-        Recorded { created: vec![], counted: vec![], regressed: vec![], duplicates: 1, cleared: vec![] }
+        Recorded { created: vec![], counted: vec![], regressed: vec![], duplicates: 1, cleared: vec![], woke: vec![] }
     );
     // The late fraud check clears it.
     let fixed = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 3)]);

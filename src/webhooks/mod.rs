@@ -80,6 +80,9 @@ pub struct Webhook {
     pub severities: Vec<Severity>,
     /// Rule ids or names; empty: every rule.
     pub rules: Vec<String>,
+    /// Also notify when a group's occurrences exceed this rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
     /// Stored; never listed (see [`Webhook::public`]).
     pub secret: String,
     pub created_at: String,
@@ -93,6 +96,7 @@ impl Webhook {
             url: self.url.clone(),
             severities: self.severities.clone(),
             rules: self.rules.clone(),
+            rate: self.rate,
             created_at: self.created_at.clone(),
         }
     }
@@ -107,6 +111,9 @@ pub struct WebhookInfo {
     pub severities: Vec<Severity>,
     /// Rule ids or names; empty: every rule.
     pub rules: Vec<String>,
+    /// Also notified when a group's occurrences exceed this rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
     pub created_at: String,
 }
 
@@ -133,9 +140,17 @@ pub enum WebhookError {
     Store(#[from] sled::Error),
 }
 
+mod rate;
 mod targets;
+pub use rate::Rate;
 use targets::is_refused;
 pub use targets::{CheckedResolver, GuardedConnector, RefusedTarget, loose_ipv4, refused_host, refused_ip};
+
+/// Whether `hook` wants events of `signal` (its severity and rule filters).
+fn wants(hook: &Webhook, signal: &Signal) -> bool {
+    (hook.severities.is_empty() || hook.severities.contains(&signal.severity))
+        && (hook.rules.is_empty() || hook.rules.iter().any(|rule| rule == &signal.rule_id || rule == &signal.rule_name))
+}
 
 /// One signal on its way to one webhook.
 struct Job {
@@ -167,6 +182,11 @@ pub struct Webhooks {
     /// Signals not queued because their tenant's queue was full.
     pub dropped: AtomicU64,
     last_warning_ms: AtomicU64,
+    /// Occurrence counts of webhooks with a rate threshold.
+    rates: rate::Rates,
+    /// Per tenant, its webhooks with a rate threshold (read per occurrence,
+    /// so kept in memory; dropped on every change of the tenant's webhooks).
+    rated: Mutex<HashMap<TenantId, Arc<Vec<Webhook>>>>,
 }
 
 fn prefix(tenant: &TenantId) -> Vec<u8> {
@@ -209,6 +229,8 @@ impl Webhooks {
             creating: Mutex::new(()),
             dropped: AtomicU64::new(0),
             last_warning_ms: AtomicU64::new(0),
+            rates: rate::Rates::default(),
+            rated: Mutex::new(HashMap::new()),
         })
     }
 
@@ -219,7 +241,11 @@ impl Webhooks {
         url: &str,
         severities: Vec<Severity>,
         rules: Vec<String>,
+        rate: Option<Rate>,
     ) -> Result<(Webhook, String), WebhookError> {
+        if let Some(rate) = rate {
+            rate.check().map_err(WebhookError::Invalid)?;
+        }
         if url.len() > 2048 {
             return Err(WebhookError::Invalid("url must be at most 2048 bytes".into()));
         }
@@ -248,12 +274,14 @@ impl Webhooks {
             url: url.into(),
             severities,
             rules,
+            rate,
             secret: secret.clone(),
             created_at: rfc3339(now_ms()),
         };
         self.hooks
             .insert(hook_key(tenant, &hook.id), serde_json::to_vec(&hook).map_err(|error| WebhookError::Invalid(error.to_string()))?)?;
         self.hooks.flush()?;
+        self.rated.lock().unwrap_or_else(|poison| poison.into_inner()).remove(tenant);
         Ok((hook, secret))
     }
 
@@ -276,6 +304,8 @@ impl Webhooks {
         let removed = self.hooks.remove(hook_key(tenant, id))?.is_some();
         if removed {
             self.delete_log(tenant, id)?;
+            self.rates.forget(tenant, id);
+            self.rated.lock().unwrap_or_else(|poison| poison.into_inner()).remove(tenant);
         }
         self.hooks.flush()?;
         Ok(removed)
@@ -403,26 +433,46 @@ impl Webhooks {
         self.lock().pending.get(tenant).copied().unwrap_or(0)
     }
 
-    /// Queues `signal` for every matching webhook of `tenant`. Reads the
-    /// store: call it from a thread that may block (the event hub's
-    /// publishers are the evaluator's and window threads).
     /// Queues `signal` for every webhook of `tenant` that wants it, as an
-    /// event of type `kind` (`signal.created`, `signal.regressed`).
+    /// event of type `kind` (`signal.created`, `signal.regressed`,
+    /// `signal.status_changed`, `signal.snooze_ended`). Reads the store: call
+    /// it from a thread that may block (the event hub's publishers are the
+    /// evaluator's, window and API blocking threads).
     pub fn dispatch(&self, tenant: &TenantId, signal: &Signal, kind: &str) {
         let Ok(hooks) = self.list(tenant) else { return };
-        let mut body: Option<Arc<str>> = None;
-        for hook in hooks {
-            let wanted = (hook.severities.is_empty() || hook.severities.contains(&signal.severity))
-                && (hook.rules.is_empty() || hook.rules.iter().any(|rule| rule == &signal.rule_id || rule == &signal.rule_name));
-            if !wanted {
-                continue;
+        let body: Arc<str> = serde_json::to_string(&serde_json::json!({"type": kind, "signal": signal})).unwrap_or_default().into();
+        for hook in hooks.into_iter().filter(|hook| wants(hook, signal)) {
+            self.enqueue(Job { tenant: tenant.clone(), hook_id: hook.id, signal_id: signal.id.clone(), body: body.clone(), attempt: 1 }, true);
+        }
+    }
+
+    /// Counts a further occurrence of `group` for the webhooks with a rate
+    /// threshold, and queues `signal.rate_exceeded` to those it crossed.
+    pub fn occurred(&self, tenant: &TenantId, group: &Signal) {
+        let rated = {
+            let mut cache = self.rated.lock().unwrap_or_else(|poison| poison.into_inner());
+            match cache.get(tenant) {
+                Some(rated) => rated.clone(),
+                None => {
+                    let Ok(hooks) = self.list(tenant) else { return };
+                    let rated = Arc::new(hooks.into_iter().filter(|hook| hook.rate.is_some()).collect::<Vec<_>>());
+                    cache.insert(tenant.clone(), rated.clone());
+                    rated
+                }
             }
-            let body = body
-                .get_or_insert_with(|| {
-                    serde_json::to_string(&serde_json::json!({"type": kind, "signal": signal})).unwrap_or_default().into()
-                })
-                .clone();
-            self.enqueue(Job { tenant: tenant.clone(), hook_id: hook.id, signal_id: signal.id.clone(), body, attempt: 1 }, true);
+        };
+        let now = now_ms();
+        for hook in rated.iter().filter(|hook| wants(hook, group)) {
+            let Some(rate) = hook.rate else { continue };
+            if let Some(observed) = self.rates.occurred(tenant, &hook.id, rate, group, now) {
+                let body = serde_json::json!({
+                    "type": "signal.rate_exceeded",
+                    "signal": group,
+                    "rate": {"count": rate.count, "minutes": rate.minutes, "observed": observed},
+                });
+                let body: Arc<str> = serde_json::to_string(&body).unwrap_or_default().into();
+                self.enqueue(Job { tenant: tenant.clone(), hook_id: hook.id.clone(), signal_id: group.id.clone(), body, attempt: 1 }, true);
+            }
         }
     }
 
@@ -587,7 +637,7 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         let webhooks = Webhooks::open(&db, WebhookLimits { max_per_tenant: 2, ..WebhookLimits::default() }).unwrap();
         let tenant = TenantId::trusted("acme");
-        let (hook, _) = webhooks.create(&tenant, "http://93.184.215.14/hook", Vec::new(), Vec::new()).unwrap();
+        let (hook, _) = webhooks.create(&tenant, "http://93.184.215.14/hook", Vec::new(), Vec::new(), None).unwrap();
         for attempt in 1..=(DELIVERIES_KEPT as u32 + 30) {
             let delivery = Delivery { signal_id: "s_1".into(), attempt, error: None, delivered: true, at: String::new() };
             webhooks.log(&tenant, &hook.id, &delivery).unwrap();

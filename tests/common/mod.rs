@@ -317,3 +317,21 @@ pub fn webhook_receiver(failures: usize) -> (SocketAddr, std::sync::mpsc::Receiv
     });
     (addr, receiver)
 }
+
+/// Sends one span `payment.charge_card` of trace `trace` over OTLP/HTTP protobuf; its trace id in hex.
+pub fn send_charge(server: &Server, key: &str, trace: u8) -> String {
+    send_span(server, key, trace, "payment.charge_card");
+    hex_trace(trace)
+}
+
+/// Sends one span `name` of trace `trace` over OTLP/HTTP protobuf (the request must succeed).
+pub fn send_span(server: &Server, key: &str, trace: u8, name: &str) {
+    use prost::Message as _;
+    let body = request(vec![span(trace, 1, name)]).encode_to_vec();
+    let (status, _, _) = http(server.http, "POST", "/v1/traces", Some(key), &[("content-type", "application/x-protobuf")], Some(&body));
+    assert_eq!(status, 200);
+}
+
+pub fn hex_trace(trace: u8) -> String {
+    format!("{trace:02x}").repeat(16)
+}

@@ -35,7 +35,7 @@ export interface VersionInfo {
 export interface RuleInfo {
   id: string; name: string; active_version: number; latest_version: number; enabled: boolean;
   created_at: string; updated_at: string; severity: string; form: string;
-  active?: VersionInfo | null; stats?: RuleCounters | null; signals_24h?: number | null;
+  active?: VersionInfo | null; stats?: RuleCounters | null; occurrences_24h?: number | null;
 }
 export interface RuleCreated { id: string; name: string; version: number }
 export interface Template { id: string; title: string; source: string }

@@ -70,7 +70,7 @@ export function rulesPage(ctx: Ctx): () => void {
           h('td', { 'data-label': 'Evaluations', class: 'num' }, fmtNumber(st?.calls)),
           h('td', { 'data-label': 'Failures', class: `num${st && st.failures > 0 ? ' text-danger' : ''}`, title: st?.last_failure ? `last: ${st.last_failure}` : undefined }, fmtNumber(st?.failures)),
           h('td', { 'data-label': 'Fuel used', class: 'num' }, fmtNumber(st?.fuel_used)),
-          h('td', { 'data-label': 'Signals 24 h', class: 'num' }, r.signals_24h ? h('a', { href: `/signals?rule=${encodeURIComponent(r.id)}` }, fmtNumber(r.signals_24h)) : fmtNumber(r.signals_24h ?? null)),
+          h('td', { 'data-label': 'Occurrences 24 h', class: 'num' }, r.occurrences_24h ? h('a', { href: `/signals?rule=${encodeURIComponent(r.id)}` }, fmtNumber(r.occurrences_24h)) : fmtNumber(r.occurrences_24h ?? null)),
         );
       });
       mount(
@@ -85,7 +85,7 @@ export function rulesPage(ctx: Ctx): () => void {
             h(
               'thead',
               null,
-              h('tr', null, ['Rule', 'Form', 'Severity', 'Version', 'Enabled', 'Evaluations', 'Failures', 'Fuel used', 'Signals 24 h'].map((c, i) => h('th', { scope: 'col', class: i >= 5 ? 'num' : undefined }, c))),
+              h('tr', null, ['Rule', 'Form', 'Severity', 'Version', 'Enabled', 'Evaluations', 'Failures', 'Fuel used', 'Occurrences 24 h'].map((c, i) => h('th', { scope: 'col', class: i >= 5 ? 'num' : undefined }, c))),
             ),
             h('tbody', null, rows),
           ),
