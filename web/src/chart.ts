@@ -1,4 +1,4 @@
-// A stacked bar chart of signal counts per time bucket and rule, drawn as SVG.
+// A stacked bar chart of occurrence counts per time bucket and rule, drawn as SVG.
 import { h, s } from './dom';
 
 export interface ChartData {
@@ -27,7 +27,7 @@ export function countsChart(data: ChartData, title: string): HTMLElement {
   const n = data.buckets.length;
   const bw = (W - padL) / n;
   const y = (v: number) => padT + (H - padT - padB) * (1 - v / max);
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': `${title}: ${totals.reduce((a, c) => a + c, 0)} signals` });
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': `${title}: ${totals.reduce((a, c) => a + c, 0)} occurrences` });
   // grid + y labels
   for (const frac of [0, 0.5, 1]) {
     const v = Math.round(max * frac);
@@ -48,7 +48,7 @@ export function countsChart(data: ChartData, title: string): HTMLElement {
       acc += c;
     }
     const t0 = new Date(data.start + i * data.bucketMs);
-    group.appendChild(s('title', null, `${t0.toLocaleString(undefined, { hour: '2-digit', minute: '2-digit', month: 'short', day: 'numeric' })}: ${acc} signal${acc === 1 ? '' : 's'}${parts.length ? ' — ' + parts.join(', ') : ''}`));
+    group.appendChild(s('title', null, `${t0.toLocaleString(undefined, { hour: '2-digit', minute: '2-digit', month: 'short', day: 'numeric' })}: ${acc} occurrence${acc === 1 ? '' : 's'}${parts.length ? ' — ' + parts.join(', ') : ''}`));
     // a transparent hit area so the tooltip works on empty buckets too
     group.insertBefore(s('rect', { x, width: Math.max(1, bw - 2), y: padT, height: H - padT - padB, fill: 'transparent' }), group.firstChild);
     svg.appendChild(group);
@@ -66,7 +66,7 @@ export function countsChart(data: ChartData, title: string): HTMLElement {
           sw.style.background = ruleColor(rules, r);
           return h('li', null, sw, r);
         })
-      : h('li', { class: 'muted' }, 'No signals in this range'),
+      : h('li', { class: 'muted' }, 'No occurrences in this range'),
   );
   return h('figure', { class: 'chart-wrap' }, h('figcaption', { class: 'chart-title' }, title), svg, legend);
 }

@@ -58,7 +58,12 @@ export interface Witness {
   span_id: string; parent_span_id?: string | null; name: string; service?: string | null; kind: string;
   status: string; start_time_unix_nano: number; end_time_unix_nano: number; attributes: Record<string, unknown>;
 }
-export interface StatusChange { from: Status; to: Status; note: string | null; author: string; author_name?: string | null; at: string }
+/** A history entry: a status change, an assignment (from/to: user ids or null), a snooze or its end. */
+export type HistoryKind = 'status' | 'assigned' | 'snoozed' | 'unsnoozed';
+export interface StatusChange {
+  kind?: HistoryKind; from: string | null; to: string | null; note: string | null; author: string; author_name?: string | null; at: string;
+}
+export interface Snooze { until?: string | null; until_unix_ms?: number | null; until_occurrences?: number | null; by: string; at: string }
 export interface WindowDetails {
   start: string; end: string; first_start: string; occurrences: number; spans_in_window: number; trace_ids: string[];
 }
@@ -70,12 +75,16 @@ export interface Signal {
   history?: StatusChange[]; window?: WindowDetails | null;
   /** The group: how many violations it holds, when the latest was, which rule versions fired. */
   fingerprint?: string; occurrences?: number; last_seen_at?: string; last_seen_unix_ms?: number;
-  versions?: number[]; regressions?: number;
+  versions?: number[]; regressions?: number; samples?: string[];
+  assignee?: string | null; snooze?: Snooze | null; group_key?: string | null;
 }
-export interface SignalPage { items: Signal[]; next_cursor?: string | null }
+export interface SignalPage { items: Signal[]; next_cursor?: string | null; sparklines?: Record<string, number[]> }
+export interface Occurrence { id: string; trace_id: string; span_ids: string[]; rule_version: number; message: string; at: string; at_unix_ms: number }
+export interface OccurrencePage { items: Occurrence[]; next_cursor?: string | null }
+export interface Series { start_unix_ms: number; bucket_ms: number; counts: number[] }
 export interface Counts {
-  total: number; by_severity: Record<string, number>; by_status: Record<string, number>;
-  by_rule: { rule_id: string; rule_name: string; count: number; by_severity: Record<string, number> }[];
+  total: number; occurrences?: number; by_severity: Record<string, number>; by_status: Record<string, number>;
+  by_rule: { rule_id: string; rule_name: string; count: number; occurrences?: number; by_severity: Record<string, number> }[];
   /** With bucket_minutes: per bucket, rule id → count. */
   series?: { start: string; start_unix_ms: number; total: number; by_rule: Record<string, number> }[];
 }

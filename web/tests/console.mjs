@@ -2,154 +2,41 @@
 // Run: FLUO_URL=… FLUO_TENANT=… … npm test   (tests/browser.rs starts a server and sets them).
 // It drives the console the way a user does (roles, labels, keyboard), asserts what is shown,
 // saves screenshots, and fails on any console error or warning or any request to another origin.
-import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+// The environment, steps, sign-in and trace sending are in support.mjs.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const need = (name) => {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`console.mjs: the environment variable ${name} is required`);
-    process.exit(2);
-  }
-  return v;
-};
-const BASE = need('FLUO_URL').replace(/\/$/, '');
-const TENANT = need('FLUO_TENANT');
-const ADMIN = { email: need('FLUO_ADMIN_EMAIL'), password: need('FLUO_ADMIN_PASSWORD') };
-const VIEWER = { email: need('FLUO_VIEWER_EMAIL'), password: need('FLUO_VIEWER_PASSWORD') };
-const INGEST_KEY = need('FLUO_INGEST_KEY');
-const OTLP_GRPC = need('FLUO_OTLP_GRPC');
-const PYTHON = need('FLUO_PYTHON');
-const SEND_PY = need('FLUO_SEND_PY');
-const WEBHOOK_URL = need('FLUO_WEBHOOK_URL'); // a receiver on loopback that answers 200
-const SHOTS = path.resolve(process.env.FLUO_SCREENSHOTS || path.join(here, '..', '..', 'docs', 'screenshots'));
-const CHROMIUM = process.env.FLUO_CHROMIUM || '/usr/bin/chromium';
-// A fresh server gets the template's own name; FLUO_TEST_UNIQUE=1 makes reruns on one server possible.
-const SUFFIX = process.env.FLUO_TEST_UNIQUE ? `-${Date.now().toString(36)}` : '';
-const RULE = `payments-fraud-check${SUFFIX}`;
-const KEY_NAME = `browser-test-collector${SUFFIX}`;
-const MESSAGE = 'payment charged without a fraud check';
-const TIMEOUT = 15_000;
-
-mkdirSync(SHOTS, { recursive: true });
-const started = Date.now();
-const problems = [];
-const dialogs = []; // native dialogs (confirm) seen, accepted
-let currentStep = '(setup)';
-
-function watch(page, label) {
-  page.on('console', (m) => {
-    if (m.type() !== 'error' && m.type() !== 'warning') return;
-    const url = m.location()?.url ?? '';
-    problems.push(`[${label}] ${currentStep}: console ${m.type()}: ${m.text()}${url ? ` (${url})` : ''}`);
-  });
-  page.on('pageerror', (e) => problems.push(`[${label}] ${currentStep}: page error: ${e.message}`));
-  // Everything comes from this FLUO: no CDN, no font service, no third party.
-  page.on('request', (r) => {
-    const url = r.url();
-    if (!url.startsWith(`${BASE}/`) && !url.startsWith('data:')) problems.push(`[${label}] ${currentStep}: request to another origin: ${url}`);
-  });
-  page.on('dialog', (d) => {
-    dialogs.push(d.message());
-    void d.accept();
-  });
-}
-
-async function step(name, fn) {
-  currentStep = name;
-  const t0 = Date.now();
-  process.stdout.write(`• ${name} … `);
-  try {
-    await fn();
-    console.log(`ok (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    console.log('FAILED');
-    throw Object.assign(e instanceof Error ? e : new Error(String(e)), { step: name });
-  }
-}
-
-async function shot(page, name) {
-  const vp = page.viewportSize();
-  await page.evaluate(() => document.querySelectorAll('.toast').forEach((t) => t.remove())); // transient noise
-  await page.screenshot({ path: path.join(SHOTS, `${name}-${vp.width}x${vp.height}.png`) });
-}
-
-async function signIn(page, who, { screenshot } = {}) {
-  await page.goto(`${BASE}/login`);
-  const tenant = page.getByLabel('Tenant ID');
-  await tenant.click();
-  await tenant.fill('');
-  await page.keyboard.type(TENANT);
-  await page.keyboard.press('Tab');
-  await page.keyboard.type(who.email);
-  if (screenshot) await shot(page, 'login');
-  await page.keyboard.press('Tab');
-  await page.keyboard.type(who.password);
-  await page.keyboard.press('Enter');
-  await page.waitForURL(/\/signals(\?|$)/, { timeout: TIMEOUT });
-}
-
-/** Sends traces through the real OpenTelemetry Python SDK exporter (tests/otel/send.py). */
-function sendTraces(spec) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [SEND_PY, '--endpoint', OTLP_GRPC, '--protocol', 'grpc', '--key', INGEST_KEY, '--spec', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`send.py exited ${code}: ${err.trim()}`));
-      try {
-        resolve(JSON.parse(out.trim().split('\n').pop()));
-      } catch (e) {
-        reject(new Error(`send.py printed no JSON: ${out} ${err}`));
-      }
-    });
-    child.stdin.end(JSON.stringify(spec));
-  });
-}
-
-function checkoutTrace({ fraudCheck }) {
-  const spans = [
-    { id: 'root', name: 'POST /checkout', kind: 'server', parent: null, start_ms: 0, duration_ms: 140, attributes: { 'http.route': '/checkout', 'http.response.status_code': 200 } },
-    { id: 'cart', name: 'cart.load', kind: 'internal', parent: 'root', start_ms: 5, duration_ms: 20, service: 'checkout' },
-    { id: 'charge', name: 'payment.charge_card', kind: 'client', parent: 'root', start_ms: 60, duration_ms: 55, service: 'payments', attributes: { amount: 4200, currency: 'EUR' } },
-  ];
-  if (fraudCheck) spans.push({ id: 'fraud', name: 'payment.fraud_check', kind: 'client', parent: 'root', start_ms: 30, duration_ms: 20, service: 'risk' });
-  return { service: 'checkout', spans };
-}
-
-/** An OTLP/JSON document as a file exporter writes it: a charge without a fraud check. */
-function otlpJson() {
-  const hex = (n) => Array.from({ length: n }, () => Math.floor(Math.random() * 16).toString(16)).join('');
-  const traceId = hex(32);
-  const root = hex(16);
-  const t = BigInt(Date.now()) * 1_000_000n;
-  const ns = (ms) => String(t + BigInt(ms) * 1_000_000n);
-  const res = (name) => ({ attributes: [{ key: 'service.name', value: { stringValue: name } }] });
-  return JSON.stringify(
-    {
-      resourceSpans: [
-        { resource: res('checkout'), scopeSpans: [{ spans: [{ traceId, spanId: root, name: 'POST /checkout', kind: 2, startTimeUnixNano: ns(0), endTimeUnixNano: ns(120) }] }] },
-        {
-          resource: res('payments'),
-          scopeSpans: [{ spans: [{ traceId, spanId: hex(16), parentSpanId: root, name: 'payment.charge_card', kind: 3, startTimeUnixNano: ns(40), endTimeUnixNano: ns(90), attributes: [{ key: 'amount', value: { intValue: '4200' } }] }] }],
-        },
-      ],
-    },
-    null,
-    2,
-  );
-}
-
-const editorLine = (page, n) => page.locator('.cm-editor .cm-content .cm-line').nth(n - 1);
-const compileStatus = (page) => page.locator('#compile-status');
+import {
+  BASE,
+  TENANT,
+  ADMIN,
+  VIEWER,
+  WEBHOOK_URL,
+  SHOTS,
+  CHROMIUM,
+  SUFFIX,
+  RULE,
+  KEY_NAME,
+  MESSAGE,
+  TIMEOUT,
+  started,
+  problems,
+  dialogs,
+  watch,
+  step,
+  shot,
+  signIn,
+  sendTraces,
+  checkoutTrace,
+  otlpJson,
+  authBurst,
+  apiAs,
+  editorLine,
+  compileStatus,
+  current,
+  here,
+} from './support.mjs';
 
 async function main() {
   const browser = await chromium.launch({
@@ -164,6 +51,7 @@ async function main() {
   let ruleUrl = '';
   let firstSession = null;
   let signalUrl = '';
+  const WINDOW_RULE = `auth-concurrency${SUFFIX}`;
 
   try {
     await step('sign in as admin (typing, Enter submits)', async () => {
@@ -309,7 +197,7 @@ async function main() {
       await details.getByRole('rowheader', { name: 'amount', exact: true }).waitFor();
       await details.getByRole('cell', { name: '4200' }).waitFor();
       await details.getByText('service.name').waitFor();
-      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.getByRole('heading', { name: 'Sample trace' }).evaluate((e) => e.scrollIntoView({ block: 'start' }));
       await page.waitForTimeout(150);
       await shot(page, 'signal');
     });
@@ -461,6 +349,178 @@ async function main() {
       await hook.getByRole('link', { name: /^s_/ }).first().waitFor();
     });
 
+    await step('a window rule (the concurrency template) and a burst of 60 auth requests at once', async () => {
+      // Started here, checked later: the window closes 10 s after it opens, plus 2 s of grace.
+      const source = readFileSync(path.join(here, '..', '..', 'rule-sdk', 'templates', 'auth-concurrency.js'), 'utf8');
+      const created = await apiAs(page, 'POST', '/rules', { name: WINDOW_RULE, source });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const sent = await sendTraces(authBurst(60));
+      assert.equal(sent.export_ok, true);
+    });
+
+    await step('inbox of groups: counts, sparklines; a resolved group regresses live', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Signals' }).click();
+      await page.locator('.live-live').waitFor();
+      const mine = page.locator('tr.sig-row').filter({ hasText: RULE });
+      await mine.locator('svg.spark').waitFor(); // its occurrences in the last 24 hours
+      assert.ok(Number(await mine.locator('.occ-n').innerText()) >= 2, 'the webhook step added an occurrence to the group');
+      await page.locator('#occurrence-total').getByText(/\d+ occurrences/).waitFor();
+      // quick ranges: groups last seen within the range, the chart follows it
+      const ranges = page.getByRole('group', { name: 'Time range' });
+      await ranges.getByRole('button', { name: '1 h' }).click();
+      await page.waitForURL(/range=1h/);
+      await page.getByText('Occurrences by rule, last 1 h').waitFor();
+      await mine.locator('svg.spark').waitFor();
+      await ranges.getByRole('button', { name: 'Any time' }).click();
+      await page.getByText('Occurrences by rule, last 24 h').waitFor();
+      await mine.locator('svg.spark').waitFor();
+      assert.equal(await page.getByRole('table').locator('th', { hasText: 'Occurrences' }).count(), 1);
+      // resolve it, then the same violation again: FLUO reopens it, and the open inbox shows it at once
+      await mine.getByRole('checkbox', { name: `Select signal: ${MESSAGE}` }).check();
+      const bulk = page.getByRole('region', { name: 'Bulk actions' });
+      await bulk.getByRole('button', { name: 'Resolve', exact: true }).click();
+      await mine.getByText('Resolved').waitFor();
+      await page.evaluate(() => (window.__noReload = true));
+      const sent = await sendTraces({ traces: [checkoutTrace({ fraudCheck: false })] });
+      assert.equal(sent.export_ok, true);
+      await mine.getByText('Open', { exact: true }).waitFor({ timeout: 30_000 });
+      await mine.getByText(/regressed/).waitFor();
+      assert.match(await mine.getAttribute('class'), /fresh/, 'the regression is highlighted');
+      assert.equal(await page.locator('tr.sig-row').first().getAttribute('data-signal-id'), await mine.getAttribute('data-signal-id'), 'latest seen first');
+      assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
+    });
+
+    await step('group page: occurrences over time, the list with paging, the rule beside the trace', async () => {
+      const sent = await sendTraces({ traces: Array.from({ length: 22 }, () => checkoutTrace({ fraudCheck: false })) });
+      assert.equal(sent.export_ok, true);
+      // Further occurrences are not streamed: wait for them (asked from Node, no page reloads: each
+      // would open another event stream while the last one is still closing), then open the group.
+      const signalPath = `/signals/${new URL(signalUrl).pathname.split('/').pop()}`;
+      for (let attempt = 0; ; attempt++) {
+        const { body } = await apiAs(page, 'GET', signalPath);
+        if (body.occurrences >= 25) break;
+        if (attempt === 60) throw new Error(`the occurrences did not arrive: ${body.occurrences}`);
+        await page.waitForTimeout(500);
+      }
+      await page.goto(signalUrl);
+      const count = page.locator('#occurrence-count');
+      assert.ok(parseInt(await count.innerText(), 10) >= 25, 'the group counts them all');
+      await page.getByRole('heading', { name: 'Occurrences over time' }).waitFor();
+      await page.getByRole('img', { name: /^Occurrences, last 24 h: \d+ occurrences/ }).waitFor();
+      await page.getByRole('group', { name: 'Chart range' }).getByRole('button', { name: '1 h' }).click();
+      await page.getByRole('img', { name: /^Occurrences, last 1 h: \d+ occurrences/ }).waitFor();
+      const occ = page.getByRole('table', { name: 'Occurrences' });
+      await occ.locator('tbody tr').first().waitFor();
+      assert.equal(await occ.locator('tbody tr').count(), 20, 'a page of 20');
+      await page.getByRole('button', { name: 'Load older occurrences' }).click();
+      await page.locator('#occ-end').waitFor();
+      assert.ok((await occ.locator('tbody tr').count()) >= 25, 'older ones appended');
+      await occ.getByText('v2').first().waitFor(); // the first occurrence came from version 2
+      await occ.getByText('v1').first().waitFor(); // later ones from v1 (rolled back)
+      const cond = page.locator('pre.rule-source');
+      await cond.getByText(/payment\.fraud_check/).first().waitFor();
+      const wf = page.getByRole('region', { name: 'Trace waterfall' });
+      await wf.locator('.wf-row.wf-witness').first().waitFor();
+      // the first sample (kept since the group began) in the same waterfall
+      const sample = page.getByLabel('Sample', { exact: true });
+      const first = sample.locator('option', { hasText: /^first · / });
+      await sample.selectOption(await first.getAttribute('value'));
+      await page.getByRole('region', { name: 'Trace waterfall' }).getByText(await first.getAttribute('value')).waitFor();
+      await page.getByRole('region', { name: 'Trace waterfall' }).locator('.wf-row.wf-witness').first().waitFor();
+      await page.getByRole('heading', { name: 'Occurrences over time' }).scrollIntoViewIfNeeded();
+      await shot(page, 'signal-occurrences');
+    });
+
+    await step('group page: compare two occurrences\' traces side by side', async () => {
+      const occ = page.getByRole('table', { name: 'Occurrences' });
+      await occ.getByRole('checkbox').first().check();
+      await occ.getByRole('checkbox').last().check();
+      assert.equal(await occ.getByRole('checkbox').nth(1).isDisabled(), true, 'two at most');
+      await page.getByRole('button', { name: 'Compare traces' }).click();
+      const cmp = page.getByRole('region', { name: 'Two occurrences side by side' });
+      await cmp.waitFor();
+      const panes = cmp.locator('.waterfall');
+      await panes.nth(1).waitFor();
+      assert.equal(await panes.count(), 2);
+      for (let i = 0; i < 2; i++) assert.equal(await panes.nth(i).locator('.wf-row.wf-witness').count(), 1, 'each with its witness span');
+      await cmp.scrollIntoViewIfNeeded();
+      await shot(page, 'signal-compare');
+    });
+
+    await step('assign it to me; the inbox filters by assignee', async () => {
+      await page.getByRole('button', { name: 'Assign to me' }).click();
+      await page.locator('#assignee-now').getByText(`${ADMIN.email} (me)`).waitFor();
+      await page.locator('#status-history li[data-kind="assigned"]').getByText(`${ADMIN.email} (me)`).waitFor(); // a person, not a user id
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Signals' }).click();
+      await page.getByLabel('Assignee').selectOption({ label: 'Assigned to me' });
+      await page.waitForURL(/assignee=u_/);
+      const rows = page.locator('tr.sig-row');
+      await rows.filter({ hasText: RULE }).getByText(`${ADMIN.email} (me)`).waitFor();
+      for (const r of await rows.all()) assert.match(await r.locator('.assignee').innerText(), /\(me\)/, 'only groups assigned to me');
+      await page.getByLabel('Assignee').selectOption({ label: 'Unassigned' });
+      await rows.filter({ hasText: RULE }).waitFor({ state: 'detached' });
+      await page.getByLabel('Assignee').selectOption({ label: 'Anyone' });
+      await rows.filter({ hasText: RULE }).waitFor();
+    });
+
+    await step('snooze it for an hour: it leaves the inbox, "Show snoozed" brings it back; lift it', async () => {
+      await page.locator('tr.sig-row').filter({ hasText: RULE }).getByRole('link', { name: MESSAGE }).click();
+      await page.getByLabel('How long').selectOption({ label: 'for 1 hour' });
+      await page.getByRole('button', { name: 'Snooze', exact: true }).click();
+      await page.locator('#snooze-now').getByText(/Snoozed until/).waitFor();
+      await page.locator('#status-history li[data-kind="snoozed"]').waitFor();
+      await page.locator('#snooze-badge').waitFor();
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Signals' }).click();
+      await page.locator('tr.sig-row').first().waitFor();
+      assert.equal(await page.locator('tr.sig-row').filter({ hasText: RULE }).count(), 0, 'a snoozed group is not in the inbox');
+      await page.getByLabel('Show snoozed').check();
+      const mine = page.locator('tr.sig-row').filter({ hasText: RULE });
+      await mine.locator('.snooze-mark').waitFor();
+      await mine.getByRole('link', { name: MESSAGE }).click();
+      await page.getByRole('button', { name: 'Lift snooze' }).click();
+      await page.locator('#status-history li[data-kind="unsnoozed"]').waitFor();
+      assert.equal(await page.locator('#snooze-badge').count(), 0);
+    });
+
+    await step('snooze until one more occurrence: it comes back to the open inbox live when it happens', async () => {
+      await page.getByLabel('How long').selectOption({ label: 'until N more occurrences' });
+      await page.getByLabel('More occurrences').fill('1');
+      await page.getByRole('button', { name: 'Snooze', exact: true }).click();
+      await page.locator('#snooze-now').getByText(/Snoozed until occurrence \d+/).waitFor();
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Signals' }).click();
+      await page.locator('.live-live').waitFor();
+      await page.locator('tr.sig-row').first().waitFor();
+      const mine = page.locator('tr.sig-row').filter({ hasText: RULE });
+      assert.equal(await mine.count(), 0, 'snoozed: not in the inbox');
+      await page.evaluate(() => (window.__noReload = true));
+      assert.equal((await sendTraces({ traces: [checkoutTrace({ fraudCheck: false })] })).export_ok, true);
+      await mine.waitFor({ timeout: 30_000 }); // the snooze ended: back, without a reload
+      assert.equal(await mine.locator('.snooze-mark').count(), 0);
+      assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
+    });
+
+    await step('the window group: the concurrency curve with its limit, the violating windows', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Signals' }).click();
+      const row = page.locator('tr.sig-row').filter({ hasText: WINDOW_RULE });
+      await row.waitFor({ timeout: 45_000 }); // live, once the window has closed
+      await row.getByRole('link', { name: /auth served \d+ concurrent requests \(limit 50\)/ }).click();
+      const chart = page.locator('#concurrency-chart');
+      await chart.waitFor();
+      await chart.getByText(/against a limit of 50/).waitFor();
+      await chart.getByRole('img', { name: /Concurrent requests over the window's \d+ witness spans: peak \d+, limit 50/ }).waitFor();
+      assert.ok((await chart.locator('rect.conc-span').count()) >= 1, 'the witness spans are marked');
+      await page.getByRole('heading', { name: 'Violating windows over time' }).waitFor();
+      await page.getByRole('img', { name: /^Violating windows, last 24 h: \d+ violating window/ }).waitFor();
+      await page.getByRole('heading', { name: 'Concurrency in the latest violating window' }).evaluate((e) => e.scrollIntoView({ block: 'start' }));
+      await shot(page, 'signal-window');
+      // the inbox again, with the groups of this session, for its screenshot
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Signals' }).click();
+      await page.locator('tr.sig-row').filter({ hasText: RULE }).locator('svg.spark').waitFor();
+      await page.locator('#occurrence-total').waitFor();
+      await page.getByRole('img', { name: /^Occurrences by rule, last 24 h/ }).waitFor();
+      await shot(page, 'signals');
+    });
+
     await step('getting started shows this server\'s OTLP endpoint', async () => {
       await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Getting started' }).click();
       const info = await page.evaluate(async () => {
@@ -496,6 +556,11 @@ async function main() {
         if (await b.count()) assert.equal(await b.isDisabled(), true, `${name} is disabled`);
       }
       assert.equal(await v.getByLabel('Note').count(), 0);
+      for (const name of ['Assign to me', 'Snooze', 'Lift snooze']) {
+        const b = v.getByRole('button', { name, exact: true });
+        if (await b.count()) assert.equal(await b.isDisabled(), true, `${name} is disabled`);
+      }
+      await v.getByRole('table', { name: 'Occurrences' }).locator('tbody tr').first().waitFor(); // reading is allowed
       // rules: no new rule, no enable toggle, a read-only editor
       await nav.getByRole('link', { name: 'Rules' }).click();
       await v.getByRole('button', { name: 'New rule' }).waitFor();
@@ -566,6 +631,37 @@ async function main() {
       await mctx.close();
     });
 
+    await step('select all N matching: one bulk change reaches every matching group, page after page', async () => {
+      // 55 routes answering 503 without an error log: 55 groups of server-errors-logged (grouped by route).
+      const base = Date.now();
+      const traces = Array.from({ length: 55 }, (_, i) => ({
+        service: 'gateway',
+        base_unix_ms: base,
+        spans: [{ id: 'root', name: `GET /legacy/${i}`, kind: 'server', parent: null, start_ms: i, duration_ms: 12, attributes: { 'http.route': `/legacy/${i}`, 'http.response.status_code': 503 } }],
+      }));
+      const open = async () => (await apiAs(page, 'GET', '/signals/counts?q=5xx&status=open')).body.total;
+      const before = await open(); // the background's /orders group, unless a rerun resolved it
+      assert.equal((await sendTraces({ traces })).export_ok, true);
+      for (let attempt = 0; (await open()) < before + 55; attempt++) {
+        if (attempt === 40) throw new Error(`the 5xx groups did not arrive: ${await open()}`);
+        await page.waitForTimeout(500);
+      }
+      const n = await open();
+      await page.goto(`${BASE}/signals?status=open&q=5xx`);
+      await page.locator('#signal-total').getByText(String(n), { exact: true }).waitFor();
+      assert.equal(await page.locator('tr.sig-row').count(), 50, 'one page of 50');
+      await page.getByRole('checkbox', { name: 'Select all shown signals' }).check();
+      const bulk = page.getByRole('region', { name: 'Bulk actions' });
+      await bulk.getByText('50 selected').waitFor();
+      await bulk.getByRole('button', { name: `Select all ${n} matching` }).click();
+      await bulk.getByText(`All ${n} matching selected`).waitFor();
+      await bulk.getByLabel('Note').fill('legacy routes retired');
+      await bulk.getByRole('button', { name: 'Resolve', exact: true }).click();
+      await page.getByText(`${n} changed to resolved`).waitFor({ timeout: 30_000 });
+      assert.equal(await open(), 0, 'none of them is open any more, not only the 50 shown');
+      await page.getByRole('heading', { name: 'No signals match' }).waitFor();
+    });
+
     await step('the session renewed itself before its token ran out (tokens last 1 minute here)', async () => {
       const now = await page.evaluate(() => JSON.parse(sessionStorage.getItem('fluo.session')));
       assert.notEqual(now.token, firstSession.token, 'a renewed token');
@@ -583,7 +679,7 @@ async function main() {
     } catch {
       /* the page may be gone */
     }
-    console.error(`\nFAILED at step "${e.step ?? currentStep}": ${e.message}`);
+    console.error(`\nFAILED at step "${e.step ?? current()}": ${e.message}`);
     if (problems.length && !/console problem/.test(e.message)) console.error(`console problems so far:\n  ${problems.join('\n  ')}`);
     await browser.close();
     process.exit(1);
