@@ -189,6 +189,15 @@ fn own_keys_snoozes_rates_and_series_notify_per_event() {
     assert_eq!((status, first["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"].as_str()), (200, Some("payment.charge_card")), "{first}");
     assert_eq!(sample(&"99".repeat(16)).0, 404);
     assert_eq!(sample("xyz").0, 400);
+    // A sample pinned keeps its snapshot; only samples can be pinned.
+    let pin = |trace: &str| server.api("POST", &format!("/api/v1/signals/{id}/pins"), Some(&admin), Some(&json!({"trace_id": trace})));
+    let (status, pinned) = pin(&"12".repeat(16));
+    assert_eq!((status, pinned["pinned"][0].as_str()), (200, Some("12".repeat(16).as_str())), "{pinned}");
+    let (status, refused) = pin(&"99".repeat(16));
+    assert_eq!((status, refused["error"]["code"].as_str()), (422, Some("not_a_sample")), "{refused}");
+    assert_eq!(pin("nothex").0, 400);
+    let (status, unpinned) = server.api("DELETE", &format!("/api/v1/signals/{id}/pins/{}", "12".repeat(16)), Some(&admin), None);
+    assert_eq!((status, unpinned.get("pinned")), (200, None), "{unpinned}");
 
     // Series and sparklines count the same occurrences.
     let (status, series) = server.api("GET", &format!("/api/v1/signals/{id}/series?bucket_minutes=5"), Some(&admin), None);
@@ -233,4 +242,34 @@ fn own_keys_snoozes_rates_and_series_notify_per_event() {
     let (status, refused) = snooze(json!({"for_minutes": 5}));
     assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("invalid_transition")), "{refused}");
     assert_eq!(types(&drain(&received, Duration::from_millis(1500))), ["signal.status_changed"]);
+}
+
+#[test]
+fn retention_removes_old_occurrences_and_keeps_the_group_with_its_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms", "--signal-retention", "2s", "--signal-sweep-every", "1s"]);
+    let (_, admin) = server.tenant("acme");
+    server.rule(&admin, "fraud", FRAUD_RULE);
+    for trace in [0x31, 0x32] {
+        send_charge(&server, &admin, trace);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.signals(&admin, "").first().is_none_or(|group| group["occurrences"] != 2) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", server.signals(&admin, ""));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = server.signals(&admin, "")[0]["id"].as_str().unwrap().to_string();
+    // Older than two seconds, swept every second: the occurrences and the samples' snapshots go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, page) = server.api("GET", &format!("/api/v1/signals/{id}/occurrences"), Some(&admin), None);
+        if page["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let group = &server.signals(&admin, "")[0];
+    assert_eq!((group["occurrences"].as_u64(), group["samples"].as_array().unwrap().len()), (Some(2), 0), "{group}");
+    assert_eq!(server.api("GET", &format!("/api/v1/signals/{id}/trace"), Some(&admin), None).0, 404);
 }

@@ -534,11 +534,11 @@
   }
 
   /** `group` of `rule({...})`: a function of the violation, or attribute keys. */
-  function checkGroup(group) {
+  function checkGroup(group, where) {
     if (group === undefined || typeof group === 'function') return group;
     const list = typeof group === 'string' ? [group] : group;
     if (!isArray(list) || list.length === 0 || list.length > 16 || list.some((key) => typeof key !== 'string' || key === '')) {
-      throw new TypeError('rule({group}): expected a function ({trace, spans, message} => key) or 1 to 16 attribute keys');
+      throw new TypeError(where + '({group}): expected a function ({trace, spans, message} => key) or 1 to 16 attribute keys');
     }
     return freeze(list.slice());
   }
@@ -594,7 +594,7 @@
       never: checkCondition(spec.never, 'never'),
       check: spec.check,
       message: spec.message,
-      group: checkGroup(spec.group),
+      group: checkGroup(spec.group, 'rule'),
     };
     if (!def.when && !def.expect && !def.never && !def.check) {
       throw new TypeError('rule({...}) needs at least one of when, expect, never or check');
@@ -602,7 +602,7 @@
     return freeze(def);
   }
 
-  const WINDOW_KEYS = ['name', 'severity', 'description', 'select', 'length', 'every', 'grace', 'check'];
+  const WINDOW_KEYS = ['name', 'severity', 'description', 'select', 'length', 'every', 'grace', 'check', 'group'];
   const SELECT_KEYS = ['service', 'name', 'kind', 'attributes'];
   const KINDS = ['INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'];
   const HOUR = 3600 * 1000;
@@ -673,6 +673,7 @@
       window: freeze({ select: selection(spec.select), length_ms: length, every_ms: every, grace_ms: Math.round(grace) }),
       check: spec.check,
       message: undefined,
+      group: checkGroup(spec.group, 'window'),
     });
   }
 

@@ -1,5 +1,5 @@
 //! A group's own endpoints beside its record: its occurrences, its
-//! occurrence series, assignment and snooze. Every change is made through the
+//! occurrence series, assignment, snooze and pinned samples. Every change is made through the
 //! signal store (compare-and-swap, flushed before the answer) and published
 //! to the tenant's live stream as `event: update`.
 
@@ -243,6 +243,63 @@ pub async fn unsnooze(State(state): State<ApiState>, Authenticated(principal): A
     let author = principal.author();
     let signal = blocking(move || {
         let signal = state.signals.unsnooze(&tenant, &id, &author)?.ok_or_else(|| ApiError::not_found("signal"))?;
+        state.events.publish(&tenant, EventKind::Updated, signal.clone());
+        with_author_names(&state, &tenant, signal)
+    })
+    .await?;
+    Ok(axum::Json(signal).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinRequest {
+    /// One of the group's `samples`.
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
+    trace_id: String,
+}
+
+/// Pins one of the group's sample traces: its snapshot stays, whatever
+/// sampling and retention do, until it is unpinned (at most 10 per group).
+#[utoipa::path(post, path = "/api/v1/signals/{id}/pins", operation_id = "pin_signal_sample", tag = "signals", params(("id" = String, Path, description = "Signal id")),
+    request_body = PinRequest, responses(
+    (status = 200, description = "The signal after the change", body = Signal),
+    (status = 404, description = "No such signal in this tenant", body = ErrorBody),
+    (status = 409, description = "The group has 10 pinned traces already", body = ErrorBody),
+    (status = 422, description = "The trace is not one of the group's samples (`not_a_sample`)", body = ErrorBody)
+))]
+pub async fn pin(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<PinRequest>,
+) -> Result<Response, ApiError> {
+    let tenant = principal.tenant_with(Scope::Write)?.clone();
+    if request.trace_id.len() != 32 || hex::decode(&request.trace_id).is_err() {
+        return Err(bad("trace_id must be 32 hex digits"));
+    }
+    let signal = blocking(move || {
+        let signal = state.signals.pin(&tenant, &id, &request.trace_id)?.ok_or_else(|| ApiError::not_found("signal"))?;
+        state.events.publish(&tenant, EventKind::Updated, signal.clone());
+        with_author_names(&state, &tenant, signal)
+    })
+    .await?;
+    Ok(axum::Json(signal).into_response())
+}
+
+/// Unpins a trace; its snapshot goes unless it is still a sample.
+#[utoipa::path(delete, path = "/api/v1/signals/{id}/pins/{trace_id}", operation_id = "unpin_signal_sample", tag = "signals",
+    params(("id" = String, Path, description = "Signal id"), ("trace_id" = String, Path, description = "A pinned trace id")), responses(
+    (status = 200, description = "The signal after the change", body = Signal),
+    (status = 404, description = "No such signal in this tenant", body = ErrorBody)
+))]
+pub async fn unpin(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    ApiPath((id, trace_id)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = principal.tenant_with(Scope::Write)?.clone();
+    let signal = blocking(move || {
+        let signal = state.signals.unpin(&tenant, &id, &trace_id)?.ok_or_else(|| ApiError::not_found("signal"))?;
         state.events.publish(&tenant, EventKind::Updated, signal.clone());
         with_author_names(&state, &tenant, signal)
     })

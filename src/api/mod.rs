@@ -169,6 +169,8 @@ impl From<SignalError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "invalid_transition", format!("a signal cannot go from {from} to {to}"))
             }
             error @ SignalError::Snooze { .. } => ApiError::new(StatusCode::CONFLICT, "invalid_transition", error.to_string()),
+            error @ SignalError::NotSample => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_sample", error.to_string()),
+            error @ SignalError::PinLimit => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()),
             other => ApiError::internal(other),
         }
     }
@@ -311,6 +313,8 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(signals::set_status))
         .routes(routes!(groups::assign))
         .routes(routes!(groups::snooze, groups::unsnooze))
+        .routes(routes!(groups::pin))
+        .routes(routes!(groups::unpin))
         .routes(routes!(traces::list))
         .routes(routes!(traces::vocabulary))
         .routes(routes!(traces::get_trace))

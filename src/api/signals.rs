@@ -206,7 +206,7 @@ pub(super) fn otlp_json(bytes: &[u8]) -> Result<Response, ApiError> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TraceQuery {
-    /// One of the group's `samples` (32 hex digits); default: the latest.
+    /// One of the group's `samples` or `pinned` traces (32 hex digits); default: the latest.
     #[param(pattern = "^[0-9a-fA-F]{32}$")]
     trace_id: Option<String>,
 }
@@ -241,7 +241,7 @@ pub async fn trace(
             return window_spans(&state, &tenant, &signal, window);
         }
         let trace_id = match wanted {
-            Some((text, trace_id)) if signal.samples.contains(&text) => trace_id,
+            Some((text, trace_id)) if signal.samples.contains(&text) || signal.pinned.contains(&text) => trace_id,
             Some(_) => return Err(ApiError::not_found("sample")),
             None => {
                 let mut trace_id = [0u8; 16];

@@ -73,9 +73,16 @@ struct WindowState {
     spans: Vec<Span>,
     /// End (ms since the epoch) of the next window to check.
     next_end: u64,
-    /// The open signal consecutive violations are grouped into.
-    open_signal: Option<String>,
+    /// The open signals consecutive violations are grouped into, per grouping key.
+    open_signals: OpenGroups,
 }
+
+/// Per grouping key a window rule's violations set (`None`: none set), the
+/// open signal its consecutive violating windows are grouped into.
+type OpenGroups = Vec<(Option<String>, String)>;
+
+/// Distinct grouping keys one window check records (further ones are counted as duplicates).
+pub const GROUPS_PER_WINDOW: usize = 20;
 
 /// One tenant's window rules, whether a worker is checking one of them, and
 /// its time budget.
@@ -96,7 +103,7 @@ struct Due {
     start: u64,
     end: u64,
     spans: Vec<Span>,
-    open_signal: Option<String>,
+    open_signals: OpenGroups,
 }
 
 #[derive(Default)]
@@ -173,7 +180,7 @@ impl Windows {
                 loaded,
                 spec,
                 spans: Vec::new(),
-                open_signal: None,
+                open_signals: Vec::new(),
             }));
         }
         state.ring.retain(|queued| queued != tenant);
@@ -270,7 +277,7 @@ impl Windows {
                         start,
                         end,
                         spans,
-                        open_signal: state.open_signal.clone(),
+                        open_signals: state.open_signals.clone(),
                     });
                 }
             }
@@ -279,13 +286,13 @@ impl Windows {
     }
 
     /// Ends a tenant's check: charges its time and frees the tenant for the next one.
-    fn done(&self, tenant: &TenantId, rule: &RuleRef, open_signal: Option<String>, elapsed: std::time::Duration) {
+    fn done(&self, tenant: &TenantId, rule: &RuleRef, open_signals: OpenGroups, elapsed: std::time::Duration) {
         let mut state = self.lock();
         let Some(windows) = state.tenants.get_mut(tenant) else { return };
         windows.busy = false;
         windows.budget_ms -= elapsed.as_secs_f64() * 1000.0;
         if let Some(state) = windows.states.iter_mut().find(|state| &state.rule == rule) {
-            state.open_signal = open_signal;
+            state.open_signals = open_signals;
         }
         if windows.states.is_empty() {
             state.tenants.remove(tenant);
@@ -293,13 +300,13 @@ impl Windows {
         }
     }
 
-    /// Checks one due window, if any; returns whether there was one, and the signal it created.
-    fn work_once(&self, now_ms: u64) -> Option<Option<Signal>> {
+    /// Checks one due window, if any; returns whether there was one, and the signals it created.
+    fn work_once(&self, now_ms: u64) -> Option<Vec<Signal>> {
         let due = self.take_due(now_ms)?;
         let (tenant, rule) = (due.tenant.clone(), due.rule.clone());
         let started = std::time::Instant::now();
-        let (created, open_signal) = self.check(due);
-        self.done(&tenant, &rule, open_signal, started.elapsed());
+        let (created, open_signals) = self.check(due);
+        self.done(&tenant, &rule, open_signals, started.elapsed());
         Some(created)
     }
 
@@ -317,49 +324,62 @@ impl Windows {
     }
 
     /// Runs one window check in a fresh sandbox (dropped afterwards); returns
-    /// the signal it created, and the open signal the rule's next violation groups into.
-    fn check(&self, due: Due) -> (Option<Signal>, Option<String>) {
-        let Due { tenant, rule, loaded, start, end, spans, open_signal } = due;
+    /// the signals it created, and per grouping key the open signal the rule's
+    /// next violation with that key groups into. A key absent from this
+    /// window ends its run: its next violation opens a new signal.
+    fn check(&self, due: Due) -> (Vec<Signal>, OpenGroups) {
+        let Due { tenant, rule, loaded, start, end, spans, open_signals } = due;
         let mut sandbox = Sandbox::with_limits(self.engine.clone(), vec![loaded], self.limits.sandbox.clone());
         let window = Trace::new([0; 16], spans);
         let run = sandbox.evaluate_window(&window, (start, end)).into_iter().next();
         drop(sandbox);
-        let mut outcome_group = open_signal;
-        let mut created = None;
+        let mut open = open_signals;
+        let mut created = Vec::new();
         if let Some(run) = &run {
             self.counters.evaluation(run.outcome.kind());
             self.counters.window_checks.fetch_add(1, Ordering::Relaxed);
             self.counters.rule_call(&tenant, &rule.id, run);
             match &run.outcome {
-                Outcome::Ok { violations } if violations.is_empty() => outcome_group = None,
                 Outcome::Ok { violations } => {
-                    match self.signals.record_window(&tenant, &rule, &violations[0], (start, end), &window, outcome_group.as_deref()) {
-                        Ok((signal, is_new)) => {
-                            outcome_group = Some(signal.id.clone());
-                            if is_new {
-                                self.counters.signals_created.fetch_add(1, Ordering::Relaxed);
-                                self.counters.tenant(&tenant, |own| own.signals_created += 1);
-                                self.counters.rule(&tenant, &rule.id, |own| own.signals_created += 1);
-                                created = Some(signal);
-                            } else {
-                                self.counters.signals_duplicate.fetch_add(1, Ordering::Relaxed);
-                                // Rate thresholds count a window group's violating windows.
-                                self.events.publish(&tenant, crate::events::EventKind::Counted, signal);
-                            }
+                    let mut next: OpenGroups = Vec::new();
+                    for violation in violations {
+                        // One record per grouping key and window.
+                        if next.iter().any(|(key, _)| *key == violation.group) || next.len() >= GROUPS_PER_WINDOW {
+                            self.counters.signals_duplicate.fetch_add(1, Ordering::Relaxed);
+                            continue;
                         }
-                        Err(error) => tracing::error!(tenant = %tenant, rule = %rule.name, error = %error, "window signal not stored"),
+                        let previous = open.iter().find(|(key, _)| *key == violation.group).map(|(_, id)| id.as_str());
+                        match self.signals.record_window(&tenant, &rule, violation, (start, end), &window, previous) {
+                            Ok((signal, is_new)) => {
+                                next.push((violation.group.clone(), signal.id.clone()));
+                                if is_new {
+                                    self.counters.signals_created.fetch_add(1, Ordering::Relaxed);
+                                    self.counters.tenant(&tenant, |own| own.signals_created += 1);
+                                    self.counters.rule(&tenant, &rule.id, |own| own.signals_created += 1);
+                                    created.push(signal);
+                                } else {
+                                    self.counters.signals_duplicate.fetch_add(1, Ordering::Relaxed);
+                                    // Rate thresholds count a window group's violating windows.
+                                    self.events.publish(&tenant, crate::events::EventKind::Counted, signal);
+                                }
+                            }
+                            Err(error) => tracing::error!(tenant = %tenant, rule = %rule.name, error = %error, "window signal not stored"),
+                        }
                     }
+                    open = next;
                 }
                 failed => {
                     tracing::debug!(tenant = %tenant, rule = %rule.name, outcome = failed.kind(), "window check did not complete")
                 }
             }
         }
-        if let Some(signal) = &created {
+        if !created.is_empty() {
             let _ = self.signals.flush();
+        }
+        for signal in &created {
             self.events.publish(&tenant, crate::events::EventKind::Created, signal.clone());
         }
-        (created, outcome_group)
+        (created, open)
     }
 
     /// Spans held in windows (for `fluo_window_buffered_spans`).
@@ -485,6 +505,33 @@ mod tests {
         let again = h.windows.run_due(52_000);
         assert_eq!(again.len(), 1, "after a good window, a violation opens a new signal");
         assert_eq!(again[0].attributes.as_ref().unwrap()["peak"], 63);
+    }
+
+    /// A window rule's grouping key: one run of consecutive violating windows per key.
+    #[test]
+    fn each_grouping_key_has_its_own_run_of_violating_windows() {
+        let per_service = r#"export default window({
+          name: "busy", select: { kind: "server" }, length: "10s", grace: "0s", group: ["service"],
+          check(spans) {
+            return Object.entries(groupBy(spans, "service")).filter(([, s]) => s.length > 5)
+              .map(([service, s]) => ({ message: service + " busy", spans: s.slice(0, 3) }));
+          },
+        });"#;
+        let h = harness(&[("k", per_service)], 1000);
+        let k = tenant("k");
+        h.windows.offer(&k, &spans("auth", 10, 1_000, 0, 100)); // [0, 10s): auth and cart
+        h.windows.offer(&k, &spans("cart", 10, 2_000, 0, 100));
+        h.windows.offer(&k, &spans("auth", 10, 11_000, 0, 100)); // [10s, 20s): auth only
+        h.windows.offer(&k, &spans("cart", 10, 21_000, 0, 100)); // [20s, 30s): cart only
+        let first = h.windows.run_due(10_000);
+        let mut keys: Vec<Option<String>> = first.iter().map(|signal| signal.group_key.clone()).collect();
+        keys.sort();
+        assert_eq!(keys, [Some(r#"[["auth"]]"#.into()), Some(r#"[["cart"]]"#.into())], "two keys, two signals");
+        assert!(h.windows.run_due(20_000).is_empty(), "auth again: its run goes on");
+        let auth = first.iter().find(|signal| signal.message == "auth busy").unwrap();
+        assert_eq!(h.windows.signals.get(&k, &auth.id).unwrap().unwrap().occurrences, 2);
+        let again = h.windows.run_due(30_000);
+        assert_eq!((again.len(), again[0].message.as_str()), (1, "cart busy"), "cart's run ended in the window without it");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Grouping: a signal is an issue with occurrences. A violation's fingerprint
 //! (its rule, and the names and services of its witness spans) selects its
-//! group; a new occurrence of a group counts, moves its last-seen time and
-//! latest sample, and reopens a resolved group as a regression (a group marked
-//! a false positive stays quiet). Every occurrence keeps its trace id and
+//! group; a new occurrence of a group counts (its counter, see `counters`),
+//! moves its last-seen time, becomes its latest sample when one is due, and
+//! reopens a resolved group as a regression (a group marked a false positive
+//! stays quiet). Every occurrence keeps its trace id and
 //! witness span ids in the `signal_occurrences` tree.
 
 use super::{ChangeKind, Signal, SignalError, Signals, Status, StatusChange, id_bytes, keyed, new_id};
@@ -84,48 +85,79 @@ fn fingerprint_of<'a>(rule_id: &str, shapes: impl IntoIterator<Item = (&'a str, 
 const MAX_VERSIONS: usize = 50;
 /// Occurrences per group whose trace snapshots are kept: the first and the latest ones.
 pub const MAX_SAMPLES: usize = 5;
+/// Once a group has its samples, a new one is taken at most this often (a
+/// flood keeps counting without rewriting the group or storing snapshots).
+pub const SAMPLE_EVERY_MS: u64 = 60_000;
+
+/// Whether an occurrence at `at` should become `group`'s latest sample.
+fn sample_due(group: &Signal, at: u64) -> bool {
+    group.samples.len() < MAX_SAMPLES || at >= group.sampled_unix_ms.saturating_add(SAMPLE_EVERY_MS)
+}
 
 impl Signals {
     /// Adds one occurrence to the group `fingerprint` selects, creating the
-    /// group from `new` if there is none (or it was deleted). The group's
-    /// record is changed through [`Signals::update`], so a status change made
-    /// at the same time is never lost, and the count is exact.
+    /// group from `new` if there is none (or it was deleted). Returns what it
+    /// did, the group id, the trace that stopped being a sample (if one did)
+    /// and whether this occurrence became a sample (its snapshot is kept).
     pub(super) fn occur(
         &self,
         tenant: &TenantId,
         fingerprint: &[u8; 32],
         new: Signal,
         occurrence: &Occurrence,
-    ) -> Result<(Outcome, [u8; 16], Option<String>), SignalError> {
+    ) -> Result<(Outcome, [u8; 16], Option<String>, bool), SignalError> {
         let index_key = keyed(tenant, &[fingerprint]);
         // Group creation for one tenant is serialized; counting is lock-free.
         let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(group_id) = self.groups.get(&index_key)? {
             let group_id: [u8; 16] = group_id.as_ref().try_into().map_err(|_| SignalError::Cursor)?;
-            if let Some((outcome, evicted)) = self.count(tenant, &group_id, &new, occurrence)? {
-                return Ok((outcome, group_id, evicted));
+            if let Some((outcome, evicted, sampled)) = self.count(tenant, &group_id, &new, occurrence)? {
+                return Ok((outcome, group_id, evicted, sampled));
             }
         }
         let group_id = id_bytes(&new.id).ok_or(SignalError::Cursor)?;
         self.insert_group(tenant, group_id, &new)?;
         self.groups.insert(index_key, &group_id)?;
-        Ok((Outcome::Created(new), group_id, None))
+        Ok((Outcome::Created(new), group_id, None, true))
     }
 
-    /// Counts a further occurrence on the group `group_id`; `None` if it no longer exists.
-    /// `latest` carries the occurrence's witnesses and attributes, the group's
-    /// new sample. Also returns the trace that stopped being a sample, if one did.
+    /// Counts a further occurrence on the group `group_id`; `None` if it no
+    /// longer exists. The count goes to the group's counter (exact, atomic).
+    /// The group's record is rewritten only when this occurrence changes more
+    /// than the count: a sample is due ([`SAMPLE_EVERY_MS`] after the last, or
+    /// fewer than [`MAX_SAMPLES`] kept), the group is resolved (a regression),
+    /// the rule version is new to it, or its snooze runs out; then `latest`
+    /// (the occurrence's witnesses and attributes) becomes the group's latest
+    /// sample. Also returns the trace that stopped being a sample, if one did,
+    /// and whether this occurrence became one.
     fn count(
         &self,
         tenant: &TenantId,
         group_id: &[u8; 16],
         latest: &Signal,
         occurrence: &Occurrence,
-    ) -> Result<Option<(Outcome, Option<String>)>, SignalError> {
+    ) -> Result<Option<(Outcome, Option<String>, bool)>, SignalError> {
+        if !self.signals.contains_key(keyed(tenant, &[group_id]))? {
+            return Ok(None);
+        }
+        let counter = self.bump(tenant, group_id, 1, Some(occurrence.at_unix_ms))?;
+        let Some(group) = self.get_by_id(tenant, group_id)? else { return Ok(None) };
+        let at = occurrence.at_unix_ms;
+        let rewrite = |group: &Signal| {
+            sample_due(group, at)
+                || group.status == Status::Resolved
+                || group.versions.binary_search(&occurrence.rule_version).is_err()
+                || super::snooze::ran_out(group, at)
+        };
+        if !rewrite(&group) {
+            self.index.touch(tenant, *group_id, counter);
+            return Ok(Some((Outcome::Counted(group), None, false)));
+        }
         let counted = self.update(tenant, group_id, |group| {
-            group.occurrences = group.occurrences.saturating_add(1);
-            group.last_seen_at = occurrence.at.clone();
-            group.last_seen_unix_ms = occurrence.at_unix_ms;
+            if !rewrite(group) {
+                // Another worker just took the sample: this occurrence only counts.
+                return Ok(Some((false, false, None, false)));
+            }
             group.trace_id = occurrence.trace_id.clone();
             group.span_ids = occurrence.span_ids.clone();
             group.message = occurrence.message.clone();
@@ -133,8 +165,9 @@ impl Signals {
             group.attributes = latest.attributes.clone();
             group.severity = latest.severity;
             group.rule_version = occurrence.rule_version;
-            if let Err(at) = group.versions.binary_search(&occurrence.rule_version) {
-                group.versions.insert(at, occurrence.rule_version);
+            group.sampled_unix_ms = at;
+            if let Err(position) = group.versions.binary_search(&occurrence.rule_version) {
+                group.versions.insert(position, occurrence.rule_version);
                 if group.versions.len() > MAX_VERSIONS {
                     group.versions.remove(0);
                 }
@@ -143,7 +176,7 @@ impl Signals {
             group.samples.push(occurrence.trace_id.clone());
             // The first sample stays; the oldest of the latest ones goes.
             let evicted = (group.samples.len() > MAX_SAMPLES).then(|| group.samples.remove(1));
-            let woke = super::snooze::wake(group, occurrence.at_unix_ms);
+            let woke = super::snooze::wake(group, at);
             let regressed = group.status == Status::Resolved;
             if regressed {
                 group.history.push(StatusChange {
@@ -160,15 +193,15 @@ impl Signals {
                 group.regressions = group.regressions.saturating_add(1);
                 group.updated_at = occurrence.at.clone();
             }
-            Ok(Some((regressed, woke, evicted)))
+            Ok(Some((regressed, woke, evicted, true)))
         })?;
-        Ok(counted.map(|(group, (regressed, woke, evicted))| {
+        Ok(counted.map(|(group, (regressed, woke, evicted, sampled))| {
             let outcome = match (regressed, woke) {
                 (true, _) => Outcome::Regressed(group),
                 (false, true) => Outcome::Woke(group),
                 (false, false) => Outcome::Counted(group),
             };
-            (outcome, evicted)
+            (outcome, evicted, sampled)
         }))
     }
 
@@ -189,15 +222,11 @@ impl Signals {
             self.forget_occurrence(tenant, occurrence_id)?;
             at_ms = serde_json::from_slice::<Occurrence>(&removed).ok().map(|occurrence| occurrence.at_unix_ms);
         }
-        let Some((group, ())) = self.update(tenant, group_id, |group| {
-            group.occurrences = group.occurrences.saturating_sub(1);
-            Ok(Some(()))
-        })?
-        else {
-            return Ok(None);
-        };
+        let Some(group) = self.get_by_id(tenant, group_id)? else { return Ok(None) };
+        let counter = self.bump(tenant, group_id, -1, None)?;
+        self.index.touch(tenant, *group_id, counter);
         self.count_series(tenant, group_id, &group.rule_id, at_ms.unwrap_or(group.created_unix_ms), -1)?;
-        if group.occurrences > 0 {
+        if counter.occurrences > 0 {
             return Ok(None);
         }
         // Decided on the group as it is at the write: an acknowledgement that

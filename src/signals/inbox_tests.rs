@@ -233,8 +233,13 @@ fn series_are_built_once_for_a_directory_from_before_them() {
         for n in 1..=5 {
             occur(&signals, &tenant, n, "r", "a", None);
         }
-        // As a data directory written before series existed.
+        // As a data directory written before series, counters and the time index existed
+        // (its group records still count their occurrences).
+        let id = id_bytes(&all(&signals, &tenant, Filter::default())[0].id).unwrap();
+        signals.update(&tenant, &id, |group| Ok(Some(assert_eq!(group.occurrences, 5)))).unwrap();
         signals.series.clear().unwrap();
+        signals.counters.clear().unwrap();
+        signals.times.clear().unwrap();
         signals.meta.clear().unwrap();
         signals.flush().unwrap();
     }
@@ -242,6 +247,10 @@ fn series_are_built_once_for_a_directory_from_before_them() {
     let now = now_ms();
     assert_eq!(signals.rule_totals(&tenant, now - 3_600_000, now + 1).unwrap().get("r"), Some(&5));
     assert_eq!(signals.build_series().unwrap(), None);
+    let groups = all(&signals, &tenant, Filter::default());
+    assert_eq!((groups.len(), groups[0].occurrences), (1, 5), "the counter is built from the record");
+    assert!(signals.usage_bytes(&tenant) > 0, "the time index is built from the occurrences");
+    assert_eq!(occur(&signals, &tenant, 6, "r", "a", None).counted[0].occurrences, 6);
 }
 
 #[test]
@@ -289,4 +298,41 @@ fn retention_removes_old_occurrences_by_age_and_by_budget_and_keeps_the_groups()
     signals.flush().unwrap();
     drop(signals);
     assert_eq!(open(dir.path()).usage_bytes(&tenant), before);
+}
+
+#[test]
+fn a_pinned_sample_keeps_its_snapshot_through_sampling_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let signals = open(dir.path());
+    let tenant = TenantId::trusted("t");
+    let record = |n: u32| {
+        let trace = trace_n(n, &[("charge", 1)]);
+        let runs = vec![(rule("r"), vec![violation("broken", "0000000000000001", None)])];
+        signals.record(&tenant, &trace, &[n as u8; 100], &runs, false).unwrap()
+    };
+    let id = record(1).created[0].id.clone();
+    for n in 2..=5 {
+        record(n);
+    }
+    let second = format!("{:032x}", 2);
+    assert!(matches!(signals.pin(&tenant, &id, &format!("{:032x}", 99)), Err(SignalError::NotSample)));
+    assert_eq!(signals.pin(&tenant, &id, &second).unwrap().unwrap().pinned, [second.clone()]);
+    // A new sample evicts trace 2 from the samples; pinned, its snapshot stays.
+    let group_id = id_bytes(&id).unwrap();
+    signals
+        .update(&tenant, &group_id, |group| {
+            group.sampled_unix_ms = 0;
+            Ok(Some(()))
+        })
+        .unwrap();
+    record(6);
+    let group = signals.get(&tenant, &id).unwrap().unwrap();
+    assert!(!group.samples.contains(&second));
+    assert!(signals.snapshot(&tenant, &2u128.to_be_bytes()).unwrap().is_some());
+    // Retention takes its occurrence, not its snapshot.
+    signals.sweep(Retention { max_age_ms: 0, max_bytes: u64::MAX }, now_ms() + 1).unwrap();
+    assert!(signals.snapshot(&tenant, &2u128.to_be_bytes()).unwrap().is_some());
+    // Unpinned, it goes.
+    assert!(signals.unpin(&tenant, &id, &second).unwrap().unwrap().pinned.is_empty());
+    assert!(signals.snapshot(&tenant, &2u128.to_be_bytes()).unwrap().is_none());
 }

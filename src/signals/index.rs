@@ -19,6 +19,8 @@ use std::sync::{Arc, RwLock};
 #[derive(Clone, Debug)]
 pub(super) struct Summary {
     pub revision: u64,
+    /// The sequence of the counter reading `occurrences` and `last_seen_ms` come from.
+    pub counter_sequence: u64,
     pub status: Status,
     pub severity: Severity,
     pub rule_id: Arc<str>,
@@ -38,6 +40,7 @@ impl Summary {
     pub fn of(signal: &Signal) -> Summary {
         Summary {
             revision: signal.revision,
+            counter_sequence: 0,
             status: signal.status,
             severity: signal.severity,
             rule_id: signal.rule_id.as_str().into(),
@@ -89,13 +92,19 @@ fn dims(summary: &Summary) -> [Dim; 5] {
 }
 
 impl TenantIndex {
-    fn put(&mut self, id: [u8; 16], summary: Summary) {
+    fn put(&mut self, id: [u8; 16], mut summary: Summary) {
         if let Some(old) = self.groups.get(&id) {
             if old.revision > summary.revision {
                 return;
             }
             let old = self.groups.remove(&id).expect("present");
             self.unlink(id, &old);
+            // A newer counter reading stays.
+            if old.counter_sequence > summary.counter_sequence {
+                summary.counter_sequence = old.counter_sequence;
+                summary.occurrences = old.occurrences;
+                summary.last_seen_ms = old.last_seen_ms;
+            }
         }
         let order = (Reverse(summary.last_seen_ms), Reverse(id));
         for dim in dims(&summary) {
@@ -139,10 +148,27 @@ pub(super) struct Index {
 }
 
 impl Index {
-    pub fn put(&self, tenant: &TenantId, id: [u8; 16], signal: &Signal) {
-        let summary = Summary::of(signal);
+    /// Indexes `signal` as written, with the figures of counter reading `sequence`.
+    pub fn put(&self, tenant: &TenantId, id: [u8; 16], signal: &Signal, sequence: u64) {
+        let summary = Summary { counter_sequence: sequence, ..Summary::of(signal) };
         let mut tenants = self.tenants.write().unwrap_or_else(|poison| poison.into_inner());
         tenants.entry(tenant.clone()).or_default().put(id, summary);
+    }
+
+    /// Takes a newer counter reading of a group (an occurrence that did not
+    /// rewrite the group's record).
+    pub fn touch(&self, tenant: &TenantId, id: [u8; 16], counter: super::counters::Counter) {
+        let mut tenants = self.tenants.write().unwrap_or_else(|poison| poison.into_inner());
+        let Some(index) = tenants.get_mut(tenant) else { return };
+        let Some(old) = index.groups.get(&id) else { return };
+        if old.counter_sequence >= counter.sequence {
+            return;
+        }
+        let mut summary = old.clone();
+        summary.counter_sequence = counter.sequence;
+        summary.occurrences = counter.occurrences;
+        summary.last_seen_ms = summary.last_seen_ms.max(counter.last_seen_ms);
+        index.put(id, summary);
     }
 
     /// Runs `read` on the tenant's index (an empty one if the tenant has no group).

@@ -16,6 +16,7 @@
 //! occurrence counts per minute and hour in `series`; status changes go
 //! through `status`, snoozes through `snooze`.
 
+mod counters;
 mod group;
 mod index;
 mod query;
@@ -208,6 +209,10 @@ pub struct Signal {
     /// first and the latest ones, at most [`group::MAX_SAMPLES`].
     #[serde(default)]
     pub samples: Vec<String>,
+    /// Sample traces an investigator pinned: their snapshots stay (whatever
+    /// sampling and retention do) until unpinned; at most [`MAX_PINNED`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned: Vec<String>,
     /// The user of the tenant the group is assigned to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
@@ -218,9 +223,12 @@ pub struct Signal {
     /// The rule's own grouping key, when it set one (else the witness spans' shapes group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_key: Option<String>,
-    /// Grows with every write of the group.
+    /// Grows with every write of the group's record.
     #[serde(default)]
     pub revision: u64,
+    /// When the latest sample was taken (a new one is due a minute later, see [`group::SAMPLE_EVERY_MS`]).
+    #[serde(default)]
+    pub sampled_unix_ms: u64,
 }
 
 /// A snooze: until a time, until the group reaches a number of occurrences,
@@ -271,10 +279,12 @@ impl Signal {
             versions: vec![rule.version],
             regressions: 0,
             samples: Vec::new(),
+            pinned: Vec::new(),
             assignee: None,
             snooze: None,
             group_key: violation.group.clone(),
             revision: 0,
+            sampled_unix_ms: now,
         }
     }
 }
@@ -294,6 +304,9 @@ pub struct WindowDetails {
     /// Trace ids of the witness spans (at most 20).
     pub trace_ids: Vec<String>,
 }
+
+/// Pinned sample traces per group.
+pub const MAX_PINNED: usize = 10;
 
 /// Witness spans a window signal keeps (the rest are counted, not stored).
 const WINDOW_WITNESSES: usize = 20;
@@ -323,6 +336,10 @@ pub enum SignalError {
     Transition { from: &'static str, to: &'static str },
     #[error("only open or acknowledged groups can be snoozed; this one is {status}")]
     Snooze { status: &'static str },
+    #[error("only a trace in the group's samples can be pinned")]
+    NotSample,
+    #[error("a group keeps at most {MAX_PINNED} pinned traces; unpin one first")]
+    PinLimit,
     #[error("storage error: {0}")]
     Store(#[from] sled::Error),
     #[error("corrupt record: {0}")]
@@ -346,6 +363,8 @@ pub struct Signals {
     series: sled::Tree,
     /// Markers of one-time work done on this data directory.
     meta: sled::Tree,
+    /// (tenant, group id) → occurrences, last seen, sequence ([`counters`]).
+    counters: sled::Tree,
     /// (tenant, occurrence id) → group id, bytes ([`retention`]).
     times: sled::Tree,
     usage: retention::Usage,
@@ -427,6 +446,7 @@ impl Signals {
             snapshots: store.db.open_tree("signal_traces")?,
             series: store.db.open_tree("signal_series")?,
             meta: store.db.open_tree("signal_meta")?,
+            counters: store.db.open_tree("signal_counters")?,
             times: store.db.open_tree("signal_occurrence_times")?,
             usage: retention::Usage::default(),
             index: index::Index::default(),
@@ -441,6 +461,10 @@ impl Signals {
             signals.flush()?;
             tracing::info!(occurrences, "occurrence series built from the kept occurrences");
         }
+        if let Some(groups) = signals.build_counters()? {
+            signals.flush()?;
+            tracing::info!(groups, "group counters built from the group records");
+        }
         let groups = signals.build_index()?;
         signals.count_usage()?;
         tracing::info!(groups, "signal inbox index built");
@@ -453,16 +477,20 @@ impl Signals {
         for entry in self.signals.iter() {
             let (key, value) = entry?;
             let Some((tenant, id)) = group::split_key(&key) else { continue };
-            self.index.put(&tenant, id, &serde_json::from_slice(&value)?);
+            let mut signal: Signal = serde_json::from_slice(&value)?;
+            let counter = self.counter(&tenant, &id)?.unwrap_or_default();
+            counter.merge_into(&mut signal);
+            self.index.put(&tenant, id, &signal, counter.sequence);
             groups += 1;
         }
         Ok(groups)
     }
 
-    /// Writes a new group and indexes it.
+    /// Writes a new group with its counter and indexes it.
     fn insert_group(&self, tenant: &TenantId, id: [u8; 16], signal: &Signal) -> Result<(), SignalError> {
+        self.start_counter(tenant, &id, signal)?;
         self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(signal)?)?;
-        self.index.put(tenant, id, signal);
+        self.index.put(tenant, id, signal, 1);
         Ok(())
     }
 
@@ -482,10 +510,17 @@ impl Signals {
         loop {
             let Some(value) = self.signals.get(&key)? else { return Ok(None) };
             let mut signal: Signal = serde_json::from_slice(&value)?;
+            // `change` sees the exact count.
+            if let Some(counter) = self.counter(tenant, id)? {
+                counter.merge_into(&mut signal);
+            }
             let Some(result) = change(&mut signal)? else { return Ok(None) };
             signal.revision = signal.revision.saturating_add(1);
             if self.signals.compare_and_swap(&key, Some(value), Some(serde_json::to_vec(&signal)?))?.is_ok() {
-                self.index.put(tenant, *id, &signal);
+                // Occurrences counted meanwhile are in the counter.
+                let counter = self.counter(tenant, id)?.unwrap_or_default();
+                counter.merge_into(&mut signal);
+                self.index.put(tenant, *id, &signal, counter.sequence);
                 return Ok(Some((signal, result)));
             }
         }
@@ -538,9 +573,9 @@ impl Signals {
                     fingerprint: hex::encode(fingerprint),
                     ..Signal::open(new_id(now), rule, violation, now)
                 };
-                let (outcome, group_id, evicted) = self.occur(tenant, &fingerprint, new, &occurrence)?;
+                let (outcome, group_id, evicted, became_sample) = self.occur(tenant, &fingerprint, new, &occurrence)?;
                 self.count_series(tenant, &group_id, &rule.id, now, 1)?;
-                sampled = true;
+                sampled |= became_sample;
                 if let Some(evicted) = evicted {
                     self.drop_snapshot_unless_sampled(tenant, &evicted)?;
                 }
@@ -607,7 +642,7 @@ impl Signals {
     }
 
     /// Deletes the snapshot of `trace_id` unless a group still lists it as a
-    /// sample; returns whether it did.
+    /// sample or pinned; returns whether it did.
     fn drop_snapshot_unless_sampled(&self, tenant: &TenantId, trace_id: &str) -> Result<bool, SignalError> {
         let mut id = [0u8; 16];
         if hex::decode_to_slice(trace_id, &mut id).is_err() {
@@ -618,7 +653,7 @@ impl Signals {
             let group_key = keyed(tenant, &[&key[key.len() - 16..]]);
             if let Some(group) = self.signals.get(group_key)? {
                 let group: Signal = serde_json::from_slice(&group)?;
-                if group.samples.iter().any(|sample| sample == trace_id) {
+                if group.samples.iter().chain(&group.pinned).any(|sample| sample == trace_id) {
                     return Ok(false);
                 }
             }
@@ -675,7 +710,6 @@ impl Signals {
                 details.occurrences += 1;
                 details.spans_in_window = window.spans.len() as u64;
                 details.trace_ids = trace_ids.clone();
-                signal.occurrences = details.occurrences;
                 signal.message = violation.message.clone();
                 signal.attributes = violation.attributes.clone();
                 signal.span_ids = witnesses.iter().map(|span| hex::encode(span.span_id)).collect();
@@ -689,7 +723,10 @@ impl Signals {
                 snooze::wake(signal, now);
                 Ok(Some(()))
             })?;
-            if let Some((signal, ())) = continued {
+            if let Some((mut signal, ())) = continued {
+                let counter = self.bump(tenant, &existing, 1, Some(now))?;
+                counter.merge_into(&mut signal);
+                self.index.touch(tenant, existing, counter);
                 self.count_series(tenant, &existing, &rule.id, now, 1)?;
                 return Ok((signal, false));
             }
@@ -720,11 +757,14 @@ impl Signals {
         Ok(self.get_by_id(tenant, &bytes)?.map(|signal| snooze::current(signal, now_ms())))
     }
 
+    /// A group's record with its counter merged in.
     fn get_by_id(&self, tenant: &TenantId, id: &[u8; 16]) -> Result<Option<Signal>, SignalError> {
-        match self.signals.get(keyed(tenant, &[id]))? {
-            Some(value) => Ok(Some(serde_json::from_slice(&value)?)),
-            None => Ok(None),
+        let Some(value) = self.signals.get(keyed(tenant, &[id]))? else { return Ok(None) };
+        let mut signal: Signal = serde_json::from_slice(&value)?;
+        if let Some(counter) = self.counter(tenant, id)? {
+            counter.merge_into(&mut signal);
         }
+        Ok(Some(signal))
     }
 
     /// The stored snapshot of a trace that has signals, as OTLP protobuf.

@@ -3,9 +3,10 @@
 //! occurrences, whichever comes first; with neither it is muted until someone
 //! lifts it. A snooze that ends by an occurrence is recorded in the history
 //! and notified (the group is back); one whose time passed is shown ended at
-//! once and recorded at the group's next write.
+//! once and recorded at the group's next write. Pinning a sample trace is
+//! here too: like a snooze, an investigator's mark on the group.
 
-use super::{ChangeKind, Signal, SignalError, Signals, Snooze, Status, StatusChange, id_bytes};
+use super::{ChangeKind, MAX_PINNED, Signal, SignalError, Signals, Snooze, Status, StatusChange, id_bytes};
 use crate::model::tenant::TenantId;
 use crate::model::time::{now_ms, rfc3339};
 
@@ -13,7 +14,7 @@ use crate::model::time::{now_ms, rfc3339};
 pub const MAX_SNOOZE_MS: u64 = 366 * 24 * 3_600_000;
 
 /// Whether `group`'s snooze ran out at `now` (by time or by its count).
-fn ran_out(group: &Signal, now: u64) -> bool {
+pub(super) fn ran_out(group: &Signal, now: u64) -> bool {
     group.snooze.as_ref().is_some_and(|snooze| {
         snooze.until_unix_ms.is_some_and(|until| until <= now) || snooze.until_occurrences.is_some_and(|count| group.occurrences >= count)
     })
@@ -124,6 +125,52 @@ impl Signals {
         })?;
         match lifted {
             Some((group, ())) => {
+                self.store.db.flush()?;
+                Ok(Some(group))
+            }
+            None => self.get(tenant, id),
+        }
+    }
+
+    /// Pins one of the group's sample traces (flushed); `None` if the tenant
+    /// has no such group. Its snapshot then stays until it is unpinned.
+    pub fn pin(&self, tenant: &TenantId, id: &str, trace_id: &str) -> Result<Option<Signal>, SignalError> {
+        let Some(bytes) = id_bytes(id) else { return Ok(None) };
+        let trace_id = trace_id.to_ascii_lowercase();
+        let pinned = self.update(tenant, &bytes, |group| {
+            if group.pinned.contains(&trace_id) {
+                return Ok(None);
+            }
+            if !group.samples.contains(&trace_id) {
+                return Err(SignalError::NotSample);
+            }
+            if group.pinned.len() >= MAX_PINNED {
+                return Err(SignalError::PinLimit);
+            }
+            group.pinned.push(trace_id.clone());
+            Ok(Some(()))
+        })?;
+        match pinned {
+            Some((group, ())) => {
+                self.store.db.flush()?;
+                Ok(Some(group))
+            }
+            None => self.get(tenant, id),
+        }
+    }
+
+    /// Unpins a trace (flushed); its snapshot goes unless it is still a sample.
+    pub fn unpin(&self, tenant: &TenantId, id: &str, trace_id: &str) -> Result<Option<Signal>, SignalError> {
+        let Some(bytes) = id_bytes(id) else { return Ok(None) };
+        let trace_id = trace_id.to_ascii_lowercase();
+        let unpinned = self.update(tenant, &bytes, |group| {
+            let before = group.pinned.len();
+            group.pinned.retain(|pinned| pinned != &trace_id);
+            Ok((group.pinned.len() != before).then_some(()))
+        })?;
+        match unpinned {
+            Some((group, ())) => {
+                self.drop_snapshot_unless_sampled(tenant, &trace_id)?;
                 self.store.db.flush()?;
                 Ok(Some(group))
             }

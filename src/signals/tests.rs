@@ -261,7 +261,8 @@ fn signals_from_before_grouping_migrate_at_start() {
 }
 
 /// A flood of one violation keeps the trace snapshots of the group's
-/// samples only (the first and the latest), not one per occurrence.
+/// samples only (the first five, then at most one new one a minute), not one
+/// per occurrence, and counts every occurrence without rewriting the group.
 #[test]
 fn a_flood_keeps_snapshots_of_samples_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -269,20 +270,34 @@ fn a_flood_keeps_snapshots_of_samples_only() {
     let tenant = TenantId::trusted("t_a");
     let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
     let runs = vec![(rule, vec![violation("charge without fraud check", "0000000000000001")])];
-    let traces: Vec<Trace> = (0..20u8)
+    let traces: Vec<Trace> = (0..21u8)
         .map(|n| {
             let mut trace = trace(&[("payment.charge_card", 1)]);
             trace.trace_id[0] = n;
             trace
         })
         .collect();
-    for trace in &traces {
+    for trace in &traces[..20] {
         signals.record(&tenant, trace, &otlp(trace), &runs, false).unwrap();
     }
-    let kept: Vec<usize> = (0..20).filter(|&n| signals.snapshot(&tenant, &traces[n].trace_id).unwrap().is_some()).collect();
-    assert_eq!(kept, [0, 16, 17, 18, 19], "the first and the latest four");
+    let kept = |upto: usize| -> Vec<usize> { (0..upto).filter(|&n| signals.snapshot(&tenant, &traces[n].trace_id).unwrap().is_some()).collect() };
+    assert_eq!(kept(20), [0, 1, 2, 3, 4], "the first five, none of the flood after them");
     let group = signals.list(&tenant, &Filter { limit: 10, ..Filter::default() }).unwrap().0.remove(0);
     assert_eq!((group.occurrences, group.samples.len()), (20, group::MAX_SAMPLES));
-    assert_eq!(group.trace_id, hex::encode(traces[19].trace_id), "the latest occurrence is the group's trace");
+    // Fifteen occurrences only counted: the record was written for the first five only.
+    assert_eq!(group.revision, 4, "one write per sample, not per occurrence");
+    assert_eq!(group.trace_id, hex::encode(traces[4].trace_id), "the latest sample is the group's trace");
+    assert!(group.last_seen_unix_ms >= group.sampled_unix_ms, "last seen is the latest occurrence");
     assert_eq!(signals.occurrences(&tenant, &group.id, None, 100).unwrap().0.len(), 20, "every occurrence is kept");
+    // A minute after the latest sample, the next occurrence is one: the oldest of the latest ones goes.
+    let id = id_bytes(&group.id).unwrap();
+    signals.update(&tenant, &id, |group| {
+        group.sampled_unix_ms -= group::SAMPLE_EVERY_MS;
+        Ok(Some(()))
+    })
+    .unwrap();
+    signals.record(&tenant, &traces[20], &otlp(&traces[20]), &runs, false).unwrap();
+    assert_eq!(kept(21), [0, 2, 3, 4, 20]);
+    let group = signals.get(&tenant, &group.id).unwrap().unwrap();
+    assert_eq!((group.occurrences, group.trace_id.clone()), (21, hex::encode(traces[20].trace_id)));
 }
