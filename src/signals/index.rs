@@ -171,6 +171,11 @@ impl Index {
         index.put(id, summary);
     }
 
+    /// The tenants with groups.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.tenants.read().unwrap_or_else(|poison| poison.into_inner()).keys().cloned().collect()
+    }
+
     /// Runs `read` on the tenant's index (an empty one if the tenant has no group).
     pub fn read<T>(&self, tenant: &TenantId, read: impl FnOnce(&TenantIndex) -> T) -> T {
         let tenants = self.tenants.read().unwrap_or_else(|poison| poison.into_inner());

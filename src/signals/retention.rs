@@ -121,7 +121,15 @@ impl Signals {
     pub fn sweep(&self, retention: Retention, now: u64) -> Result<Swept, SignalError> {
         let mut swept = Swept::default();
         let cutoff = now.saturating_sub(retention.max_age_ms);
-        for tenant in self.usage.tenants() {
+        // Tenants with occurrence records, and those with groups only (window
+        // rules keep no records, but their minute counters expire too).
+        let mut tenants = self.usage.tenants();
+        for tenant in self.index.tenants() {
+            if !tenants.contains(&tenant) {
+                tenants.push(tenant);
+            }
+        }
+        for tenant in tenants {
             let prefix = keyed(&tenant, &[]);
             let mut expired = Vec::new();
             // By age: occurrence ids begin with their millisecond.
