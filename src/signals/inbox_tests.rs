@@ -1,6 +1,7 @@
 //! Unit tests of grouping keys, exact counts under concurrency, snoozes, the
 //! inbox index (filters, order, pages, counts) and the occurrence series.
 use super::*;
+use crate::model::rule::Severity;
 use crate::model::otlp;
 
 fn trace_n(n: u32, names: &[(&str, u8)]) -> Trace {

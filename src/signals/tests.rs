@@ -1,6 +1,7 @@
 //! Unit tests of the signal store: dedup, witnesses, clearing races,
 //! grouping, regressions, migration and sampled snapshots.
 use super::*;
+use crate::model::rule::Severity;
 use crate::model::otlp;
 
 fn trace(names: &[(&str, u8)]) -> Trace {
