@@ -148,7 +148,12 @@ export function otlpJson() {
 
 /** Many auth requests at once (one trace each, all starting together): breaks the concurrency template's limit of 50. */
 export function authBurst(n) {
-  const base = Date.now();
+  // Windows are aligned to multiples of their length (10 s): a burst that
+  // straddled a boundary would be split between two windows, neither over the
+  // limit. Start it where the whole burst (n × 4 ms) fits in one window.
+  let base = Date.now();
+  const into = base % 10_000;
+  if (into + n * 4 + 100 >= 10_000) base += 10_000 - into + 100;
   return {
     traces: Array.from({ length: n }, (_, i) => ({
       service: 'auth',
