@@ -152,7 +152,9 @@ fn main() {
     ));
     rows.push((
         "list ?q= (one group's text)",
-        measure(RUNS, |run| drop(signals.list(&tenant, &filter(&|f| f.text = Some(format!("violation {} of", run * 37 % 10_000)))).unwrap())),
+        measure(RUNS, |run| {
+            drop(signals.list(&tenant, &filter(&|f| f.text = Some(format!("violation {} of", run * 37 % 10_000)))).unwrap())
+        }),
     ));
     rows.push((
         "list ?trace_id=",
@@ -182,7 +184,10 @@ fn main() {
             }
         }),
     ));
-    rows.push(("GET /rules figures (24 h per rule)", measure(RUNS, |_| drop(signals.rule_totals(&tenant, now - 24 * hour, now + 1).unwrap()))));
+    rows.push((
+        "GET /rules figures (24 h per rule)",
+        measure(RUNS, |_| drop(signals.rule_totals(&tenant, now - 24 * hour, now + 1).unwrap())),
+    ));
     println!("{:<42} {:>9} {:>9}", "query (one thread)", "p50 ms", "p99 ms");
     for (name, (p50, p99)) in rows {
         println!("{name:<42} {p50:>9.3} {p99:>9.3}");

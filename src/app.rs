@@ -289,7 +289,12 @@ async fn prune(recent: Arc<RecentTraces>, retention: Duration, mut stop: tokio::
 }
 
 /// Applies signal retention (age and per-tenant bytes) every `every`.
-async fn expire_signals(signals: Arc<Signals>, retention: crate::signals::Retention, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn expire_signals(
+    signals: Arc<Signals>,
+    retention: crate::signals::Retention,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

@@ -581,7 +581,8 @@ fn signal_filters_counts_and_per_rule_figures() {
     assert_eq!(buckets[0]["total"].as_u64().unwrap() + buckets[1]["total"].as_u64().unwrap(), 4, "{series}");
     let of = |rule: &str| buckets.iter().map(|bucket| bucket["by_rule"][rule].as_u64().unwrap_or(0)).sum::<u64>();
     assert_eq!((of(&fraud), of(&seen)), (2, 2), "{series}");
-    let (_, one_rule) = server.api("GET", &format!("/api/v1/signals/counts?since={since}&bucket_minutes=5&rule={fraud}"), Some(&admin), None);
+    let (_, one_rule) =
+        server.api("GET", &format!("/api/v1/signals/counts?since={since}&bucket_minutes=5&rule={fraud}"), Some(&admin), None);
     let total: u64 = one_rule["series"].as_array().unwrap().iter().map(|bucket| bucket["total"].as_u64().unwrap()).sum();
     assert_eq!(total, 2, "the series follows the rule filter: {one_rule}");
     assert!(counts.get("series").is_none(), "no series unless asked for");

@@ -156,11 +156,18 @@ fn own_keys_snoozes_rates_and_series_notify_per_event() {
     let (status, created) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&hook));
     assert_eq!((status, created["rate"]["count"].as_u64()), (201, Some(3)), "{created}");
     for bad in [json!({"count": 0, "minutes": 1}), json!({"count": 3, "minutes": 61})] {
-        let (status, body) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": format!("http://{addr}/x"), "rate": bad})));
+        let (status, body) =
+            server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&json!({"url": format!("http://{addr}/x"), "rate": bad})));
         assert_eq!(status, 400, "{body}");
     }
     // Charges and refunds: one group by the rule's key (by default they would be two).
-    for (trace, name) in [(0x11, "payment.charge_card"), (0x12, "payment.refund"), (0x13, "payment.charge_card"), (0x14, "payment.refund"), (0x15, "payment.refund")] {
+    for (trace, name) in [
+        (0x11, "payment.charge_card"),
+        (0x12, "payment.refund"),
+        (0x13, "payment.charge_card"),
+        (0x14, "payment.refund"),
+        (0x15, "payment.refund"),
+    ] {
         send_span(&server, &admin, trace, name);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -186,7 +193,11 @@ fn own_keys_snoozes_rates_and_series_notify_per_event() {
     // Any sample's trace, to compare two occurrences; other traces are not served.
     let sample = |trace: &str| server.api("GET", &format!("/api/v1/signals/{id}/trace?trace_id={trace}"), Some(&admin), None);
     let (status, first) = sample(&"11".repeat(16));
-    assert_eq!((status, first["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"].as_str()), (200, Some("payment.charge_card")), "{first}");
+    assert_eq!(
+        (status, first["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"].as_str()),
+        (200, Some("payment.charge_card")),
+        "{first}"
+    );
     assert_eq!(sample(&"99".repeat(16)).0, 404);
     assert_eq!(sample("xyz").0, 400);
     // A sample pinned keeps its snapshot; only samples can be pinned.
@@ -214,7 +225,13 @@ fn own_keys_snoozes_rates_and_series_notify_per_event() {
 
     // Snoozed until two more occurrences: out of the inbox, then back with one message.
     let snooze = |body: serde_json::Value| server.api("POST", &format!("/api/v1/signals/{id}/snooze"), Some(&admin), Some(&body));
-    for bad in [json!({"for_minutes": 5, "until": "2099-01-01T00:00:00Z"}), json!({"for_minutes": 0}), json!({"until": "2001-01-01T00:00:00Z"}), json!({"occurrences": 0}), json!({"occurrences": 1, "extra": 1})] {
+    for bad in [
+        json!({"for_minutes": 5, "until": "2099-01-01T00:00:00Z"}),
+        json!({"for_minutes": 0}),
+        json!({"until": "2001-01-01T00:00:00Z"}),
+        json!({"occurrences": 0}),
+        json!({"occurrences": 1, "extra": 1}),
+    ] {
         let (status, body) = snooze(bad.clone());
         assert!(status == 400 || status == 422, "{bad}: {status} {body}");
     }

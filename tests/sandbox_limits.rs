@@ -302,7 +302,8 @@ fn a_grouping_key_past_512_characters_is_an_exception_of_its_rule() {
     let outcomes = hostile_then_good(&engine(), "export default rule({ when: trace.has('checkout'), group: () => 'k'.repeat(100000) });");
     assert!(matches!(&outcomes[0], Outcome::Exception { message, .. } if message.contains("at most 512")), "{:?}", outcomes[0]);
     // A malformed `group` is refused when the rule is compiled.
-    for source in ["export default rule({ when: trace.has('x'), group: 42 });", "export default rule({ when: trace.has('x'), group: [] });"] {
+    for source in ["export default rule({ when: trace.has('x'), group: 42 });", "export default rule({ when: trace.has('x'), group: [] });"]
+    {
         assert!(compile(&engine(), source).is_err(), "{source}");
     }
 }
@@ -320,10 +321,16 @@ fn grouping_keys_come_from_attribute_values_functions_or_the_violation() {
         runs[0].outcome.violations().iter().map(|violation| violation.group.clone()).collect()
     };
     // Attribute keys: the witnesses' distinct values, sorted, per key (span, then resource attributes, then fields).
-    assert_eq!(key("export default rule({ when: t => t.spans, group: ['http.route', 'service'] });"), [Some(r#"[["/cart","/pay"],["svc"]]"#.into())]);
+    assert_eq!(
+        key("export default rule({ when: t => t.spans, group: ['http.route', 'service'] });"),
+        [Some(r#"[["/cart","/pay"],["svc"]]"#.into())]
+    );
     assert_eq!(key("export default rule({ when: trace.has('checkout'), group: 'http.route' });"), [Some(r#"[["/cart"]]"#.into())]);
     // A function: text as it is, other values as JSON, null for the default grouping.
-    assert_eq!(key("export default rule({ when: trace.has('checkout'), group: ({ spans }) => spans[0].name });"), [Some("checkout".into())]);
+    assert_eq!(
+        key("export default rule({ when: trace.has('checkout'), group: ({ spans }) => spans[0].name });"),
+        [Some("checkout".into())]
+    );
     assert_eq!(key("export default rule({ when: trace.has('checkout'), group: () => ({ a: 1 }) });"), [Some(r#"{"a":1}"#.into())]);
     assert_eq!(key("export default rule({ when: trace.has('checkout'), group: () => null });"), [None]);
     // A check's violation carries its own; without one, none.

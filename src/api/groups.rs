@@ -62,6 +62,12 @@ pub async fn occurrences(
     Ok(axum::Json(page).into_response())
 }
 
+/// A group a handler changed: live consoles hear of it (`event: update`), and
+/// the answer names the history's authors.
+fn announced(state: &ApiState, tenant: &crate::model::tenant::TenantId, signal: Signal) -> Result<Signal, ApiError> {
+    state.events.publish(tenant, EventKind::Updated, signal.clone());
+    with_author_names(state, tenant, signal)
+}
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -159,9 +165,9 @@ pub async fn assign(
         {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_user", "no such user in this tenant"));
         }
-        let signal = state.signals.assign(&tenant, &id, request.user_id.as_deref(), &author)?.ok_or_else(|| ApiError::not_found("signal"))?;
-        state.events.publish(&tenant, EventKind::Updated, signal.clone());
-        with_author_names(&state, &tenant, signal)
+        let signal =
+            state.signals.assign(&tenant, &id, request.user_id.as_deref(), &author)?.ok_or_else(|| ApiError::not_found("signal"))?;
+        announced(&state, &tenant, signal)
     })
     .await?;
     Ok(axum::Json(signal).into_response())
@@ -225,8 +231,7 @@ pub async fn snooze(
     let until = Until { time_ms, more_occurrences: request.occurrences };
     let signal = blocking(move || {
         let signal = state.signals.snooze(&tenant, &id, until, &author)?.ok_or_else(|| ApiError::not_found("signal"))?;
-        state.events.publish(&tenant, EventKind::Updated, signal.clone());
-        with_author_names(&state, &tenant, signal)
+        announced(&state, &tenant, signal)
     })
     .await?;
     Ok(axum::Json(signal).into_response())
@@ -238,13 +243,16 @@ pub async fn snooze(
     (status = 200, description = "The signal after the change", body = Signal),
     (status = 404, description = "No such signal in this tenant", body = ErrorBody)
 ))]
-pub async fn unsnooze(State(state): State<ApiState>, Authenticated(principal): Authenticated, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+pub async fn unsnooze(
+    State(state): State<ApiState>,
+    Authenticated(principal): Authenticated,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let author = principal.author();
     let signal = blocking(move || {
         let signal = state.signals.unsnooze(&tenant, &id, &author)?.ok_or_else(|| ApiError::not_found("signal"))?;
-        state.events.publish(&tenant, EventKind::Updated, signal.clone());
-        with_author_names(&state, &tenant, signal)
+        announced(&state, &tenant, signal)
     })
     .await?;
     Ok(axum::Json(signal).into_response())
@@ -279,8 +287,7 @@ pub async fn pin(
     }
     let signal = blocking(move || {
         let signal = state.signals.pin(&tenant, &id, &request.trace_id)?.ok_or_else(|| ApiError::not_found("signal"))?;
-        state.events.publish(&tenant, EventKind::Updated, signal.clone());
-        with_author_names(&state, &tenant, signal)
+        announced(&state, &tenant, signal)
     })
     .await?;
     Ok(axum::Json(signal).into_response())
@@ -300,8 +307,7 @@ pub async fn unpin(
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let signal = blocking(move || {
         let signal = state.signals.unpin(&tenant, &id, &trace_id)?.ok_or_else(|| ApiError::not_found("signal"))?;
-        state.events.publish(&tenant, EventKind::Updated, signal.clone());
-        with_author_names(&state, &tenant, signal)
+        announced(&state, &tenant, signal)
     })
     .await?;
     Ok(axum::Json(signal).into_response())

@@ -59,7 +59,8 @@ pub async fn create(
     Admin(tenant): Admin,
     ApiJson(request): ApiJson<NewWebhook>,
 ) -> Result<Response, ApiError> {
-    let (hook, secret) = blocking(move || Ok(state.webhooks.create(&tenant, &request.url, request.severities, request.rules, request.rate)?)).await?;
+    let (hook, secret) =
+        blocking(move || Ok(state.webhooks.create(&tenant, &request.url, request.severities, request.rules, request.rate)?)).await?;
     Ok((StatusCode::CREATED, axum::Json(WebhookCreated { webhook: hook.public(), secret })).into_response())
 }
 

@@ -1,8 +1,8 @@
 //! Unit tests of grouping keys, exact counts under concurrency, snoozes, the
 //! inbox index (filters, order, pages, counts) and the occurrence series.
 use super::*;
-use crate::model::rule::Severity;
 use crate::model::otlp;
+use crate::model::rule::Severity;
 
 fn trace_n(n: u32, names: &[(&str, u8)]) -> Trace {
     let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
@@ -14,7 +14,13 @@ fn trace_n(n: u32, names: &[(&str, u8)]) -> Trace {
 }
 
 fn violation(message: &str, span: &str, group: Option<&str>) -> Violation {
-    Violation { message: message.into(), severity: Severity::High, span_ids: vec![span.into()], attributes: None, group: group.map(str::to_string) }
+    Violation {
+        message: message.into(),
+        severity: Severity::High,
+        span_ids: vec![span.into()],
+        attributes: None,
+        group: group.map(str::to_string),
+    }
 }
 
 /// Opens the store in `dir`; a store just dropped may hold sled's lock for a
@@ -57,7 +63,8 @@ fn a_rules_own_key_groups_across_shapes_and_apart_within_one() {
     occur(&signals, &tenant, 4, "r", "x", Some("/checkout"));
     occur(&signals, &tenant, 5, "r", "y", Some("/checkout"));
     occur(&signals, &tenant, 6, "r", "a", Some("/cart"));
-    let mut groups: Vec<(Option<String>, u64)> = all(&signals, &tenant, Filter::default()).into_iter().map(|g| (g.group_key, g.occurrences)).collect();
+    let mut groups: Vec<(Option<String>, u64)> =
+        all(&signals, &tenant, Filter::default()).into_iter().map(|g| (g.group_key, g.occurrences)).collect();
     groups.sort();
     assert_eq!(groups, vec![(None, 1), (None, 2), (Some("/cart".into()), 1), (Some("/checkout".into()), 2)]);
     // Another rule with the same key is another group.

@@ -159,8 +159,11 @@ impl Signals {
         let after = filter.cursor.as_deref().map(|cursor| parse_cursor(cursor).ok_or(SignalError::Cursor)).transpose()?;
         let text = filter.text.as_ref().map(|text| text.to_lowercase());
         let (ids, more) = self.index.read(tenant, |index| -> Result<_, SignalError> {
-            let mut ids: Vec<([u8; 16], u64)> =
-                self.matching(tenant, index, filter, after, text.as_deref())?.take(limit + 1).map(|(id, summary)| (id, summary.last_seen_ms)).collect();
+            let mut ids: Vec<([u8; 16], u64)> = self
+                .matching(tenant, index, filter, after, text.as_deref())?
+                .take(limit + 1)
+                .map(|(id, summary)| (id, summary.last_seen_ms))
+                .collect();
             let more = ids.len() > limit;
             ids.truncate(limit);
             Ok((ids, more))

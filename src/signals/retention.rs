@@ -62,7 +62,13 @@ fn time_value(group: &[u8; 16], bytes: u32) -> Vec<u8> {
 
 impl Signals {
     /// Indexes a new occurrence by time and counts its bytes.
-    pub(super) fn note_occurrence(&self, tenant: &TenantId, group: &[u8; 16], occurrence: &[u8; 16], bytes: usize) -> Result<(), SignalError> {
+    pub(super) fn note_occurrence(
+        &self,
+        tenant: &TenantId,
+        group: &[u8; 16],
+        occurrence: &[u8; 16],
+        bytes: usize,
+    ) -> Result<(), SignalError> {
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         self.times.insert(keyed(tenant, &[occurrence]), time_value(group, bytes))?;
         self.usage.add(tenant, i64::from(bytes));
@@ -88,7 +94,8 @@ impl Signals {
                 let (key, value) = entry?;
                 // (tenant, group 16, occurrence 16)
                 let Some((tenant, rest)) = super::group::split_tenant(&key) else { continue };
-                let (Ok(group), Ok(occurrence)) = (<[u8; 16]>::try_from(&rest[..16.min(rest.len())]), <[u8; 16]>::try_from(&rest[16.min(rest.len())..]))
+                let (Ok(group), Ok(occurrence)) =
+                    (<[u8; 16]>::try_from(&rest[..16.min(rest.len())]), <[u8; 16]>::try_from(&rest[16.min(rest.len())..]))
                 else {
                     continue;
                 };

@@ -47,7 +47,14 @@ fn count(value: &[u8]) -> u64 {
 
 impl Signals {
     /// Adds `delta` occurrences at `at_ms` to the counters of `group` and of its rule.
-    pub(super) fn count_series(&self, tenant: &TenantId, group: &[u8; 16], rule_id: &str, at_ms: u64, delta: i64) -> Result<(), SignalError> {
+    pub(super) fn count_series(
+        &self,
+        tenant: &TenantId,
+        group: &[u8; 16],
+        rule_id: &str,
+        at_ms: u64,
+        delta: i64,
+    ) -> Result<(), SignalError> {
         for (resolution, width) in [(MINUTE, MINUTE_MS), (HOUR, HOUR_MS)] {
             let bucket = (at_ms - at_ms % width).to_be_bytes();
             add(&self.series, [group_prefix(tenant, group, resolution).as_slice(), &bucket].concat(), delta)?;
@@ -59,13 +66,7 @@ impl Signals {
     /// Visits the counters under `prefix` for `[from, to)`: minutes at the
     /// ragged ends, hours in between. `visit` gets the key's rest after the
     /// bucket (the rule id for tenant counters) and the count.
-    fn sum_range(
-        &self,
-        prefix: impl Fn(u8) -> Vec<u8>,
-        from: u64,
-        to: u64,
-        mut visit: impl FnMut(&[u8], u64),
-    ) -> Result<(), SignalError> {
+    fn sum_range(&self, prefix: impl Fn(u8) -> Vec<u8>, from: u64, to: u64, mut visit: impl FnMut(&[u8], u64)) -> Result<(), SignalError> {
         if from >= to {
             return Ok(());
         }
@@ -95,7 +96,14 @@ impl Signals {
     }
 
     /// A group's occurrences per bucket: `count` buckets of `width_ms` from `start_ms`.
-    pub fn group_series(&self, tenant: &TenantId, group: &str, start_ms: u64, width_ms: u64, count: usize) -> Result<Vec<u64>, SignalError> {
+    pub fn group_series(
+        &self,
+        tenant: &TenantId,
+        group: &str,
+        start_ms: u64,
+        width_ms: u64,
+        count: usize,
+    ) -> Result<Vec<u64>, SignalError> {
         let Some(group) = super::id_bytes(group) else { return Ok(vec![0; count]) };
         let group = &group;
         (0..count as u64)
@@ -155,7 +163,13 @@ impl Signals {
             let group: super::Signal = serde_json::from_slice(&value)?;
             if group.window.is_some() {
                 // Window groups keep no occurrence records: their count goes in at the last window.
-                self.count_series(&tenant, &id, &group.rule_id, group.last_seen_unix_ms.max(group.created_unix_ms), group.occurrences as i64)?;
+                self.count_series(
+                    &tenant,
+                    &id,
+                    &group.rule_id,
+                    group.last_seen_unix_ms.max(group.created_unix_ms),
+                    group.occurrences as i64,
+                )?;
                 counted += group.occurrences;
                 continue;
             }

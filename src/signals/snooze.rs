@@ -76,7 +76,8 @@ impl Signals {
             if let (Some(more), Some(count)) = (until.more_occurrences, until_occurrences) {
                 parts.push(format!("until {more} more occurrences (count {count})"));
             }
-            let note = if parts.is_empty() { "muted until the snooze is lifted".to_string() } else { format!("snoozed {}", parts.join(" or ")) };
+            let note =
+                if parts.is_empty() { "muted until the snooze is lifted".to_string() } else { format!("snoozed {}", parts.join(" or ")) };
             group.history.push(StatusChange {
                 kind: ChangeKind::Snoozed,
                 from: group.status,

@@ -1,8 +1,8 @@
 //! Unit tests of the signal store: dedup, witnesses, clearing races,
 //! grouping, regressions, migration and sampled snapshots.
 use super::*;
-use crate::model::rule::Severity;
 use crate::model::otlp;
+use crate::model::rule::Severity;
 
 fn trace(names: &[(&str, u8)]) -> Trace {
     let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
@@ -281,7 +281,8 @@ fn a_flood_keeps_snapshots_of_samples_only() {
     for trace in &traces[..20] {
         signals.record(&tenant, trace, &otlp(trace), &runs, false).unwrap();
     }
-    let kept = |upto: usize| -> Vec<usize> { (0..upto).filter(|&n| signals.snapshot(&tenant, &traces[n].trace_id).unwrap().is_some()).collect() };
+    let kept =
+        |upto: usize| -> Vec<usize> { (0..upto).filter(|&n| signals.snapshot(&tenant, &traces[n].trace_id).unwrap().is_some()).collect() };
     assert_eq!(kept(20), [0, 1, 2, 3, 4], "the first five, none of the flood after them");
     let group = signals.list(&tenant, &Filter { limit: 10, ..Filter::default() }).unwrap().0.remove(0);
     assert_eq!((group.occurrences, group.samples.len()), (20, group::MAX_SAMPLES));
@@ -292,11 +293,12 @@ fn a_flood_keeps_snapshots_of_samples_only() {
     assert_eq!(signals.occurrences(&tenant, &group.id, None, 100).unwrap().0.len(), 20, "every occurrence is kept");
     // A minute after the latest sample, the next occurrence is one: the oldest of the latest ones goes.
     let id = id_bytes(&group.id).unwrap();
-    signals.update(&tenant, &id, |group| {
-        group.sampled_unix_ms -= group::SAMPLE_EVERY_MS;
-        Ok(Some(()))
-    })
-    .unwrap();
+    signals
+        .update(&tenant, &id, |group| {
+            group.sampled_unix_ms -= group::SAMPLE_EVERY_MS;
+            Ok(Some(()))
+        })
+        .unwrap();
     signals.record(&tenant, &traces[20], &otlp(&traces[20]), &runs, false).unwrap();
     assert_eq!(kept(21), [0, 2, 3, 4, 20]);
     let group = signals.get(&tenant, &group.id).unwrap().unwrap();

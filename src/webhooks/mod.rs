@@ -442,7 +442,10 @@ impl Webhooks {
         let Ok(hooks) = self.list(tenant) else { return };
         let body: Arc<str> = serde_json::to_string(&serde_json::json!({"type": kind, "signal": signal})).unwrap_or_default().into();
         for hook in hooks.into_iter().filter(|hook| wants(hook, signal)) {
-            self.enqueue(Job { tenant: tenant.clone(), hook_id: hook.id, signal_id: signal.id.clone(), body: body.clone(), attempt: 1 }, true);
+            self.enqueue(
+                Job { tenant: tenant.clone(), hook_id: hook.id, signal_id: signal.id.clone(), body: body.clone(), attempt: 1 },
+                true,
+            );
         }
     }
 

@@ -122,7 +122,8 @@ mod tests {
         assert_eq!(again, vec![None, None, None, Some(4)]);
         // A snoozed group crosses silently.
         let mut snoozed = group("s_c");
-        snoozed.snooze = Some(crate::signals::Snooze { until: None, until_unix_ms: None, until_occurrences: None, by: "u".into(), at: String::new() });
+        snoozed.snooze =
+            Some(crate::signals::Snooze { until: None, until_unix_ms: None, until_occurrences: None, by: "u".into(), at: String::new() });
         assert!((0..10).all(|i| rates.occurred(&tenant, "w", rate, &snoozed, start + i).is_none()));
         rates.forget(&tenant, "w");
         assert!(rates.windows.lock().unwrap().is_empty());
