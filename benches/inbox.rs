@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const GROUPS: u32 = 10_000;
-const PER_GROUP: u32 = 100;
+/// Occurrences per group; `FLUO_BENCH_PER_GROUP` sets fewer for a quick run.
+fn per_group() -> u32 {
+    std::env::var("FLUO_BENCH_PER_GROUP").ok().and_then(|v| v.parse().ok()).unwrap_or(100)
+}
 const RULES: u32 = 20;
 const RUNS: usize = 200;
 
@@ -73,7 +76,7 @@ fn main() {
     // Round-robin over the groups, as a steady stream of violations would arrive.
     let started = Instant::now();
     let mut group_ids = vec![String::new(); GROUPS as usize];
-    for round in 0..PER_GROUP {
+    for round in 0..per_group() {
         for group in 0..GROUPS {
             let n = u128::from(round) * u128::from(GROUPS) + u128::from(group) + 1;
             trace.trace_id = n.to_be_bytes();
@@ -106,7 +109,7 @@ fn main() {
         }
     }
     signals.flush().unwrap();
-    let occurrences = u64::from(GROUPS) * u64::from(PER_GROUP);
+    let occurrences = u64::from(GROUPS) * u64::from(per_group());
     let bytes = dir_bytes(dir.path()) - empty;
     println!(
         "recorded {occurrences} occurrences in {GROUPS} groups in {:.1} s ({:.1} µs per occurrence, one thread)",

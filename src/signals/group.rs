@@ -4,26 +4,13 @@
 //! moves its last-seen time, becomes its latest sample when one is due, and
 //! reopens a resolved group as a regression (a group marked a false positive
 //! stays quiet). Every occurrence keeps its trace id and
-//! witness span ids in the `signal_occurrences` tree.
+//! witness span ids in the `signal_occurrences` tree ([`super::occurrence`]).
 
-use super::{ChangeKind, Signal, SignalError, Signals, Status, StatusChange, id_bytes, keyed, new_id};
+use super::occurrence::{self, Occurrence};
+use super::{ChangeKind, Signal, SignalError, Signals, Status, StatusChange, id_bytes, keyed};
 use crate::model::tenant::TenantId;
-use crate::model::time::rfc3339;
 use crate::model::trace::Trace;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-/// One violation of a group, as kept until retention removes it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct Occurrence {
-    pub id: String,
-    pub trace_id: String,
-    pub span_ids: Vec<String>,
-    pub rule_version: u32,
-    pub message: String,
-    pub at: String,
-    pub at_unix_ms: u64,
-}
 
 /// What recording one occurrence did to its group.
 pub(super) enum Outcome {
@@ -219,8 +206,8 @@ impl Signals {
         let mut at_ms = None;
         if let Some(occurrence_id) = occurrence_id {
             let Some(removed) = self.occurrences.remove(keyed(tenant, &[group_id, occurrence_id]))? else { return Ok(None) };
-            self.forget_occurrence(tenant, occurrence_id)?;
-            at_ms = serde_json::from_slice::<Occurrence>(&removed).ok().map(|occurrence| occurrence.at_unix_ms);
+            self.usage.add(tenant, -(removed.len() as i64));
+            at_ms = Some(u64::from_be_bytes(occurrence_id[..8].try_into().expect("8 bytes")));
         }
         let Some(group) = self.get_by_id(tenant, group_id)? else { return Ok(None) };
         let counter = self.bump(tenant, group_id, -1, None)?;
@@ -253,13 +240,15 @@ impl Signals {
         let Some(group_id) = id_bytes(group) else { return Ok((Vec::new(), None)) };
         let start = keyed(tenant, &[&group_id]);
         let end = match cursor {
-            Some(cursor) => keyed(tenant, &[&group_id, &occurrence_bytes(cursor).ok_or(SignalError::Cursor)?]),
+            Some(cursor) => keyed(tenant, &[&group_id, &occurrence::id_bytes(cursor).ok_or(SignalError::Cursor)?]),
             None => keyed(tenant, &[&group_id, &[0xff; 17]]),
         };
         let limit = limit.clamp(1, 500);
         let mut items = Vec::with_capacity(limit + 1);
         for entry in self.occurrences.range(start..end).rev().take(limit + 1) {
-            items.push(serde_json::from_slice::<Occurrence>(&entry?.1)?);
+            let (key, record) = entry?;
+            let id: [u8; 16] = key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?;
+            items.push(occurrence::decode(&id, &record)?);
         }
         let more = items.len() > limit;
         items.truncate(limit);
@@ -296,17 +285,10 @@ impl Signals {
                 signal.samples = vec![signal.trace_id.clone()];
             }
             if signal.window.is_none() {
-                let occurrence = occurrence(
-                    format!("o_{}", hex::encode(id)),
-                    &signal.trace_id,
-                    &signal.span_ids,
-                    signal.rule_version,
-                    &signal.message,
-                    signal.created_unix_ms,
-                );
-                self.occurrences.insert(keyed(&tenant, &[&id, &id]), serde_json::to_vec(&occurrence)?)?;
                 let mut trace_id = [0u8; 16];
                 if hex::decode_to_slice(&signal.trace_id, &mut trace_id).is_ok() {
+                    let record = occurrence::encode(&trace_id, &signal.span_ids, signal.rule_version, &signal.message);
+                    self.occurrences.insert(keyed(&tenant, &[&id, &id]), record)?;
                     let dedup = super::dedup_key(&signal.rule_id, &signal.trace_id, &signal.message, &signal.span_ids);
                     self.by_trace.insert(keyed(&tenant, &[&trace_id, &id]), [dedup.as_slice(), &id].concat())?;
                 }
@@ -332,29 +314,4 @@ pub(super) fn split_tenant(key: &[u8]) -> Option<(TenantId, &[u8])> {
     let length = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
     let tenant = std::str::from_utf8(key.get(4..4 + length)?).ok()?;
     Some((TenantId::trusted(tenant), key.get(4 + length..)?))
-}
-
-/// A new occurrence id: time-ordered like signal ids.
-pub(super) fn new_occurrence_id(now: u64) -> ([u8; 16], String) {
-    let id = new_id(now);
-    (id, format!("o_{}", hex::encode(id)))
-}
-
-fn occurrence_bytes(id: &str) -> Option<[u8; 16]> {
-    let mut bytes = [0u8; 16];
-    hex::decode_to_slice(id.strip_prefix("o_")?, &mut bytes).ok()?;
-    Some(bytes)
-}
-
-/// The occurrence record for a violation at `now`.
-pub(super) fn occurrence(id: String, trace_id: &str, span_ids: &[String], rule_version: u32, message: &str, now: u64) -> Occurrence {
-    Occurrence {
-        id,
-        trace_id: trace_id.into(),
-        span_ids: span_ids.to_vec(),
-        rule_version,
-        message: message.into(),
-        at: rfc3339(now),
-        at_unix_ms: now,
-    }
 }

@@ -247,17 +247,33 @@ fn series_are_built_once_for_a_directory_from_before_them() {
         signals.update(&tenant, &id, |group| Ok(Some(assert_eq!(group.occurrences, 5)))).unwrap();
         signals.series.clear().unwrap();
         signals.counters.clear().unwrap();
-        signals.times.clear().unwrap();
         signals.meta.clear().unwrap();
+        // Its occurrence records were JSON, and it had trees this layout drops.
+        for entry in signals.occurrences.iter() {
+            let (key, record) = entry.unwrap();
+            let occurrence = super::occurrence::decode(&key[key.len() - 16..].try_into().unwrap(), &record).unwrap();
+            signals.occurrences.insert(key, serde_json::to_vec(&occurrence).unwrap()).unwrap();
+        }
+        for old in ["signal_dedup", "signal_occurrence_times"] {
+            signals.store.db.open_tree(old).unwrap().insert(b"k", b"v").unwrap();
+        }
         signals.flush().unwrap();
     }
     let signals = open(dir.path());
+    let trees = signals.store.db.tree_names();
+    assert!(!trees.iter().any(|tree| tree.as_ref() == b"signal_dedup" || tree.as_ref() == b"signal_occurrence_times"));
+    let id = all(&signals, &tenant, Filter::default())[0].id.clone();
+    let (kept, _) = signals.occurrences(&tenant, &id, None, 50).unwrap();
+    assert_eq!(kept.len(), 5, "JSON records still read");
+    assert_eq!(kept[0].trace_id, format!("{:032x}", 5));
+    // The same violation of a trace seen before is a duplicate (its dedup key is in the per-trace entry).
+    assert_eq!(occur(&signals, &tenant, 5, "r", "a", None).duplicates, 1);
     let now = now_ms();
     assert_eq!(signals.rule_totals(&tenant, now - 3_600_000, now + 1).unwrap().get("r"), Some(&5));
     assert_eq!(signals.build_series().unwrap(), None);
     let groups = all(&signals, &tenant, Filter::default());
     assert_eq!((groups.len(), groups[0].occurrences), (1, 5), "the counter is built from the record");
-    assert!(signals.usage_bytes(&tenant) > 0, "the time index is built from the occurrences");
+    assert!(signals.usage_bytes(&tenant) > 0, "usage is counted from the occurrences");
     assert_eq!(occur(&signals, &tenant, 6, "r", "a", None).counted[0].occurrences, 6);
 }
 

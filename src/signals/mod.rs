@@ -1,14 +1,16 @@
 //! Signals: the persisted record of a rule violation, and the trace snapshots
-//! they point at. Owns the sled trees `signals`, `signal_dedup`,
-//! `signal_by_trace`, `signal_traces`, `signal_groups`, `signal_occurrences`
-//! and `signal_meta` (and, through [`series`], `signal_series`).
+//! they point at. Owns the sled trees `signals`, `signal_by_trace`,
+//! `signal_traces`, `signal_groups` and `signal_meta` (and, through its
+//! modules, `signal_occurrences`, `signal_counters` and `signal_series`).
 //!
 //! A signal is a group of violations ([`group`]): one fingerprint, exact
 //! occurrence counts, occurrence records, sampled trace snapshots. Ids are
 //! time-ordered (milliseconds, then a sequence). A violation's dedup key is
 //! (rule id, trace id, message, witness span ids): evaluating an amended trace
 //! again stores nothing twice, and an occurrence the amended trace no longer
-//! shows is withdrawn. Every write of an existing group goes through
+//! shows is withdrawn. The trace's entries in `signal_by_trace` list the
+//! dedup keys it produced, so a violation recorded before is found by one
+//! prefix scan of the trace's entries. Every write of an existing group goes through
 //! [`Signals::update`] (compare-and-swap, then the inbox index). It decides
 //! nothing about rules or traces.
 //!
@@ -19,6 +21,7 @@
 mod counters;
 mod group;
 mod index;
+mod occurrence;
 mod query;
 mod retention;
 pub mod series;
@@ -26,7 +29,8 @@ mod snooze;
 mod status;
 mod types;
 
-pub use group::{Occurrence, fingerprint};
+pub use group::fingerprint;
+pub use occurrence::Occurrence;
 pub use retention::{Retention, Swept};
 pub use snooze::{MAX_SNOOZE_MS, Until};
 
@@ -82,6 +86,8 @@ pub enum SignalError {
     Store(#[from] sled::Error),
     #[error("corrupt record: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("corrupt record: {0}")]
+    Record(String),
 }
 
 pub struct Signals {
@@ -89,12 +95,11 @@ pub struct Signals {
     signals: sled::Tree,
     /// (tenant, fingerprint) → group id.
     groups: sled::Tree,
-    /// (tenant, group id, occurrence id) → [`Occurrence`].
+    /// (tenant, group id, occurrence id) → [`Occurrence`] ([`occurrence`]'s binary record).
     occurrences: sled::Tree,
     /// Held while a group is looked up and created.
     creating: std::sync::Mutex<()>,
-    /// (tenant, dedup key) → group id, occurrence id.
-    dedup: sled::Tree,
+    /// (tenant, trace id, group id) → (dedup key 32, occurrence id 16) per occurrence.
     by_trace: sled::Tree,
     snapshots: sled::Tree,
     /// Occurrences per minute and hour ([`series`]).
@@ -103,8 +108,6 @@ pub struct Signals {
     meta: sled::Tree,
     /// (tenant, group id) → occurrences, last seen, sequence ([`counters`]).
     counters: sled::Tree,
-    /// (tenant, occurrence id) → group id, bytes ([`retention`]).
-    times: sled::Tree,
     usage: retention::Usage,
     /// The inbox's filters and order, in memory ([`index`]).
     index: index::Index,
@@ -157,6 +160,10 @@ fn witnesses_of(trace: &Trace, span_ids: &[String], budget: &mut usize) -> Vec<W
     witnesses
 }
 
+fn store_has_tree(store: &Store, name: &str) -> bool {
+    store.db.tree_names().iter().any(|tree| tree.as_ref() == name.as_bytes())
+}
+
 fn dedup_key(rule_id: &str, trace_id: &str, message: &str, span_ids: &[String]) -> [u8; 32] {
     let mut spans = span_ids.to_vec();
     spans.sort();
@@ -179,17 +186,22 @@ impl Signals {
             groups: store.db.open_tree("signal_groups")?,
             occurrences: store.db.open_tree("signal_occurrences")?,
             creating: std::sync::Mutex::new(()),
-            dedup: store.db.open_tree("signal_dedup")?,
             by_trace: store.db.open_tree("signal_by_trace")?,
             snapshots: store.db.open_tree("signal_traces")?,
             series: store.db.open_tree("signal_series")?,
             meta: store.db.open_tree("signal_meta")?,
             counters: store.db.open_tree("signal_counters")?,
-            times: store.db.open_tree("signal_occurrence_times")?,
             usage: retention::Usage::default(),
             index: index::Index::default(),
             store,
         };
+        // Trees of earlier layouts: the dedup keys are in `signal_by_trace`,
+        // and retention walks each group's occurrences in time order.
+        for old in ["signal_dedup", "signal_occurrence_times"] {
+            if store_has_tree(&signals.store, old) && signals.store.db.drop_tree(old)? {
+                tracing::info!(tree = old, "tree of an earlier layout dropped");
+            }
+        }
         let migrated = signals.migrate()?;
         if migrated > 0 {
             signals.flush()?;
@@ -291,8 +303,7 @@ impl Signals {
             for violation in violations {
                 let dedup = dedup_key(&rule.id, &trace_id, &violation.message, &violation.span_ids);
                 current_keys.push(dedup);
-                let dedup_entry = keyed(tenant, &[&dedup]);
-                if self.dedup.get(&dedup_entry)?.is_some() {
+                if self.recorded_before(tenant, &trace.trace_id, &trace_id, &dedup)? {
                     recorded.duplicates += 1;
                     continue;
                 }
@@ -301,8 +312,8 @@ impl Signals {
                     Some(key) => group::keyed_fingerprint(&rule.id, key),
                     None => group::fingerprint(&rule.id, trace, &violation.span_ids),
                 };
-                let (occurrence_id, occurrence_name) = group::new_occurrence_id(now);
-                let occurrence = group::occurrence(occurrence_name, &trace_id, &violation.span_ids, rule.version, &violation.message, now);
+                let occurrence_id = new_id(now);
+                let occurrence = Occurrence::new(&occurrence_id, &trace_id, &violation.span_ids, rule.version, &violation.message, now);
                 let new = Signal {
                     trace_id: trace_id.clone(),
                     span_ids: violation.span_ids.clone(),
@@ -317,10 +328,9 @@ impl Signals {
                 if let Some(evicted) = evicted {
                     self.drop_snapshot_unless_sampled(tenant, &evicted)?;
                 }
-                let record = serde_json::to_vec(&occurrence)?;
-                self.note_occurrence(tenant, &group_id, &occurrence_id, record.len())?;
+                let record = occurrence::encode(&trace.trace_id, &violation.span_ids, rule.version, &violation.message);
+                self.usage.add(tenant, record.len() as i64);
                 self.occurrences.insert(keyed(tenant, &[&group_id, &occurrence_id]), record)?;
-                self.dedup.insert(dedup_entry, &group_id)?;
                 // The trace's entry for the group lists (dedup key, occurrence id) per occurrence.
                 let entry: Vec<u8> = [dedup.as_slice(), &occurrence_id].concat();
                 self.by_trace.fetch_and_update(keyed(tenant, &[&trace.trace_id, &group_id]), |old| {
@@ -360,7 +370,6 @@ impl Signals {
                         kept.extend(occurrence_id.map(|id| [dedup.as_slice(), &id].concat()).unwrap_or_default());
                         continue;
                     }
-                    self.dedup.remove(keyed(tenant, &[&dedup]))?;
                     recorded.cleared.extend(self.withdraw(tenant, &group_id, occurrence_id.as_ref())?);
                 }
                 if !value.is_empty() && kept.len() != value.len() {
@@ -377,6 +386,27 @@ impl Signals {
             self.usage.add(tenant, otlp.len() as i64 - replaced as i64);
         }
         Ok(recorded)
+    }
+
+    /// Whether the trace `trace_id` (`trace_hex`) produced the violation
+    /// `dedup` before: one of its per-trace entries lists it.
+    fn recorded_before(&self, tenant: &TenantId, trace_id: &[u8; 16], trace_hex: &str, dedup: &[u8; 32]) -> Result<bool, SignalError> {
+        for entry in self.by_trace.scan_prefix(keyed(tenant, &[trace_id])) {
+            let (key, value) = entry?;
+            if value.chunks_exact(48).any(|chunk| chunk[..32] == dedup[..]) {
+                return Ok(true);
+            }
+            if value.is_empty() {
+                // A signal from before grouping lists nothing: its one violation is the signal's own.
+                let group_id: [u8; 16] = key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?;
+                if let Some(group) = self.get_by_id(tenant, &group_id)?
+                    && dedup_key(&group.rule_id, trace_hex, &group.message, &group.span_ids) == *dedup
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Deletes the snapshot of `trace_id` unless a group still lists it as a

@@ -1,16 +1,15 @@
 //! Retention of occurrences and trace snapshots: by age (`--signal-retention`)
-//! and by a per-tenant byte budget (`--signal-retention-bytes`, the bytes of
+//! and by a per-tenant byte budget (`--signal-retention-mib`, the bytes of
 //! the tenant's occurrence records and snapshots). Groups stay, with their
-//! counts, series and history; what goes is the oldest occurrences (record,
-//! time index, dedup and per-trace entries) and the snapshots of samples whose
-//! occurrence went. Owns the sled tree `signal_occurrence_times` ((tenant,
-//! occurrence id) → group id and the occurrence's bytes), which orders a
-//! tenant's occurrences by time across its groups, and the per-tenant byte
-//! usage kept in memory (counted once at start).
+//! counts, series and history; what goes is the oldest occurrences (record
+//! and per-trace entry with its dedup key) and the snapshots of samples whose
+//! occurrence went. Owns the per-tenant byte usage kept in memory (counted
+//! once at start).
 
 use super::{SignalError, Signals, keyed};
 use crate::model::tenant::TenantId;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 /// What retention keeps.
 #[derive(Clone, Copy, Debug)]
@@ -55,64 +54,21 @@ impl Usage {
     }
 }
 
-/// The time index's value: the group id, then the occurrence record's bytes.
-fn time_value(group: &[u8; 16], bytes: u32) -> Vec<u8> {
-    [group.as_slice(), &bytes.to_be_bytes()].concat()
+/// A tenant's occurrence key: (tenant, group id, occurrence id).
+fn parts(key: &[u8]) -> Option<([u8; 16], [u8; 16])> {
+    let rest = key.get(key.len().checked_sub(32)?..)?;
+    Some((rest[..16].try_into().ok()?, rest[16..].try_into().ok()?))
 }
 
 impl Signals {
-    /// Indexes a new occurrence by time and counts its bytes.
-    pub(super) fn note_occurrence(
-        &self,
-        tenant: &TenantId,
-        group: &[u8; 16],
-        occurrence: &[u8; 16],
-        bytes: usize,
-    ) -> Result<(), SignalError> {
-        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
-        self.times.insert(keyed(tenant, &[occurrence]), time_value(group, bytes))?;
-        self.usage.add(tenant, i64::from(bytes));
-        Ok(())
-    }
-
-    /// Forgets a withdrawn occurrence's time entry and bytes.
-    pub(super) fn forget_occurrence(&self, tenant: &TenantId, occurrence: &[u8; 16]) -> Result<(), SignalError> {
-        if let Some(value) = self.times.remove(keyed(tenant, &[occurrence]))? {
-            let bytes = value.get(16..20).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
-            self.usage.add(tenant, -i64::from(bytes));
-        }
-        Ok(())
-    }
-
-    /// Counts every tenant's bytes (at start), and indexes by time the
-    /// occurrences of a directory from before the time index.
+    /// Counts every tenant's bytes of occurrence records and snapshots (at start).
     pub(super) fn count_usage(&self) -> Result<(), SignalError> {
-        let indexed = self.meta.contains_key(b"times_built")?;
-        if !indexed {
-            self.times.clear()?;
-            for entry in self.occurrences.iter() {
+        for tree in [&self.occurrences, &self.snapshots] {
+            for entry in tree.iter() {
                 let (key, value) = entry?;
-                // (tenant, group 16, occurrence 16)
-                let Some((tenant, rest)) = super::group::split_tenant(&key) else { continue };
-                let (Ok(group), Ok(occurrence)) =
-                    (<[u8; 16]>::try_from(&rest[..16.min(rest.len())]), <[u8; 16]>::try_from(&rest[16.min(rest.len())..]))
-                else {
-                    continue;
-                };
-                self.times.insert(keyed(&tenant, &[&occurrence]), time_value(&group, value.len() as u32))?;
+                let Some((tenant, _)) = super::group::split_tenant(&key) else { continue };
+                self.usage.add(&tenant, value.len() as i64);
             }
-            self.meta.insert(b"times_built", &[])?;
-        }
-        for entry in self.times.iter() {
-            let (key, value) = entry?;
-            let Some((tenant, _)) = super::group::split_tenant(&key) else { continue };
-            let bytes = value.get(16..20).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
-            self.usage.add(&tenant, i64::from(bytes));
-        }
-        for entry in self.snapshots.iter() {
-            let (key, value) = entry?;
-            let Some((tenant, _)) = super::group::split_tenant(&key) else { continue };
-            self.usage.add(&tenant, value.len() as i64);
         }
         Ok(())
     }
@@ -125,6 +81,11 @@ impl Signals {
     /// Removes, for every tenant, the occurrences older than the retention
     /// age and then the oldest ones while the tenant is over its budget, with
     /// the snapshots of samples that went; minute counters past their time.
+    ///
+    /// A group's occurrences are in time order under its key, so the sweep
+    /// visits each group once (one seek): it removes the group's expired
+    /// head, then keeps the group's oldest remaining occurrence in a heap;
+    /// over budget, the heap gives the tenant's oldest occurrence next.
     pub fn sweep(&self, retention: Retention, now: u64) -> Result<Swept, SignalError> {
         let mut swept = Swept::default();
         let cutoff = now.saturating_sub(retention.max_age_ms);
@@ -137,27 +98,36 @@ impl Signals {
             }
         }
         for tenant in tenants {
-            let prefix = keyed(&tenant, &[]);
-            let mut expired = Vec::new();
-            // By age: occurrence ids begin with their millisecond.
-            for entry in self.times.range(prefix.clone()..keyed(&tenant, &[&cutoff.to_be_bytes()])) {
-                expired.push(entry?);
-            }
-            for (key, value) in expired {
-                self.expire(&tenant, &key, &value, &mut swept)?;
+            let mut oldest = BinaryHeap::new();
+            let mut from = keyed(&tenant, &[]);
+            loop {
+                let Some(entry) = self.occurrences.range(from.as_slice()..).next() else { break };
+                let (key, _) = entry?;
+                let Some((group, _)) = key.starts_with(&keyed(&tenant, &[])).then(|| parts(&key)).flatten() else { break };
+                let group_start = keyed(&tenant, &[&group]);
+                // By age: occurrence ids begin with their millisecond.
+                let expired: Vec<_> = self
+                    .occurrences
+                    .range(group_start.as_slice()..keyed(&tenant, &[&group, &cutoff.to_be_bytes()]).as_slice())
+                    .collect::<Result<_, _>>()?;
+                for (key, record) in expired {
+                    self.expire(&tenant, &key, &record, &mut swept)?;
+                }
+                from = keyed(&tenant, &[&group, &[0xff; 17]]);
+                if let Some(head) = self.occurrences.range(group_start.as_slice()..from.as_slice()).keys().next() {
+                    oldest.push(Reverse(head?));
+                }
             }
             // By bytes: the oldest first.
             while self.usage.of(&tenant) > retention.max_bytes {
-                let batch: Vec<_> = self.times.scan_prefix(&prefix).take(256).collect::<Result<_, _>>()?;
-                if batch.is_empty() {
-                    // Only snapshots are left; they go with their occurrences.
-                    break;
+                let Some(Reverse(key)) = oldest.pop() else { break };
+                let Some((group, _)) = parts(&key) else { continue };
+                if let Some(record) = self.occurrences.get(&key)? {
+                    self.expire(&tenant, &key, &record, &mut swept)?;
                 }
-                for (key, value) in batch {
-                    self.expire(&tenant, &key, &value, &mut swept)?;
-                    if self.usage.of(&tenant) <= retention.max_bytes {
-                        break;
-                    }
+                let group_end = keyed(&tenant, &[&group, &[0xff; 17]]);
+                if let Some(next) = self.occurrences.range(key.as_ref()..group_end.as_slice()).keys().next() {
+                    oldest.push(Reverse(next?));
                 }
             }
             let groups: Vec<[u8; 16]> = self.index.read(&tenant, |index| index.groups.keys().copied().collect());
@@ -169,42 +139,33 @@ impl Signals {
         Ok(swept)
     }
 
-    /// Removes one occurrence (given by its time-index entry) and what points at it.
-    fn expire(&self, tenant: &TenantId, key: &[u8], value: &[u8], swept: &mut Swept) -> Result<(), SignalError> {
-        let occurrence_id: [u8; 16] = key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?;
-        let group_id: [u8; 16] = value.get(..16).and_then(|b| b.try_into().ok()).ok_or(SignalError::Cursor)?;
-        self.forget_occurrence(tenant, &occurrence_id)?;
-        let Some(record) = self.occurrences.remove(keyed(tenant, &[&group_id, &occurrence_id]))? else { return Ok(()) };
-        swept.occurrences += 1;
-        let occurrence: super::Occurrence = serde_json::from_slice(&record)?;
-        let mut trace_id = [0u8; 16];
-        if hex::decode_to_slice(&occurrence.trace_id, &mut trace_id).is_err() {
+    /// Removes one occurrence (its key and record) and what points at it.
+    fn expire(&self, tenant: &TenantId, key: &[u8], record: &[u8], swept: &mut Swept) -> Result<(), SignalError> {
+        let (group_id, occurrence_id) = parts(key).ok_or(SignalError::Cursor)?;
+        if self.occurrences.remove(key)?.is_none() {
             return Ok(());
         }
+        self.usage.add(tenant, -(record.len() as i64));
+        swept.occurrences += 1;
+        let trace_id = super::occurrence::trace_of(&occurrence_id, record)?;
         // The trace's entry for the group loses this occurrence (and its dedup key).
         let by_trace_key = keyed(tenant, &[&trace_id, &group_id]);
         if let Some(listed) = self.by_trace.get(&by_trace_key)? {
-            let mut kept = Vec::with_capacity(listed.len());
-            for chunk in listed.chunks_exact(48) {
-                if chunk[32..] == occurrence_id {
-                    self.dedup.remove(keyed(tenant, &[&chunk[..32]]))?;
-                } else {
-                    kept.extend_from_slice(chunk);
-                }
-            }
+            let kept: Vec<u8> = listed.chunks_exact(48).filter(|chunk| chunk[32..] != occurrence_id).flatten().copied().collect();
             if kept.is_empty() {
                 self.by_trace.remove(&by_trace_key)?;
-            } else {
+            } else if kept.len() != listed.len() {
                 self.by_trace.insert(&by_trace_key, kept)?;
             }
         }
         // A sample whose occurrence went is no longer a sample; its snapshot goes unless another group shows it.
+        let trace_hex = hex::encode(trace_id);
         let unsampled = self.update(tenant, &group_id, |group| {
             let before = group.samples.len();
-            group.samples.retain(|sample| sample != &occurrence.trace_id);
+            group.samples.retain(|sample| sample != &trace_hex);
             Ok((group.samples.len() != before).then_some(()))
         })?;
-        if unsampled.is_some() && self.drop_snapshot_unless_sampled(tenant, &occurrence.trace_id)? {
+        if unsampled.is_some() && self.drop_snapshot_unless_sampled(tenant, &trace_hex)? {
             swept.snapshots += 1;
         }
         Ok(())

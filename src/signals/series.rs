@@ -173,9 +173,11 @@ impl Signals {
                 counted += group.occurrences;
                 continue;
             }
-            for occurrence in self.occurrences.scan_prefix(keyed(&tenant, &[&id])).values() {
-                let occurrence: super::Occurrence = serde_json::from_slice(&occurrence?)?;
-                self.count_series(&tenant, &id, &group.rule_id, occurrence.at_unix_ms, 1)?;
+            for key in self.occurrences.scan_prefix(keyed(&tenant, &[&id])).keys() {
+                // An occurrence id begins with its millisecond.
+                let key = key?;
+                let at_ms = key.get(key.len() - 16..key.len() - 8).and_then(|ms| ms.try_into().ok()).map_or(0, u64::from_be_bytes);
+                self.count_series(&tenant, &id, &group.rule_id, at_ms, 1)?;
                 counted += 1;
             }
         }
