@@ -205,8 +205,9 @@ impl Signals {
     ) -> Result<Option<Signal>, SignalError> {
         let mut at_ms = None;
         if let Some(occurrence_id) = occurrence_id {
-            let Some(removed) = self.occurrences.remove(keyed(tenant, &[group_id, occurrence_id]))? else { return Ok(None) };
-            self.usage.add(tenant, -(removed.len() as i64));
+            let key = keyed(tenant, &[group_id, occurrence_id]);
+            let Some(removed) = self.occurrences.remove(&key)? else { return Ok(None) };
+            self.usage.add(tenant, -super::retention::stored_bytes(&key, &removed));
             at_ms = Some(u64::from_be_bytes(occurrence_id[..8].try_into().expect("8 bytes")));
         }
         let Some(group) = self.get_by_id(tenant, group_id)? else { return Ok(None) };

@@ -329,8 +329,9 @@ impl Signals {
                     self.drop_snapshot_unless_sampled(tenant, &evicted)?;
                 }
                 let record = occurrence::encode(&trace.trace_id, &violation.span_ids, rule.version, &violation.message);
-                self.usage.add(tenant, record.len() as i64);
-                self.occurrences.insert(keyed(tenant, &[&group_id, &occurrence_id]), record)?;
+                let key = keyed(tenant, &[&group_id, &occurrence_id]);
+                self.usage.add(tenant, retention::stored_bytes(&key, &record));
+                self.occurrences.insert(key, record)?;
                 // The trace's entry for the group lists (dedup key, occurrence id) per occurrence.
                 let entry: Vec<u8> = [dedup.as_slice(), &occurrence_id].concat();
                 self.by_trace.fetch_and_update(keyed(tenant, &[&trace.trace_id, &group_id]), |old| {

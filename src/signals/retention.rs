@@ -1,6 +1,7 @@
 //! Retention of occurrences and trace snapshots: by age (`--signal-retention`)
 //! and by a per-tenant byte budget (`--signal-retention-mib`, the bytes of
-//! the tenant's occurrence records and snapshots). Groups stay, with their
+//! the tenant's occurrences with their keys and per-trace entries, and of its
+//! snapshots). Groups stay, with their
 //! counts, series and history; what goes is the oldest occurrences (record
 //! and per-trace entry with its dedup key) and the snapshots of samples whose
 //! occurrence went. Owns the per-tenant byte usage kept in memory (counted
@@ -54,6 +55,14 @@ impl Usage {
     }
 }
 
+/// What one occurrence stores, as the budget counts it: its key and record,
+/// and its part of the trace's per-trace entry (a key of the same length and
+/// 48 bytes of dedup key and occurrence id). Sled's own overhead is not
+/// counted; docs/operations.md gives the measured ratio of disk to this.
+pub(super) fn stored_bytes(key: &[u8], record: &[u8]) -> i64 {
+    (2 * key.len() + record.len() + 48) as i64
+}
+
 /// A tenant's occurrence key: (tenant, group id, occurrence id).
 fn parts(key: &[u8]) -> Option<([u8; 16], [u8; 16])> {
     let rest = key.get(key.len().checked_sub(32)?..)?;
@@ -63,12 +72,15 @@ fn parts(key: &[u8]) -> Option<([u8; 16], [u8; 16])> {
 impl Signals {
     /// Counts every tenant's bytes of occurrence records and snapshots (at start).
     pub(super) fn count_usage(&self) -> Result<(), SignalError> {
-        for tree in [&self.occurrences, &self.snapshots] {
-            for entry in tree.iter() {
-                let (key, value) = entry?;
-                let Some((tenant, _)) = super::group::split_tenant(&key) else { continue };
-                self.usage.add(&tenant, value.len() as i64);
-            }
+        for entry in self.occurrences.iter() {
+            let (key, record) = entry?;
+            let Some((tenant, _)) = super::group::split_tenant(&key) else { continue };
+            self.usage.add(&tenant, stored_bytes(&key, &record));
+        }
+        for entry in self.snapshots.iter() {
+            let (key, value) = entry?;
+            let Some((tenant, _)) = super::group::split_tenant(&key) else { continue };
+            self.usage.add(&tenant, value.len() as i64);
         }
         Ok(())
     }
@@ -145,7 +157,7 @@ impl Signals {
         if self.occurrences.remove(key)?.is_none() {
             return Ok(());
         }
-        self.usage.add(tenant, -(record.len() as i64));
+        self.usage.add(tenant, -stored_bytes(key, record));
         swept.occurrences += 1;
         let trace_id = super::occurrence::trace_of(&occurrence_id, record)?;
         // The trace's entry for the group loses this occurrence (and its dedup key).

@@ -76,6 +76,8 @@ export interface Signal {
   /** The group: how many violations it holds, when the latest was, which rule versions fired. */
   fingerprint?: string; occurrences?: number; last_seen_at?: string; last_seen_unix_ms?: number;
   versions?: number[]; regressions?: number; samples?: string[];
+  /** Samples an investigator pinned: their snapshots stay until unpinned (at most ten). */
+  pinned?: string[];
   assignee?: string | null; snooze?: Snooze | null; group_key?: string | null;
 }
 export interface SignalPage { items: Signal[]; next_cursor?: string | null; sparklines?: Record<string, number[]> }

@@ -431,6 +431,20 @@ async function main() {
       await shot(page, 'signal-occurrences');
     });
 
+    await step('group page: pin the first sample (its trace outlives sampling), then unpin it', async () => {
+      const sample = page.getByLabel('Sample', { exact: true });
+      const first = await sample.locator('option', { hasText: /^first · / }).getAttribute('value');
+      await sample.selectOption(first);
+      await page.getByRole('button', { name: 'Pin', exact: true }).click();
+      await sample.locator('option', { hasText: /^first · pinned · / }).waitFor({ state: 'attached' });
+      const signalPath = `/signals/${new URL(signalUrl).pathname.split('/').pop()}`;
+      assert.deepEqual((await apiAs(page, 'GET', signalPath)).body.pinned, [first]);
+      await page.getByRole('table', { name: 'Occurrences' }).getByText('pinned', { exact: true }).first().waitFor();
+      await page.getByRole('button', { name: 'Unpin', exact: true }).click();
+      await page.getByRole('button', { name: 'Pin', exact: true }).waitFor();
+      assert.equal((await apiAs(page, 'GET', signalPath)).body.pinned, undefined, 'no pins left');
+    });
+
     await step('group page: compare two occurrences\' traces side by side', async () => {
       const occ = page.getByRole('table', { name: 'Occurrences' });
       await occ.getByRole('checkbox').first().check();

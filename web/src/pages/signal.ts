@@ -38,10 +38,11 @@ export function signalPage(ctx: Ctx): () => void {
   const traceHost = h('div', null, loading('Loading the trace…'));
   const ruleHost = h('div', { class: 'rule-cond' }, loading('Loading the rule…'));
   const sampleSelect = h('select', { id: 'sample-trace' });
+  const pinButton = h('button', { type: 'button', class: 'btn btn-small btn-ghost', id: 'pin-sample' }, 'Pin') as HTMLButtonElement;
   const traceCard = h(
     'section',
     { class: 'card trace-card', 'aria-labelledby': 'trace-title' },
-    h('div', { class: 'section-head' }, h('h2', { id: 'trace-title', class: 'h3' }, 'Sample trace'), h('div', { class: 'field field-inline' }, h('label', { for: 'sample-trace' }, 'Sample'), sampleSelect)),
+    h('div', { class: 'section-head' }, h('h2', { id: 'trace-title', class: 'h3' }, 'Sample trace'), h('div', { class: 'field field-inline' }, h('label', { for: 'sample-trace' }, 'Sample'), sampleSelect, pinButton)),
     h('div', { class: 'trace-with-rule' }, traceHost, ruleHost),
   );
   const occCard = h('section', { class: 'card', 'aria-labelledby': 'occ-title' });
@@ -285,6 +286,7 @@ export function signalPage(ctx: Ctx): () => void {
     renderAssign();
     renderSnooze();
     renderHistory();
+    renderSamples();
   }
 
   // ---- the occurrence chart ----
@@ -329,7 +331,7 @@ export function signalPage(ctx: Ctx): () => void {
         { class: 'occ-row' },
         h('td', { class: 'cb', 'data-label': 'Compare' }, cb),
         h('td', { 'data-label': 'When', class: 'small' }, h('time', { datetime: o.at, title: fmtDate(o.at) }, fmtDate(o.at))),
-        h('td', { 'data-label': 'Trace', class: 'mono small' }, h('span', { title: o.trace_id }, shortId(o.trace_id, 16)), sig?.samples?.includes(o.trace_id) ? h('span', { class: 'badge badge-gap', title: 'Its trace snapshot is kept' }, 'sample') : null),
+        h('td', { 'data-label': 'Trace', class: 'mono small' }, h('span', { title: o.trace_id }, shortId(o.trace_id, 16)), sig?.pinned?.includes(o.trace_id) ? h('span', { class: 'badge badge-gap', title: 'Pinned: its trace snapshot is kept until unpinned' }, 'pinned') : sig?.samples?.includes(o.trace_id) ? h('span', { class: 'badge badge-gap', title: 'Its trace snapshot is kept' }, 'sample') : null),
         h('td', { 'data-label': 'Version', class: 'small' }, `v${o.rule_version}`),
         h('td', { 'data-label': 'Message', class: 'small' }, o.message),
         h('td', { 'data-label': '' }, show),
@@ -419,15 +421,36 @@ export function signalPage(ctx: Ctx): () => void {
 
   function renderSamples(): void {
     const s = sig!;
+    const pinned = s.pinned ?? [];
     const ids = [...(s.samples ?? [])].reverse(); // latest first
     if (!ids.includes(s.trace_id)) ids.unshift(s.trace_id);
+    for (const t of pinned) if (!ids.includes(t)) ids.push(t);
     if (sample && !ids.includes(sample)) ids.push(sample);
     const when = new Map(occurrences.map((o) => [o.trace_id, o.at]));
+    const role = (t: string) => `${t === s.trace_id ? 'latest · ' : s.samples?.[0] === t ? 'first · ' : ''}${pinned.includes(t) ? 'pinned · ' : ''}`;
     mount(
       sampleSelect,
-      ids.map((t) => h('option', { value: t === s.trace_id ? '' : t }, `${t === s.trace_id ? 'latest · ' : s.samples?.[0] === t ? 'first · ' : ''}${shortId(t, 12)}${when.get(t) ? ` · ${fmtDate(when.get(t))}` : ''}`)),
+      ids.map((t) => h('option', { value: t === s.trace_id ? '' : t }, `${role(t)}${shortId(t, 12)}${when.get(t) ? ` · ${fmtDate(when.get(t))}` : ''}`)),
     );
     sampleSelect.value = sample;
+    renderPin();
+  }
+
+  /** Pin or unpin the shown sample: a pinned snapshot outlives sampling and retention. */
+  function renderPin(): void {
+    const s = sig!;
+    const shown = sample || s.trace_id;
+    const isPinned = (s.pinned ?? []).includes(shown);
+    const pinnable = isPinned || (s.samples ?? []).includes(shown);
+    pinButton.textContent = isPinned ? 'Unpin' : 'Pin';
+    pinButton.disabled = !pinnable || (!isPinned && (s.pinned ?? []).length >= 10);
+    pinButton.title = !pinnable ? 'Only a sample can be pinned' : isPinned ? 'Let sampling and retention remove this trace again' : 'Keep this trace until you unpin it (at most ten per signal)';
+    // The occurrence list marks pinned traces too.
+    pinButton.onclick = () =>
+      void (isPinned
+        ? write(`/pins/${encodeURIComponent(shown)}`, null, 'Sample unpinned', pinButton, 'DELETE')
+        : write('/pins', { trace_id: shown }, 'Sample pinned: its trace is kept until you unpin it', pinButton)
+      ).then(renderOccurrences);
   }
   sampleSelect.addEventListener('change', () => showSample(sampleSelect.value));
 
@@ -564,6 +587,7 @@ export function signalPage(ctx: Ctx): () => void {
       renderAssign();
       renderSnooze();
       renderHistory();
+      renderSamples();
       if (ev.event === 'status' || ev.event === 'regression') renderActions();
       if (grew) {
         void loadSeries();
