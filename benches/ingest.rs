@@ -14,6 +14,7 @@ use fluo::app::Services;
 use fluo::config::Config;
 use fluo::pipeline::AdmissionLimits;
 use fluo::pipeline::assembler::AssemblyLimits;
+use fluo::pipeline::segments::Durability;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -107,7 +108,7 @@ fn request(seed: u64, traces: usize) -> ExportTraceServiceRequest {
     }
 }
 
-fn config(dir: &std::path::Path, idle: Duration) -> Config {
+fn config(dir: &std::path::Path, idle: Duration, durability: Durability) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
@@ -128,6 +129,8 @@ fn config(dir: &std::path::Path, idle: Duration) -> Config {
             burst_bytes: u64::MAX / 4,
         },
         trace_retention: Duration::from_secs(900),
+        ingest_durability: durability,
+        span_log_segment_bytes: 64 << 20,
         signal_retention: fluo::signals::Retention::default(),
         signal_sweep_every: Duration::from_secs(60),
         eval_workers: 1,
@@ -171,7 +174,8 @@ fn main() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let (services, _) = Services::open(&config(dir.path(), Duration::from_secs(5)), None).unwrap();
+    // The span log is off here (what these figures always measured); `span_log` compares its modes.
+    let (services, _) = Services::open(&config(dir.path(), Duration::from_secs(5), Durability::Off), None).unwrap();
     let ingest = services.ingest();
     let (_, plain_key) = services.auth.create_tenant("plain").unwrap();
     let (_, ruled_key) = services.auth.create_tenant("ruled").unwrap();
@@ -274,7 +278,71 @@ fn main() {
     services.pipeline.evaluator.drain();
     drop(services);
 
+    span_log(&round);
     latency();
+}
+
+/// Ingest (no rules) with the span log off, `os` and `fsync`: one request in
+/// flight, then 8 (group commit shares an fsync among the requests waiting);
+/// throughput and each request's latency, one run.
+fn span_log(round: &dyn Fn(u64) -> Vec<Vec<u8>>) {
+    println!("span log: ingest without rules, median of {SAMPLES} rounds; request latency over all rounds");
+    let mut baseline = 0.0;
+    for in_flight in [1usize, 8] {
+        for durability in [Durability::Off, Durability::Os, Durability::Fsync] {
+            let dir = tempfile::tempdir().unwrap();
+            let (services, _) = Services::open(&config(dir.path(), Duration::from_secs(5), durability), None).unwrap();
+            let ingest = services.ingest();
+            let (_, key) = services.auth.create_tenant("log").unwrap();
+            let header = format!("Bearer {}", key.key);
+            let (mut rates, mut latencies) = (Vec::new(), Vec::new());
+            for sample in 0..SAMPLES + 1 {
+                let requests = round(1_000 + sample as u64);
+                let spans = (requests.len() * TRACES_PER_REQUEST * SPANS_PER_TRACE) as f64;
+                let next = std::sync::atomic::AtomicUsize::new(0);
+                let started = Instant::now();
+                let took: Vec<f64> = std::thread::scope(|scope| {
+                    let workers: Vec<_> = (0..in_flight)
+                        .map(|_| {
+                            scope.spawn(|| {
+                                let mut took = Vec::new();
+                                while let Some(bytes) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
+                                    let sent = Instant::now();
+                                    let tenant = ingest.authenticate(Some(&header)).unwrap();
+                                    let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+                                    ingest.export(&tenant, request, Instant::now()).unwrap();
+                                    took.push(sent.elapsed().as_secs_f64() * 1000.0);
+                                }
+                                took
+                            })
+                        })
+                        .collect();
+                    workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect()
+                });
+                let elapsed = started.elapsed().as_secs_f64();
+                services.pipeline.sweep(Instant::now() + Duration::from_secs(3600));
+                services.pipeline.evaluator.drain();
+                if sample > 0 {
+                    rates.push(spans / elapsed);
+                    latencies.extend(took);
+                }
+            }
+            let rate = median(rates);
+            if durability == Durability::Off {
+                baseline = rate;
+            }
+            latencies.sort_by(f64::total_cmp);
+            let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+            println!(
+                "  {in_flight} in flight, log {:<5} {:>10.0} spans/s ({:>5.1}% of off)  request p50 {:.2} ms, p99 {:.2} ms",
+                format!("{durability:?}").to_lowercase(),
+                rate,
+                100.0 * rate / baseline,
+                latencies[latencies.len() / 2],
+                p99
+            );
+        }
+    }
 }
 
 /// Last span → stored signal, with the real sweeper and a 1 s idle timeout:
@@ -285,7 +353,7 @@ fn latency() {
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let sink = latencies.clone();
     let on_signal = Box::new(move |latency: Duration| sink.lock().unwrap().push(latency.as_secs_f64() * 1000.0));
-    let (services, _) = Services::open(&config(dir.path(), idle), Some(on_signal)).unwrap();
+    let (services, _) = Services::open(&config(dir.path(), idle, Durability::Fsync), Some(on_signal)).unwrap();
     let ingest = services.ingest();
     let (_, key) = services.auth.create_tenant("latency").unwrap();
     let tenant = ingest.authenticate(Some(&format!("Bearer {}", key.key))).unwrap();

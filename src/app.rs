@@ -69,24 +69,39 @@ impl Services {
             events.clone(),
             config.windows.clone(),
         ));
-        let log = Arc::new(crate::pipeline::spanlog::InProcess::default());
+        let log: Arc<dyn crate::pipeline::spanlog::SpanLog> = match config.ingest_durability {
+            crate::pipeline::segments::Durability::Off => Arc::new(crate::pipeline::spanlog::InProcess::default()),
+            durability => Arc::new(
+                crate::pipeline::segments::Segments::open(&config.data_dir.join("spanlog"), durability, config.span_log_segment_bytes)
+                    .context("open the span log")?,
+            ),
+        };
         let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, windows, log, counters));
         crate::pipeline::active::load_all(&store, &engine, &pipeline)?;
         pipeline.recover(std::time::Instant::now()).context("recover from the span log")?;
         let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db, config.webhooks.clone()).context("open webhooks")?);
         // Each tenant's new signals go into that tenant's delivery queue.
-        let for_sink = webhooks.clone();
-        events.add_sink(move |tenant, event| {
-            // Webhooks hear of lifecycle events and crossed rate thresholds, never of single occurrences.
+        // Webhooks hear of lifecycle events and crossed rate thresholds, never of single occurrences.
+        fn webhook_event(kind: crate::events::EventKind) -> Option<&'static str> {
             use crate::events::EventKind;
-            let kind = match event.kind {
+            match kind {
                 EventKind::Created => Some("signal.created"),
                 EventKind::Regressed => Some("signal.regressed"),
                 EventKind::StatusChanged => Some("signal.status_changed"),
                 EventKind::SnoozeEnded => Some("signal.snooze_ended"),
                 EventKind::Counted | EventKind::Updated => None,
-            };
-            if let Some(kind) = kind {
+            }
+        }
+        let for_stage = webhooks.clone();
+        events.add_stager(move |tenant, kind, signal| {
+            if let Some(kind) = webhook_event(kind) {
+                for_stage.stage(tenant, signal, kind);
+            }
+        });
+        let for_sink = webhooks.clone();
+        events.add_sink(move |tenant, event| {
+            use crate::events::EventKind;
+            if let Some(kind) = webhook_event(event.kind) {
                 for_sink.dispatch(tenant, &event.signal, kind);
             }
             // Every occurrence counts towards rate thresholds.
@@ -187,6 +202,8 @@ impl Services {
         self.pipeline.finish();
         self.pipeline.stop();
         self.store.flush()?;
+        // Every trace is evaluated and flushed: a restart replays only what window buffers may need.
+        self.pipeline.checkpoint(crate::model::time::now_ms()).context("checkpoint the span log")?;
         Ok(())
     }
 }
@@ -245,6 +262,7 @@ pub async fn serve_on(
     let api_server = crate::listen::serve_http(api, api_router, limits, "api", counters, stopped.clone());
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
+    tokio::spawn(checkpoints(services.pipeline.clone(), stopped.clone()));
     tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
     tokio::spawn(expire_signals(services.signals.clone(), config.signal_retention, config.signal_sweep_every, stopped.clone()));
     tokio::spawn(crate::webhooks::deliver(services.webhooks.clone(), stopped.clone()));
@@ -270,6 +288,23 @@ pub async fn serve_on(
         tracing::warn!("requests still open after 10s; stopping anyway");
     }
     Ok(())
+}
+
+/// Once a second: moves the span log's checkpoint, so that its old segments go
+/// and a restart replays only what is still needed.
+async fn checkpoints(pipeline: Arc<Pipeline>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        let pipeline = pipeline.clone();
+        match tokio::task::spawn_blocking(move || pipeline.checkpoint(crate::model::time::now_ms())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "span log checkpoint not written"),
+            Err(error) => tracing::error!(%error, "span log checkpoint failed"),
+        }
+    }
 }
 
 async fn prune(recent: Arc<RecentTraces>, retention: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {

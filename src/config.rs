@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Evaluated traces are kept this long so that late spans amend them.
     #[arg(long, env = "FLUO_TRACE_RETENTION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub trace_retention: Duration,
+    /// When an OTLP request is acknowledged: `fsync` (its spans are on disk,
+    /// surviving power loss), `os` (handed to the operating system, surviving
+    /// a crash of FLUO but not of the machine) or `off` (no span log: a crash
+    /// loses every live trace).
+    #[arg(long, env = "FLUO_INGEST_DURABILITY", value_enum, default_value = "fsync")]
+    pub ingest_durability: crate::pipeline::segments::Durability,
+    /// Size at which a span-log segment is closed and a new one started, in MiB.
+    #[arg(long, env = "FLUO_SPAN_LOG_SEGMENT_MIB", default_value_t = 64)]
+    pub span_log_segment_mib: u64,
     /// Signal occurrences and their trace snapshots are kept this long (groups stay, with their counts).
     #[arg(long, env = "FLUO_SIGNAL_RETENTION", default_value = "30days", value_parser = humantime::parse_duration)]
     pub signal_retention: Duration,
@@ -175,6 +184,8 @@ pub struct Config {
     pub assembly: AssemblyLimits,
     pub admission: AdmissionLimits,
     pub trace_retention: Duration,
+    pub ingest_durability: crate::pipeline::segments::Durability,
+    pub span_log_segment_bytes: u64,
     pub signal_retention: crate::signals::Retention,
     pub signal_sweep_every: Duration,
     pub eval_workers: usize,
@@ -202,6 +213,8 @@ const FILE_KEYS: &[&str] = &[
     "trace_idle",
     "trace_max_age",
     "trace_retention",
+    "ingest_durability",
+    "span_log_segment_mib",
     "signal_retention",
     "signal_retention_mib",
     "signal_sweep_every",
@@ -400,6 +413,8 @@ impl Config {
             },
             listeners: crate::listen::HttpLimits { header_timeout: args.http_header_timeout, max_connections: args.max_connections },
             trace_retention: args.trace_retention,
+            ingest_durability: args.ingest_durability,
+            span_log_segment_bytes: args.span_log_segment_mib.clamp(1, 4096) << 20,
             signal_retention: crate::signals::Retention {
                 max_age_ms: args.signal_retention.as_millis().try_into().unwrap_or(u64::MAX),
                 max_bytes: args.signal_retention_mib.saturating_mul(1 << 20),

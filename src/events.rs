@@ -40,6 +40,7 @@ pub struct Event {
 }
 
 type Sink = Box<dyn Fn(&TenantId, &Arc<Event>) + Send + Sync>;
+type Stager = Box<dyn Fn(&TenantId, EventKind, &Signal) + Send + Sync>;
 
 /// Per-tenant channels plus sinks that see every tenant's events, each
 /// called with the tenant it belongs to.
@@ -47,6 +48,7 @@ type Sink = Box<dyn Fn(&TenantId, &Arc<Event>) + Send + Sync>;
 pub struct EventHub {
     channels: Mutex<HashMap<TenantId, broadcast::Sender<Arc<Event>>>>,
     sinks: RwLock<Vec<Sink>>,
+    stagers: RwLock<Vec<Stager>>,
 }
 
 impl EventHub {
@@ -66,6 +68,21 @@ impl EventHub {
     /// keeps a queue per tenant). A sink must not block.
     pub fn add_sink(&self, sink: impl Fn(&TenantId, &Arc<Event>) + Send + Sync + 'static) {
         self.sinks.write().unwrap_or_else(|poison| poison.into_inner()).push(Box::new(sink));
+    }
+
+    /// Called with an event before the flush that makes its signal durable;
+    /// the same event is published after the flush. What a stager writes
+    /// (the webhook outbox) reaches the disk with the signal.
+    pub fn add_stager(&self, stager: impl Fn(&TenantId, EventKind, &Signal) + Send + Sync + 'static) {
+        self.stagers.write().unwrap_or_else(|poison| poison.into_inner()).push(Box::new(stager));
+    }
+
+    /// Announces an event that the next flush of the store makes durable
+    /// (see [`EventHub::add_stager`]); [`EventHub::publish`] follows it.
+    pub fn stage(&self, tenant: &TenantId, kind: EventKind, signal: &Signal) {
+        for stager in self.stagers.read().unwrap_or_else(|poison| poison.into_inner()).iter() {
+            stager(tenant, kind, signal);
+        }
     }
 
     pub fn publish(&self, tenant: &TenantId, kind: EventKind, signal: Signal) {

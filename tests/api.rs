@@ -476,10 +476,15 @@ fn webhooks_are_signed_retried_filtered_and_logged() {
 
     let trace = send_charge(&server, &admin, 0x51);
     // First attempt gets 500, the retry (after 1 s) is delivered.
-    let (_, first) = received.recv_timeout(Duration::from_secs(20)).expect("first attempt");
+    let (first_headers, first) = received.recv_timeout(Duration::from_secs(20)).expect("first attempt");
     let (headers, body) = received.recv_timeout(Duration::from_secs(20)).expect("retry");
     assert_eq!(first, body, "the retry sends the same body");
     let value = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()).unwrap();
+    for same in ["x-fluo-delivery", "x-fluo-timestamp", "x-fluo-signature"] {
+        let before = first_headers.iter().find(|(key, _)| key == same).map(|(_, value)| value.clone());
+        assert_eq!(before, Some(value(same)), "a retry repeats {same}");
+    }
+    assert!(value("x-fluo-delivery").starts_with("d_"));
     let timestamp: u64 = value("x-fluo-timestamp").parse().unwrap();
     assert_eq!(value("x-fluo-signature"), fluo::webhooks::signature(&secret, timestamp, &body), "HMAC-SHA256 over timestamp.body");
     assert_ne!(value("x-fluo-signature"), fluo::webhooks::signature("whsec_wrong", timestamp, &body));

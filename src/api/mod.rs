@@ -495,14 +495,19 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready once the listeners run (this handler answering) and the database answers.
+/// Ready once the listeners run (this handler answering), the database
+/// answers and the span log's last write succeeded.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready", body = String, content_type = "text/plain"),
-    (status = 503, description = "Stopping, or the database does not answer", body = String, content_type = "text/plain")
+    (status = 503, description = "Stopping, the database does not answer, or the span log cannot be written (the reason follows)", body = String, content_type = "text/plain")
 ))]
 async fn readyz(State(state): State<ApiState>) -> Response {
     if *state.shutdown.borrow() {
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    }
+    if let Some(reason) = state.pipeline.log_failing() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("span log unavailable (OTLP requests are refused for retry): {reason}"))
+            .into_response();
     }
     match state.store.db.contains_key(b"readyz") {
         Ok(_) => "ready".into_response(),

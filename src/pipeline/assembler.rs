@@ -59,6 +59,9 @@ pub struct ClosedTrace {
     pub reason: CloseReason,
     /// When its last span arrived (for latency measurement).
     pub last_span_at: Instant,
+    /// The span-log position of its first spans: the log keeps it until the
+    /// trace is evaluated ([`super::spanlog`]).
+    pub position: u64,
 }
 
 /// Spans of one `add` call that were not kept, by reason.
@@ -73,6 +76,8 @@ struct Live {
     bytes: usize,
     first: Instant,
     last: Instant,
+    /// The lowest span-log position of its spans.
+    position: u64,
 }
 
 #[derive(Default)]
@@ -107,7 +112,8 @@ impl Assembler {
         self.bytes
     }
 
-    pub fn add(&mut self, tenant: &TenantId, spans: Vec<Span>, now: Instant) -> Dropped {
+    /// Adds one request's spans, recorded at `position` in the span log.
+    pub fn add(&mut self, tenant: &TenantId, spans: Vec<Span>, now: Instant, position: u64) -> Dropped {
         let mut dropped = Dropped::default();
         let limits = &self.limits;
         let traces = match self.tenants.get_mut(tenant) {
@@ -118,9 +124,10 @@ impl Assembler {
             let size = approx_size(&span);
             let live = traces.entry(span.trace_id).or_insert_with(|| {
                 self.deadlines.push(Reverse((now + limits.idle.min(limits.max_age), tenant.clone(), span.trace_id)));
-                Live { spans: Vec::new(), bytes: 0, first: now, last: now }
+                Live { spans: Vec::new(), bytes: 0, first: now, last: now, position }
             });
             live.last = now;
+            live.position = live.position.min(position);
             if live.spans.len() >= limits.max_spans_per_trace {
                 dropped.span_limit += 1;
                 continue;
@@ -161,9 +168,14 @@ impl Assembler {
             }
             self.spans -= live.spans.len();
             self.bytes = self.bytes.saturating_sub(live.bytes);
-            closed.push(ClosedTrace { tenant, trace_id, spans: live.spans, reason, last_span_at: live.last });
+            closed.push(ClosedTrace { tenant, trace_id, spans: live.spans, reason, last_span_at: live.last, position: live.position });
         }
         closed
+    }
+
+    /// The lowest span-log position any live trace still needs.
+    pub fn oldest_position(&self) -> Option<u64> {
+        self.tenants.values().flat_map(HashMap::values).map(|live| live.position).min()
     }
 
     /// When the next deadline falls (a sweeper sleeps until then).
@@ -185,6 +197,7 @@ impl Assembler {
                     spans: live.spans,
                     reason: CloseReason::Shutdown,
                     last_span_at: live.last,
+                    position: live.position,
                 });
             }
         }
@@ -273,8 +286,8 @@ mod tests {
         let tenant = TenantId::trusted("t");
         let mut assembler = Assembler::new(limits());
         let start = Instant::now();
-        assembler.add(&tenant, vec![span(1, 1)], start);
-        assembler.add(&tenant, vec![span(1, 2)], start + Duration::from_secs(3));
+        assembler.add(&tenant, vec![span(1, 1)], start, 0);
+        assembler.add(&tenant, vec![span(1, 2)], start + Duration::from_secs(3), 0);
         assert!(assembler.close_due(start + Duration::from_secs(5)).is_empty(), "the second span restarted the idle clock");
         assert_eq!(assembler.next_deadline(), Some(start + Duration::from_secs(8)));
         let closed = assembler.close_due(start + Duration::from_secs(8));
@@ -293,7 +306,7 @@ mod tests {
         let mut closed = Vec::new();
         for second in 0..40 {
             let now = start + Duration::from_secs(second);
-            assembler.add(&tenant, vec![span(1, second as u8 + 1)], now);
+            assembler.add(&tenant, vec![span(1, second as u8 + 1)], now, 0);
             closed.extend(assembler.close_due(now));
         }
         assert_eq!(closed[0].reason, CloseReason::MaxAge);
@@ -306,14 +319,14 @@ mod tests {
         let b = TenantId::trusted("b");
         let mut assembler = Assembler::new(AssemblyLimits { max_spans_per_trace: 2, ..limits() });
         let now = Instant::now();
-        assembler.add(&a, vec![span(1, 1)], now);
-        let dropped = assembler.add(&b, vec![span(1, 2), span(1, 3), span(1, 4)], now);
+        assembler.add(&a, vec![span(1, 1)], now, 0);
+        let dropped = assembler.add(&b, vec![span(1, 2), span(1, 3), span(1, 4)], now, 0);
         assert_eq!(dropped, Dropped { span_limit: 1, byte_limit: 0 });
         let mut closed = assembler.close_due(now + Duration::from_secs(5));
         closed.sort_by(|x, y| x.tenant.cmp(&y.tenant));
         assert_eq!(closed.iter().map(|trace| (trace.tenant.as_str(), trace.spans.len())).collect::<Vec<_>>(), [("a", 1), ("b", 2)]);
         let mut small = Assembler::new(AssemblyLimits { max_trace_bytes: approx_size(&span(1, 1)) * 2, ..limits() });
-        assert_eq!(small.add(&a, (1..=3).map(|id| span(1, id)).collect(), now).byte_limit, 1);
+        assert_eq!(small.add(&a, (1..=3).map(|id| span(1, id)).collect(), now, 0).byte_limit, 1);
         assert_eq!(small.buffered_bytes(), approx_size(&span(1, 1)) * 2);
         assert_eq!(small.close_all().len(), 1);
         assert_eq!(small.buffered_bytes(), 0);
@@ -324,7 +337,7 @@ mod tests {
         let tenant = TenantId::trusted("t");
         let mut assembler = Assembler::new(limits());
         let now = Instant::now();
-        assembler.add(&tenant, vec![span(1, 1), span(2, 1)], now);
+        assembler.add(&tenant, vec![span(1, 1), span(2, 1)], now, 0);
         assert_eq!(assembler.buffered_bytes(), approx_size(&span(1, 1)) * 2);
         assert_eq!(assembler.close_due(now + Duration::from_secs(5)).len(), 2);
         assert_eq!(assembler.buffered_bytes(), 0);

@@ -70,6 +70,9 @@ struct Shared {
     on_signal: Option<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
     /// New signals, published once they are durable (live streams, webhooks).
     events: Arc<crate::events::EventHub>,
+    /// Span-log positions of the traces handed over and not yet done
+    /// (evaluated, and their signals flushed).
+    positions: super::spanlog::Held,
 }
 
 pub struct Evaluator {
@@ -99,6 +102,7 @@ impl Evaluator {
             caps,
             on_signal,
             events,
+            positions: super::spanlog::Held::default(),
         });
         let handles = (0..workers.max(1))
             .map(|index| {
@@ -150,6 +154,21 @@ impl Evaluator {
         self.shared.work.notify_all();
     }
 
+    /// Holds the span-log positions of `traces` until each is done; called
+    /// while they leave the assembler, before [`Evaluator::submit`], so that a
+    /// checkpoint always sees them in one or the other.
+    pub fn hold(&self, traces: &[ClosedTrace]) {
+        for trace in traces {
+            self.shared.positions.hold(trace.position);
+        }
+    }
+
+    /// The lowest span-log position a handed-over trace still needs (it is
+    /// waiting, being evaluated, or its signals are not yet flushed).
+    pub fn oldest_position(&self) -> Option<u64> {
+        self.shared.positions.oldest()
+    }
+
     /// Waits until every submitted trace has been evaluated and its signals flushed.
     pub fn drain(&self) {
         let mut state = self.lock();
@@ -182,12 +201,18 @@ struct Unflushed {
     /// Published once the group is on disk: new signals, and signals this
     /// evaluation changed (cleared).
     events: Vec<(TenantId, EventKind, Signal)>,
+    /// Span-log positions of the traces evaluated since the last flush: released after it.
+    positions: Vec<u64>,
 }
 
 impl Unflushed {
     fn flush(&mut self, shared: &Shared) {
         if self.since.take().is_none() {
             return;
+        }
+        // What the events set off (webhook deliveries) goes to disk with the signals.
+        for (tenant, kind, signal) in &self.events {
+            shared.events.stage(tenant, *kind, signal);
         }
         if let Err(error) = shared.signals.flush() {
             tracing::error!(error = %error, "signals not flushed");
@@ -200,6 +225,9 @@ impl Unflushed {
         self.last_spans.clear();
         for (tenant, kind, signal) in self.events.drain(..) {
             shared.events.publish(&tenant, kind, signal);
+        }
+        for position in self.positions.drain(..) {
+            shared.positions.release(position);
         }
     }
 }
@@ -236,16 +264,21 @@ fn worker(shared: &Shared) {
                 sandbox = Some((rules.generation, Sandbox::new(shared.engine.clone(), loaded)));
             }
             let (_, sandbox) = sandbox.as_mut().expect("set above");
+            let position = trace.position;
             let (wrote, events) = evaluate(shared, &tenant, &rules, sandbox, trace);
             if let Some(last_span) = wrote {
-                unflushed.since.get_or_insert_with(Instant::now);
                 unflushed.last_spans.push(last_span);
                 unflushed.events.extend(events.into_iter().map(|(kind, signal)| (tenant.clone(), kind, signal)));
             }
+            unflushed.positions.push(position);
         } else {
             // No rules: the trace is still kept so that a rule added later can be amended against it.
+            unflushed.positions.push(trace.position);
             store_only(shared, &tenant, trace);
         }
+        // The span log keeps the trace until its signals and its stored copy
+        // (which a replayed part of it is merged with) are flushed.
+        unflushed.since.get_or_insert_with(Instant::now);
 
         state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
         state.busy_workers -= 1;

@@ -13,6 +13,7 @@ pub mod active;
 pub mod assembler;
 pub mod evaluator;
 pub mod metrics;
+pub mod segments;
 pub mod spanlog;
 pub mod trial;
 pub mod windows;
@@ -86,8 +87,17 @@ pub struct Pipeline {
     window_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Where accepted spans are recorded before they are acknowledged.
     log: std::sync::Arc<dyn spanlog::SpanLog>,
+    /// Positions of requests between their append and their assembly.
+    accepting: spanlog::Held,
+    /// (ms since the epoch, next log position) at each checkpoint: what was
+    /// appended before a time (for window buffers, see [`Pipeline::checkpoint`]).
+    marks: Mutex<std::collections::VecDeque<(u64, u64)>>,
     pub counters: std::sync::Arc<Counters>,
 }
+
+/// Extra time a span may stay in a window buffer beyond the windows' horizon
+/// (clock skew between a span's start and its arrival).
+const WINDOW_SLACK_MS: u64 = 60_000;
 
 impl Pipeline {
     /// Starts the window threads; `evaluator` runs already.
@@ -110,6 +120,8 @@ impl Pipeline {
             window_threads,
             window_stop,
             log,
+            accepting: spanlog::Held::default(),
+            marks: Mutex::default(),
             counters,
         }
     }
@@ -118,17 +130,71 @@ impl Pipeline {
     /// assembler, so traces live at a crash close on their normal schedule.
     /// Returns how many spans came back.
     pub fn recover(&self, now: Instant) -> Result<usize, spanlog::LogError> {
-        let mut spans_back = 0;
-        self.log.replay(spanlog::Position::default(), &mut |_, tenant, spans| {
+        let started = Instant::now();
+        let checkpoint = self.log.last_checkpoint();
+        let (mut spans_back, mut requests, mut windows_only) = (0, 0, 0);
+        self.log.replay(spanlog::Position::default(), &mut |position, tenant, spans| {
             spans_back += spans.len();
+            requests += 1;
             self.windows.offer(tenant, &spans);
-            self.assembler().add(tenant, spans, now);
+            if position < checkpoint.evaluated {
+                // Its trace was evaluated: only a window buffer may still need it.
+                windows_only += 1;
+            } else {
+                self.assembler().add(tenant, spans, now, position.0);
+            }
         })?;
-        if spans_back > 0 {
-            tracing::info!(spans = spans_back, "spans recovered from the span log");
-        }
-        tracing::info!(loses = self.log.loses_on_crash(), "span log ready");
+        tracing::info!(
+            requests,
+            windows_only,
+            spans = spans_back,
+            took_ms = started.elapsed().as_millis() as u64,
+            loses = self.log.loses_on_crash(),
+            "span log replayed: live traces rebuilt"
+        );
         Ok(spans_back)
+    }
+
+    /// Moves the span log's checkpoint: `evaluated` to the oldest position
+    /// still needed by a request being assembled, a live trace or a trace
+    /// handed to the evaluator and not yet done; `keep_from` further back
+    /// while a window buffer may hold spans appended since (a span appended
+    /// before `now_ms` − the windows' horizon is in no window any more).
+    pub fn checkpoint(&self, now_ms: u64) -> Result<spanlog::Checkpoint, spanlog::LogError> {
+        // Read first: every position handed out later is at least this.
+        let next = self.log.next_position().0;
+        let mut keep_from = next;
+        {
+            let mut marks = self.marks.lock().unwrap_or_else(|poison| poison.into_inner());
+            marks.push_back((now_ms, next));
+            if let Some(horizon) = self.windows.horizon_ms() {
+                let due = now_ms.saturating_sub(horizon.saturating_add(WINDOW_SLACK_MS));
+                while marks.len() > 1 && marks[1].0 <= due {
+                    marks.pop_front();
+                }
+                keep_from = if marks[0].0 <= due { marks[0].1 } else { 0 };
+            } else {
+                let older = marks.len() - 1;
+                marks.drain(..older);
+            }
+        }
+        let mut evaluated = next;
+        for held in [self.accepting.oldest(), {
+            // Under the assembler's lock a closed trace is either still in it or held by the evaluator.
+            let assembler = self.assembler();
+            assembler.oldest_position().into_iter().chain(self.evaluator.oldest_position()).min()
+        }] {
+            evaluated = evaluated.min(held.unwrap_or(u64::MAX));
+        }
+        let checkpoint =
+            spanlog::Checkpoint { evaluated: spanlog::Position(evaluated), keep_from: spanlog::Position(keep_from.min(evaluated)) };
+        self.log.checkpoint(checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// Why the span log refuses appends now, if it does (`/readyz` says so).
+    pub fn log_failing(&self) -> Option<String> {
+        self.log.failing()
     }
 
     /// Replaces a tenant's active rules: trace rules go to the evaluator,
@@ -203,13 +269,21 @@ impl Pipeline {
     /// not be acknowledged.
     pub fn accept(&self, tenant: &TenantId, spans: Vec<Span>, now: Instant) -> Result<assembler::Dropped, Refusal> {
         let count = spans.len() as u64;
-        if let Err(error) = self.log.append(tenant, &spans) {
-            tracing::error!(tenant = %tenant, %error, "spans refused: the span log cannot record them");
-            return Err(Refusal::LogUnavailable { retry_after: Duration::from_secs(1) });
-        }
+        // Held from before the append until the spans are in their live traces.
+        let floor = self.log.next_position().0;
+        self.accepting.hold(floor);
+        let position = match self.log.append(tenant, &spans) {
+            Ok(position) => position,
+            Err(error) => {
+                self.accepting.release(floor);
+                tracing::error!(tenant = %tenant, %error, "spans refused: the span log cannot record them");
+                return Err(Refusal::LogUnavailable { retry_after: Duration::from_secs(1) });
+            }
+        };
         // Window rules see spans as they arrive, not after assembly.
         self.windows.offer(tenant, &spans);
-        let dropped = self.assembler().add(tenant, spans, now);
+        let dropped = self.assembler().add(tenant, spans, now, position.0);
+        self.accepting.release(floor);
         let counters = &self.counters;
         counters.spans_accepted.fetch_add(count - dropped.span_limit - dropped.byte_limit, Ordering::Relaxed);
         counters.spans_dropped_span_limit.fetch_add(dropped.span_limit, Ordering::Relaxed);
@@ -227,6 +301,7 @@ impl Pipeline {
         let (closed, next) = {
             let mut assembler = self.assembler();
             let closed = assembler.close_due(now);
+            self.evaluator.hold(&closed);
             (closed, assembler.next_deadline())
         };
         self.hand_over(closed);
@@ -235,7 +310,12 @@ impl Pipeline {
 
     /// Closes every live trace and waits until all are evaluated (shutdown).
     pub fn finish(&self) {
-        let closed = self.assembler().close_all();
+        let closed = {
+            let mut assembler = self.assembler();
+            let closed = assembler.close_all();
+            self.evaluator.hold(&closed);
+            closed
+        };
         self.hand_over(closed);
         self.evaluator.drain();
     }
@@ -328,8 +408,16 @@ mod tests {
             Ok(())
         }
 
-        fn checkpoint(&self, _upto: Position) -> Result<(), LogError> {
+        fn checkpoint(&self, _checkpoint: super::spanlog::Checkpoint) -> Result<(), LogError> {
             Ok(())
+        }
+
+        fn last_checkpoint(&self) -> super::spanlog::Checkpoint {
+            super::spanlog::Checkpoint::default()
+        }
+
+        fn next_position(&self) -> Position {
+            Position(self.batches.lock().unwrap().len() as u64)
         }
 
         fn loses_on_crash(&self) -> &'static str {
@@ -337,7 +425,7 @@ mod tests {
         }
     }
 
-    fn pipeline(dir: &std::path::Path, log: Arc<Kept>) -> Pipeline {
+    fn pipeline(dir: &std::path::Path, log: Arc<dyn SpanLog>) -> Pipeline {
         let store = Arc::new(crate::store::Store::open(dir).unwrap());
         let engine = crate::rules::RuleEngine::new(crate::rules::Limits::default()).unwrap();
         let signals = Arc::new(crate::signals::Signals::open(store.clone()).unwrap());
@@ -351,8 +439,12 @@ mod tests {
     }
 
     fn spans(count: u8) -> Vec<Span> {
+        trace_spans(0x0af7651916cd43dd8448eb211c80319c, count)
+    }
+
+    fn trace_spans(trace: u128, count: u8) -> Vec<Span> {
         let json = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": (1..=count).map(|id| serde_json::json!({
-            "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": format!("00000000000000{id:02x}"), "name": "a",
+            "traceId": format!("{trace:032x}"), "spanId": format!("00000000000000{id:02x}"), "name": "a",
             "startTimeUnixNano": "1", "endTimeUnixNano": "2"})).collect::<Vec<_>>()}]}]});
         crate::model::otlp::convert(serde_json::from_value(json).unwrap()).spans
     }
@@ -380,6 +472,42 @@ mod tests {
         let second = pipeline(other_dir.path(), log.clone());
         assert_eq!(second.recover(Instant::now()).unwrap(), 3);
         assert_eq!(second.buffered_spans(), 3);
+        second.stop();
+    }
+
+    #[test]
+    fn the_checkpoint_passes_evaluated_traces_only_and_a_restart_rebuilds_the_live_ones() {
+        use super::segments::{Durability, Segments};
+        let (dir, log_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let tenant = TenantId::trusted("t");
+        let start = Instant::now();
+        {
+            let log = Arc::new(Segments::open(log_dir.path(), Durability::Fsync, 1 << 20).unwrap());
+            let first = pipeline(dir.path(), log.clone());
+            first.accept(&tenant, trace_spans(1, 2), start).unwrap();
+            first.accept(&tenant, trace_spans(2, 3), start + Duration::from_secs(4)).unwrap();
+            let checkpoint = first.checkpoint(crate::model::time::now_ms()).unwrap();
+            assert_eq!(checkpoint.evaluated, Position(0), "both traces are live");
+            // The first trace closes (idle), is evaluated and flushed; the second stays live.
+            first.sweep(start + Duration::from_millis(5_500));
+            first.evaluator.drain();
+            for _ in 0..100 {
+                if first.evaluator.oldest_position().is_none() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let checkpoint = first.checkpoint(crate::model::time::now_ms()).unwrap();
+            assert_eq!((checkpoint.evaluated, checkpoint.keep_from), (Position(1), Position(1)));
+            assert_eq!(log.last_checkpoint(), checkpoint);
+            // A crash: the live trace is never closed.
+            first.stop();
+        }
+        let log = Arc::new(Segments::open(log_dir.path(), Durability::Fsync, 1 << 20).unwrap());
+        let other_dir = tempfile::tempdir().unwrap();
+        let second = pipeline(other_dir.path(), log);
+        assert_eq!(second.recover(Instant::now()).unwrap(), 3, "the live trace's spans come back");
+        assert_eq!(second.buffered_spans(), 3, "the evaluated trace is not assembled again");
         second.stop();
     }
 }

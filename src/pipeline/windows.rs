@@ -199,6 +199,14 @@ impl Windows {
     /// Selects arriving spans into the tenant's windows. A span whose every
     /// window was already checked is late (dropped, counted); one over the
     /// per-rule cap is dropped and counted too.
+    /// How long after its arrival a span can still be in a window buffer
+    /// (the longest window, its step and its grace); `None` without window rules.
+    pub fn horizon_ms(&self) -> Option<u64> {
+        let state = self.lock();
+        let states = state.tenants.values().flat_map(|windows| &windows.states);
+        states.map(|window| window.spec.length_ms + window.spec.every_ms + window.spec.grace_ms).max()
+    }
+
     pub fn offer(&self, tenant: &TenantId, spans: &[Span]) {
         let mut state = self.lock();
         let Some(windows) = state.tenants.get_mut(tenant) else { return };

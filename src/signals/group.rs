@@ -312,7 +312,6 @@ pub(super) fn split_key(key: &[u8]) -> Option<(TenantId, [u8; 16])> {
 
 /// The tenant of a key and the key's rest.
 pub(super) fn split_tenant(key: &[u8]) -> Option<(TenantId, &[u8])> {
-    let length = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
-    let tenant = std::str::from_utf8(key.get(4..4 + length)?).ok()?;
-    Some((TenantId::trusted(tenant), key.get(4 + length..)?))
+    let (tenant, rest) = crate::store::key::Key::split_tenant(key)?;
+    Some((TenantId::trusted(tenant), rest))
 }

@@ -37,6 +37,13 @@ impl Key {
         self.raw(&number.to_be_bytes())
     }
 
+    /// The tenant of a key this type wrote, and the key's rest.
+    pub fn split_tenant(key: &[u8]) -> Option<(&str, &[u8])> {
+        let length = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
+        let tenant = std::str::from_utf8(key.get(4..4 + length)?).ok()?;
+        Some((tenant, key.get(4 + length..)?))
+    }
+
     pub fn into_vec(self) -> Vec<u8> {
         self.0
     }

@@ -2,7 +2,8 @@
 //! delivery of each as an HTTP POST signed with HMAC-SHA256 over
 //! `"{timestamp}.{body}"`, retries with exponential backoff, and a delivery
 //! log per webhook (the newest [`DELIVERIES_KEPT`], deleted with the webhook).
-//! Owns the sled trees `webhooks` and `webhook_deliveries`.
+//! Owns the sled trees `webhooks` and `webhook_deliveries` (and, through
+//! [`outbox`], `webhook_outbox`: deliveries survive a restart).
 //!
 //! A webhook URL makes the server connect somewhere, so the target is checked
 //! on the address actually connected to: names are resolved by
@@ -140,6 +141,7 @@ pub enum WebhookError {
     Store(#[from] sled::Error),
 }
 
+mod outbox;
 mod rate;
 mod targets;
 pub use rate::Rate;
@@ -152,13 +154,19 @@ fn wants(hook: &Webhook, signal: &Signal) -> bool {
         && (hook.rules.is_empty() || hook.rules.iter().any(|rule| rule == &signal.rule_id || rule == &signal.rule_name))
 }
 
-/// One signal on its way to one webhook.
+/// One signal on its way to one webhook, as kept in the outbox.
 struct Job {
     tenant: TenantId,
     hook_id: String,
     signal_id: String,
     body: Arc<str>,
     attempt: u32,
+    /// Seconds since the epoch, signed with the body (the same on every attempt).
+    timestamp: u64,
+    /// Its outbox key.
+    key: Vec<u8>,
+    /// `d_<32 hex>`, sent as `x-fluo-delivery`.
+    id: String,
 }
 
 /// Per-tenant queues taken round-robin; `pending` also counts jobs waiting
@@ -187,6 +195,11 @@ pub struct Webhooks {
     /// Per tenant, its webhooks with a rate threshold (read per occurrence,
     /// so kept in memory; dropped on every change of the tenant's webhooks).
     rated: Mutex<HashMap<TenantId, Arc<Vec<Webhook>>>>,
+    /// Deliveries not yet finished ([`outbox`]).
+    outbox: sled::Tree,
+    /// Deliveries written to the outbox by [`Webhooks::stage`], waiting for
+    /// the flush of their signals: (tenant, signal id, event type) → jobs.
+    staged: Mutex<HashMap<(TenantId, String, String), Vec<Job>>>,
 }
 
 fn prefix(tenant: &TenantId) -> Vec<u8> {
@@ -219,7 +232,7 @@ impl Webhooks {
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .build(GuardedConnector::new(limits.allow_private_targets));
-        Ok(Webhooks {
+        let webhooks = Webhooks {
             hooks: db.open_tree("webhooks")?,
             deliveries: db.open_tree("webhook_deliveries")?,
             client,
@@ -231,7 +244,19 @@ impl Webhooks {
             last_warning_ms: AtomicU64::new(0),
             rates: rate::Rates::default(),
             rated: Mutex::new(HashMap::new()),
-        })
+            outbox: db.open_tree("webhook_outbox")?,
+            staged: Mutex::new(HashMap::new()),
+        };
+        // What a previous run left undelivered goes out first, whatever the queue bound.
+        let pending = webhooks.pending_in_outbox()?;
+        if !pending.is_empty() {
+            tracing::info!(deliveries = pending.len(), "webhook deliveries resumed from the outbox");
+        }
+        for job in pending {
+            *webhooks.lock().pending.entry(job.tenant.clone()).or_default() += 1;
+            webhooks.enqueue(job, false);
+        }
+        Ok(webhooks)
     }
 
     /// Registers a webhook; the returned secret is shown once.
@@ -387,6 +412,7 @@ impl Webhooks {
         if new {
             if *pending >= QUEUE_PER_TENANT {
                 drop(queue);
+                self.done(&job);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 self.warn_limited("webhook queue full; signal not delivered", &job.tenant);
                 return false;
@@ -438,15 +464,46 @@ impl Webhooks {
     /// `signal.status_changed`, `signal.snooze_ended`). Reads the store: call
     /// it from a thread that may block (the event hub's publishers are the
     /// evaluator's, window and API blocking threads).
+    ///
+    /// Deliveries [`Webhooks::stage`]d for this event start now (their
+    /// signals were flushed since); otherwise they are written to the outbox
+    /// and flushed first.
     pub fn dispatch(&self, tenant: &TenantId, signal: &Signal, kind: &str) {
-        let Ok(hooks) = self.list(tenant) else { return };
-        let body: Arc<str> = serde_json::to_string(&serde_json::json!({"type": kind, "signal": signal})).unwrap_or_default().into();
-        for hook in hooks.into_iter().filter(|hook| wants(hook, signal)) {
-            self.enqueue(
-                Job { tenant: tenant.clone(), hook_id: hook.id, signal_id: signal.id.clone(), body: body.clone(), attempt: 1 },
-                true,
-            );
+        let staged =
+            self.staged.lock().unwrap_or_else(|poison| poison.into_inner()).remove(&(tenant.clone(), signal.id.clone(), kind.into()));
+        let jobs = match staged {
+            Some(jobs) => jobs,
+            None => {
+                let jobs = self.jobs(tenant, signal, kind);
+                if !jobs.is_empty()
+                    && let Err(error) = self.outbox.flush()
+                {
+                    tracing::error!(tenant = %tenant, %error, "webhook outbox not flushed");
+                }
+                jobs
+            }
+        };
+        for job in jobs {
+            self.enqueue(job, true);
         }
+    }
+
+    /// Writes the deliveries of an event to the outbox before the flush that
+    /// makes its signal durable (the evaluator's group commit): both are on
+    /// disk together, and [`Webhooks::dispatch`] of the same event, after the
+    /// flush, starts them.
+    pub fn stage(&self, tenant: &TenantId, signal: &Signal, kind: &str) {
+        let jobs = self.jobs(tenant, signal, kind);
+        if !jobs.is_empty() {
+            self.staged.lock().unwrap_or_else(|poison| poison.into_inner()).insert((tenant.clone(), signal.id.clone(), kind.into()), jobs);
+        }
+    }
+
+    /// The outboxed (not flushed) deliveries of `signal` as event `kind` to the tenant's webhooks that want it.
+    fn jobs(&self, tenant: &TenantId, signal: &Signal, kind: &str) -> Vec<Job> {
+        let Ok(hooks) = self.list(tenant) else { return Vec::new() };
+        let body: Arc<str> = serde_json::to_string(&serde_json::json!({"type": kind, "signal": signal})).unwrap_or_default().into();
+        hooks.into_iter().filter(|hook| wants(hook, signal)).map(|hook| self.outboxed(tenant, &hook.id, &signal.id, body.clone())).collect()
     }
 
     /// Counts a further occurrence of `group` for the webhooks with a rate
@@ -474,19 +531,20 @@ impl Webhooks {
                     "rate": {"count": rate.count, "minutes": rate.minutes, "observed": observed},
                 });
                 let body: Arc<str> = serde_json::to_string(&body).unwrap_or_default().into();
-                self.enqueue(Job { tenant: tenant.clone(), hook_id: hook.id.clone(), signal_id: group.id.clone(), body, attempt: 1 }, true);
+                let job = self.outboxed(tenant, &hook.id, &group.id, body);
+                self.enqueue(job, true);
             }
         }
     }
 
-    async fn post(&self, hook: &Webhook, body: &str) -> Result<bool, bool> {
-        let timestamp = now_ms() / 1000;
+    async fn post(&self, hook: &Webhook, job: &Job) -> Result<bool, bool> {
         let Ok(request) = http::Request::post(&hook.url)
             .header("content-type", "application/json")
             .header("user-agent", "fluo-webhook")
-            .header("x-fluo-timestamp", timestamp.to_string())
-            .header("x-fluo-signature", signature(&hook.secret, timestamp, body))
-            .body(body.to_string())
+            .header("x-fluo-delivery", &job.id)
+            .header("x-fluo-timestamp", job.timestamp.to_string())
+            .header("x-fluo-signature", signature(&hook.secret, job.timestamp, &job.body))
+            .body(job.body.to_string())
         else {
             return Err(false);
         };
@@ -504,10 +562,11 @@ impl Webhooks {
         let hook = tokio::task::spawn_blocking(move || this.get(&tenant, &hook_id)).await.ok().and_then(Result::ok).flatten();
         let Some(hook) = hook else {
             // Deleted meanwhile: no further attempts.
+            self.done(&job);
             self.finish(&job.tenant);
             return;
         };
-        let result = self.post(&hook, &job.body).await;
+        let result = self.post(&hook, &job).await;
         let delivered = result == Ok(true);
         let error = match result {
             Ok(true) => None,
@@ -523,13 +582,17 @@ impl Webhooks {
             if !delivered {
                 self.warn_limited("webhook delivery gave up", &job.tenant);
             }
+            self.done(&job);
             self.finish(&job.tenant);
             return;
         }
+        let wait = Duration::from_secs(1 << (job.attempt - 1));
+        let job = Job { attempt: job.attempt + 1, ..job };
+        self.save(&job);
         let this = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1 << (job.attempt - 1))).await;
-            this.enqueue(Job { attempt: job.attempt + 1, ..job }, false);
+            tokio::time::sleep(wait).await;
+            this.enqueue(job, false);
         });
     }
 }
@@ -661,20 +724,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let webhooks = Webhooks::open(&db, WebhookLimits::default()).unwrap();
-        let job = |tenant: &str, n: usize| Job {
-            tenant: TenantId::trusted(tenant),
-            hook_id: "w".into(),
-            signal_id: format!("s_{n}"),
-            body: Arc::from(""),
-            attempt: 1,
-        };
+        let job = |tenant: &str, n: usize| webhooks.outboxed(&TenantId::trusted(tenant), "w", &format!("s_{n}"), Arc::from(""));
         for n in 0..QUEUE_PER_TENANT + 5 {
             webhooks.enqueue(job("noisy", n), true);
         }
         assert_eq!(webhooks.pending(&TenantId::trusted("noisy")), QUEUE_PER_TENANT);
         assert_eq!(webhooks.dropped.load(Ordering::Relaxed), 5);
+        assert_eq!(webhooks.outbox.len(), QUEUE_PER_TENANT, "a dropped delivery leaves the outbox too");
         webhooks.enqueue(job("quiet", 0), true);
         let first_two: Vec<String> = (0..2).map(|_| webhooks.next_job().unwrap().tenant.to_string()).collect();
         assert!(first_two.contains(&"quiet".to_string()), "the quiet tenant waits one turn, not {QUEUE_PER_TENANT} jobs");
+    }
+
+    #[test]
+    fn staged_deliveries_wait_for_their_dispatch_and_survive_a_restart_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = TenantId::trusted("t");
+        let signal: Signal = serde_json::from_value(serde_json::json!({
+            "id": "s_1", "rule_id": "r", "rule_name": "r", "rule_version": 1, "severity": "high", "message": "m",
+            "trace_id": "00000000000000000000000000000001", "span_ids": [], "status": "open", "created_at": "",
+            "created_unix_ms": 0, "updated_at": "", "witnesses": []
+        }))
+        .unwrap();
+        let (id, timestamp, body) = {
+            let db = sled::open(dir.path()).unwrap();
+            let webhooks = Webhooks::open(&db, WebhookLimits { allow_private_targets: true, ..WebhookLimits::default() }).unwrap();
+            webhooks.create(&tenant, "http://127.0.0.1:9/hook", Vec::new(), Vec::new(), None).unwrap();
+            webhooks.stage(&tenant, &signal, "signal.created");
+            assert!(webhooks.next_job().is_none(), "staged: not deliverable before its flush");
+            assert_eq!(webhooks.outbox.len(), 1);
+            db.flush().unwrap();
+            webhooks.dispatch(&tenant, &signal, "signal.created");
+            let job = webhooks.next_job().expect("deliverable after its dispatch");
+            assert!(webhooks.next_job().is_none(), "the dispatch took the staged delivery, not a second one");
+            // A crash before it is delivered.
+            (job.id, job.timestamp, job.body)
+        };
+        let db = sled::open(dir.path()).unwrap();
+        let webhooks = Webhooks::open(&db, WebhookLimits::default()).unwrap();
+        let resumed = webhooks.next_job().expect("resumed from the outbox");
+        assert_eq!((resumed.id, resumed.timestamp, resumed.body, resumed.attempt), (id, timestamp, body, 1));
+        assert_eq!(webhooks.pending(&tenant), 1);
+        webhooks.done(&Job { ..webhooks.outboxed(&tenant, "w", "s_2", Arc::from("")) });
+        assert_eq!(webhooks.outbox.len(), 1, "only the finished one went");
     }
 }

@@ -34,10 +34,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_at(data_dir, ["127.0.0.1:0"; 3], extra)
+    }
+
+    /// Starts on the given gRPC, HTTP and API addresses (a restart keeps them).
+    pub fn start_at(data_dir: &Path, [grpc, http, api]: [&str; 3], extra: &[&str]) -> Server {
         let mut child = Command::new(binary())
             .args(["serve", "--data-dir"])
             .arg(data_dir)
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"])
+            .args(["--grpc-addr", grpc, "--http-addr", http, "--api-addr", api])
             .args(extra)
             .env("FLUO_OPERATOR_KEY", OPERATOR_KEY)
             .env("RUST_LOG", "info")
@@ -291,28 +296,40 @@ pub fn webhook_receiver(failures: usize) -> (SocketAddr, std::sync::mpsc::Receiv
     let addr = listener.local_addr().unwrap();
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for (count, stream) in listener.incoming().enumerate() {
+        let mut count = 0;
+        for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                if line.trim().is_empty() {
-                    break;
+            // A sender that dies mid-request (a server killed with -9) is skipped, not answered.
+            let read = || -> std::io::Result<(Vec<(String, String)>, String)> {
+                let mut reader = BufReader::new(stream.try_clone()?);
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                reader.read_line(&mut line)?;
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line)? == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.trim().split_once(':') {
+                        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                    }
                 }
-                if let Some((name, value)) = line.trim().split_once(':') {
-                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-                }
-            }
-            let length: usize = headers.iter().find(|(name, _)| name == "content-length").map_or(0, |(_, value)| value.parse().unwrap());
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body).unwrap();
+                let length: usize =
+                    headers.iter().find(|(name, _)| name == "content-length").map_or(0, |(_, value)| value.parse().unwrap_or(0));
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body)?;
+                Ok((headers, String::from_utf8_lossy(&body).into_owned()))
+            };
+            let Ok((headers, body)) = read() else { continue };
             let status = if count < failures { "500 Internal Server Error" } else { "200 OK" };
-            write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
-            let _ = sender.send((headers, String::from_utf8(body).unwrap()));
+            count += 1;
+            if write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").is_err() {
+                continue;
+            }
+            let _ = sender.send((headers, body));
         }
     });
     (addr, receiver)
