@@ -78,7 +78,7 @@ impl Services {
         };
         let pipeline = Arc::new(Pipeline::new(config.assembly.clone(), config.admission.clone(), evaluator, windows, log, counters));
         crate::pipeline::active::load_all(&store, &engine, &pipeline)?;
-        pipeline.recover(std::time::Instant::now()).context("recover from the span log")?;
+        pipeline.recover(std::time::Instant::now(), &config.span_limits).context("recover from the span log")?;
         let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db, config.webhooks.clone()).context("open webhooks")?);
         // Each tenant's new signals go into that tenant's delivery queue.
         // Webhooks hear of lifecycle events and crossed rate thresholds, never of single occurrences.

@@ -219,6 +219,8 @@ impl Ingest {
         // measure for both transports and encodings (JSON is larger on the wire).
         let bytes = prost::Message::encoded_len(&request);
         self.pipeline.admit(tenant, span_count, bytes, now).map_err(refused)?;
+        // The span log keeps the request as received (replay converts it again).
+        let otlp = if self.pipeline.logs_requests() { prost::Message::encode_to_vec(&request) } else { Vec::new() };
         let converted = convert::convert_with(request, &self.span_limits);
         self.pipeline.count_rejections(tenant, &converted.rejected);
         self.pipeline.count_limited(&converted.limited);
@@ -227,7 +229,7 @@ impl Ingest {
         if rejected > 0 {
             messages.push(converted.rejection_message());
         }
-        let dropped = self.pipeline.accept(tenant, converted.spans, now).map_err(refused)?;
+        let dropped = self.pipeline.accept(tenant, converted.spans, &otlp, now).map_err(refused)?;
         if dropped.span_limit > 0 {
             messages.push(format!("{} span(s): trace over its span limit", dropped.span_limit));
         }

@@ -129,11 +129,17 @@ impl Pipeline {
     /// At start: replays what the span log kept into the windows and the
     /// assembler, so traces live at a crash close on their normal schedule.
     /// Returns how many spans came back.
-    pub fn recover(&self, now: Instant) -> Result<usize, spanlog::LogError> {
+    pub fn recover(&self, now: Instant, limits: &crate::model::otlp::SpanLimits) -> Result<usize, spanlog::LogError> {
         let started = Instant::now();
         let checkpoint = self.log.last_checkpoint();
         let (mut spans_back, mut requests, mut windows_only) = (0, 0, 0);
-        self.log.replay(spanlog::Position::default(), &mut |position, tenant, spans| {
+        self.log.replay(spanlog::Position::default(), &mut |position, tenant, otlp| {
+            // Converted as ingest converted it (the same span caps).
+            let Ok(request) = prost::Message::decode(otlp) else {
+                tracing::error!(position = position.0, "undecodable request in the span log skipped");
+                return;
+            };
+            let spans = crate::model::otlp::convert_with(request, limits).spans;
             spans_back += spans.len();
             requests += 1;
             self.windows.offer(tenant, &spans);
@@ -264,15 +270,21 @@ impl Pipeline {
         Err(Refusal::RateLimited { retry_after: Duration::from_secs_f64(wait) })
     }
 
-    /// Records admitted spans in the span log, then adds them to their live
-    /// traces. If the log refuses them, nothing is added and the request must
+    /// Records an admitted request (`otlp`: as OTLP protobuf, see
+    /// [`spanlog::SpanLog::append`]) in the span log, then adds its converted
+    /// `spans` to their live traces. If the log refuses them, nothing is added and the request must
     /// not be acknowledged.
-    pub fn accept(&self, tenant: &TenantId, spans: Vec<Span>, now: Instant) -> Result<assembler::Dropped, Refusal> {
+    /// Whether [`Pipeline::accept`] needs the request's encoding (the span log keeps it).
+    pub fn logs_requests(&self) -> bool {
+        self.log.keeps()
+    }
+
+    pub fn accept(&self, tenant: &TenantId, spans: Vec<Span>, otlp: &[u8], now: Instant) -> Result<assembler::Dropped, Refusal> {
         let count = spans.len() as u64;
         // Held from before the append until the spans are in their live traces.
         let floor = self.log.next_position().0;
         self.accepting.hold(floor);
-        let position = match self.log.append(tenant, &spans) {
+        let position = match self.log.append(tenant, otlp) {
             Ok(position) => position,
             Err(error) => {
                 self.accepting.release(floor);
@@ -387,23 +399,23 @@ mod tests {
     /// A span log that keeps batches in memory and can be made to fail.
     #[derive(Default)]
     struct Kept {
-        batches: Mutex<Vec<(TenantId, Vec<Span>)>>,
+        batches: Mutex<Vec<(TenantId, Vec<u8>)>>,
         failing: AtomicBool,
     }
 
     impl SpanLog for Kept {
-        fn append(&self, tenant: &TenantId, spans: &[Span]) -> Result<Position, LogError> {
+        fn append(&self, tenant: &TenantId, otlp: &[u8]) -> Result<Position, LogError> {
             if self.failing.load(Ordering::Relaxed) {
                 return Err(LogError("disk full".into()));
             }
             let mut batches = self.batches.lock().unwrap();
-            batches.push((tenant.clone(), spans.to_vec()));
+            batches.push((tenant.clone(), otlp.to_vec()));
             Ok(Position(batches.len() as u64 - 1))
         }
 
-        fn replay(&self, from: Position, each: &mut dyn FnMut(Position, &TenantId, Vec<Span>)) -> Result<(), LogError> {
-            for (index, (tenant, spans)) in self.batches.lock().unwrap().iter().enumerate().skip(from.0 as usize) {
-                each(Position(index as u64), tenant, spans.clone());
+        fn replay(&self, from: Position, each: &mut dyn FnMut(Position, &TenantId, &[u8])) -> Result<(), LogError> {
+            for (index, (tenant, otlp)) in self.batches.lock().unwrap().iter().enumerate().skip(from.0 as usize) {
+                each(Position(index as u64), tenant, otlp);
             }
             Ok(())
         }
@@ -438,15 +450,27 @@ mod tests {
         Pipeline::new(AssemblyLimits::default(), AdmissionLimits::default(), evaluator, windows, log, counters)
     }
 
-    fn spans(count: u8) -> Vec<Span> {
+    fn spans(count: u8) -> (Vec<Span>, Vec<u8>) {
         trace_spans(0x0af7651916cd43dd8448eb211c80319c, count)
     }
 
-    fn trace_spans(trace: u128, count: u8) -> Vec<Span> {
+    /// A request of `count` spans of trace `trace`: (its spans, as OTLP protobuf).
+    fn trace_spans(trace: u128, count: u8) -> (Vec<Span>, Vec<u8>) {
         let json = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": (1..=count).map(|id| serde_json::json!({
             "traceId": format!("{trace:032x}"), "spanId": format!("00000000000000{id:02x}"), "name": "a",
             "startTimeUnixNano": "1", "endTimeUnixNano": "2"})).collect::<Vec<_>>()}]}]});
-        crate::model::otlp::convert(serde_json::from_value(json).unwrap()).spans
+        let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest = serde_json::from_value(json).unwrap();
+        let otlp = prost::Message::encode_to_vec(&request);
+        (crate::model::otlp::convert(request).spans, otlp)
+    }
+
+    fn accept(
+        pipeline: &Pipeline,
+        tenant: &TenantId,
+        (spans, otlp): (Vec<Span>, Vec<u8>),
+        now: Instant,
+    ) -> Result<assembler::Dropped, Refusal> {
+        pipeline.accept(tenant, spans, &otlp, now)
     }
 
     #[test]
@@ -455,11 +479,11 @@ mod tests {
         let log = Arc::new(Kept::default());
         let tenant = TenantId::trusted("t");
         let first = pipeline(dir.path(), log.clone());
-        first.accept(&tenant, spans(3), Instant::now()).unwrap();
+        accept(&first, &tenant, spans(3), Instant::now()).unwrap();
         assert_eq!((log.batches.lock().unwrap().len(), first.buffered_spans()), (1, 3));
 
         log.failing.store(true, Ordering::Relaxed);
-        let refused = first.accept(&tenant, spans(5), Instant::now());
+        let refused = accept(&first, &tenant, spans(5), Instant::now());
         assert!(matches!(refused, Err(Refusal::LogUnavailable { .. })), "{refused:?}");
         assert_eq!(first.buffered_spans(), 3, "what the log refused is not assembled either");
         assert_eq!(first.counters.spans_accepted.load(Ordering::Relaxed), 3);
@@ -470,7 +494,7 @@ mod tests {
         log.failing.store(false, Ordering::Relaxed);
         let other_dir = tempfile::tempdir().unwrap();
         let second = pipeline(other_dir.path(), log.clone());
-        assert_eq!(second.recover(Instant::now()).unwrap(), 3);
+        assert_eq!(second.recover(Instant::now(), &crate::model::otlp::SpanLimits::default()).unwrap(), 3);
         assert_eq!(second.buffered_spans(), 3);
         second.stop();
     }
@@ -484,8 +508,8 @@ mod tests {
         {
             let log = Arc::new(Segments::open(log_dir.path(), Durability::Fsync, 1 << 20).unwrap());
             let first = pipeline(dir.path(), log.clone());
-            first.accept(&tenant, trace_spans(1, 2), start).unwrap();
-            first.accept(&tenant, trace_spans(2, 3), start + Duration::from_secs(4)).unwrap();
+            accept(&first, &tenant, trace_spans(1, 2), start).unwrap();
+            accept(&first, &tenant, trace_spans(2, 3), start + Duration::from_secs(4)).unwrap();
             let checkpoint = first.checkpoint(crate::model::time::now_ms()).unwrap();
             assert_eq!(checkpoint.evaluated, Position(0), "both traces are live");
             // The first trace closes (idle), is evaluated and flushed; the second stays live.
@@ -506,7 +530,11 @@ mod tests {
         let log = Arc::new(Segments::open(log_dir.path(), Durability::Fsync, 1 << 20).unwrap());
         let other_dir = tempfile::tempdir().unwrap();
         let second = pipeline(other_dir.path(), log);
-        assert_eq!(second.recover(Instant::now()).unwrap(), 3, "the live trace's spans come back");
+        assert_eq!(
+            second.recover(Instant::now(), &crate::model::otlp::SpanLimits::default()).unwrap(),
+            3,
+            "the live trace's spans come back"
+        );
         assert_eq!(second.buffered_spans(), 3, "the evaluated trace is not assembled again");
         second.stop();
     }

@@ -1,9 +1,9 @@
 //! The durable span log: append-only segment files in `<data dir>/spanlog`,
 //! written with group commit. Owns its directory and nothing else.
 //!
-//! Each accepted request is one record: a frame (`len` u32 LE, CRC-32 of
+//! Each admitted request is one record: a frame (`len` u32 LE, CRC-32 of
 //! the rest u32 LE), then the record's position (u64 LE), the tenant
-//! (u16 LE length, bytes) and the spans as OTLP protobuf. Appenders encode
+//! (u16 LE length, bytes) and the request as OTLP protobuf. Appenders encode
 //! their record, put it in the shared buffer and wait; one writer thread
 //! writes everything buffered with one `write` and, in [`Durability::Fsync`]
 //! mode, one `fdatasync`, then wakes them all: many clients share an fsync.
@@ -20,7 +20,6 @@
 
 use super::spanlog::{Checkpoint, LogError, Position, SpanLog};
 use crate::model::tenant::TenantId;
-use crate::model::trace::Span;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -360,8 +359,7 @@ impl Files {
 }
 
 impl SpanLog for Segments {
-    fn append(&self, tenant: &TenantId, spans: &[Span]) -> Result<Position, LogError> {
-        let otlp = prost::Message::encode_to_vec(&crate::model::otlp::to_otlp(spans));
+    fn append(&self, tenant: &TenantId, otlp: &[u8]) -> Result<Position, LogError> {
         let tenant_bytes = tenant.as_str().as_bytes();
         let tenant_len = u16::try_from(tenant_bytes.len()).map_err(|_| LogError("tenant id too long".into()))?;
         let len = 10 + tenant_bytes.len() + otlp.len();
@@ -380,7 +378,7 @@ impl SpanLog for Segments {
             pending.buffer.extend_from_slice(&position.to_le_bytes());
             pending.buffer.extend_from_slice(&tenant_len.to_le_bytes());
             pending.buffer.extend_from_slice(tenant_bytes);
-            pending.buffer.extend_from_slice(&otlp);
+            pending.buffer.extend_from_slice(otlp);
             let crc = crc32fast::hash(&pending.buffer[start + FRAME..]);
             pending.buffer[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
             pending.buffer[start + 4..start + FRAME].copy_from_slice(&crc.to_le_bytes());
@@ -391,7 +389,7 @@ impl SpanLog for Segments {
         Ok(Position(position))
     }
 
-    fn replay(&self, from: Position, each: &mut dyn FnMut(Position, &TenantId, Vec<Span>)) -> Result<(), LogError> {
+    fn replay(&self, from: Position, each: &mut dyn FnMut(Position, &TenantId, &[u8])) -> Result<(), LogError> {
         let from = from.0.max(self.last_checkpoint().keep_from.0);
         let segments = list(&self.dir).map_err(|error| LogError(error.to_string()))?;
         let mut buffer = Vec::new();
@@ -409,10 +407,7 @@ impl SpanLog for Segments {
                         if record.position < from {
                             continue;
                         }
-                        let request = prost::Message::decode(record.otlp.as_slice())
-                            .map_err(|error| LogError(format!("record {} in {}: {error}", record.position, path.display())))?;
-                        let spans = crate::model::otlp::convert_with(request, &crate::model::otlp::SpanLimits::NONE).spans;
-                        each(Position(record.position), &record.tenant, spans);
+                        each(Position(record.position), &record.tenant, &record.otlp);
                     }
                     Err(()) => {
                         // Only the last segment can have a torn tail, and it was

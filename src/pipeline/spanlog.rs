@@ -12,7 +12,6 @@
 //! offset — the point before which every trace is evaluated.
 
 use crate::model::tenant::TenantId;
-use crate::model::trace::Span;
 
 /// A place in the log, increasing in append order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,13 +34,18 @@ pub struct Checkpoint {
 pub struct LogError(pub String);
 
 pub trait SpanLog: Send + Sync {
-    /// Records one request's accepted spans of `tenant`. When it returns, the
-    /// spans are as durable as this log promises and the request may be
-    /// acknowledged; an error means the request must not be.
-    fn append(&self, tenant: &TenantId, spans: &[Span]) -> Result<Position, LogError>;
+    /// Records one admitted request of `tenant`, `otlp` being the request as
+    /// OTLP protobuf (`ExportTraceServiceRequest`, before conversion: replay
+    /// converts it as ingest did). When it returns, the request is as durable
+    /// as this log promises and may be acknowledged; an error means it must not be.
+    fn append(&self, tenant: &TenantId, otlp: &[u8]) -> Result<Position, LogError>;
     /// Calls `each` with every request kept from `from` (and from the last
     /// checkpoint's [`Checkpoint::keep_from`]) on, in append order.
-    fn replay(&self, from: Position, each: &mut dyn FnMut(Position, &TenantId, Vec<Span>)) -> Result<(), LogError>;
+    fn replay(&self, from: Position, each: &mut dyn FnMut(Position, &TenantId, &[u8])) -> Result<(), LogError>;
+    /// Whether appended requests are kept (else the caller need not encode them).
+    fn keeps(&self) -> bool {
+        true
+    }
     /// Records what recovery needs from now on; entries before
     /// `keep_from` may be deleted. Never goes back.
     fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), LogError>;
@@ -94,12 +98,16 @@ pub struct InProcess {
 }
 
 impl SpanLog for InProcess {
-    fn append(&self, _tenant: &TenantId, _spans: &[Span]) -> Result<Position, LogError> {
+    fn append(&self, _tenant: &TenantId, _otlp: &[u8]) -> Result<Position, LogError> {
         Ok(Position(self.appended.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
     }
 
-    fn replay(&self, _from: Position, _each: &mut dyn FnMut(Position, &TenantId, Vec<Span>)) -> Result<(), LogError> {
+    fn replay(&self, _from: Position, _each: &mut dyn FnMut(Position, &TenantId, &[u8])) -> Result<(), LogError> {
         Ok(())
+    }
+
+    fn keeps(&self) -> bool {
+        false
     }
 
     fn checkpoint(&self, _checkpoint: Checkpoint) -> Result<(), LogError> {

@@ -3,18 +3,20 @@
 
 use super::*;
 
-fn spans(trace: u8, count: u8, name: &str) -> Vec<Span> {
+/// A request of `count` spans of trace `trace`, as OTLP protobuf.
+fn spans(trace: u8, count: u8, name: &str) -> Vec<u8> {
     let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]},
         "scopeSpans": [{"spans": (1..=count).map(|id| serde_json::json!({
         "traceId": format!("{trace:032x}"), "spanId": format!("{id:016x}"), "name": name,
         "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000001000000",
         "attributes": [{"key": "k", "value": {"stringValue": "v"}}]})).collect::<Vec<_>>()}]}]});
-    crate::model::otlp::convert(serde_json::from_value(json).unwrap()).spans
+    let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest = serde_json::from_value(json).unwrap();
+    prost::Message::encode_to_vec(&request)
 }
 
-fn replayed(log: &Segments, from: u64) -> Vec<(u64, String, Vec<Span>)> {
+fn replayed(log: &Segments, from: u64) -> Vec<(u64, String, Vec<u8>)> {
     let mut out = Vec::new();
-    log.replay(Position(from), &mut |position, tenant, spans| out.push((position.0, tenant.to_string(), spans))).unwrap();
+    log.replay(Position(from), &mut |position, tenant, otlp| out.push((position.0, tenant.to_string(), otlp.to_vec()))).unwrap();
     out
 }
 
@@ -134,6 +136,9 @@ fn a_full_disk_refuses_those_requests_only_and_the_log_recovers() {
     assert_eq!(log.failing(), None, "the next write that works clears the state");
     drop(log);
     let log = Segments::open(dir.path(), Durability::Fsync, 1 << 20).unwrap();
-    let back: Vec<u8> = replayed(&log, 0).iter().map(|(_, _, spans)| spans[0].trace_id[15]).collect();
+    let back: Vec<u8> = replayed(&log, 0)
+        .iter()
+        .map(|(_, _, otlp)| crate::model::otlp::convert(prost::Message::decode(otlp.as_slice()).unwrap()).spans[0].trace_id[15])
+        .collect();
     assert_eq!(back, [1, 4], "acknowledged requests only, whole");
 }
