@@ -438,8 +438,12 @@ mod tests {
     }
 
     fn pipeline(dir: &std::path::Path, log: Arc<dyn SpanLog>) -> Pipeline {
-        let store = Arc::new(crate::store::Store::open(dir).unwrap());
         let engine = crate::rules::RuleEngine::new(crate::rules::Limits::default()).unwrap();
+        pipeline_on(dir, log, engine)
+    }
+
+    fn pipeline_on(dir: &std::path::Path, log: Arc<dyn SpanLog>, engine: Arc<crate::rules::RuleEngine>) -> Pipeline {
+        let store = Arc::new(crate::store::Store::open(dir).unwrap());
         let signals = Arc::new(crate::signals::Signals::open(store.clone()).unwrap());
         let recent = Arc::new(crate::store::traces::RecentTraces::open(&store.db).unwrap());
         let counters = Arc::new(Counters::default());
@@ -536,6 +540,56 @@ mod tests {
             "the live trace's spans come back"
         );
         assert_eq!(second.buffered_spans(), 3, "the evaluated trace is not assembled again");
+        second.stop();
+    }
+
+    #[test]
+    fn window_buffers_come_back_from_the_log_and_evaluated_traces_do_not() {
+        use super::segments::{Durability, Segments};
+        const WINDOW: &str = r#"export default window({
+          name: "auth-concurrency", severity: "high", select: { service: "auth" }, length: "10s", grace: "2s",
+          check(spans) { if (spans.length > 1000) return { message: "many", spans: [] }; },
+        });"#;
+        let (dir, log_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let tenant = TenantId::trusted("t");
+        let engine = crate::rules::RuleEngine::new(crate::rules::Limits::default()).unwrap();
+        let (_, loaded) = crate::rules::compile::compile(&engine, WINDOW).unwrap();
+        let rule = crate::signals::RuleRef { id: "r_w".into(), name: "auth-concurrency".into(), version: 1 };
+        // Three auth spans starting now, in three traces.
+        let now_ns = crate::model::time::now_ms() * 1_000_000;
+        let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "auth"}}]},
+            "scopeSpans": [{"spans": (1..=3u64).map(|n| serde_json::json!({"traceId": format!("{n:032x}"), "spanId": format!("{n:016x}"),
+                "name": "GET /login", "kind": 2, "startTimeUnixNano": now_ns.to_string(), "endTimeUnixNano": (now_ns + 1_000_000).to_string()}))
+                .collect::<Vec<_>>()}]}]});
+        let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest = serde_json::from_value(json).unwrap();
+        let otlp = prost::Message::encode_to_vec(&request);
+        let start = Instant::now();
+        {
+            let log = Arc::new(Segments::open(log_dir.path(), Durability::Fsync, 1 << 20).unwrap());
+            let first = pipeline_on(dir.path(), log.clone(), engine.clone());
+            first.set_rules(&tenant, vec![(rule.clone(), loaded.clone())]);
+            first.accept(&tenant, crate::model::otlp::convert(request).spans, &otlp, start).unwrap();
+            assert_eq!(first.windows.buffered_spans(), 3);
+            // The traces close and are evaluated; the window still holds their spans.
+            first.sweep(start + Duration::from_secs(6));
+            first.evaluator.drain();
+            for _ in 0..100 {
+                if first.evaluator.oldest_position().is_none() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let checkpoint = first.checkpoint(crate::model::time::now_ms()).unwrap();
+            assert_eq!((checkpoint.evaluated, checkpoint.keep_from), (Position(1), Position(0)), "the window keeps the request");
+            first.stop();
+        }
+        let log = Arc::new(Segments::open(log_dir.path(), Durability::Fsync, 1 << 20).unwrap());
+        let other_dir = tempfile::tempdir().unwrap();
+        let second = pipeline_on(other_dir.path(), log, engine);
+        second.set_rules(&tenant, vec![(rule, loaded)]);
+        assert_eq!(second.recover(Instant::now(), &crate::model::otlp::SpanLimits::default()).unwrap(), 3);
+        assert_eq!(second.windows.buffered_spans(), 3, "the window's spans are back");
+        assert_eq!(second.buffered_spans(), 0, "their evaluated traces are not assembled again");
         second.stop();
     }
 }
