@@ -98,17 +98,31 @@ impl Services {
                 for_stage.stage(tenant, signal, kind);
             }
         });
-        let for_sink = webhooks.clone();
+        let (for_sink, announcing) = (webhooks.clone(), signals.clone());
         events.add_sink(move |tenant, event| {
             use crate::events::EventKind;
             if let Some(kind) = webhook_event(event.kind) {
                 for_sink.dispatch(tenant, &event.signal, kind);
+            }
+            if event.kind == EventKind::Created
+                && let Err(error) = announcing.announced(tenant, &event.signal.id)
+            {
+                tracing::warn!(tenant = %tenant, %error, "group announcement not recorded");
             }
             // Every occurrence counts towards rate thresholds.
             if matches!(event.kind, EventKind::Created | EventKind::Regressed | EventKind::SnoozeEnded | EventKind::Counted) {
                 for_sink.occurred(tenant, &event.signal);
             }
         });
+        // Groups a crash left unannounced (on disk before their notification was) are announced now.
+        let unannounced = signals.unannounced().context("read unannounced groups")?;
+        if !unannounced.is_empty() {
+            tracing::info!(groups = unannounced.len(), "new groups announced again after a crash");
+        }
+        for (tenant, signal) in unannounced {
+            webhooks.dispatch(&tenant, &signal, "signal.created");
+            signals.announced(&tenant, &signal.id).context("record a group announcement")?;
+        }
         let rule_quotas = config.rule_quotas;
         let span_limits = config.span_limits;
         Ok((

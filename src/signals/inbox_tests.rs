@@ -360,3 +360,22 @@ fn a_pinned_sample_keeps_its_snapshot_through_sampling_and_retention() {
     assert!(signals.unpin(&tenant, &id, &second).unwrap().unwrap().pinned.is_empty());
     assert!(signals.snapshot(&tenant, &2u128.to_be_bytes()).unwrap().is_none());
 }
+
+#[test]
+fn a_new_group_stays_unannounced_until_its_notification_is_durable_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = TenantId::trusted("t");
+    let id = {
+        let signals = open(dir.path());
+        let id = occur(&signals, &tenant, 1, "r", "a", None).created[0].id.clone();
+        assert!(occur(&signals, &tenant, 2, "r", "a", None).created.is_empty(), "a further occurrence is no new group");
+        signals.flush().unwrap();
+        id
+    };
+    // A crash before the announcement: the group comes back unannounced.
+    let signals = open(dir.path());
+    let pending = signals.unannounced().unwrap();
+    assert_eq!(pending.iter().map(|(tenant, group)| (tenant.as_str(), group.id.as_str())).collect::<Vec<_>>(), [("t", id.as_str())]);
+    signals.announced(&tenant, &id).unwrap();
+    assert!(signals.unannounced().unwrap().is_empty());
+}

@@ -1,6 +1,7 @@
 //! Signals: the persisted record of a rule violation, and the trace snapshots
 //! they point at. Owns the sled trees `signals`, `signal_by_trace`,
-//! `signal_traces`, `signal_groups` and `signal_meta` (and, through its
+//! `signal_traces`, `signal_groups`, `signal_meta` and `signal_unannounced`
+//! (and, through its
 //! modules, `signal_occurrences`, `signal_counters` and `signal_series`).
 //!
 //! A signal is a group of violations ([`group`]): one fingerprint, exact
@@ -106,6 +107,9 @@ pub struct Signals {
     series: sled::Tree,
     /// Markers of one-time work done on this data directory.
     meta: sled::Tree,
+    /// (tenant, group id) of new groups whose `signal.created` has not yet
+    /// reached a durable notification (the webhook outbox); see [`Signals::unannounced`].
+    unannounced: sled::Tree,
     /// (tenant, group id) → occurrences, last seen, sequence ([`counters`]).
     counters: sled::Tree,
     usage: retention::Usage,
@@ -190,6 +194,7 @@ impl Signals {
             snapshots: store.db.open_tree("signal_traces")?,
             series: store.db.open_tree("signal_series")?,
             meta: store.db.open_tree("signal_meta")?,
+            unannounced: store.db.open_tree("signal_unannounced")?,
             counters: store.db.open_tree("signal_counters")?,
             usage: retention::Usage::default(),
             index: index::Index::default(),
@@ -238,6 +243,9 @@ impl Signals {
 
     /// Writes a new group with its counter and indexes it.
     fn insert_group(&self, tenant: &TenantId, id: [u8; 16], signal: &Signal) -> Result<(), SignalError> {
+        // Written before the group: sled keeps writes in order, so a group on
+        // disk after a crash has its marker unless it was announced.
+        self.unannounced.insert(keyed(tenant, &[&id]), &[])?;
         self.start_counter(tenant, &id, signal)?;
         self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(signal)?)?;
         self.index.put(tenant, id, signal, 1);
@@ -518,6 +526,30 @@ impl Signals {
         self.insert_group(tenant, id, &signal)?;
         self.count_series(tenant, &id, &rule.id, now, 1)?;
         Ok((signal, true))
+    }
+
+    /// New groups whose creation was never announced: a crash came after the
+    /// group reached the disk and before its notification did. The caller
+    /// announces them again and calls [`Signals::announced`].
+    pub fn unannounced(&self) -> Result<Vec<(TenantId, Signal)>, SignalError> {
+        let mut groups = Vec::new();
+        for key in self.unannounced.iter().keys() {
+            let key = key?;
+            let Some((tenant, id)) = group::split_key(&key) else { continue };
+            match self.get_by_id(&tenant, &id)? {
+                Some(signal) => groups.push((tenant, signal)),
+                None => drop(self.unannounced.remove(&key)?),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// The creation of group `id` is announced durably (its notifications are on disk).
+    pub fn announced(&self, tenant: &TenantId, id: &str) -> Result<(), SignalError> {
+        if let Some(bytes) = id_bytes(id) {
+            self.unannounced.remove(keyed(tenant, &[&bytes]))?;
+        }
+        Ok(())
     }
 
     /// A group as it is now (a snooze that ran out is shown ended).
