@@ -40,6 +40,9 @@ pub struct DemoArgs {
 
 type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
+/// OTLP requests the demo has in flight at once.
+const IN_FLIGHT: usize = 8;
+
 async fn call(client: &Client, method: &str, url: &str, key: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<(u16, Bytes)> {
     let request = http::Request::builder()
         .method(method)
@@ -90,6 +93,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let (mut sent, mut reported) = (0u64, 0u64);
     let mut next_burst = Instant::now() + Duration::from_secs(3);
+    let mut in_flight = tokio::task::JoinSet::new();
     while args.traces.is_none_or(|limit| sent < limit) {
         let mut requests = vec![scenario(&mut rand::rng())];
         // Now and then a login burst over the auth service's concurrency limit.
@@ -97,10 +101,19 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             requests.extend((0..60).map(|_| login(&mut rand::rng(), 400)));
             next_burst = Instant::now() + Duration::from_secs(20);
         }
+        // Up to IN_FLIGHT requests at once, as an application's exporters
+        // send: the server's span log then shares one fsync among them.
         for request in requests {
-            let body = prost::Message::encode_to_vec(&request);
-            let (status, answer) = call(&client, "POST", &url, &ingest, "application/x-protobuf", body).await?;
-            anyhow::ensure!(status == 200, "OTLP export answered {status}: {}", String::from_utf8_lossy(&answer));
+            while in_flight.len() >= IN_FLIGHT {
+                in_flight.join_next().await.expect("tasks are in flight")??;
+            }
+            let (client, url, ingest) = (client.clone(), url.clone(), ingest.clone());
+            in_flight.spawn(async move {
+                let body = prost::Message::encode_to_vec(&request);
+                let (status, answer) = call(&client, "POST", &url, &ingest, "application/x-protobuf", body).await?;
+                anyhow::ensure!(status == 200, "OTLP export answered {status}: {}", String::from_utf8_lossy(&answer));
+                Ok(())
+            });
             sent += 1;
         }
         if sent >= reported + 50 {
@@ -108,6 +121,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             println!("{sent} traces sent in {:.0} s", started.elapsed().as_secs_f64());
         }
         tokio::time::sleep(pause).await;
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done??;
     }
     println!("{sent} traces sent; signals: GET {}/api/v1/signals with the admin key", args.api.trim_end_matches('/'));
     Ok(())
