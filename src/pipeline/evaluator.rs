@@ -3,7 +3,10 @@
 //!
 //! Fairness: every tenant has its own queue and at most one worker at a time
 //! (its sandbox is single-threaded anyway); tenants with work wait in one
-//! round-robin ring and a worker evaluates one trace per turn. So a tenant
+//! round-robin ring and a worker evaluates one trace per turn. A worker holds
+//! the tenants it evaluated until its group commit (when the ring is empty it
+//! evaluates their next traces itself meanwhile, for at most [`GROUP_COMMIT`]),
+//! so a tenant's events are published in the order its traces were evaluated. So a tenant
 //! that floods FLUO or runs slow rules occupies one worker, and a trace of
 //! another tenant waits at most `ceil(k / workers)` trace evaluations, where k
 //! is the number of other tenants with a backlog, each bounded by
@@ -54,6 +57,8 @@ struct State {
     ring: VecDeque<TenantId>,
     stopping: bool,
     busy_workers: usize,
+    /// Tenant slots held by a worker until its next flush.
+    held: usize,
 }
 
 struct Shared {
@@ -172,7 +177,7 @@ impl Evaluator {
     /// Waits until every submitted trace has been evaluated and its signals flushed.
     pub fn drain(&self) {
         let mut state = self.lock();
-        while !state.ring.is_empty() || state.busy_workers > 0 {
+        while !state.ring.is_empty() || state.busy_workers > 0 || state.held > 0 {
             state = self.shared.idle.wait(state).unwrap_or_else(|poison| poison.into_inner());
         }
         drop(state);
@@ -234,25 +239,56 @@ impl Unflushed {
 
 fn worker(shared: &Shared) {
     let mut unflushed = Unflushed::default();
+    // Tenants whose slot this worker holds until its next flush: another
+    // worker cannot take their next trace before this one's events are
+    // published, so a tenant's notifications go out in evaluation order.
+    let mut held: Vec<TenantId> = Vec::new();
     let mut state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
     loop {
-        if unflushed.since.is_some_and(|since| state.ring.is_empty() || since.elapsed() >= GROUP_COMMIT) {
+        let held_work = held.iter().position(|tenant| state.slots.get(tenant).is_some_and(|slot| !slot.queue.is_empty()));
+        if unflushed.since.is_some_and(|since| (state.ring.is_empty() && held_work.is_none()) || since.elapsed() >= GROUP_COMMIT) {
             drop(state);
             unflushed.flush(shared);
             state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
+            for tenant in held.drain(..) {
+                let slot = state.slots.get_mut(&tenant).expect("slots are never removed");
+                slot.busy = false;
+                if !slot.queue.is_empty() && !slot.in_ring {
+                    slot.in_ring = true;
+                    state.ring.push_back(tenant);
+                }
+                state.held -= 1;
+            }
+            shared.work.notify_all();
+            if state.ring.is_empty() && state.busy_workers == 0 && state.held == 0 {
+                shared.idle.notify_all();
+            }
             continue;
         }
-        let Some(tenant) = state.ring.pop_front() else {
-            if state.stopping {
-                return;
+        // The ring's next tenant first (round-robin), else the next trace of a held tenant (it shares the coming flush).
+        let tenant = match (state.ring.is_empty(), held_work) {
+            (true, Some(index)) => held[index].clone(),
+            _ => {
+                let Some(tenant) = state.ring.pop_front() else {
+                    if state.stopping {
+                        return;
+                    }
+                    state = shared.work.wait(state).unwrap_or_else(|poison| poison.into_inner());
+                    continue;
+                };
+                let slot = state.slots.get_mut(&tenant).expect("a tenant in the ring has a slot");
+                slot.in_ring = false;
+                if slot.queue.is_empty() {
+                    continue;
+                }
+                slot.busy = true;
+                state.held += 1;
+                held.push(tenant.clone());
+                tenant
             }
-            state = shared.work.wait(state).unwrap_or_else(|poison| poison.into_inner());
-            continue;
         };
-        let slot = state.slots.get_mut(&tenant).expect("a tenant in the ring has a slot");
-        slot.in_ring = false;
+        let slot = state.slots.get_mut(&tenant).expect("a held tenant has a slot");
         let Some(trace) = slot.queue.pop_front() else { continue };
-        slot.busy = true;
         let rules = slot.rules.clone();
         let mut sandbox = slot.sandbox.take();
         state.busy_workers += 1;
@@ -282,16 +318,7 @@ fn worker(shared: &Shared) {
 
         state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
         state.busy_workers -= 1;
-        let slot = state.slots.get_mut(&tenant).expect("slots are never removed");
-        slot.busy = false;
-        slot.sandbox = sandbox;
-        if !slot.queue.is_empty() && !slot.in_ring {
-            slot.in_ring = true;
-            state.ring.push_back(tenant);
-        }
-        if state.ring.is_empty() && state.busy_workers == 0 {
-            shared.idle.notify_all();
-        }
+        state.slots.get_mut(&tenant).expect("slots are never removed").sandbox = sandbox;
     }
 }
 
