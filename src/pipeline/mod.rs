@@ -468,6 +468,17 @@ mod tests {
         (crate::model::otlp::convert(request).spans, otlp)
     }
 
+    /// Waits until every handed-over trace is evaluated and its position released.
+    fn settle(pipeline: &Pipeline) {
+        pipeline.evaluator.drain();
+        for _ in 0..100 {
+            if pipeline.evaluator.oldest_position().is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn accept(
         pipeline: &Pipeline,
         tenant: &TenantId,
@@ -518,13 +529,7 @@ mod tests {
             assert_eq!(checkpoint.evaluated, Position(0), "both traces are live");
             // The first trace closes (idle), is evaluated and flushed; the second stays live.
             first.sweep(start + Duration::from_millis(5_500));
-            first.evaluator.drain();
-            for _ in 0..100 {
-                if first.evaluator.oldest_position().is_none() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            settle(&first);
             let checkpoint = first.checkpoint(crate::model::time::now_ms()).unwrap();
             assert_eq!((checkpoint.evaluated, checkpoint.keep_from), (Position(1), Position(1)));
             assert_eq!(log.last_checkpoint(), checkpoint);
@@ -572,13 +577,7 @@ mod tests {
             assert_eq!(first.windows.buffered_spans(), 3);
             // The traces close and are evaluated; the window still holds their spans.
             first.sweep(start + Duration::from_secs(6));
-            first.evaluator.drain();
-            for _ in 0..100 {
-                if first.evaluator.oldest_position().is_none() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            settle(&first);
             let checkpoint = first.checkpoint(crate::model::time::now_ms()).unwrap();
             assert_eq!((checkpoint.evaluated, checkpoint.keep_from), (Position(1), Position(0)), "the window keeps the request");
             first.stop();

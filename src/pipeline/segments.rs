@@ -95,8 +95,6 @@ struct Shared {
 struct Files {
     dir: PathBuf,
     current: File,
-    /// First position of the current segment.
-    current_first: u64,
     /// Bytes of the current segment known good.
     current_len: u64,
     segment_bytes: u64,
@@ -222,7 +220,6 @@ impl Segments {
         let files = Files {
             dir: dir.to_path_buf(),
             current,
-            current_first,
             current_len,
             segment_bytes: segment_bytes.max(1 << 12),
             durability,
@@ -251,13 +248,6 @@ impl Segments {
     /// Makes the next `writes` writes fail as a full disk would (for tests of that path).
     pub fn inject_disk_full(&self, writes: u32) {
         self.inject.store(writes, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Bytes of the kept segments.
-    pub fn bytes(&self) -> u64 {
-        list(&self.dir)
-            .map(|segments| segments.iter().filter_map(|(_, path)| path.metadata().ok()).map(|meta| meta.len()).sum())
-            .unwrap_or(0)
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -323,7 +313,6 @@ impl Files {
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
             sync_dir(&self.dir)?;
             self.current = file;
-            self.current_first = first;
             self.current_len = 0;
         }
         let injected = self
