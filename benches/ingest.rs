@@ -128,7 +128,7 @@ fn config(dir: &std::path::Path, idle: Duration, durability: Durability) -> Conf
             bytes_per_second: u64::MAX / 4,
             burst_bytes: u64::MAX / 4,
         },
-        trace_retention: Duration::from_secs(900),
+        trace_retention: fluo::store::traces::TraceRetention { fsync: durability == Durability::Fsync, ..Default::default() },
         ingest_durability: durability,
         span_log_segment_bytes: 64 << 20,
         signal_retention: fluo::signals::Retention::default(),

@@ -47,7 +47,10 @@ impl Services {
             Auth::open(store.clone(), config.operator_key.as_deref(), config.jwt_key_file.as_deref(), config.identity.clone())
                 .context("open tenants and keys")?;
         let signals = Arc::new(Signals::open(store.clone()).context("open signals")?);
-        let recent = Arc::new(RecentTraces::open(&store.db).context("open recent traces")?);
+        let recent = Arc::new(
+            RecentTraces::open(&config.data_dir.join("traces"), config.trace_retention.clone()).context("open the recent-trace store")?,
+        );
+        recent.migrate_from_sled(&store.db).context("move recent traces out of the database")?;
         let engine = RuleEngine::new(config.limits.clone())?;
         tracing::info!(plugin = %engine.plugin_hash(), data_dir = %config.data_dir.display(), "rule engine ready");
         let counters = Arc::new(Counters::default());
@@ -277,7 +280,7 @@ pub async fn serve_on(
     tasks.spawn(async move { api_server.await.map_err(anyhow::Error::from) });
     tokio::spawn(sweeper(services.pipeline.clone(), config.assembly.idle.min(Duration::from_millis(250)), stopped.clone()));
     tokio::spawn(checkpoints(services.pipeline.clone(), stopped.clone()));
-    tokio::spawn(prune(services.recent.clone(), config.trace_retention, stopped.clone()));
+    tokio::spawn(prune(services.recent.clone(), config.trace_retention.age, stopped.clone()));
     tokio::spawn(expire_signals(services.signals.clone(), config.signal_retention, config.signal_sweep_every, stopped.clone()));
     tokio::spawn(crate::webhooks::deliver(services.webhooks.clone(), stopped.clone()));
     tokio::spawn(prune_revoked_sessions(services.auth.clone(), stopped.clone()));

@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Evaluated traces are kept this long so that late spans amend them.
     #[arg(long, env = "FLUO_TRACE_RETENTION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub trace_retention: Duration,
+    /// The most bytes the recent-trace store keeps, in MiB; the oldest traces go first.
+    #[arg(long, env = "FLUO_TRACE_RETENTION_MIB", default_value_t = 1024)]
+    pub trace_retention_mib: u64,
+    /// Whether recent traces are stored compressed (`zstd`: about a third of
+    /// the disk for a few µs per trace) or not (`none`).
+    #[arg(long, env = "FLUO_TRACE_COMPRESSION", value_enum, default_value = "none")]
+    pub trace_compression: crate::store::traces::Compression,
     /// When an OTLP request is acknowledged: `fsync` (its spans are on disk,
     /// surviving power loss), `os` (handed to the operating system, surviving
     /// a crash of FLUO but not of the machine) or `off` (no span log: a crash
@@ -183,7 +190,7 @@ pub struct Config {
     pub limits: crate::rules::Limits,
     pub assembly: AssemblyLimits,
     pub admission: AdmissionLimits,
-    pub trace_retention: Duration,
+    pub trace_retention: crate::store::traces::TraceRetention,
     pub ingest_durability: crate::pipeline::segments::Durability,
     pub span_log_segment_bytes: u64,
     pub signal_retention: crate::signals::Retention,
@@ -213,6 +220,8 @@ const FILE_KEYS: &[&str] = &[
     "trace_idle",
     "trace_max_age",
     "trace_retention",
+    "trace_retention_mib",
+    "trace_compression",
     "ingest_durability",
     "span_log_segment_mib",
     "signal_retention",
@@ -412,7 +421,12 @@ impl Config {
                 ..SpanLimits::default()
             },
             listeners: crate::listen::HttpLimits { header_timeout: args.http_header_timeout, max_connections: args.max_connections },
-            trace_retention: args.trace_retention,
+            trace_retention: crate::store::traces::TraceRetention {
+                age: args.trace_retention,
+                max_bytes: args.trace_retention_mib.clamp(16, 1 << 20) << 20,
+                compression: args.trace_compression,
+                fsync: args.ingest_durability == crate::pipeline::segments::Durability::Fsync,
+            },
             ingest_durability: args.ingest_durability,
             span_log_segment_bytes: args.span_log_segment_mib.clamp(1, 4096) << 20,
             signal_retention: crate::signals::Retention {

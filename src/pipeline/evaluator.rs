@@ -174,6 +174,11 @@ impl Evaluator {
         self.shared.positions.oldest()
     }
 
+    /// Puts the stored copies of evaluated traces on disk (see [`RecentTraces::sync`]).
+    pub fn sync_recent(&self) -> Result<(), crate::store::StoreError> {
+        self.shared.recent.sync()
+    }
+
     /// Waits until every submitted trace has been evaluated and its signals flushed.
     pub fn drain(&self) {
         let mut state = self.lock();
@@ -221,6 +226,10 @@ impl Unflushed {
         }
         if let Err(error) = shared.signals.flush() {
             tracing::error!(error = %error, "signals not flushed");
+        }
+        // The traces' stored copies reach the OS before their positions are released.
+        if let Err(error) = shared.recent.flush() {
+            tracing::warn!(error = %error, "recent traces not written");
         }
         if let Some(on_signal) = &shared.on_signal {
             for last_span in self.last_spans.drain(..) {

@@ -194,6 +194,9 @@ impl Pipeline {
         }
         let checkpoint =
             spanlog::Checkpoint { evaluated: spanlog::Position(evaluated), keep_from: spanlog::Position(keep_from.min(evaluated)) };
+        // The stored copies of the traces before `evaluated` (which a late
+        // span is merged with) are on disk before the log stops replaying them.
+        self.evaluator.sync_recent().map_err(|error| spanlog::LogError(format!("recent traces not synced: {error}")))?;
         self.log.checkpoint(checkpoint)?;
         Ok(checkpoint)
     }
@@ -445,7 +448,7 @@ mod tests {
     fn pipeline_on(dir: &std::path::Path, log: Arc<dyn SpanLog>, engine: Arc<crate::rules::RuleEngine>) -> Pipeline {
         let store = Arc::new(crate::store::Store::open(dir).unwrap());
         let signals = Arc::new(crate::signals::Signals::open(store.clone()).unwrap());
-        let recent = Arc::new(crate::store::traces::RecentTraces::open(&store.db).unwrap());
+        let recent = Arc::new(crate::store::traces::RecentTraces::open(&dir.join("traces"), Default::default()).unwrap());
         let counters = Arc::new(Counters::default());
         let events = crate::events::EventHub::new();
         let evaluator =

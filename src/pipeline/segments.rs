@@ -20,8 +20,9 @@
 
 use super::spanlog::{Checkpoint, LogError, Position, SpanLog};
 use crate::model::tenant::TenantId;
+use crate::store::frames::{self, list, segment_name, sync_dir};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -41,8 +42,8 @@ pub enum Durability {
 /// A record larger than this is refused (a request is far smaller: the
 /// transports cap bodies well below it).
 const MAX_RECORD: usize = 256 << 20;
-/// Frame: length and CRC.
-const FRAME: usize = 8;
+/// Payload sizes a record can have: position and tenant length at least.
+const RECORD_SIZES: std::ops::RangeInclusive<usize> = 10..=MAX_RECORD;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -119,24 +120,6 @@ fn io(dir: &Path) -> impl Fn(std::io::Error) -> OpenError + '_ {
     move |source| OpenError::Io { dir: dir.to_path_buf(), source }
 }
 
-fn segment_name(first: u64) -> String {
-    format!("{first:020}.seg")
-}
-
-/// The segments in `dir`, by first position.
-fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut segments = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let first = path.file_name().and_then(|name| name.to_str()).and_then(|name| name.strip_suffix(".seg")).and_then(|n| n.parse().ok());
-        if let Some(first) = first {
-            segments.push((first, path));
-        }
-    }
-    segments.sort();
-    Ok(segments)
-}
-
 /// One record read back.
 struct Record {
     position: u64,
@@ -144,55 +127,25 @@ struct Record {
     otlp: Vec<u8>,
 }
 
-/// Reads the next record of `reader`: `Ok(None)` at a clean end, `Err(offset)`
-/// when what follows is torn or corrupt.
-fn read_record(reader: &mut impl Read, buffer: &mut Vec<u8>) -> Result<Option<(Record, usize)>, ()> {
-    let mut frame = [0u8; FRAME];
-    let mut got = 0;
-    while got < FRAME {
-        match reader.read(&mut frame[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(()),
-            Ok(n) => got += n,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(()),
-        }
-    }
-    let len = u32::from_le_bytes(frame[..4].try_into().expect("4")) as usize;
-    let crc = u32::from_le_bytes(frame[4..].try_into().expect("4"));
-    if !(10..=MAX_RECORD).contains(&len) {
-        return Err(());
-    }
-    buffer.resize(len, 0);
-    reader.read_exact(buffer).map_err(|_| ())?;
-    if crc32fast::hash(buffer) != crc {
-        return Err(());
-    }
-    let position = u64::from_le_bytes(buffer[..8].try_into().expect("8"));
-    let tenant_len = usize::from(u16::from_le_bytes(buffer[8..10].try_into().expect("2")));
-    let tenant = buffer.get(10..10 + tenant_len).and_then(|bytes| std::str::from_utf8(bytes).ok()).ok_or(())?;
-    let record = Record { position, tenant: TenantId::trusted(tenant), otlp: buffer[10 + tenant_len..].to_vec() };
-    Ok(Some((record, FRAME + len)))
+/// The record a frame's payload holds, if it is one.
+fn parse(payload: &[u8]) -> Option<Record> {
+    let position = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+    let tenant_len = usize::from(u16::from_le_bytes(payload.get(8..10)?.try_into().ok()?));
+    let tenant = std::str::from_utf8(payload.get(10..10 + tenant_len)?).ok()?;
+    Some(Record { position, tenant: TenantId::trusted(tenant), otlp: payload[10 + tenant_len..].to_vec() })
 }
 
 /// Checks `path` record by record and truncates it after the last good one;
 /// returns the good length and the position after its last record.
 fn repair(path: &Path) -> std::io::Result<(u64, Option<u64>)> {
-    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-    let total = file.metadata()?.len();
-    let mut reader = std::io::BufReader::new(&mut file);
-    let (mut good, mut next) = (0u64, None);
-    let mut buffer = Vec::new();
-    while let Ok(Some((record, bytes))) = read_record(&mut reader, &mut buffer) {
-        good += bytes as u64;
-        next = Some(record.position + 1);
-    }
-    drop(reader);
-    if good < total {
-        file.set_len(good)?;
-        file.sync_all()?;
-        tracing::warn!(segment = %path.display(), kept = good, truncated = total - good, "torn or corrupt tail of the span log truncated");
-    }
+    let mut next = None;
+    let good = frames::scan_and_repair(path, RECORD_SIZES, "the span log", |_, payload| match parse(payload) {
+        Some(record) => {
+            next = Some(record.position + 1);
+            true
+        }
+        None => false,
+    })?;
     Ok((good, next))
 }
 
@@ -279,10 +232,6 @@ fn read_checkpoint(dir: &Path) -> Checkpoint {
     Checkpoint { evaluated: Position(evaluated), keep_from: Position(keep_from) }
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// The writer thread: takes what is buffered, writes and syncs it, tells the batch.
 fn write_loop(shared: &Shared, mut files: Files, failing: &Mutex<Option<String>>) {
     loop {
@@ -362,15 +311,12 @@ impl SpanLog for Segments {
             }
             let position = pending.next;
             pending.next += 1;
-            let start = pending.buffer.len();
-            pending.buffer.extend_from_slice(&[0; FRAME]);
+            let start = frames::begin(&mut pending.buffer);
             pending.buffer.extend_from_slice(&position.to_le_bytes());
             pending.buffer.extend_from_slice(&tenant_len.to_le_bytes());
             pending.buffer.extend_from_slice(tenant_bytes);
             pending.buffer.extend_from_slice(otlp);
-            let crc = crc32fast::hash(&pending.buffer[start + FRAME..]);
-            pending.buffer[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
-            pending.buffer[start + 4..start + FRAME].copy_from_slice(&crc.to_le_bytes());
+            frames::finish(&mut pending.buffer, start);
             (position, pending.batch.clone())
         };
         self.shared.wake.notify_one();
@@ -390,15 +336,15 @@ impl SpanLog for Segments {
             let file = File::open(path).map_err(|error| LogError(format!("{}: {error}", path.display())))?;
             let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
             loop {
-                match read_record(&mut reader, &mut buffer) {
+                match frames::read(&mut reader, &mut buffer, RECORD_SIZES).map(|frame| frame.map(|_| parse(&buffer))) {
                     Ok(None) => break,
-                    Ok(Some((record, _))) => {
+                    Ok(Some(Some(record))) => {
                         if record.position < from {
                             continue;
                         }
                         each(Position(record.position), &record.tenant, &record.otlp);
                     }
-                    Err(()) => {
+                    Ok(Some(None)) | Err(()) => {
                         // Only the last segment can have a torn tail, and it was
                         // repaired at open: this is corruption in the middle.
                         tracing::error!(segment = %path.display(), "corrupt record in the span log; the rest of this segment is skipped");

@@ -18,6 +18,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+pub mod frames;
 pub mod identity;
 pub mod key;
 pub mod rules;
