@@ -279,7 +279,92 @@ fn main() {
     drop(services);
 
     span_log(&round);
+    trace_store(&round);
     latency();
+}
+
+/// The recent-trace store: one trace's put then get (the stored bytes back,
+/// and decoded into spans), as the evaluator and the API do, flushed every 64
+/// traces (the evaluator's group commit) and synced every 1,000 (the span
+/// log's checkpoint), against the sled trees it replaced (two inserts and a
+/// time index; flushed every 64 as the group commit flushed them), in the same run.
+fn trace_store(round: &dyn Fn(u64) -> Vec<Vec<u8>>) {
+    use fluo::store::traces::{Compression, RecentTraces, TraceRetention};
+    let tenant = fluo::model::tenant::TenantId::trusted("bench");
+    // Traces as the evaluator stores them: grouped, then encoded alone.
+    let traces = |number: u64| -> Vec<([u8; 16], Vec<u8>)> {
+        round(number)
+            .iter()
+            .flat_map(|bytes| {
+                fluo::model::trace::Trace::group(fluo::model::otlp::convert(ExportTraceServiceRequest::decode(&bytes[..]).unwrap()).spans)
+            })
+            .map(|trace| (trace.trace_id, fluo::model::otlp::to_otlp(&trace.spans).encode_to_vec()))
+            .collect()
+    };
+    let size = traces(0).iter().map(|(_, otlp)| otlp.len()).sum::<usize>() / traces(0).len();
+    println!("recent-trace store: put + get of one 20-span trace ({size} bytes), median of {SAMPLES} rounds of 1,000 traces");
+    let decode = |otlp: &[u8]| fluo::model::otlp::convert(ExportTraceServiceRequest::decode(otlp).unwrap()).spans.len();
+    let mut figures = Vec::new();
+    for variant in ["sled (before)", "log", "log, zstd"] {
+        let dir = tempfile::tempdir().unwrap();
+        let compression = if variant == "log, zstd" { Compression::Zstd } else { Compression::None };
+        let store = RecentTraces::open(&dir.path().join("traces"), TraceRetention { compression, ..Default::default() }).unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let (by_id, by_time) = (db.open_tree("recent_traces").unwrap(), db.open_tree("recent_traces_by_time").unwrap());
+        let (mut raw, mut spans) = (Vec::new(), Vec::new());
+        for sample in 0..SAMPLES + 1 {
+            let batch = traces(2_000 + sample as u64);
+            let mut took = [0.0f64; 2];
+            for (decoded, took) in [false, true].into_iter().zip(took.iter_mut()) {
+                let started = Instant::now();
+                for (n, (trace_id, otlp)) in batch.iter().enumerate() {
+                    let mut id = *trace_id;
+                    id[0] ^= u8::from(decoded);
+                    let at = fluo::model::time::now_ms();
+                    let back = if variant == "sled (before)" {
+                        let key = [tenant.as_str().as_bytes(), &id].concat();
+                        let mut value = at.to_be_bytes().to_vec();
+                        value.extend_from_slice(otlp);
+                        if let Some(previous) = by_id.insert(&key, value).unwrap() {
+                            by_time.remove([&previous[..8], &key].concat()).unwrap();
+                        }
+                        by_time.insert([&at.to_be_bytes()[..], &key].concat(), &[]).unwrap();
+                        if n % 64 == 63 {
+                            db.flush().unwrap();
+                        }
+                        by_id.get(&key).unwrap().unwrap()[8..].to_vec()
+                    } else {
+                        store.put(&tenant, &id, otlp, at).unwrap();
+                        if n % 64 == 63 {
+                            store.flush().unwrap();
+                        }
+                        if n % 1_000 == 999 {
+                            store.sync().unwrap();
+                        }
+                        store.get_raw(&tenant, &id).unwrap().unwrap().1
+                    };
+                    if decoded {
+                        assert_eq!(decode(&back), SPANS_PER_TRACE);
+                    } else {
+                        assert_eq!(back.len(), otlp.len());
+                    }
+                }
+                *took = started.elapsed().as_secs_f64() * 1e6 / batch.len() as f64;
+            }
+            if sample > 0 {
+                raw.push(took[0]);
+                spans.push(took[1]);
+            }
+        }
+        let (raw, spans) = (median(raw), median(spans));
+        let disk = if variant == "sled (before)" { db.size_on_disk().unwrap() } else { store.bytes() };
+        figures.push(raw);
+        println!(
+            "  {variant:<14} put + get {raw:>6.1} µs (sled ÷ this {:>5.2}), put + get decoded {spans:>6.1} µs; {:.0} bytes stored per copy",
+            figures[0] / raw,
+            disk as f64 / (2.0 * (SAMPLES + 1) as f64 * traces(0).len() as f64)
+        );
+    }
 }
 
 /// Ingest (no rules) with the span log off, `os` and `fsync`: one request in

@@ -3,6 +3,9 @@
 //! random moments and restarted on the same data directory and address; at the
 //! end every acknowledged trace has exactly its expected verdict, and every
 //! group was announced to a webhook receiver on loopback at least once.
+//! And a full disk under the span log (a small tmpfs mounted on it): clients
+//! get retryable errors, nothing acknowledged is lost, ingest resumes when
+//! space returns.
 
 mod common;
 
@@ -170,4 +173,135 @@ fn acknowledged_traces_survive_twenty_kill_9s_with_exactly_their_verdicts() {
         wanted.len(),
         missing.iter().take(5).collect::<Vec<_>>()
     );
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// One OTLP/gRPC export of a single span; the status code.
+fn grpc_export(server: &Server, key: &str, trace: u8) -> tonic::Code {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+        let mut request = tonic::Request::new(common::request(vec![common::span(trace, 1, "payment.charge_card")]));
+        request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+        match client.export(request).await {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        }
+    })
+}
+
+/// One OTLP/HTTP export of a single span: status and Retry-After.
+fn http_export(server: &Server, key: &str, trace: u8) -> (u16, Option<String>) {
+    use prost::Message as _;
+    let body = common::request(vec![common::span(trace, 1, "payment.charge_card")]).encode_to_vec();
+    let (status, headers, _) =
+        common::http(server.http, "POST", "/v1/traces", Some(key), &[("content-type", "application/x-protobuf")], Some(&body));
+    (status, headers.into_iter().find(|(name, _)| name == "retry-after").map(|(_, value)| value))
+}
+
+#[test]
+fn a_full_disk_under_the_span_log_refuses_for_retry_loses_nothing_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let spanlog = dir.path().join("spanlog");
+    std::fs::create_dir_all(&spanlog).unwrap();
+    // A real full disk: a 4 MiB tmpfs where the span log lives (needs root, as CI has).
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "fluo-test"]).arg(&spanlog).status().unwrap();
+    if !mounted.success() {
+        assert_eq!(
+            std::env::var("FLUO_SKIP_MOUNT_TESTS").as_deref(),
+            Ok("1"),
+            "this test mounts a tmpfs and needs root; set FLUO_SKIP_MOUNT_TESTS=1 to skip it"
+        );
+        println!("skipped: no tmpfs mount (FLUO_SKIP_MOUNT_TESTS=1)");
+        return;
+    }
+    let _mounted = Mounted(spanlog.clone());
+    let flags = ["--trace-idle", "300ms", "--span-log-segment-mib", "1"];
+    let server = Server::start(dir.path(), &flags);
+    let (_, admin) = server.tenant("disk");
+    server.rule(&admin, "fraud", FRAUD_RULE);
+    let mut acknowledged = Vec::new();
+    for trace in 1..=10u8 {
+        assert_eq!(http_export(&server, &admin, trace).0, 200);
+        acknowledged.push(trace);
+    }
+
+    // Fill the file system.
+    let mut filler = std::fs::File::create(spanlog.join("filler")).unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
+    let _ = std::io::Write::write_all(&mut filler, &[7]);
+    drop(filler);
+
+    // A write that still fits in a page the file already has succeeds (about
+    // 20 of these small requests): each answer is a success (then it counts
+    // as acknowledged) or a retryable refusal.
+    let (mut refused, mut not_ready, mut outcomes) = (0, 0, Vec::new());
+    for trace in 11..=70u8 {
+        let code = if trace % 2 == 0 {
+            match http_export(&server, &admin, trace) {
+                (200, _) => 200,
+                (503, retry_after) => {
+                    assert_eq!(retry_after.as_deref(), Some("1"), "503 carries Retry-After");
+                    503
+                }
+                (status, _) => panic!("trace {trace}: HTTP {status} on a full disk"),
+            }
+        } else {
+            match grpc_export(&server, &admin, trace) {
+                tonic::Code::Ok => 200,
+                tonic::Code::Unavailable => 503,
+                code => panic!("trace {trace}: gRPC {code:?} on a full disk"),
+            }
+        };
+        outcomes.push(code);
+        if code == 200 {
+            acknowledged.push(trace);
+            continue;
+        }
+        refused += 1;
+        let (status, _, body) = common::http(server.api, "GET", "/readyz", None, &[], None);
+        let body = String::from_utf8_lossy(&body).to_string();
+        if status == 503 {
+            assert!(body.contains("span log"), "/readyz says why: {body}");
+            not_ready += 1;
+        }
+    }
+    println!("full disk: {refused} of 60 requests refused, /readyz 503 after {not_ready} of them: {outcomes:?}");
+    assert!(refused >= 20, "only {refused} of 60 requests refused on a full disk");
+    assert_eq!(not_ready, refused, "/readyz answers 503 right after each refused write");
+    assert_eq!(server.metric("fluo_requests_refused_total{reason=\"log_unavailable\"}"), refused as u64);
+
+    // Space returns: ingest resumes by itself.
+    std::fs::remove_file(spanlog.join("filler")).unwrap();
+    for trace in 71..=80u8 {
+        assert_eq!(http_export(&server, &admin, trace).0, 200, "trace {trace} after space returned");
+        acknowledged.push(trace);
+    }
+    assert_eq!(common::http(server.api, "GET", "/readyz", None, &[], None).0, 200);
+
+    // Nothing acknowledged is lost, nothing refused is evaluated — across a kill -9 too.
+    server.kill9();
+    let server = Server::start(dir.path(), &flags);
+    let wanted: std::collections::HashSet<String> = acknowledged.iter().map(|trace| common::hex_trace(*trace)).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut counts = occurrences_by_trace(&server, &admin, "fraud");
+    while counts.len() < wanted.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        counts = occurrences_by_trace(&server, &admin, "fraud");
+    }
+    std::thread::sleep(Duration::from_millis(1_000));
+    counts = occurrences_by_trace(&server, &admin, "fraud");
+    let found: std::collections::HashSet<String> = counts.keys().cloned().collect();
+    assert_eq!(found, wanted, "exactly the acknowledged traces were evaluated");
+    assert!(counts.values().all(|count| *count == 1), "none twice: {counts:?}");
 }

@@ -5,10 +5,10 @@
 //! Keys are tenant-prefixed and big-endian so that range scans stay within
 //! one tenant and in order. Every acknowledged write is flushed.
 //!
-//! Signals, webhooks and recently evaluated traces ([`traces`]) still open
-//! their own trees of the same database; the signal store gets its interface
-//! with grouped signals (issue 14), the trace trees give way to the span log
-//! (issue 15). Must not know about wasm.
+//! Signals and webhooks still open their own trees of the same database.
+//! Recently evaluated traces ([`traces`]) are kept outside sled, in segment
+//! files of checksummed frames ([`frames`], shared with the span log).
+//! Must not know about wasm.
 //!
 //! The data directory holds session signing keys, webhook secrets and every
 //! tenant's data: it is created with mode 0700, and an existing one that
@@ -49,8 +49,8 @@ fn io(what: impl FnOnce() -> String) -> impl FnOnce(std::io::Error) -> StoreErro
 }
 
 /// The storage of one FLUO: one interface per kind of record, so that another
-/// implementation can sit beside sled. Signals, webhooks and recent traces
-/// still open their own sled trees through `db` (see ARCHITECTURE.md).
+/// implementation can sit beside sled. Signals and webhooks still open their
+/// own sled trees through `db` (see ARCHITECTURE.md).
 pub struct Store {
     pub rules: Arc<dyn RuleStore>,
     pub identity: Arc<dyn identity::IdentityStore>,

@@ -145,6 +145,37 @@ fn io_error(what: &str, path: &Path) -> impl FnOnce(std::io::Error) -> super::St
     super::io(move || what)
 }
 
+thread_local! {
+    /// zstd contexts are costly to make (tens of µs): one per thread, reused.
+    static ZSTD_CONTEXTS: std::cell::RefCell<Option<(zstd::bulk::Compressor<'static>, zstd::bulk::Decompressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn with_zstd<T>(
+    work: impl FnOnce(&mut zstd::bulk::Compressor<'static>, &mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    ZSTD_CONTEXTS.with(|contexts| {
+        let mut contexts = contexts.borrow_mut();
+        if contexts.is_none() {
+            *contexts = Some((zstd::bulk::Compressor::new(1)?, zstd::bulk::Decompressor::new()?));
+        }
+        let (compressor, decompressor) = contexts.as_mut().expect("set above");
+        work(compressor, decompressor)
+    })
+}
+
+fn compress(otlp: &[u8]) -> std::io::Result<Vec<u8>> {
+    with_zstd(|compressor, _| compressor.compress(otlp))
+}
+
+/// A compressed record's bytes, if its frame states a size within bounds and decompresses to it.
+fn decompress(compressed: &[u8]) -> Option<Vec<u8>> {
+    let size = zstd::zstd_safe::get_frame_content_size(compressed).ok()??;
+    let size = usize::try_from(size).ok().filter(|size| *size <= MAX_TRACE)?;
+    let otlp = with_zstd(|_, decompressor| decompressor.decompress(compressed, size)).ok()?;
+    (otlp.len() == size).then_some(otlp)
+}
+
 fn now_ms() -> u64 {
     crate::model::time::now_ms()
 }
@@ -322,7 +353,7 @@ impl RecentTraces {
         }
         let compressed = match self.retention.compression {
             Compression::None => None,
-            Compression::Zstd => Some(zstd::bulk::compress(otlp, 1).map_err(io_error("compress", &self.dir))?),
+            Compression::Zstd => Some(compress(otlp).map_err(io_error("compress", &self.dir))?),
         };
         let mut inner = self.lock();
         if inner.segments[&inner.current].len >= self.segment_bytes {

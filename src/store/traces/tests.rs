@@ -184,3 +184,12 @@ fn traces_of_the_sled_trees_move_into_the_store() {
     assert!(!db.tree_names().iter().any(|name| name.as_ref() == b"recent_traces"), "the trees are dropped");
     assert_eq!(store.migrate_from_sled(&db).unwrap(), 0, "nothing to move twice");
 }
+
+#[test]
+fn a_compressed_record_that_lies_about_its_size_is_not_served() {
+    assert!(decompress(b"not zstd at all").is_none());
+    let bytes = vec![42u8; 10_000];
+    let compressed = compress(&bytes).unwrap();
+    assert_eq!(decompress(&compressed).unwrap(), bytes);
+    assert!(decompress(&compressed[..compressed.len() - 2]).is_none(), "truncated");
+}
