@@ -418,7 +418,7 @@ impl RecentTraces {
         if record.tenant != tenant.as_str() || record.trace_id != *trace_id {
             return None;
         }
-        let otlp = if record.compressed { zstd::bulk::decompress(record.otlp, MAX_TRACE).ok()? } else { record.otlp.to_vec() };
+        let otlp = if record.compressed { decompress(record.otlp)? } else { record.otlp.to_vec() };
         Some((record.at, otlp))
     }
 
