@@ -14,7 +14,7 @@ use crate::ingest::Ingest;
 use crate::pipeline::evaluator::Evaluator;
 use crate::pipeline::{Counters, Pipeline, sweeper};
 use crate::rules::RuleEngine;
-use crate::signals::Signals;
+use crate::signals::{Announcement, Signals};
 use crate::store::Store;
 use crate::store::traces::RecentTraces;
 use anyhow::{Context, Result};
@@ -107,8 +107,15 @@ impl Services {
             if let Some(kind) = webhook_event(event.kind) {
                 for_sink.dispatch(tenant, &event.signal, kind);
             }
-            if event.kind == EventKind::Created
-                && let Err(error) = announcing.announced(tenant, &event.signal.id)
+            let announced = match event.kind {
+                EventKind::Created => Some(Announcement::Created),
+                EventKind::Regressed => Some(Announcement::Regressed),
+                EventKind::SnoozeEnded => Some(Announcement::SnoozeEnded),
+                EventKind::StatusChanged => Some(Announcement::Cleared),
+                EventKind::Counted | EventKind::Updated => None,
+            };
+            if let Some(what) = announced
+                && let Err(error) = announcing.announced(tenant, &event.signal.id, what)
             {
                 tracing::warn!(tenant = %tenant, %error, "group announcement not recorded");
             }
@@ -117,14 +124,22 @@ impl Services {
                 for_sink.occurred(tenant, &event.signal);
             }
         });
-        // Groups a crash left unannounced (on disk before their notification was) are announced now.
+        // Lifecycle events a crash left unannounced (on disk before their notification was) are announced now.
         let unannounced = signals.unannounced().context("read unannounced groups")?;
         if !unannounced.is_empty() {
-            tracing::info!(groups = unannounced.len(), "new groups announced again after a crash");
+            tracing::info!(groups = unannounced.len(), "group events announced again after a crash");
         }
-        for (tenant, signal) in unannounced {
-            webhooks.dispatch(&tenant, &signal, "signal.created");
-            signals.announced(&tenant, &signal.id).context("record a group announcement")?;
+        for (tenant, signal, pending) in unannounced {
+            for what in pending {
+                let event = match what {
+                    Announcement::Created => "signal.created",
+                    Announcement::Regressed => "signal.regressed",
+                    Announcement::SnoozeEnded => "signal.snooze_ended",
+                    Announcement::Cleared => "signal.status_changed",
+                };
+                webhooks.dispatch(&tenant, &signal, event);
+                signals.announced(&tenant, &signal.id, what).context("record a group announcement")?;
+            }
         }
         let rule_quotas = config.rule_quotas;
         let span_limits = config.span_limits;

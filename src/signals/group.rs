@@ -140,6 +140,17 @@ impl Signals {
             self.index.touch(tenant, *group_id, counter);
             return Ok(Some((Outcome::Counted(group), None, false)));
         }
+        // A regression or a snooze's end is announced: marked before the write.
+        let announcing = if group.status == Status::Resolved {
+            Some(super::Announcement::Regressed)
+        } else if super::snooze::ran_out(&group, at) {
+            Some(super::Announcement::SnoozeEnded)
+        } else {
+            None
+        };
+        if let Some(what) = announcing {
+            self.mark(tenant, group_id, what)?;
+        }
         let counted = self.update(tenant, group_id, |group| {
             if !rewrite(group) {
                 // Another worker just took the sample: this occurrence only counts.
@@ -182,14 +193,24 @@ impl Signals {
             }
             Ok(Some((regressed, woke, evicted, true)))
         })?;
-        Ok(counted.map(|(group, (regressed, woke, evicted, sampled))| {
+        let counted = counted.map(|(group, (regressed, woke, evicted, sampled))| {
             let outcome = match (regressed, woke) {
                 (true, _) => Outcome::Regressed(group),
                 (false, true) => Outcome::Woke(group),
                 (false, false) => Outcome::Counted(group),
             };
             (outcome, evicted, sampled)
-        }))
+        });
+        let happened = match counted.as_ref().map(|(outcome, _, _)| outcome) {
+            Some(Outcome::Regressed(_)) => Some(super::Announcement::Regressed),
+            Some(Outcome::Woke(_)) => Some(super::Announcement::SnoozeEnded),
+            _ => None,
+        };
+        if let Some(what) = announcing.filter(|what| Some(*what) != happened) {
+            // Another writer changed the group first: nothing of ours to announce.
+            self.unmark(tenant, group_id, what)?;
+        }
+        Ok(counted)
     }
 
     /// Removes the occurrence `occurrence_id` of group `group_id` (its trace no
@@ -217,16 +238,25 @@ impl Signals {
         if counter.occurrences > 0 {
             return Ok(None);
         }
+        // The clear is announced: marked before the write, unmarked if it did not happen.
+        let clearing = group.status == Status::Open;
+        if clearing {
+            self.mark(tenant, group_id, super::Announcement::Cleared)?;
+        }
         // Decided on the group as it is at the write: an acknowledgement that
         // lands first keeps it.
-        self.transition(tenant, group_id, |group| {
+        let changed = self.transition(tenant, group_id, |group| {
             Ok((group.occurrences == 0 && group.status == Status::Open).then_some(super::status::Change {
                 to: Status::Resolved,
                 note: "spans that arrived later no longer violate the rule",
                 author: "fluo",
                 reason: Some("cleared"),
             }))
-        })
+        })?;
+        if clearing && changed.is_none() {
+            self.unmark(tenant, group_id, super::Announcement::Cleared)?;
+        }
+        Ok(changed)
     }
 
     /// A page of a group's occurrences, newest first; the cursor is the last

@@ -375,7 +375,47 @@ fn a_new_group_stays_unannounced_until_its_notification_is_durable_across_a_reop
     // A crash before the announcement: the group comes back unannounced.
     let signals = open(dir.path());
     let pending = signals.unannounced().unwrap();
-    assert_eq!(pending.iter().map(|(tenant, group)| (tenant.as_str(), group.id.as_str())).collect::<Vec<_>>(), [("t", id.as_str())]);
-    signals.announced(&tenant, &id).unwrap();
+    assert_eq!(
+        pending.iter().map(|(tenant, group, what)| (tenant.as_str(), group.id.as_str(), what.clone())).collect::<Vec<_>>(),
+        [("t", id.as_str(), vec![Announcement::Created])]
+    );
+    signals.announced(&tenant, &id, Announcement::Created).unwrap();
     assert!(signals.unannounced().unwrap().is_empty());
+}
+
+#[test]
+fn a_regression_and_an_automatic_clear_stay_unannounced_until_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = TenantId::trusted("t");
+    let pending =
+        |signals: &Signals| -> Vec<Vec<Announcement>> { signals.unannounced().unwrap().into_iter().map(|(_, _, what)| what).collect() };
+    let signals = open(dir.path());
+    let id = occur(&signals, &tenant, 1, "r", "a", None).created[0].id.clone();
+    signals.announced(&tenant, &id, Announcement::Created).unwrap();
+    assert!(occur(&signals, &tenant, 2, "r", "a", None).regressed.is_empty());
+    assert!(pending(&signals).is_empty(), "a further occurrence of an open group announces nothing");
+    signals.set_status(&tenant, &id, Status::Resolved, "", "u_1").unwrap().unwrap();
+    assert_eq!(occur(&signals, &tenant, 3, "r", "a", None).regressed.len(), 1);
+    signals.flush().unwrap();
+    drop(signals);
+    // A crash before the regression's notification: it comes back.
+    let signals = open(dir.path());
+    assert_eq!(pending(&signals), [vec![Announcement::Regressed]]);
+    signals.announced(&tenant, &id, Announcement::Regressed).unwrap();
+    assert!(pending(&signals).is_empty());
+
+    // Trace 3 amended without the violation, then 1 and 2: the last withdrawal clears the group.
+    let clean = |n: u32| {
+        let trace = trace_n(n, &[("a", 1)]);
+        signals.record(&tenant, &trace, b"", &[(rule("r"), vec![])], true).unwrap()
+    };
+    assert!(clean(3).cleared.is_empty() && clean(2).cleared.is_empty());
+    assert!(pending(&signals).is_empty(), "occurrences left: no clear, no marker");
+    assert_eq!(clean(1).cleared.len(), 1);
+    signals.flush().unwrap();
+    drop(signals);
+    let signals = open(dir.path());
+    assert_eq!(pending(&signals), [vec![Announcement::Cleared]]);
+    signals.announced(&tenant, &id, Announcement::Cleared).unwrap();
+    assert!(pending(&signals).is_empty());
 }

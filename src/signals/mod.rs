@@ -48,6 +48,41 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+/// A lifecycle event of a group whose notification must survive a crash:
+/// marked (tree `signal_unannounced`) before the change is written, unmarked
+/// once its notification is durable (in the webhook outbox).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announcement {
+    Created,
+    Regressed,
+    SnoozeEnded,
+    /// Resolved automatically: later spans no longer violate the rule.
+    Cleared,
+}
+
+impl Announcement {
+    pub const ALL: [Announcement; 4] = [Announcement::Created, Announcement::Regressed, Announcement::SnoozeEnded, Announcement::Cleared];
+
+    fn bit(self) -> u8 {
+        match self {
+            Announcement::Created => 1,
+            Announcement::Regressed => 2,
+            Announcement::SnoozeEnded => 4,
+            Announcement::Cleared => 8,
+        }
+    }
+}
+
+/// The pending announcements a marker holds; an empty marker (earlier
+/// versions, which marked new groups only) is a creation.
+fn marks(value: Option<&[u8]>) -> u8 {
+    match value {
+        None => 0,
+        Some([]) => Announcement::Created.bit(),
+        Some([bits, ..]) => *bits,
+    }
+}
+
 /// Pinned sample traces per group.
 pub const MAX_PINNED: usize = 10;
 
@@ -245,7 +280,7 @@ impl Signals {
     fn insert_group(&self, tenant: &TenantId, id: [u8; 16], signal: &Signal) -> Result<(), SignalError> {
         // Written before the group: sled keeps writes in order, so a group on
         // disk after a crash has its marker unless it was announced.
-        self.unannounced.insert(keyed(tenant, &[&id]), &[])?;
+        self.mark(tenant, &id, Announcement::Created)?;
         self.start_counter(tenant, &id, signal)?;
         self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(signal)?)?;
         self.index.put(tenant, id, signal, 1);
@@ -528,26 +563,44 @@ impl Signals {
         Ok((signal, true))
     }
 
-    /// New groups whose creation was never announced: a crash came after the
-    /// group reached the disk and before its notification did. The caller
-    /// announces them again and calls [`Signals::announced`].
-    pub fn unannounced(&self) -> Result<Vec<(TenantId, Signal)>, SignalError> {
-        let mut groups = Vec::new();
-        for key in self.unannounced.iter().keys() {
-            let key = key?;
+    /// Marks `what` as not yet announced for group `id`: written before the
+    /// change it announces, so that the change is never on disk without it.
+    fn mark(&self, tenant: &TenantId, id: &[u8; 16], what: Announcement) -> Result<(), SignalError> {
+        self.unannounced.fetch_and_update(keyed(tenant, &[id]), |old| Some(vec![marks(old) | what.bit()]))?;
+        Ok(())
+    }
+
+    fn unmark(&self, tenant: &TenantId, id: &[u8; 16], what: Announcement) -> Result<(), SignalError> {
+        self.unannounced.fetch_and_update(keyed(tenant, &[id]), |old| {
+            let left = marks(old) & !what.bit();
+            (left != 0).then(|| vec![left])
+        })?;
+        Ok(())
+    }
+
+    /// Lifecycle events never announced: a crash came after the change
+    /// reached the disk and before its notification did. The caller announces
+    /// them again (the group as it is now) and calls [`Signals::announced`].
+    pub fn unannounced(&self) -> Result<Vec<(TenantId, Signal, Vec<Announcement>)>, SignalError> {
+        let mut pending = Vec::new();
+        for entry in self.unannounced.iter() {
+            let (key, value) = entry?;
             let Some((tenant, id)) = group::split_key(&key) else { continue };
+            let bits = marks(Some(&value));
             match self.get_by_id(&tenant, &id)? {
-                Some(signal) => groups.push((tenant, signal)),
+                Some(signal) => {
+                    pending.push((tenant, signal, Announcement::ALL.into_iter().filter(|what| bits & what.bit() != 0).collect()))
+                }
                 None => drop(self.unannounced.remove(&key)?),
             }
         }
-        Ok(groups)
+        Ok(pending)
     }
 
-    /// The creation of group `id` is announced durably (its notifications are on disk).
-    pub fn announced(&self, tenant: &TenantId, id: &str) -> Result<(), SignalError> {
+    /// `what` of group `id` is announced durably (its notifications are on disk).
+    pub fn announced(&self, tenant: &TenantId, id: &str, what: Announcement) -> Result<(), SignalError> {
         if let Some(bytes) = id_bytes(id) {
-            self.unannounced.remove(keyed(tenant, &[&bytes]))?;
+            self.unmark(tenant, &bytes, what)?;
         }
         Ok(())
     }
