@@ -37,3 +37,4 @@ bench: setup
 	$(CARGO) bench --locked --bench ingest
 	$(CARGO) bench --locked --bench windows
 	$(CARGO) bench --locked --bench inbox
+	$(CARGO) bench --locked --bench startup

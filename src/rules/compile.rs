@@ -1,19 +1,18 @@
 //! JavaScript → a dynamically linked Javy rule module, validated.
 //!
-//! Steps: size check → form detection and rewrite (`source`) → javy-codegen
+//! Steps: size check → form detection and rewrite (`source`) → [`super::codegen`]
 //! (QuickJS bytecode compiled by the plugin itself, wrapped in a module of well under 1 KB
 //! importing the plugin) → import/export validation → a trial start in a
 //! fresh sandbox, so that a rule whose top level throws, loops or exports
 //! something that is not a rule is refused here with its line and column.
 
 use super::Outcome;
+use super::codegen::{self, BytecodeError};
 use super::engine::{LoadedRule, RuleEngine};
 use super::sandbox::Sandbox;
 use super::source::{self, Prepared};
 use crate::model::rule::RuleMeta;
-use javy_codegen::{Generator, JS, LinkingKind, Plugin as JavyPlugin, SourceEmbedding};
 use serde::Serialize;
-use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A compiled, validated rule: what a rule version stores.
@@ -60,8 +59,9 @@ impl CompileError {
     }
 }
 
-/// Compiles and validates a rule. Takes about as long as javy-codegen needs to
-/// compile the plugin once (≈1.2 s for the whole compile, measured); run it off async workers.
+/// Compiles and validates a rule: the source's bytecode from the engine's
+/// plugin, the module around it compiled by wasmtime, a trial start (a few
+/// ms to tens of ms; docs/BENCHMARKS.md). Run it off async workers.
 pub fn compile(engine: &Arc<RuleEngine>, source_text: &str) -> Result<(CompiledRule, Arc<LoadedRule>), CompileError> {
     let limit = engine.limits().source_bytes;
     if source_text.len() > limit {
@@ -90,23 +90,24 @@ pub fn compile(engine: &Arc<RuleEngine>, source_text: &str) -> Result<(CompiledR
 }
 
 fn generate(engine: &RuleEngine, prepared: &Prepared) -> Result<Vec<u8>, CompileError> {
-    let plugin = JavyPlugin::new(Cow::Owned(engine.plugin().wasm.clone())).map_err(|error| CompileError::Internal(format!("{error:#}")))?;
-    let mut generator = Generator::new(plugin);
-    generator.linking(LinkingKind::Dynamic).source_embedding(SourceEmbedding::Omitted);
-    let js = JS::from_string(prepared.code.clone());
-    futures::executor::block_on(generator.generate(&js)).map_err(|error| {
-        let text = format!("{error:#}");
-        match quickjs_error(&text) {
+    match codegen::bytecode(engine, prepared.code.as_bytes()) {
+        Ok(bytecode) => Ok(codegen::module(&bytecode)),
+        Err(BytecodeError::Source(text)) => Err(match quickjs_error(&text) {
             Some((message, line, column)) => {
                 let (line, column) = prepared.original_position(line, column);
                 CompileError::Syntax { message, line, column }
             }
             None => CompileError::Internal(text),
-        }
-    })
+        }),
+        Err(BytecodeError::Sandbox(outcome)) => Err(CompileError::Definition {
+            message: format!("compiling the source exceeded its budget: {}", outcome.kind()),
+            line: None,
+            column: None,
+        }),
+    }
 }
 
-/// Reads `SyntaxError: <message>\n    at function.mjs:L:C` out of javy-codegen's error.
+/// Reads `SyntaxError: <message>\n    at function.mjs:L:C` out of the plugin's compile error.
 fn quickjs_error(text: &str) -> Option<(String, u32, u32)> {
     let start = text.find("Error: ").map(|at| text[..at].rfind(' ').map(|space| space + 1).unwrap_or(0))?;
     let body = &text[start..];

@@ -7,6 +7,7 @@
 //! model layer). It must not know about tenants' storage or HTTP.
 
 pub mod abi;
+pub mod codegen;
 pub mod compile;
 pub mod engine;
 pub mod plugin;

@@ -201,19 +201,7 @@ impl Sandbox {
 
     fn build(&self) -> Result<Live, (Option<usize>, Outcome)> {
         let engine = &self.engine;
-        let stderr = MemoryOutputPipe::new(STDERR_CAP);
-        let mut builder = WasiCtxBuilder::new();
-        deterministic_wasi_ctx::add_determinism_to_wasi_ctx_builder(&mut builder);
-        builder.stdout(MemoryOutputPipe::new(STDERR_CAP)).stderr(stderr.clone());
-        let state = SandboxState {
-            wasi: builder.build_p1(),
-            limiter: Limiter { cap: self.limits.memory_bytes, refused: None },
-            stderr: stderr.clone(),
-        };
-        let mut store = Store::new(&engine.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
-        prepare_call(&mut store, self.limits.fuel_per_call, self.limits.deadline_ticks());
+        let (mut store, stderr) = sandbox_store(engine, &self.limits);
         let host = |error: wasmtime::Error| (None, Outcome::Trap { message: format!("sandbox setup failed: {error}") });
         let plugin = engine.plugin_pre.instantiate(&mut store).map_err(|error| (None, classify(error, &store)))?;
         let memory = plugin.get_memory(&mut store, "memory").ok_or_else(|| host(wasmtime::Error::msg("plugin has no memory")))?;
@@ -315,6 +303,23 @@ impl Sandbox {
     }
 }
 
+/// A store for one sandbox instance: deterministic WASI with captured
+/// output, the memory cap, the epoch deadline trap, and fuel and deadline for
+/// one call of `limits`. Returns it with its stderr.
+pub(crate) fn sandbox_store(engine: &RuleEngine, limits: &Limits) -> (Store<SandboxState>, MemoryOutputPipe) {
+    let stderr = MemoryOutputPipe::new(STDERR_CAP);
+    let mut builder = WasiCtxBuilder::new();
+    deterministic_wasi_ctx::add_determinism_to_wasi_ctx_builder(&mut builder);
+    builder.stdout(MemoryOutputPipe::new(STDERR_CAP)).stderr(stderr.clone());
+    let state =
+        SandboxState { wasi: builder.build_p1(), limiter: Limiter { cap: limits.memory_bytes, refused: None }, stderr: stderr.clone() };
+    let mut store = Store::new(&engine.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_trap();
+    prepare_call(&mut store, limits.fuel_per_call, limits.deadline_ticks());
+    (store, stderr)
+}
+
 fn prepare_call(store: &mut Store<SandboxState>, fuel: u64, ticks: u64) {
     // Setting fuel only fails when fuel is not enabled, which the engine does.
     let _ = store.set_fuel(fuel);
@@ -345,7 +350,7 @@ fn read_result(store: &mut Store<SandboxState>, memory: Memory, ret: u32, cap: u
     Ok(text)
 }
 
-fn classify(error: wasmtime::Error, store: &Store<SandboxState>) -> Outcome {
+pub(crate) fn classify(error: wasmtime::Error, store: &Store<SandboxState>) -> Outcome {
     if let Some(requested) = store.data().limiter.refused {
         return Outcome::MemoryCap { requested_bytes: requested as u64 };
     }
