@@ -91,7 +91,7 @@ fn fraud_check_over_grpc_and_http_with_isolation_and_kill9() {
 fn a_late_fraud_check_clears_the_signal_and_nothing_is_stored_twice() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &["--trace-idle", "300ms"]);
-    let (_, admin) = server.tenant("acme");
+    let (tenant, admin) = server.tenant("acme");
     server.rule(&admin, "fraud", FRAUD_RULE);
     // The fraud-check span is exported 2 s after the rest: the trace is
     // evaluated without it first (signal), then amended (cleared).
@@ -129,4 +129,10 @@ fn a_late_fraud_check_clears_the_signal_and_nothing_is_stored_twice() {
     assert_eq!(signals[0]["status"], "open");
     assert_eq!(server.metric("fluo_traces_amended_total"), 2);
     assert_eq!(server.metric("fluo_signals_total{result=\"duplicate\"}"), 1);
+    // Two traces, each evaluated, then again when amended; nothing waiting.
+    assert_eq!(server.metric(&format!("fluo_tenant_traces_evaluated_total{{tenant=\"{tenant}\"}}")), 4);
+    let (_, _, body) = common::http(server.api, "GET", "/metrics", Some(common::OPERATOR_KEY), &[], None);
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains(&format!("fluo_tenant_evaluation_backlog{{tenant=\"{tenant}\"}} 0")), "the backlog gauge is exposed");
+    assert!(text.lines().any(|line| line == "fluo_evaluation_backlog 0"), "the total backlog gauge is exposed");
 }

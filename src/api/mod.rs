@@ -530,7 +530,12 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Re
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "metrics need the operator key"));
     }
     use crate::pipeline::metrics;
-    let text = metrics::exposition(&state.pipeline.counters, state.pipeline.buffered_spans(), state.pipeline.buffered_bytes());
+    let text = metrics::exposition(
+        &state.pipeline.counters,
+        state.pipeline.buffered_spans(),
+        state.pipeline.buffered_bytes(),
+        state.pipeline.evaluator.backlogs(),
+    );
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
 

@@ -141,6 +141,11 @@ impl Evaluator {
         self.lock().slots.get(tenant).map_or(0, |slot| slot.queue.len())
     }
 
+    /// Every tenant's closed traces waiting for evaluation (the backlog gauges).
+    pub fn backlogs(&self) -> Vec<(TenantId, usize)> {
+        self.lock().slots.iter().map(|(tenant, slot)| (tenant.clone(), slot.queue.len())).collect()
+    }
+
     pub fn submit(&self, traces: Vec<ClosedTrace>) {
         if traces.is_empty() {
             return;
@@ -397,6 +402,7 @@ fn evaluate(
         counters.traces_amended.fetch_add(1, Ordering::Relaxed);
     }
     let runs = sandbox.evaluate(&trace);
+    counters.tenant(tenant, |own| own.traces_evaluated += 1);
     let mut completed = Vec::with_capacity(runs.len());
     for ((rule, _), run) in rules.rules.iter().zip(runs) {
         counters.fuel_used.fetch_add(run.fuel_used, Ordering::Relaxed);

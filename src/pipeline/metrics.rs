@@ -73,6 +73,8 @@ pub struct TenantCounters {
     pub spans_accepted: u64,
     pub spans_rejected: u64,
     pub traces_closed: u64,
+    /// Traces evaluated by the tenant's rules (amendments included).
+    pub traces_evaluated: u64,
     pub rule_calls: u64,
     pub rule_failures: u64,
     pub fuel_used: u64,
@@ -165,6 +167,8 @@ struct Exposition {
     counters: Arc<Counters>,
     buffered_spans: usize,
     buffered_bytes: usize,
+    /// Closed traces waiting for evaluation, per tenant.
+    backlog: Vec<(TenantId, usize)>,
 }
 
 impl prometheus_client::collector::Collector for Exposition {
@@ -292,13 +296,31 @@ impl prometheus_client::collector::Collector for Exposition {
             [(Labels::new(), self.buffered_bytes as u64)],
         )?;
 
+        let mut backlog = self.backlog.clone();
+        backlog.sort();
+        family(
+            e,
+            "fluo_evaluation_backlog",
+            "Closed traces waiting for evaluation.",
+            MetricType::Gauge,
+            [(Labels::new(), backlog.iter().map(|(_, waiting)| *waiting as u64).sum())],
+        )?;
+        family(
+            e,
+            "fluo_tenant_evaluation_backlog",
+            "Closed traces waiting for evaluation, per tenant.",
+            MetricType::Gauge,
+            backlog.iter().map(|(tenant, waiting)| (label("tenant", tenant.as_str()), *waiting as u64)),
+        )?;
+
         let mut tenants: Vec<(TenantId, TenantCounters)> =
             counters.tenants.lock().unwrap_or_else(|poison| poison.into_inner()).iter().map(|(t, c)| (t.clone(), c.clone())).collect();
         tenants.sort_by(|a, b| a.0.cmp(&b.0));
-        let per_tenant: [(&str, &str, fn(&TenantCounters) -> u64); 7] = [
+        let per_tenant: [(&str, &str, fn(&TenantCounters) -> u64); 8] = [
             ("fluo_tenant_spans_accepted", "Spans accepted, per tenant.", |c| c.spans_accepted),
             ("fluo_tenant_spans_rejected", "Spans not kept (invalid ids, trace caps), per tenant.", |c| c.spans_rejected),
             ("fluo_tenant_traces_closed", "Traces closed, per tenant.", |c| c.traces_closed),
+            ("fluo_tenant_traces_evaluated", "Traces evaluated by the tenant's rules, per tenant.", |c| c.traces_evaluated),
             ("fluo_tenant_rule_calls", "Rule calls, per tenant.", |c| c.rule_calls),
             ("fluo_tenant_rule_failures", "Rule calls that did not complete (fuel, deadline, memory, exception…), per tenant.", |c| {
                 c.rule_failures
@@ -326,10 +348,11 @@ impl prometheus_client::collector::Collector for Exposition {
     }
 }
 
-/// Every counter and the live-trace gauges in the OpenMetrics text format ([`CONTENT_TYPE`]).
-pub fn exposition(counters: &Arc<Counters>, buffered_spans: usize, buffered_bytes: usize) -> String {
+/// Every counter, the live-trace gauges and the evaluation backlog (per
+/// tenant) in the OpenMetrics text format ([`CONTENT_TYPE`]).
+pub fn exposition(counters: &Arc<Counters>, buffered_spans: usize, buffered_bytes: usize, backlog: Vec<(TenantId, usize)>) -> String {
     let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(Exposition { counters: counters.clone(), buffered_spans, buffered_bytes }));
+    registry.register_collector(Box::new(Exposition { counters: counters.clone(), buffered_spans, buffered_bytes, backlog }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String does not fail");
     text
@@ -347,7 +370,8 @@ mod tests {
         counters.tenant(&tenant, |own| own.spans_accepted += 3);
         counters.rule(&tenant, "r_1", |own| own.calls += 2);
         counters.refused("unauthenticated");
-        let text = exposition(&counters, 5, 640);
+        counters.tenant(&TenantId::trusted("t_1"), |own| own.traces_evaluated += 4);
+        let text = exposition(&counters, 5, 640, vec![(TenantId::trusted("t_1"), 7)]);
         let lines: Vec<&str> = text.lines().collect();
         for expected in [
             "# TYPE fluo_spans_accepted counter",
@@ -359,6 +383,9 @@ mod tests {
             "fluo_buffered_spans 5",
             "fluo_buffered_bytes 640",
             "fluo_tenant_spans_accepted_total{tenant=\"t_1\"} 3",
+            "fluo_tenant_traces_evaluated_total{tenant=\"t_1\"} 4",
+            "fluo_evaluation_backlog 7",
+            "fluo_tenant_evaluation_backlog{tenant=\"t_1\"} 7",
             "fluo_rule_calls_total{tenant=\"t_1\",rule=\"r_1\"} 2",
         ] {
             assert!(lines.contains(&expected), "missing {expected:?} in\n{text}");
