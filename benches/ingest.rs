@@ -144,7 +144,19 @@ fn config(dir: &std::path::Path, idle: Duration, durability: Durability) -> Conf
 
 /// Compiles the benchmark's ten rules and makes them `tenant`'s active set.
 fn install_rules(services: &Services, tenant: &fluo::model::tenant::TenantId) {
-    let rules = rule_set::rule_set(10)
+    install(services, tenant, rule_set::rule_set(10));
+}
+
+/// The ten rules with the last replaced by one that every trace violates
+/// (each trace then writes an occurrence: the signal store and its flush work).
+fn install_violated_rules(services: &Services, tenant: &fluo::model::tenant::TenantId) {
+    let mut rules = rule_set::rule_set(10);
+    rules[9] = "export default t => ({ message: 'every trace' });".into();
+    install(services, tenant, rules);
+}
+
+fn install(services: &Services, tenant: &fluo::model::tenant::TenantId, sources: Vec<String>) {
+    let rules = sources
         .iter()
         .enumerate()
         .map(|(index, source)| {
@@ -183,9 +195,12 @@ fn main() {
     let ruled_header = format!("Bearer {}", ruled_key.key);
     let ruled_tenant = ingest.authenticate(Some(&ruled_header)).unwrap();
     install_rules(&services, &ruled_tenant);
+    let (_, violated_key) = services.auth.create_tenant("violated").unwrap();
+    let violated_header = format!("Bearer {}", violated_key.key);
+    install_violated_rules(&services, &ingest.authenticate(Some(&violated_header)).unwrap());
 
     let far = || Instant::now() + Duration::from_secs(3600);
-    let (mut decode, mut plain, mut ruled) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut decode, mut plain, mut ruled, mut violated) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for sample in 0..SAMPLES + 1 {
         let requests = round(sample as u64 * 2 + 1);
         let ruled_requests = round(sample as u64 * 2 + 2);
@@ -216,18 +231,31 @@ fn main() {
         services.pipeline.sweep(far());
         services.pipeline.evaluator.drain();
         let ruled_time = started.elapsed().as_secs_f64();
+
+        let violated_requests = round(sample as u64 * 2 + 50_001);
+        let started = Instant::now();
+        for bytes in &violated_requests {
+            let tenant = ingest.authenticate(Some(&violated_header)).unwrap();
+            let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+            ingest.export(&tenant, request, Instant::now()).unwrap();
+        }
+        services.pipeline.sweep(far());
+        services.pipeline.evaluator.drain();
+        let violated_time = started.elapsed().as_secs_f64();
         if sample > 0 {
+            violated.push(spans_per_sample / violated_time);
             // The first round warms caches and sled.
             decode.push(spans_per_sample / decode_time);
             plain.push(spans_per_sample / plain_time);
             ruled.push(spans_per_sample / ruled_time);
         }
     }
-    let (decode, plain, ruled) = (median(decode), median(plain), median(ruled));
+    let (decode, plain, ruled, violated) = (median(decode), median(plain), median(ruled), median(violated));
     println!("throughput, median of {SAMPLES} rounds of {spans_per_sample} spans:");
     println!("  protobuf decode only         {:>10.0} spans/s", decode);
     println!("  ingest, no rules             {:>10.0} spans/s  ({:.2}x the decode time)", plain, decode / plain);
     println!("  ingest + evaluate, 10 rules  {:>10.0} spans/s  ({:.2}x the decode time)", ruled, decode / ruled);
+    println!("    the same, every trace violating one rule {:>10.0} spans/s  ({:.2}x the decode time)", violated, decode / violated);
     let counters = &services.pipeline.counters;
     println!(
         "  signals created {}, duplicates {}",
