@@ -223,13 +223,23 @@ impl Drop for Segments {
     }
 }
 
-/// The checkpoint file: `evaluated keep_from`, two decimal positions.
+/// The checkpoint file: `evaluated keep_from`, two decimal positions. A file
+/// that is not exactly that (torn, edited, corrupt) counts as no checkpoint:
+/// everything kept is replayed, which is safe (what was evaluated is
+/// recognised), where trusting a part of it could skip unevaluated requests.
 fn read_checkpoint(dir: &Path) -> Checkpoint {
-    let text = std::fs::read_to_string(dir.join("checkpoint")).unwrap_or_default();
-    let mut numbers = text.split_whitespace().filter_map(|n| n.parse::<u64>().ok());
-    let evaluated = numbers.next().unwrap_or(0);
-    let keep_from = numbers.next().unwrap_or(evaluated).min(evaluated);
-    Checkpoint { evaluated: Position(evaluated), keep_from: Position(keep_from) }
+    let path = dir.join("checkpoint");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Checkpoint::default() };
+    let numbers: Vec<Option<u64>> = text.split_whitespace().map(|n| n.parse::<u64>().ok()).collect();
+    match numbers[..] {
+        [Some(evaluated), Some(keep_from)] if keep_from <= evaluated => {
+            Checkpoint { evaluated: Position(evaluated), keep_from: Position(keep_from) }
+        }
+        _ => {
+            tracing::warn!(file = %path.display(), "span log checkpoint unreadable; replaying everything kept");
+            Checkpoint::default()
+        }
+    }
 }
 
 /// The writer thread: takes what is buffered, writes and syncs it, tells the batch.

@@ -142,3 +142,23 @@ fn a_full_disk_refuses_those_requests_only_and_the_log_recovers() {
         .collect();
     assert_eq!(back, [1, 4], "acknowledged requests only, whole");
 }
+
+#[test]
+fn an_unreadable_checkpoint_file_means_replaying_everything_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = TenantId::trusted("t");
+    {
+        let log = Segments::open(dir.path(), Durability::Os, 1 << 20).unwrap();
+        for n in 0..5 {
+            log.append(&tenant, &spans(n, 1, "x")).unwrap();
+        }
+        log.checkpoint(Checkpoint { evaluated: Position(3), keep_from: Position(3) }).unwrap();
+    }
+    for garbage in [&b"not numbers\n"[..], b"", b"\xff\xfe", b"99999999999999999999999999 7"] {
+        std::fs::write(dir.path().join("checkpoint"), garbage).unwrap();
+        let log = Segments::open(dir.path(), Durability::Os, 1 << 20).unwrap();
+        assert_eq!(log.last_checkpoint(), Checkpoint::default(), "{garbage:?} reads as no checkpoint");
+        assert_eq!(replayed(&log, 0).len(), 5, "every kept request is replayed (safe: evaluated ones are recognised)");
+        assert_eq!(log.next_position(), Position(5), "positions still continue after the last record");
+    }
+}
