@@ -212,35 +212,32 @@ fn main() {
         let decode_time = started.elapsed().as_secs_f64();
         assert_eq!(count, requests.len());
 
+        // Each request as the gRPC service handles it: authenticate, decode, export.
+        let export_all = |requests: &[Vec<u8>], header: &str| {
+            for bytes in requests {
+                let tenant = ingest.authenticate(Some(header)).unwrap();
+                let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+                ingest.export(&tenant, request, Instant::now()).unwrap();
+            }
+        };
+        let evaluate_all = || {
+            services.pipeline.sweep(far());
+            services.pipeline.evaluator.drain();
+        };
         let started = Instant::now();
-        for bytes in &requests {
-            let tenant = ingest.authenticate(Some(&plain_header)).unwrap();
-            let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
-            ingest.export(&tenant, request, Instant::now()).unwrap();
-        }
+        export_all(&requests, &plain_header);
         let plain_time = started.elapsed().as_secs_f64();
-        services.pipeline.sweep(far());
-        services.pipeline.evaluator.drain();
+        evaluate_all();
 
         let started = Instant::now();
-        for bytes in &ruled_requests {
-            let tenant = ingest.authenticate(Some(&ruled_header)).unwrap();
-            let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
-            ingest.export(&tenant, request, Instant::now()).unwrap();
-        }
-        services.pipeline.sweep(far());
-        services.pipeline.evaluator.drain();
+        export_all(&ruled_requests, &ruled_header);
+        evaluate_all();
         let ruled_time = started.elapsed().as_secs_f64();
 
         let violated_requests = round(sample as u64 * 2 + 50_001);
         let started = Instant::now();
-        for bytes in &violated_requests {
-            let tenant = ingest.authenticate(Some(&violated_header)).unwrap();
-            let request = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
-            ingest.export(&tenant, request, Instant::now()).unwrap();
-        }
-        services.pipeline.sweep(far());
-        services.pipeline.evaluator.drain();
+        export_all(&violated_requests, &violated_header);
+        evaluate_all();
         let violated_time = started.elapsed().as_secs_f64();
         if sample > 0 {
             violated.push(spans_per_sample / violated_time);
