@@ -22,15 +22,13 @@ const RULES_PER_TENANT: usize = 100;
 /// Rules of the upgrade case (each is a Javy compile).
 const UPGRADED: usize = 100;
 
-const SOURCE: &str = r#"
-export default rule({
-  name: "charge-needs-fraud-check",
-  severity: "high",
-  when: trace.has(s => s.name === "payment.charge_card"),
-  expect: trace.has(s => s.name === "payment.fraud_check"),
-  message: "payment charged without a fraud check",
-});
-"#;
+/// The payments fraud-check template (a trace rule).
+const SOURCE: &str = fluo::rules::templates::TEMPLATES[0].source;
+
+/// `SOURCE` with a comment that makes it a distinct source text.
+fn variant_source(n: usize) -> String {
+    format!("{SOURCE}\n// variant {n}\n")
+}
 
 /// `wasm` with a custom section named `fluo-bench` holding `n`: the same code, another module.
 fn variant(wasm: &[u8], n: u32) -> Vec<u8> {
@@ -105,7 +103,7 @@ fn main() {
     // source's bytecode, its module compiled, a trial start.
     let mut took = Vec::new();
     for n in 0..50 {
-        let source = SOURCE.replace("fraud check\"", &format!("fraud check ({n})\""));
+        let source = variant_source(n);
         let started = Instant::now();
         fluo::rules::compile::compile(&engine, &source).unwrap();
         took.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -115,7 +113,7 @@ fn main() {
     // The module generation it replaced (javy-codegen, which compiles the plugin on every call), same run.
     let mut javy = Vec::new();
     for n in 0..5 {
-        let source = SOURCE.replace("fraud check\"", &format!("fraud check ({n})\""));
+        let source = variant_source(n);
         let code = fluo::rules::source::prepare(&source).unwrap().code;
         let started = Instant::now();
         let plugin = javy_codegen::Plugin::new(std::borrow::Cow::Owned(engine.plugin().wasm.clone())).unwrap();
@@ -133,7 +131,7 @@ fn main() {
     let (services, _) = open(dir.path());
     let id = services.auth.create_tenant("upgraded").unwrap().0.id.to_string();
     for rule in 0..UPGRADED {
-        let source = SOURCE.replace("fraud check\"", &format!("fraud check ({rule})\""));
+        let source = variant_source(rule);
         services
             .store
             .rules

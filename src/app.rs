@@ -322,37 +322,46 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// Once a second: moves the span log's checkpoint, so that its old segments go
-/// and a restart replays only what is still needed.
-async fn checkpoints(pipeline: Arc<Pipeline>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Runs `job` on a blocking thread every `every` until `stop` changes; the job
+/// logs its own outcome (a panic is logged here as `what` failed).
+async fn periodically(
+    what: &'static str,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    job: impl Fn() + Clone + Send + 'static,
+) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let pipeline = pipeline.clone();
-        match tokio::task::spawn_blocking(move || pipeline.checkpoint(crate::model::time::now_ms())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "span log checkpoint not written"),
-            Err(error) => tracing::error!(%error, "span log checkpoint failed"),
+        if let Err(error) = tokio::task::spawn_blocking(job.clone()).await {
+            tracing::error!(%error, "{what} failed");
         }
     }
 }
 
-async fn prune(recent: Arc<RecentTraces>, retention: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(30).min(retention)) => {}
-            _ = stop.changed() => return,
+/// Once a second: moves the span log's checkpoint, so that its old segments go
+/// and a restart replays only what is still needed.
+async fn checkpoints(pipeline: Arc<Pipeline>, stop: tokio::sync::watch::Receiver<bool>) {
+    periodically("span log checkpoint", Duration::from_secs(1), stop, move || {
+        if let Err(error) = pipeline.checkpoint(crate::model::time::now_ms()) {
+            tracing::warn!(%error, "span log checkpoint not written");
         }
+    })
+    .await
+}
+
+async fn prune(recent: Arc<RecentTraces>, retention: Duration, stop: tokio::sync::watch::Receiver<bool>) {
+    periodically("recent trace pruning", Duration::from_secs(30).min(retention), stop, move || {
         let cutoff = crate::model::time::now_ms().saturating_sub(retention.as_millis() as u64);
-        let recent = recent.clone();
-        match tokio::task::spawn_blocking(move || recent.prune(cutoff)).await {
-            Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "recent traces pruned"),
-            Ok(Err(error)) => tracing::warn!(error = %error, "recent traces not pruned"),
+        match recent.prune(cutoff) {
+            Ok(removed) if removed > 0 => tracing::debug!(removed, "recent traces pruned"),
+            Err(error) => tracing::warn!(error = %error, "recent traces not pruned"),
             _ => {}
         }
-    }
+    })
+    .await
 }
 
 /// Applies signal retention (age and per-tenant bytes) every `every`.
@@ -360,36 +369,26 @@ async fn expire_signals(
     signals: Arc<Signals>,
     retention: crate::signals::Retention,
     every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+    periodically("signal retention", every, stop, move || match signals.sweep(retention, crate::model::time::now_ms()) {
+        Ok(swept) if swept.occurrences > 0 => {
+            tracing::info!(occurrences = swept.occurrences, snapshots = swept.snapshots, "signal retention removed old occurrences")
         }
-        let signals = signals.clone();
-        match tokio::task::spawn_blocking(move || signals.sweep(retention, crate::model::time::now_ms())).await {
-            Ok(Ok(swept)) if swept.occurrences > 0 => {
-                tracing::info!(occurrences = swept.occurrences, snapshots = swept.snapshots, "signal retention removed old occurrences")
-            }
-            Ok(Err(error)) => tracing::warn!(error = %error, "signal retention did not run"),
-            _ => {}
-        }
-    }
+        Err(error) => tracing::warn!(error = %error, "signal retention did not run"),
+        _ => {}
+    })
+    .await
 }
 
 /// Forgets revoked sessions once their tokens would have expired anyway.
-async fn prune_revoked_sessions(auth: Arc<Auth>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-            _ = stop.changed() => return,
-        }
-        let auth = auth.clone();
-        match tokio::task::spawn_blocking(move || auth.users.prune_revoked(crate::model::time::now_ms())).await {
-            Ok(Ok(removed)) if removed > 0 => tracing::debug!(removed, "revoked sessions pruned"),
-            Ok(Err(error)) => tracing::warn!(error = %error, "revoked sessions not pruned"),
+async fn prune_revoked_sessions(auth: Arc<Auth>, stop: tokio::sync::watch::Receiver<bool>) {
+    periodically("revoked session pruning", Duration::from_secs(60), stop, move || {
+        match auth.users.prune_revoked(crate::model::time::now_ms()) {
+            Ok(removed) if removed > 0 => tracing::debug!(removed, "revoked sessions pruned"),
+            Err(error) => tracing::warn!(error = %error, "revoked sessions not pruned"),
             _ => {}
         }
-    }
+    })
+    .await
 }
