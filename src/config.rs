@@ -444,3 +444,31 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        serve: super::ServeArgs,
+    }
+
+    fn config(extra: &[&str]) -> super::Config {
+        let mut args = vec!["fluo", "--data-dir", "/nonexistent-fluo-test", "--operator-key", "test-operator-key-0123456789abcdef"];
+        args.extend_from_slice(extra);
+        super::Config::from_args(Args::parse_from(args).serve).unwrap()
+    }
+
+    #[test]
+    fn log_and_trace_store_sizes_are_clamped() {
+        let low = config(&["--span-log-segment-mib", "0", "--trace-retention-mib", "0"]);
+        assert_eq!((low.span_log_segment_bytes, low.trace_retention.max_bytes), (1 << 20, 16 << 20));
+        let high = config(&["--span-log-segment-mib", "999999", "--trace-retention-mib", "18446744073709551615"]);
+        assert_eq!((high.span_log_segment_bytes, high.trace_retention.max_bytes), (4096 << 20, 1 << 40));
+        let fsync = config(&[]);
+        assert!(fsync.trace_retention.fsync, "fsync durability syncs the trace store too");
+        assert!(!config(&["--ingest-durability", "os"]).trace_retention.fsync);
+    }
+}
