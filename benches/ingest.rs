@@ -134,6 +134,7 @@ fn config(dir: &std::path::Path, idle: Duration, durability: Durability) -> Conf
         signal_retention: fluo::signals::Retention::default(),
         signal_sweep_every: Duration::from_secs(60),
         eval_workers: 1,
+        eval_lanes_per_tenant: 1,
         windows: fluo::pipeline::windows::WindowLimits::default(),
         rule_quotas: fluo::api::RuleQuotas::default(),
         webhooks: fluo::webhooks::WebhookLimits::default(),
@@ -303,6 +304,7 @@ fn main() {
     services.pipeline.evaluator.drain();
     drop(services);
 
+    lanes(&round);
     span_log(&round);
     trace_store(&round);
     latency();
@@ -390,6 +392,50 @@ fn trace_store(round: &dyn Fn(u64) -> Vec<Vec<u8>>) {
             disk as f64 / (2.0 * (SAMPLES + 1) as f64 * traces(0).len() as f64)
         );
     }
+}
+
+/// One tenant, ingest + evaluate with the ten rules: one worker (one lane)
+/// against two workers with two lanes per tenant, rounds alternating between
+/// the two set-ups in one run.
+fn lanes(round: &dyn Fn(u64) -> Vec<Vec<u8>>) {
+    println!("one tenant, ingest + evaluate with 10 rules, median of {SAMPLES} rounds, alternating:");
+    let setups: Vec<_> = [1usize, 2]
+        .into_iter()
+        .map(|workers| {
+            let dir = tempfile::tempdir().unwrap();
+            let config = Config {
+                eval_workers: workers,
+                eval_lanes_per_tenant: workers,
+                ..config(dir.path(), Duration::from_secs(5), Durability::Off)
+            };
+            let (services, _) = Services::open(&config, None).unwrap();
+            let (_, key) = services.auth.create_tenant("lanes").unwrap();
+            let header = format!("Bearer {}", key.key);
+            install_rules(&services, &services.ingest().authenticate(Some(&header)).unwrap());
+            (dir, services, header)
+        })
+        .collect();
+    let mut rates = vec![Vec::new(); setups.len()];
+    for sample in 0..SAMPLES + 1 {
+        for (index, (_, services, header)) in setups.iter().enumerate() {
+            let requests = round(3_000 + sample as u64 * 2 + index as u64);
+            let spans = (requests.len() * TRACES_PER_REQUEST * SPANS_PER_TRACE) as f64;
+            let ingest = services.ingest();
+            let started = Instant::now();
+            for bytes in &requests {
+                let tenant = ingest.authenticate(Some(header)).unwrap();
+                ingest.export(&tenant, ExportTraceServiceRequest::decode(&bytes[..]).unwrap(), Instant::now()).unwrap();
+            }
+            services.pipeline.sweep(Instant::now() + Duration::from_secs(3600));
+            services.pipeline.evaluator.drain();
+            if sample > 0 {
+                rates[index].push(spans / started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let rates: Vec<f64> = rates.into_iter().map(median).collect();
+    println!("  1 worker              {:>10.0} spans/s", rates[0]);
+    println!("  2 workers, 2 lanes    {:>10.0} spans/s  ({:.2}x one worker)", rates[1], rates[1] / rates[0]);
 }
 
 /// Ingest (no rules) with the span log off, `os` and `fsync`: one request in

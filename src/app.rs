@@ -57,6 +57,7 @@ impl Services {
         let events = crate::events::EventHub::new();
         let evaluator = Evaluator::start(
             config.eval_workers,
+            config.eval_lanes_per_tenant,
             engine.clone(),
             signals.clone(),
             recent.clone(),

@@ -128,6 +128,9 @@ pub struct ServeArgs {
     /// Threads evaluating rules (default: available cores).
     #[arg(long, env = "FLUO_EVAL_WORKERS")]
     pub eval_workers: Option<usize>,
+    /// Lanes per tenant: how many evaluation workers one tenant's traces can occupy at once (default: --eval-workers).
+    #[arg(long, env = "FLUO_EVAL_LANES_PER_TENANT")]
+    pub eval_lanes_per_tenant: Option<usize>,
     /// Fuel per rule call.
     #[arg(long, env = "FLUO_RULE_FUEL", default_value_t = crate::rules::Limits::default().fuel_per_call)]
     pub rule_fuel: u64,
@@ -196,6 +199,8 @@ pub struct Config {
     pub signal_retention: crate::signals::Retention,
     pub signal_sweep_every: Duration,
     pub eval_workers: usize,
+    /// Lanes per tenant (each with its own sandbox); at most `eval_workers` are busy at once.
+    pub eval_lanes_per_tenant: usize,
     pub windows: crate::pipeline::windows::WindowLimits,
     pub rule_quotas: crate::api::RuleQuotas,
     pub webhooks: crate::webhooks::WebhookLimits,
@@ -239,6 +244,7 @@ const FILE_KEYS: &[&str] = &[
     "http_header_timeout",
     "max_connections",
     "eval_workers",
+    "eval_lanes_per_tenant",
     "rule_fuel",
     "rule_memory_mib",
     "rule_deadline_ms",
@@ -390,6 +396,9 @@ impl Config {
             allow_private_targets: args.webhook_allow_private_targets,
         };
         let workers = args.eval_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        if args.eval_lanes_per_tenant.is_some_and(|lanes| !(1..=64).contains(&lanes)) {
+            bail!("--eval-lanes-per-tenant must be between 1 and 64");
+        }
         Ok(Config {
             data_dir: args.data_dir,
             grpc_addr: args.grpc_addr,
@@ -435,6 +444,7 @@ impl Config {
             },
             signal_sweep_every: args.signal_sweep_every.max(Duration::from_secs(1)),
             eval_workers: workers.clamp(1, 64),
+            eval_lanes_per_tenant: args.eval_lanes_per_tenant.unwrap_or(workers).clamp(1, 64),
             windows,
             rule_quotas: crate::api::RuleQuotas {
                 rules_per_tenant: args.max_rules_per_tenant,

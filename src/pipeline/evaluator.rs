@@ -1,19 +1,24 @@
 //! Closed traces → each tenant's active rules → signals, on a bounded pool of
 //! worker threads (wasm never runs on async workers).
 //!
-//! Fairness: every tenant has its own queue and at most one worker at a time
-//! (its sandbox is single-threaded anyway); tenants with work wait in one
-//! round-robin ring and a worker evaluates one trace per turn. A worker holds
-//! the tenants it evaluated until its group commit (when the ring is empty it
-//! evaluates their next traces itself meanwhile, for at most [`GROUP_COMMIT`]),
-//! so a tenant's events are published in the order its traces were evaluated. So a tenant
-//! that floods FLUO or runs slow rules occupies one worker, and a trace of
-//! another tenant waits at most `ceil(k / workers)` trace evaluations, where k
-//! is the number of other tenants with a backlog, each bounded by
-//! rules × per-call deadline. Before evaluation a closed trace is merged with
-//! the stored copy of the same trace (late spans amend it) and held to the
-//! per-trace span and byte caps again; the merged trace is stored again for
-//! the next amendment.
+//! Lanes: a tenant's traces are split over its lanes (`--eval-lanes-per-tenant`,
+//! default the worker count) by trace id, so a trace and every amendment of it
+//! meet in one lane, in arrival order. Each lane has its own queue and its own
+//! sandbox and is evaluated by at most one worker at a time; so one tenant can
+//! keep every worker busy, and a trace is never evaluated by two at once.
+//!
+//! Fairness: tenants with a ready lane (work waiting, no worker on it) wait in
+//! one round-robin ring, each at most once; a worker takes one lane per turn
+//! and the tenant goes back to the end of the ring if another of its lanes is
+//! ready. A worker holds the lanes it evaluated until its group commit (when
+//! the ring is empty it evaluates their next traces itself meanwhile, for at
+//! most [`GROUP_COMMIT`]), so a lane's events are published in the order its
+//! traces were evaluated. So a trace of a tenant waits at most
+//! `ceil(k / workers)` trace evaluations, where k is the number of other
+//! tenants with a backlog, each bounded by rules × per-call deadline. Before
+//! evaluation a closed trace is merged with the stored copy of the same trace
+//! (late spans amend it) and held to the per-trace span and byte caps again;
+//! the merged trace is stored again for the next amendment.
 //!
 //! Group commit: new signals are flushed to disk by the worker that made them
 //! once no work is waiting or [`GROUP_COMMIT`] after the oldest unflushed one,
@@ -42,22 +47,66 @@ pub struct RuleSet {
     pub rules: Vec<(RuleRef, Arc<LoadedRule>)>,
 }
 
+/// One of a tenant's lanes: the traces whose id falls to it, in arrival
+/// order, and the sandbox that evaluates them (built for a rule generation).
 #[derive(Default)]
-struct Slot {
+struct Lane {
     queue: VecDeque<ClosedTrace>,
-    rules: Option<Arc<RuleSet>>,
     sandbox: Option<(u64, Sandbox)>,
+    /// A worker holds the lane (evaluating, or until its group commit).
     busy: bool,
+}
+
+struct Slot {
+    lanes: Vec<Lane>,
+    rules: Option<Arc<RuleSet>>,
     in_ring: bool,
+    /// Where the search for a ready lane starts next (lanes take turns).
+    next: usize,
+}
+
+impl Slot {
+    fn new(lanes: usize) -> Slot {
+        Slot { lanes: (0..lanes).map(|_| Lane::default()).collect(), rules: None, in_ring: false, next: 0 }
+    }
+
+    /// A lane with work waiting and no worker on it, taking turns.
+    fn ready(&self) -> Option<usize> {
+        let count = self.lanes.len();
+        (0..count).map(|offset| (self.next + offset) % count).find(|&index| {
+            let lane = &self.lanes[index];
+            !lane.busy && !lane.queue.is_empty()
+        })
+    }
+
+    fn backlog(&self) -> usize {
+        self.lanes.iter().map(|lane| lane.queue.len()).sum()
+    }
+}
+
+/// The lane of a trace: its whole id folded and mixed (splitmix64's
+/// finalizer), so that ids random in any of their bytes (W3C: the last 7)
+/// or counted up in any of them spread evenly.
+fn lane_of(trace_id: &[u8; 16], lanes: usize) -> usize {
+    let id = u128::from_be_bytes(*trace_id);
+    let mut x = (id as u64) ^ ((id >> 64) as u64);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x % lanes as u64) as usize
 }
 
 #[derive(Default)]
 struct State {
     slots: HashMap<TenantId, Slot>,
+    /// Lanes per tenant.
+    lanes: usize,
     ring: VecDeque<TenantId>,
     stopping: bool,
     busy_workers: usize,
-    /// Tenant slots held by a worker until its next flush.
+    /// The most workers ever evaluating at once (tests read it).
+    peak_busy: usize,
+    /// Lanes held by a worker until its next flush.
     held: usize,
 }
 
@@ -86,8 +135,11 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
+    /// `lanes` is the number of lanes per tenant (at most that many workers
+    /// evaluate one tenant's traces at once).
     pub fn start(
         workers: usize,
+        lanes: usize,
         engine: Arc<RuleEngine>,
         signals: Arc<Signals>,
         recent: Arc<RecentTraces>,
@@ -97,7 +149,7 @@ impl Evaluator {
         caps: AssemblyLimits,
     ) -> Evaluator {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State { lanes: lanes.max(1), ..State::default() }),
             work: Condvar::new(),
             idle: Condvar::new(),
             engine,
@@ -129,21 +181,29 @@ impl Evaluator {
     pub fn set_rules(&self, tenant: &TenantId, rules: Vec<(RuleRef, Arc<LoadedRule>)>) {
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-        self.lock().slots.entry(tenant.clone()).or_default().rules = Some(Arc::new(RuleSet { generation, rules }));
+        let mut state = self.lock();
+        let lanes = state.lanes;
+        state.slots.entry(tenant.clone()).or_insert_with(|| Slot::new(lanes)).rules = Some(Arc::new(RuleSet { generation, rules }));
     }
 
     pub fn rules(&self, tenant: &TenantId) -> Option<Arc<RuleSet>> {
         self.lock().slots.get(tenant).and_then(|slot| slot.rules.clone())
     }
 
+    /// The most workers that were evaluating at the same time.
+    #[cfg(test)]
+    fn peak_busy(&self) -> usize {
+        self.lock().peak_busy
+    }
+
     /// Traces waiting for evaluation for `tenant`.
     pub fn backlog(&self, tenant: &TenantId) -> usize {
-        self.lock().slots.get(tenant).map_or(0, |slot| slot.queue.len())
+        self.lock().slots.get(tenant).map_or(0, Slot::backlog)
     }
 
     /// Every tenant's closed traces waiting for evaluation (the backlog gauges).
     pub fn backlogs(&self) -> Vec<(TenantId, usize)> {
-        self.lock().slots.iter().map(|(tenant, slot)| (tenant.clone(), slot.queue.len())).collect()
+        self.lock().slots.iter().map(|(tenant, slot)| (tenant.clone(), slot.backlog())).collect()
     }
 
     pub fn submit(&self, traces: Vec<ClosedTrace>) {
@@ -151,11 +211,13 @@ impl Evaluator {
             return;
         }
         let mut state = self.lock();
+        let lanes = state.lanes;
         for trace in traces {
             let tenant = trace.tenant.clone();
-            let slot = state.slots.entry(tenant.clone()).or_default();
-            slot.queue.push_back(trace);
-            if !slot.busy && !slot.in_ring {
+            let slot = state.slots.entry(tenant.clone()).or_insert_with(|| Slot::new(lanes));
+            let lane = &mut slot.lanes[lane_of(&trace.trace_id, lanes)];
+            lane.queue.push_back(trace);
+            if !lane.busy && !slot.in_ring {
                 slot.in_ring = true;
                 state.ring.push_back(tenant);
             }
@@ -253,21 +315,22 @@ impl Unflushed {
 
 fn worker(shared: &Shared) {
     let mut unflushed = Unflushed::default();
-    // Tenants whose slot this worker holds until its next flush: another
-    // worker cannot take their next trace before this one's events are
-    // published, so a tenant's notifications go out in evaluation order.
-    let mut held: Vec<TenantId> = Vec::new();
+    // Lanes this worker holds until its next flush: another worker cannot
+    // take their next trace before this one's events are published, so a
+    // lane's notifications go out in evaluation order.
+    let mut held: Vec<(TenantId, usize)> = Vec::new();
     let mut state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
     loop {
-        let held_work = held.iter().position(|tenant| state.slots.get(tenant).is_some_and(|slot| !slot.queue.is_empty()));
+        let held_work =
+            held.iter().position(|(tenant, lane)| state.slots.get(tenant).is_some_and(|slot| !slot.lanes[*lane].queue.is_empty()));
         if unflushed.since.is_some_and(|since| (state.ring.is_empty() && held_work.is_none()) || since.elapsed() >= GROUP_COMMIT) {
             drop(state);
             unflushed.flush(shared);
             state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
-            for tenant in held.drain(..) {
+            for (tenant, lane) in held.drain(..) {
                 let slot = state.slots.get_mut(&tenant).expect("slots are never removed");
-                slot.busy = false;
-                if !slot.queue.is_empty() && !slot.in_ring {
+                slot.lanes[lane].busy = false;
+                if !slot.in_ring && slot.ready().is_some() {
                     slot.in_ring = true;
                     state.ring.push_back(tenant);
                 }
@@ -279,8 +342,8 @@ fn worker(shared: &Shared) {
             }
             continue;
         }
-        // The ring's next tenant first (round-robin), else the next trace of a held tenant (it shares the coming flush).
-        let tenant = match (state.ring.is_empty(), held_work) {
+        // The ring's next tenant first (round-robin), else the next trace of a held lane (it shares the coming flush).
+        let (tenant, lane) = match (state.ring.is_empty(), held_work) {
             (true, Some(index)) => held[index].clone(),
             _ => {
                 let Some(tenant) = state.ring.pop_front() else {
@@ -292,20 +355,25 @@ fn worker(shared: &Shared) {
                 };
                 let slot = state.slots.get_mut(&tenant).expect("a tenant in the ring has a slot");
                 slot.in_ring = false;
-                if slot.queue.is_empty() {
-                    continue;
+                let Some(lane) = slot.ready() else { continue };
+                slot.lanes[lane].busy = true;
+                slot.next = (lane + 1) % slot.lanes.len();
+                // Another ready lane of this tenant waits for its next turn.
+                if slot.ready().is_some() {
+                    slot.in_ring = true;
+                    state.ring.push_back(tenant.clone());
                 }
-                slot.busy = true;
                 state.held += 1;
-                held.push(tenant.clone());
-                tenant
+                held.push((tenant.clone(), lane));
+                (tenant, lane)
             }
         };
         let slot = state.slots.get_mut(&tenant).expect("a held tenant has a slot");
-        let Some(trace) = slot.queue.pop_front() else { continue };
         let rules = slot.rules.clone();
-        let mut sandbox = slot.sandbox.take();
+        let Some(trace) = slot.lanes[lane].queue.pop_front() else { continue };
+        let mut sandbox = slot.lanes[lane].sandbox.take();
         state.busy_workers += 1;
+        state.peak_busy = state.peak_busy.max(state.busy_workers);
         drop(state);
 
         if let Some(rules) = rules.filter(|rules| !rules.rules.is_empty()) {
@@ -332,7 +400,7 @@ fn worker(shared: &Shared) {
 
         state = shared.state.lock().unwrap_or_else(|poison| poison.into_inner());
         state.busy_workers -= 1;
-        state.slots.get_mut(&tenant).expect("slots are never removed").sandbox = sandbox;
+        state.slots.get_mut(&tenant).expect("slots are never removed").lanes[lane].sandbox = sandbox;
     }
 }
 
@@ -458,3 +526,6 @@ fn evaluate(
     }
     (wrote.then_some(last_span_at), events)
 }
+
+#[cfg(test)]
+mod tests;

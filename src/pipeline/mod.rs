@@ -451,8 +451,17 @@ mod tests {
         let recent = Arc::new(crate::store::traces::RecentTraces::open(&dir.join("traces"), Default::default()).unwrap());
         let counters = Arc::new(Counters::default());
         let events = crate::events::EventHub::new();
-        let evaluator =
-            Evaluator::start(1, engine.clone(), signals.clone(), recent, counters.clone(), None, events.clone(), AssemblyLimits::default());
+        let evaluator = Evaluator::start(
+            1,
+            1,
+            engine.clone(),
+            signals.clone(),
+            recent,
+            counters.clone(),
+            None,
+            events.clone(),
+            AssemblyLimits::default(),
+        );
         let windows = Arc::new(windows::Windows::new(engine, signals, counters.clone(), events, windows::WindowLimits::default()));
         Pipeline::new(AssemblyLimits::default(), AdmissionLimits::default(), evaluator, windows, log, counters)
     }
