@@ -91,6 +91,8 @@ struct TraceReport {
     #[serde(flatten)]
     run: RuleRun,
     witnesses: Vec<Witness>,
+    /// The live path's prefilter would not run the rule on this trace.
+    prefilter_skips: bool,
 }
 
 #[derive(Serialize)]
@@ -223,7 +225,14 @@ pub fn rules_test(args: TestArgs) -> ExitCode {
     for tried in crate::pipeline::trial::run(&engine, loaded, &inputs, None) {
         any_failed |= !matches!(tried.run.outcome, Outcome::Ok { .. });
         let witnesses = tried.witnesses.into_iter().flatten().map(|w| Witness { span_id: w.span_id, name: w.name }).collect();
-        reports.push(TraceReport { file: tried.label, trace_id: tried.trace_id, spans: tried.spans, run: tried.run, witnesses });
+        reports.push(TraceReport {
+            file: tried.label,
+            trace_id: tried.trace_id,
+            spans: tried.spans,
+            run: tried.run,
+            witnesses,
+            prefilter_skips: tried.prefilter_skips,
+        });
     }
     let report = Report { rule: compiled.meta, plugin_hash: compiled.plugin_hash, compile_ms, traces: reports };
     if json {
@@ -250,12 +259,13 @@ fn print_report(report: &Report) {
             other => format!("FAILED: {}", describe_failure(other)),
         };
         println!(
-            "trace {} ({}, {} spans): {verdict}  [fuel {}, {:.3} ms]",
+            "trace {} ({}, {} spans): {verdict}  [fuel {}, {:.3} ms{}]",
             trace.trace_id,
             trace.file,
             trace.spans,
             trace.run.fuel_used,
-            trace.run.elapsed.as_secs_f64() * 1e3
+            trace.run.elapsed.as_secs_f64() * 1e3,
+            if trace.prefilter_skips { "; the prefilter skips this trace" } else { "" }
         );
         for violation in trace.run.outcome.violations() {
             println!("  [{}] {}", violation.severity.as_str(), violation.message);

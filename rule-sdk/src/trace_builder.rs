@@ -7,6 +7,7 @@
 // This file is `include!`d by the plugin (with `rquickjs` = javy's re-export)
 // and by the native-QuickJS benchmark, so both measure the same code.
 
+use rquickjs::object::Property;
 use rquickjs::{Array, Atom, BigInt, Ctx, Exception, Object, Value};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -163,7 +164,9 @@ fn optional_text<'js>(ctx: &Ctx<'js>, value: &Option<Cow<'_, str>>) -> rquickjs:
     }
 }
 
-/// An attribute value: JSON as is, except `{"$int": "<decimal>"}` → BigInt.
+/// An attribute value: JSON as is, except `{"$int": "<decimal>"}` → BigInt
+/// and `{"$map": {…}}` → that map (the host's escape for a map whose only key
+/// is `$int` or `$map`).
 fn attribute<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> rquickjs::Result<Value<'js>> {
     Ok(match value {
         serde_json::Value::Null => Value::new_null(ctx.clone()),
@@ -181,18 +184,40 @@ fn attribute<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> rquickjs::Result
             array.into_value()
         }
         serde_json::Value::Object(entries) => {
-            if entries.len() == 1
-                && let Some(serde_json::Value::String(decimal)) = entries.get("$int") {
+            if entries.len() == 1 {
+                if let Some(serde_json::Value::String(decimal)) = entries.get("$int") {
                     let parsed: i64 = decimal.parse().map_err(|_| Exception::throw_type(ctx, "bad $int attribute"))?;
                     return Ok(BigInt::from_i64(ctx.clone(), parsed)?.into_value());
                 }
-            let object = Object::new(ctx.clone())?;
-            for (key, item) in entries {
-                object.set(key.as_str(), attribute(ctx, item)?)?;
+                if let Some(serde_json::Value::Object(map)) = entries.get("$map") {
+                    return attributes(ctx, map);
+                }
             }
-            object.into_value()
+            attributes(ctx, entries)?
         }
     })
+}
+
+/// An attributes object (a span's, a resource's…, or a map value): its keys as
+/// own properties.
+fn attributes<'js>(ctx: &Ctx<'js>, entries: &serde_json::Map<String, serde_json::Value>) -> rquickjs::Result<Value<'js>> {
+    let object = Object::new(ctx.clone())?;
+    for (key, item) in entries {
+        // Defined, not assigned: a key such as `toString` or `__proto__`
+        // becomes an own property instead of hitting the frozen
+        // Object.prototype (a read-only error that failed the whole trace).
+        let value = Property::from(attribute(ctx, item)?).writable().enumerable().configurable();
+        object.prop(key.as_str(), value)?;
+    }
+    Ok(object.into_value())
+}
+
+/// A top-level attributes object: never read as an escape.
+fn attribute_object<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> rquickjs::Result<Value<'js>> {
+    match value {
+        serde_json::Value::Object(entries) => attributes(ctx, entries),
+        other => attribute(ctx, other),
+    }
 }
 
 /// Parses the trace JSON and returns `(traceId, spans, window)` as JS values;
@@ -203,7 +228,7 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
     let mut resources = Vec::with_capacity(doc.resources.len());
     for resource in &doc.resources {
         let object = Object::new(ctx.clone())?;
-        object.set(keys.attributes.clone(), attribute(ctx, &resource.attributes)?)?;
+        object.set(keys.attributes.clone(), attribute_object(ctx, &resource.attributes)?)?;
         object.set(keys.service.clone(), optional_text(ctx, &resource.service)?)?;
         resources.push(object.into_value());
     }
@@ -230,7 +255,7 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
         object.set(keys.duration.clone(), Value::new_float(ctx.clone(), span.duration))?;
         object.set(keys.start_time_unix_nano.clone(), text(ctx, &span.start_time_unix_nano)?)?;
         object.set(keys.end_time_unix_nano.clone(), text(ctx, &span.end_time_unix_nano)?)?;
-        object.set(keys.attributes.clone(), attribute(ctx, &span.attributes)?)?;
+        object.set(keys.attributes.clone(), attribute_object(ctx, &span.attributes)?)?;
         let resource = resources.get(span.resource).cloned().ok_or_else(|| Exception::throw_range(ctx, "span refers to a missing resource"))?;
         object.set(keys.resource.clone(), resource)?;
         let scope = scopes.get(span.scope).cloned().ok_or_else(|| Exception::throw_range(ctx, "span refers to a missing scope"))?;
@@ -240,7 +265,7 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
             let item = Object::new(ctx.clone())?;
             item.set(keys.name.clone(), text(ctx, &event.name)?)?;
             item.set(keys.time.clone(), Value::new_float(ctx.clone(), event.time))?;
-            item.set(keys.attributes.clone(), attribute(ctx, &event.attributes)?)?;
+            item.set(keys.attributes.clone(), attribute_object(ctx, &event.attributes)?)?;
             events.set(position, item)?;
         }
         object.set(keys.events.clone(), events)?;
@@ -249,7 +274,7 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
             let item = Object::new(ctx.clone())?;
             item.set(keys.trace_id.clone(), text(ctx, &link.trace_id)?)?;
             item.set(keys.span_id.clone(), text(ctx, &link.span_id)?)?;
-            item.set(keys.attributes.clone(), attribute(ctx, &link.attributes)?)?;
+            item.set(keys.attributes.clone(), attribute_object(ctx, &link.attributes)?)?;
             links.set(position, item)?;
         }
         object.set(keys.links.clone(), links)?;

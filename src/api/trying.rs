@@ -163,6 +163,10 @@ pub struct TraceResult {
     elapsed_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<RuleFailure>,
+    /// True when the live path's prefilter would not run the rule on this
+    /// trace: the trace cannot meet the condition derived from the rule's
+    /// source (docs/rules.md, "The prefilter"). A trial runs the rule anyway.
+    prefilter_skips: bool,
 }
 
 /// How long a backtest may run; its client gets 503 `busy` after it, and the
@@ -199,6 +203,7 @@ fn result(tried: crate::pipeline::trial::Tried) -> TraceResult {
         fuel_used: tried.run.fuel_used,
         elapsed_us: tried.run.elapsed.as_micros() as u64,
         error,
+        prefilter_skips: tried.prefilter_skips,
     }
 }
 

@@ -469,10 +469,16 @@ fn evaluate(
     if amended {
         counters.traces_amended.fetch_add(1, Ordering::Relaxed);
     }
-    let runs = sandbox.evaluate(&trace);
+    let runs = sandbox.evaluate_prefiltered(&trace);
     counters.tenant(tenant, |own| own.traces_evaluated += 1);
     let mut completed = Vec::with_capacity(runs.len());
     for ((rule, _), run) in rules.rules.iter().zip(runs) {
+        if run.skipped {
+            // Ran, no violation: a late span can still clear the rule's signals on this trace.
+            counters.rule(tenant, &rule.id, |own| own.skipped += 1);
+            completed.push((rule.clone(), Vec::new()));
+            continue;
+        }
         counters.fuel_used.fetch_add(run.fuel_used, Ordering::Relaxed);
         counters.evaluation(run.outcome.kind());
         let failed = !matches!(run.outcome, Outcome::Ok { .. });

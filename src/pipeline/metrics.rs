@@ -62,6 +62,9 @@ pub struct RuleCounters {
     pub failures: u64,
     pub fuel_used: u64,
     pub signals_created: u64,
+    /// Traces the rule's prefilter ruled out: not run, counted as run with no
+    /// violation (not as calls).
+    pub skipped: u64,
     /// The outcome of the latest failed call (`out_of_fuel`, `exception`…).
     pub last_failure: Option<String>,
     pub last_failure_at: Option<String>,
@@ -334,11 +337,12 @@ impl prometheus_client::collector::Collector for Exposition {
         let mut rules: Vec<((TenantId, String), RuleCounters)> =
             counters.rules.lock().unwrap_or_else(|poison| poison.into_inner()).iter().map(|(k, c)| (k.clone(), c.clone())).collect();
         rules.sort_by(|a, b| a.0.cmp(&b.0));
-        let per_rule: [(&str, &str, fn(&RuleCounters) -> u64); 4] = [
+        let per_rule: [(&str, &str, fn(&RuleCounters) -> u64); 5] = [
             ("fluo_rule_calls", "Calls of one rule.", |c| c.calls),
             ("fluo_rule_failures", "Calls of one rule that did not complete.", |c| c.failures),
             ("fluo_rule_fuel_used", "Fuel used by one rule.", |c| c.fuel_used),
             ("fluo_rule_signals_created", "Signals created by one rule.", |c| c.signals_created),
+            ("fluo_rule_skipped", "Traces one rule's prefilter ruled out (not run; no violation).", |c| c.skipped),
         ];
         for (name, help, value) in per_rule {
             let samples = rules.iter().map(|((tenant, rule), c)| (vec![("tenant", tenant.to_string()), ("rule", rule.clone())], value(c)));

@@ -46,12 +46,15 @@ pub struct Tried {
     pub run: RuleRun,
     /// Per violation, in order: its span ids that exist in the trace.
     pub witnesses: Vec<Vec<Witness>>,
+    /// The live path's prefilter would not run the rule on this trace
+    /// (the trial runs it anyway, for its logs).
+    pub prefilter_skips: bool,
 }
 
 /// Runs `rule` on every input in order, on one sandbox; stops before the next
 /// input once `stop_at` has passed.
 pub fn run(engine: &Arc<RuleEngine>, rule: Arc<LoadedRule>, inputs: &[Input], stop_at: Option<Instant>) -> Vec<Tried> {
-    let mut sandbox = Sandbox::new(engine.clone(), vec![rule]);
+    let mut sandbox = Sandbox::new(engine.clone(), vec![rule.clone()]);
     let mut tried = Vec::with_capacity(inputs.len());
     for input in inputs {
         if stop_at.is_some_and(|stop_at| Instant::now() >= stop_at) {
@@ -75,6 +78,7 @@ pub fn run(engine: &Arc<RuleEngine>, rule: Arc<LoadedRule>, inputs: &[Input], st
             spans: input.trace.spans.len(),
             run,
             witnesses,
+            prefilter_skips: input.window.is_none() && !rule.may_fire(&input.trace),
         });
     }
     tried

@@ -5,7 +5,10 @@
 //! Hidden contract with `rule-sdk/src/prelude.js`: field names, times in
 //! milliseconds since the epoch (fractional), integers beyond ±(2^53−1) as
 //! `{"$int": "<decimal>"}` with `bigInts: true`, bytes as base64, resources and
-//! scopes listed once and referenced by index.
+//! scopes listed once and referenced by index. A map value whose only key is
+//! `$int` or `$map` is sent as `{"$map": <the map>}`, so that no map reads as
+//! a BigInt; attribute objects themselves (a span's `attributes`) are never
+//! read that way.
 
 use crate::model::trace::{Attributes, Resource, Scope, Span, Trace, Value};
 use base64::Engine as _;
@@ -230,6 +233,11 @@ impl Serialize for AttributesDoc<'_> {
     }
 }
 
+/// Whether a map value would read as an escape (`{"$int": …}`, `{"$map": …}`): its keys are all one of those.
+fn escaped(entries: &Attributes) -> bool {
+    entries.first().is_some_and(|(first, _)| (first == "$int" || first == "$map") && entries.iter().all(|(key, _)| key == first))
+}
+
 struct ValueDoc<'a>(&'a Value);
 
 impl Serialize for ValueDoc<'_> {
@@ -253,6 +261,11 @@ impl Serialize for ValueDoc<'_> {
                     seq.serialize_element(&ValueDoc(item))?;
                 }
                 seq.end()
+            }
+            Value::Map(entries) if escaped(entries) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("$map", &AttributesDoc(entries))?;
+                map.end()
             }
             Value::Map(entries) => AttributesDoc(entries).serialize(serializer),
         }

@@ -37,6 +37,13 @@ pub struct LoadedRule {
     pub(crate) prepared: Option<Prepared>,
 }
 
+impl LoadedRule {
+    /// Whether the rule's prefilter lets `trace` through (rules without a source always run).
+    pub fn may_fire(&self, trace: &crate::model::trace::Trace) -> bool {
+        self.prepared.as_ref().is_none_or(|prepared| prepared.prefilter.may_fire(trace))
+    }
+}
+
 impl std::fmt::Debug for LoadedRule {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("LoadedRule").field("meta", &self.meta).field("imports", &self.imports).finish_non_exhaustive()

@@ -11,6 +11,7 @@ pub mod codegen;
 pub mod compile;
 pub mod engine;
 pub mod plugin;
+pub mod prefilter;
 pub mod sandbox;
 pub mod source;
 pub mod templates;
@@ -129,6 +130,24 @@ pub struct RuleRun {
     pub logs: Vec<LogDoc>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub logs_truncated: bool,
+    /// The host's prefilter ruled the trace out: the rule did not run and
+    /// counts as run with no violation ([`prefilter`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+}
+
+impl RuleRun {
+    /// The run of a rule the prefilter skipped.
+    pub fn skipped() -> RuleRun {
+        RuleRun {
+            outcome: Outcome::Ok { violations: Vec::new() },
+            fuel_used: 0,
+            elapsed: Duration::ZERO,
+            logs: Vec::new(),
+            logs_truncated: false,
+            skipped: true,
+        }
+    }
 }
 
 fn micros<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

@@ -105,6 +105,21 @@ impl Sandbox {
         self.evaluate_json(&abi::trace_json(trace, None))
     }
 
+    /// Runs the rules whose prefilter the trace meets, in order; the others
+    /// get [`RuleRun::skipped`]. When every rule is ruled out the trace is not
+    /// moved into the sandbox at all.
+    pub fn evaluate_prefiltered(&mut self, trace: &Trace) -> Vec<RuleRun> {
+        let run: Vec<bool> = self.rules.iter().map(|rule| rule.may_fire(trace)).collect();
+        if !run.contains(&true) {
+            return run.iter().map(|_| RuleRun::skipped()).collect();
+        }
+        let json = abi::trace_json(trace, None);
+        if let Some(live) = self.live.as_mut() {
+            live.loaded = false;
+        }
+        run.iter().enumerate().map(|(index, &run)| if run { self.run_one(index, &json) } else { RuleRun::skipped() }).collect()
+    }
+
     /// Runs every rule (window checks) on the spans of one window, given as a
     /// trace whose spans come from many traces.
     pub fn evaluate_window(&mut self, spans: &Trace, window: (u64, u64)) -> Vec<RuleRun> {
@@ -133,6 +148,7 @@ impl Sandbox {
             elapsed: started.elapsed(),
             logs: Vec::new(),
             logs_truncated: false,
+            skipped: false,
         };
         if let Err(outcome) = self.ensure_live() {
             return failed(outcome, started);
@@ -173,7 +189,7 @@ impl Sandbox {
             }
             (Ok(text), None) => interpret(&text, self.rules[index].prepared.as_ref()),
         };
-        RuleRun { outcome, fuel_used, elapsed, logs, logs_truncated }
+        RuleRun { outcome, fuel_used, elapsed, logs, logs_truncated, skipped: false }
     }
 
     fn discard(&mut self) {

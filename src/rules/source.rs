@@ -33,6 +33,8 @@ pub struct Prepared {
     /// `(line, column, delta)`: columns after `column` on `line` (1-based) are
     /// `delta` further right in `code` than in the tenant's source.
     pub shift: Option<(u32, u32, u32)>,
+    /// What a trace must have for the rule to report anything ([`super::prefilter`]).
+    pub prefilter: super::prefilter::Prefilter,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -404,7 +406,12 @@ fn prepare_here(source: &str) -> Result<Prepared, SourceError> {
         debug_assert_eq!(replacement.len(), region.len());
         let binding = named.unwrap_or_else(|| DEFAULT_BINDING.to_string());
         let code = format!("{}{}{}\n;__fluo_define({binding});\n", &source[..item_start], replacement, &source[keywords_end..]);
-        return Ok(Prepared { code, form: SourceForm::ExportDefault, shift: None });
+        let exported = match decl {
+            ModuleDecl::ExportDefaultExpr(export) => Some(&*export.expr),
+            _ => None,
+        };
+        let prefilter = super::prefilter::derive(&module.body, exported);
+        return Ok(Prepared { code, form: SourceForm::ExportDefault, shift: None, prefilter });
     }
 
     match statements.as_slice() {
@@ -414,7 +421,8 @@ fn prepare_here(source: &str) -> Result<Prepared, SourceError> {
             let prefix = "__fluo_define(";
             let (line, column) = line_column(source, lo);
             let code = format!("{}{}{}){}\n", &source[..lo], prefix, &source[lo..hi], &source[hi..]);
-            Ok(Prepared { code, form: SourceForm::BareExpression, shift: Some((line, column, prefix.len() as u32)) })
+            let prefilter = super::prefilter::derive(&module.body, Some(&expression.expr));
+            Ok(Prepared { code, form: SourceForm::BareExpression, shift: Some((line, column, prefix.len() as u32)), prefilter })
         }
         [] => Err(SourceError {
             message: "the rule defines nothing: `export default` a pattern (trace.has(...)), a check function or rule({...})".into(),
