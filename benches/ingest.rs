@@ -336,6 +336,7 @@ fn main() {
     drop(services);
 
     lanes(&round);
+    mix();
     span_log(&round);
     trace_store(&round);
     latency();
@@ -423,6 +424,113 @@ fn trace_store(round: &dyn Fn(u64) -> Vec<Vec<u8>>) {
             disk as f64 / (2.0 * (SAMPLES + 1) as f64 * traces(0).len() as f64)
         );
     }
+}
+
+/// Ten rules as the SDK reference writes them (every one in a form the
+/// prefilter judges), for [`mix`].
+const REALISTIC_RULES: [&str; 10] = [
+    "export default trace.has('payment.charge_card').and(trace.missing('payment.fraud_check'));",
+    "export default rule({ name: 'admin-needs-auth', when: trace.has('GET /api/admin'), expect: trace.has('auth.verify') });",
+    "export default rule({ name: '5xx', when: trace.has(s => s.kind === 'SERVER' && s.attributes['http.status_code'] >= 500), group: ['http.route'] });",
+    "export default trace.where(s => s.service === 'payments').has(s => s.status === 'ERROR');",
+    "export default trace.count(s => s.name === 'db.query').gt(25);",
+    "export default rule({ name: 'pii', when: trace.has(s => s.attributes['pii.accessed'] === true), expect: trace.has('audit.log') });",
+    "export default rule({ name: 'no-bypass', when: trace.has('payment.charge_card'), never: trace.has('payment.bypass') });",
+    "export default trace.has('login.failed').and(trace.has('account.locked')).within('5s');",
+    "export default rule({ name: 'lock-released', when: trace.has('lock.acquire'), expect: trace.has('lock.release') });",
+    "export default trace.has(s => s.name === 'cache.get' && s.duration > 500);",
+];
+
+/// Traffic where most traces are irrelevant to most rules: 9 traces in 10 are
+/// catalogue requests (HTTP server span, auth, queries, cache, render), 1 in
+/// 10 a checkout that charges a card (with its fraud check, so no violation).
+fn mixed_request(seed: u64, traces: usize) -> ExportTraceServiceRequest {
+    let browse = ["GET /api/catalog", "auth.verify", "db.query", "cache.get", "render"];
+    let checkout = ["POST /api/checkout", "auth.verify", "db.query", "payment.fraud_check", "payment.charge_card"];
+    let mut request = request(seed, traces);
+    let spans = &mut request.resource_spans[0].scope_spans[0].spans;
+    for span in spans.iter_mut() {
+        let trace_number = u64::from_be_bytes(span.trace_id[..8].try_into().unwrap());
+        let index = (u64::from_be_bytes(span.span_id[..].try_into().unwrap()) & 0xff) as usize - 1;
+        let names = if trace_number % 10 == 3 { &checkout } else { &browse };
+        span.name = names[index % names.len()].into();
+    }
+    request
+}
+
+/// The realistic mix: decode of the traffic, ingest + evaluate with the ten
+/// realistic rules (one worker), and the sandbox alone on the same traces with
+/// and without the prefilter, in one run.
+fn mix() {
+    let round = |number: u64| -> Vec<Vec<u8>> {
+        (0..20).map(|seed| mixed_request(number * 100 + seed + 7_000_000, TRACES_PER_REQUEST).encode_to_vec()).collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (services, _) = Services::open(&config(dir.path(), Duration::from_secs(5), Durability::Off), None).unwrap();
+    let ingest = services.ingest();
+    let (_, key) = services.auth.create_tenant("mix").unwrap();
+    let header = format!("Bearer {}", key.key);
+    let tenant = ingest.authenticate(Some(&header)).unwrap();
+    install(&services, &tenant, REALISTIC_RULES.iter().map(|rule| rule.to_string()).collect());
+    let spans = (20 * TRACES_PER_REQUEST * SPANS_PER_TRACE) as f64;
+    let (mut decode, mut pipeline) = (Vec::new(), Vec::new());
+    for sample in 0..SAMPLES + 1 {
+        let requests = round(sample as u64);
+        let started = Instant::now();
+        for bytes in &requests {
+            std::hint::black_box(ExportTraceServiceRequest::decode(&bytes[..]).unwrap());
+        }
+        let decode_time = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for bytes in &requests {
+            let tenant = ingest.authenticate(Some(&header)).unwrap();
+            ingest.export(&tenant, ExportTraceServiceRequest::decode(&bytes[..]).unwrap(), Instant::now()).unwrap();
+        }
+        services.pipeline.sweep(Instant::now() + Duration::from_secs(3600));
+        services.pipeline.evaluator.drain();
+        if sample > 0 {
+            decode.push(spans / decode_time);
+            pipeline.push(spans / started.elapsed().as_secs_f64());
+        }
+    }
+    let (decode, pipeline) = (median(decode), median(pipeline));
+    println!("realistic mix (9 in 10 traces irrelevant to the payment rules), 10 realistic rules, median of {SAMPLES} rounds:");
+    println!("  protobuf decode only         {decode:>10.0} spans/s");
+    println!("  ingest + evaluate, 10 rules  {pipeline:>10.0} spans/s  ({:.2}x the decode time)", decode / pipeline);
+    let traces: Vec<fluo::model::trace::Trace> = round(99)
+        .iter()
+        .flat_map(|bytes| {
+            fluo::model::trace::Trace::group(fluo::model::otlp::convert(ExportTraceServiceRequest::decode(&bytes[..]).unwrap()).spans)
+        })
+        .collect();
+    let rules: Vec<_> = services.pipeline.evaluator.rules(&tenant).unwrap().rules.iter().map(|(_, rule)| rule.clone()).collect();
+    let mut sandbox = fluo::rules::Sandbox::new(services.engine.clone(), rules);
+    let (mut filtered, mut full, mut skipped) = (Vec::new(), Vec::new(), 0usize);
+    for sample in 0..SAMPLES + 1 {
+        let started = Instant::now();
+        for trace in &traces {
+            let runs = sandbox.evaluate_prefiltered(trace);
+            if sample == 0 {
+                skipped += runs.iter().filter(|run| run.skipped).count();
+            }
+        }
+        let filtered_time = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for trace in &traces {
+            sandbox.evaluate(trace);
+        }
+        if sample > 0 {
+            filtered.push(spans / filtered_time);
+            full.push(spans / started.elapsed().as_secs_f64());
+        }
+    }
+    let (filtered, full) = (median(filtered), median(full));
+    println!(
+        "  sandbox alone, prefilter on  {filtered:>10.0} spans/s  ({:.2}x the decode time; {:.1}% of rule runs skipped)",
+        decode / filtered,
+        100.0 * skipped as f64 / (traces.len() * REALISTIC_RULES.len()) as f64
+    );
+    println!("  sandbox alone, prefilter off {full:>10.0} spans/s  ({:.2}x the decode time)", decode / full);
 }
 
 /// One tenant, ingest + evaluate with the ten rules: one worker (one lane)
