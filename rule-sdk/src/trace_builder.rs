@@ -157,6 +157,40 @@ fn text<'js>(ctx: &Ctx<'js>, value: &str) -> rquickjs::Result<Value<'js>> {
     Ok(rquickjs::String::from_str(ctx.clone(), value)?.into_value())
 }
 
+/// Strings that repeat across a trace's spans (its trace id, kinds, statuses,
+/// services, span names): each distinct text becomes one JS string, shared.
+struct Shared<'a, 'js> {
+    ctx: Ctx<'js>,
+    texts: std::collections::HashMap<&'a str, Value<'js>>,
+}
+
+/// Distinct texts shared per trace; past this many, further ones are made per use.
+const SHARED_TEXTS: usize = 512;
+
+impl<'a, 'js> Shared<'a, 'js> {
+    fn new(ctx: &Ctx<'js>) -> Self {
+        Shared { ctx: ctx.clone(), texts: std::collections::HashMap::new() }
+    }
+
+    fn text(&mut self, value: &'a str) -> rquickjs::Result<Value<'js>> {
+        if let Some(known) = self.texts.get(value) {
+            return Ok(known.clone());
+        }
+        let made = text(&self.ctx, value)?;
+        if self.texts.len() < SHARED_TEXTS {
+            self.texts.insert(value, made.clone());
+        }
+        Ok(made)
+    }
+
+    fn optional(&mut self, value: &'a Option<Cow<'a, str>>) -> rquickjs::Result<Value<'js>> {
+        match value {
+            Some(value) => self.text(value),
+            None => Ok(Value::new_null(self.ctx.clone())),
+        }
+    }
+}
+
 fn optional_text<'js>(ctx: &Ctx<'js>, value: &Option<Cow<'_, str>>) -> rquickjs::Result<Value<'js>> {
     match value {
         Some(value) => text(ctx, value),
@@ -240,16 +274,17 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
         scopes.push(object.into_value());
     }
     let spans = Array::new(ctx.clone())?;
+    let mut shared = Shared::new(ctx);
     for (index, span) in doc.spans.iter().enumerate() {
         let object = Object::new(ctx.clone())?;
-        object.set(keys.name.clone(), text(ctx, &span.name)?)?;
-        object.set(keys.trace_id.clone(), text(ctx, &span.trace_id)?)?;
+        object.set(keys.name.clone(), shared.text(&span.name)?)?;
+        object.set(keys.trace_id.clone(), shared.text(&span.trace_id)?)?;
         object.set(keys.span_id.clone(), text(ctx, &span.span_id)?)?;
         object.set(keys.parent_span_id.clone(), optional_text(ctx, &span.parent_span_id)?)?;
-        object.set(keys.kind.clone(), text(ctx, &span.kind)?)?;
-        object.set(keys.status.clone(), text(ctx, &span.status)?)?;
-        object.set(keys.status_message.clone(), text(ctx, &span.status_message)?)?;
-        object.set(keys.service.clone(), optional_text(ctx, &span.service)?)?;
+        object.set(keys.kind.clone(), shared.text(&span.kind)?)?;
+        object.set(keys.status.clone(), shared.text(&span.status)?)?;
+        object.set(keys.status_message.clone(), shared.text(&span.status_message)?)?;
+        object.set(keys.service.clone(), shared.optional(&span.service)?)?;
         object.set(keys.start_time.clone(), Value::new_float(ctx.clone(), span.start_time))?;
         object.set(keys.end_time.clone(), Value::new_float(ctx.clone(), span.end_time))?;
         object.set(keys.duration.clone(), Value::new_float(ctx.clone(), span.duration))?;
@@ -263,7 +298,7 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
         let events = Array::new(ctx.clone())?;
         for (position, event) in span.events.iter().enumerate() {
             let item = Object::new(ctx.clone())?;
-            item.set(keys.name.clone(), text(ctx, &event.name)?)?;
+            item.set(keys.name.clone(), shared.text(&event.name)?)?;
             item.set(keys.time.clone(), Value::new_float(ctx.clone(), event.time))?;
             item.set(keys.attributes.clone(), attribute_object(ctx, &event.attributes)?)?;
             events.set(position, item)?;
