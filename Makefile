@@ -38,3 +38,4 @@ bench: setup
 	$(CARGO) bench --locked --bench windows
 	$(CARGO) bench --locked --bench inbox
 	$(CARGO) bench --locked --bench startup
+	$(CARGO) bench --locked --bench e2e
