@@ -26,12 +26,17 @@
 
 use crate::model::trace::{Span, Trace, Value};
 use swc_core::ecma::ast::{
-    BinaryOp, BlockStmtOrExpr, Callee, Decl, Expr, Lit, MemberProp, ModuleItem, Pat as SwcPat, Prop, PropName, PropOrSpread, Stmt, UnaryOp,
+    BinaryOp, BlockStmtOrExpr, Callee, Decl, Expr, Function, Lit, MemberProp, ModuleItem, Pat as SwcPat, Prop, PropName, PropOrSpread,
+    ReturnStmt, Stmt, UnaryOp,
 };
 
 /// Deepest tree the derivation builds; deeper sources are unknown (the
 /// evaluation recurses on worker threads with ordinary stacks).
 const MAX_DEPTH: usize = 48;
+
+/// Largest condition kept, in nodes: evaluating it is host work that no fuel
+/// meters, so a rule whose condition is larger always runs instead.
+const MAX_NODES: usize = 256;
 
 /// A rule's prefilter: `None` when the rule must always run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -490,18 +495,42 @@ fn counts(scope: &[Expr1], pred: &Expr1, spans: &[Span]) -> Option<(u64, u64)> {
 
 // ------------------------------------------------------------ derivation --
 
+/// What a module exports as its rule.
+pub(crate) enum Exported<'a> {
+    /// `export default <expression>` or a bare expression.
+    Expr(&'a Expr),
+    /// `export default function (t) {…}`.
+    Function(&'a Function),
+    Other,
+}
+
 /// Derives the prefilter of a module whose default export (or single bare
 /// expression) is `exported`.
-pub(crate) fn derive(module: &[ModuleItem], exported: Option<&Expr>) -> Prefilter {
-    let Some(exported) = exported else { return Prefilter(None) };
+pub(crate) fn derive(module: &[ModuleItem], exported: Exported<'_>) -> Prefilter {
     if module.iter().any(shadows_sdk) {
         return Prefilter(None);
     }
-    let pattern = rule_condition(exported, 0);
-    Prefilter(pattern.decidable().then_some(pattern))
+    let pattern = match exported {
+        Exported::Expr(expr) => rule_condition(expr, 0),
+        Exported::Function(function) => check_function(function, 0),
+        Exported::Other => Pat::Unknown,
+    };
+    Prefilter((pattern.decidable() && pattern.size() <= MAX_NODES).then_some(pattern))
 }
 
 impl Pat {
+    /// Nodes in the condition (what one span's evaluation may visit).
+    fn size(&self) -> usize {
+        let scoped = |scope: &[Expr1], pred: &Expr1| 1 + pred.size() + scope.iter().map(Expr1::size).sum::<usize>();
+        match self {
+            Pat::Has(scope, pred) | Pat::Missing(scope, pred) | Pat::Count(scope, pred, ..) => scoped(scope, pred),
+            Pat::CountVs(scope, pred, _, other_scope, other) => scoped(scope, pred) + scoped(other_scope, other),
+            Pat::And(a, b) | Pat::Or(a, b) | Pat::FollowedBy(a, b) => 1 + a.size() + b.size(),
+            Pat::Not(a) | Pat::Within(a) => 1 + a.size(),
+            Pat::Unknown => 1,
+        }
+    }
+
     /// Whether some trace could make the pattern false (so the rule could be skipped).
     fn decidable(&self) -> bool {
         let scoped = |scope: &[Expr1], pred: &Expr1| pred.decidable() || scope.iter().any(Expr1::decidable);
@@ -518,6 +547,16 @@ impl Pat {
 }
 
 impl Expr1 {
+    fn size(&self) -> usize {
+        match self {
+            Expr1::StrictEq(a, b) | Expr1::LooseEq(a, b) | Expr1::Rel(_, a, b) | Expr1::And(a, b) | Expr1::Or(a, b) => {
+                1 + a.size() + b.size()
+            }
+            Expr1::Not(a) | Expr1::Method(_, a, _) => 1 + a.size(),
+            _ => 1,
+        }
+    }
+
     /// Whether the expression's truth can be known for some span.
     fn decidable(&self) -> bool {
         match self {
@@ -564,7 +603,7 @@ fn rule_condition(expr: &Expr, depth: usize) -> Pat {
         if argument.spread.is_some() {
             return Pat::Unknown;
         }
-        let (mut when, mut expect, mut never, mut check) = (None, false, None, false);
+        let (mut when, mut expect, mut never, mut check) = (None, false, None, None);
         for prop in &object.props {
             let PropOrSpread::Prop(prop) = prop else { return Pat::Unknown };
             let (key, value) = match &**prop {
@@ -589,19 +628,151 @@ fn rule_condition(expr: &Expr, depth: usize) -> Pat {
                 "when" => when = Some(value.map_or(Pat::Unknown, |value| pattern(value, depth + 1))),
                 "never" => never = Some(value.map_or(Pat::Unknown, |value| pattern(value, depth + 1))),
                 "expect" => expect = true,
-                "check" => check = true,
+                "check" => check = Some(value.map_or(Pat::Unknown, |value| check_expr(value, depth + 1))),
                 "name" | "severity" | "description" | "message" | "group" => {}
                 _ => return Pat::Unknown,
             }
         }
-        // `when` gates everything after it; without it, only a lone `never` can be judged.
-        return match (when, never) {
-            (Some(when), _) => when,
-            (None, Some(never)) if !expect && !check => never,
+        // `when` gates everything after it; without it, only a lone `never` or `check` can be judged.
+        return match (when, never, check) {
+            (Some(when), _, _) => when,
+            (None, Some(never), None) if !expect => never,
+            (None, None, Some(check)) if !expect => check,
             _ => Pat::Unknown,
         };
     }
-    pattern(expr, depth)
+    match expr {
+        Expr::Arrow(_) | Expr::Fn(_) => check_expr(expr, depth),
+        _ => pattern(expr, depth),
+    }
+}
+
+/// A check function's condition: the result it returns, when it is one of
+/// the shapes below; anything else is unknown.
+fn check_expr(expr: &Expr, depth: usize) -> Pat {
+    match unparen(expr) {
+        Expr::Arrow(arrow) if !arrow.is_async && !arrow.is_generator => {
+            let [SwcPat::Ident(param)] = arrow.params.as_slice() else { return Pat::Unknown };
+            match &*arrow.body {
+                BlockStmtOrExpr::Expr(body) => check_result(body, &param.id.sym, depth + 1),
+                BlockStmtOrExpr::BlockStmt(block) => match block.stmts.as_slice() {
+                    [Stmt::Return(ReturnStmt { arg: Some(arg), .. })] => check_result(arg, &param.id.sym, depth + 1),
+                    _ => Pat::Unknown,
+                },
+            }
+        }
+        Expr::Fn(function) => check_function(&function.function, depth),
+        _ => Pat::Unknown,
+    }
+}
+
+fn check_function(function: &Function, depth: usize) -> Pat {
+    if function.is_async || function.is_generator {
+        return Pat::Unknown;
+    }
+    let [param] = function.params.as_slice() else { return Pat::Unknown };
+    let SwcPat::Ident(param) = &param.pat else { return Pat::Unknown };
+    match function.body.as_ref().map(|body| body.stmts.as_slice()) {
+        Some([Stmt::Return(ReturnStmt { arg: Some(arg), .. })]) => check_result(arg, &param.id.sym, depth + 1),
+        _ => Pat::Unknown,
+    }
+}
+
+/// What a check function returns, over its trace parameter `t`:
+/// `t.filter(p)…`, `t.spans.filter(p)…` (more filters, then an optional
+/// `.map(f)`: no violation when nothing is left), or `cond ? x : <falsy>`
+/// with `cond` one of `t.has(p)`, `t.spans.some(p)`, and `&&` / `||` of them.
+fn check_result(expr: &Expr, trace: &str, depth: usize) -> Pat {
+    if depth > MAX_DEPTH {
+        return Pat::Unknown;
+    }
+    let expr = unparen(expr);
+    if let Expr::Cond(conditional) = expr {
+        return match falsy_literal(&conditional.alt) {
+            true => check_condition(&conditional.test, trace, depth + 1),
+            false => Pat::Unknown,
+        };
+    }
+    // `.map(f)` runs f on what the filters kept: nothing when they kept nothing.
+    // (Array.prototype.map and filter check that their argument is a function even on an empty array.)
+    let filtered = match method_call(expr) {
+        Some((target, "map", args)) => match args.as_slice() {
+            [Expr::Arrow(_) | Expr::Fn(_)] => target,
+            _ => return Pat::Unknown,
+        },
+        _ => expr,
+    };
+    let mut filters = Vec::new();
+    let mut at = filtered;
+    loop {
+        let Some((target, "filter", args)) = method_call(at) else { break };
+        let [pred] = args.as_slice() else { return Pat::Unknown };
+        filters.push(*pred);
+        at = target;
+    }
+    let spans_array = matches!(unparen(at), Expr::Member(member)
+        if matches!(&member.prop, MemberProp::Ident(name) if &*name.sym == "spans")
+        && matches!(unparen(&member.obj), Expr::Ident(id) if &*id.sym == trace));
+    let the_trace = matches!(unparen(at), Expr::Ident(id) if &*id.sym == trace);
+    if filters.is_empty() || !(spans_array || the_trace) {
+        return Pat::Unknown;
+    }
+    // The innermost filter runs first, on every span; each later one on what the one before kept.
+    filters.reverse();
+    // Only the trace's own filter takes a span name; Array.prototype.filter (on
+    // `t.spans`, and on what any filter returned) throws on anything but a function.
+    let array_filters = if spans_array { &filters[..] } else { &filters[1..] };
+    if array_filters.iter().any(|pred| !matches!(unparen(pred), Expr::Arrow(_) | Expr::Fn(_))) {
+        return Pat::Unknown;
+    }
+    let last = filters.pop().expect("at least one filter");
+    Pat::Has(filters.into_iter().map(|pred| predicate(pred, depth + 1)).collect(), predicate(last, depth + 1))
+}
+
+/// A check's condition: `t.has(p)`, `t.spans.some(p)`, `&&` and `||` of them.
+fn check_condition(expr: &Expr, trace: &str, depth: usize) -> Pat {
+    if depth > MAX_DEPTH {
+        return Pat::Unknown;
+    }
+    let expr = unparen(expr);
+    if let Expr::Bin(bin) = expr {
+        let (a, b) = (check_condition(&bin.left, trace, depth + 1), check_condition(&bin.right, trace, depth + 1));
+        return match bin.op {
+            // `b` runs only when `a` held, as in the builder's `and`.
+            BinaryOp::LogicalAnd => Pat::And(Box::new(a), Box::new(b)),
+            BinaryOp::LogicalOr => Pat::Or(Box::new(a), Box::new(b)),
+            _ => Pat::Unknown,
+        };
+    }
+    match method_call(expr) {
+        Some((target, "has", args)) if matches!(unparen(target), Expr::Ident(id) if &*id.sym == trace) => match args.as_slice() {
+            [pred] => Pat::Has(Vec::new(), predicate(pred, depth + 1)),
+            _ => Pat::Unknown,
+        },
+        Some((target, "some", args))
+            if matches!(unparen(target), Expr::Member(member)
+                if matches!(&member.prop, MemberProp::Ident(name) if &*name.sym == "spans")
+                && matches!(unparen(&member.obj), Expr::Ident(id) if &*id.sym == trace)) =>
+        {
+            match args.as_slice() {
+                [pred @ (Expr::Arrow(_) | Expr::Fn(_))] => Pat::Has(Vec::new(), predicate(pred, depth + 1)),
+                _ => Pat::Unknown,
+            }
+        }
+        _ => Pat::Unknown,
+    }
+}
+
+/// `false`, `null`, `undefined` or `[]`: a check result with no violation
+/// (`0` and `''` are refused by the SDK with a TypeError, so they are not).
+fn falsy_literal(expr: &Expr) -> bool {
+    match unparen(expr) {
+        Expr::Lit(Lit::Bool(flag)) => !flag.value,
+        Expr::Lit(Lit::Null(_)) => true,
+        Expr::Ident(id) => &*id.sym == "undefined",
+        Expr::Array(array) => array.elems.is_empty(),
+        _ => false,
+    }
 }
 
 /// A builder pattern expression.

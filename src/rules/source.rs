@@ -407,8 +407,12 @@ fn prepare_here(source: &str) -> Result<Prepared, SourceError> {
         let binding = named.unwrap_or_else(|| DEFAULT_BINDING.to_string());
         let code = format!("{}{}{}\n;__fluo_define({binding});\n", &source[..item_start], replacement, &source[keywords_end..]);
         let exported = match decl {
-            ModuleDecl::ExportDefaultExpr(export) => Some(&*export.expr),
-            _ => None,
+            ModuleDecl::ExportDefaultExpr(export) => super::prefilter::Exported::Expr(&export.expr),
+            ModuleDecl::ExportDefaultDecl(export) => match &export.decl {
+                DefaultDecl::Fn(function) => super::prefilter::Exported::Function(&function.function),
+                _ => super::prefilter::Exported::Other,
+            },
+            _ => super::prefilter::Exported::Other,
         };
         let prefilter = super::prefilter::derive(&module.body, exported);
         return Ok(Prepared { code, form: SourceForm::ExportDefault, shift: None, prefilter });
@@ -421,7 +425,7 @@ fn prepare_here(source: &str) -> Result<Prepared, SourceError> {
             let prefix = "__fluo_define(";
             let (line, column) = line_column(source, lo);
             let code = format!("{}{}{}){}\n", &source[..lo], prefix, &source[lo..hi], &source[hi..]);
-            let prefilter = super::prefilter::derive(&module.body, Some(&expression.expr));
+            let prefilter = super::prefilter::derive(&module.body, super::prefilter::Exported::Expr(&expression.expr));
             Ok(Prepared { code, form: SourceForm::BareExpression, shift: Some((line, column, prefix.len() as u32)), prefilter })
         }
         [] => Err(SourceError {

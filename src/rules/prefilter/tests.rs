@@ -45,6 +45,11 @@ fn derives_conditions_for_patterns_and_rules_and_none_for_what_it_cannot_judge()
         "export default trace.has('lock.acquire').followedBy(trace.has('lock.release'));",
         "export default trace.has('login.failed').and(trace.has('account.locked')).within('5 seconds');",
         "export default trace.count('request').gt(trace.count('response'));",
+        // Check functions of the common shapes.
+        "export default function (t) { return t.filter(s => s.kind === 'SERVER' && s.attributes['http.status_code'] >= 500).map(s => ({ message: 'x', spans: [s] })); }",
+        "export default t => t.spans.some(s => s.duration > 5000 && s.name === 'slow') ? { message: 'slow span' } : false;",
+        "export default t => t.has('a') && t.has('b') ? true : null;",
+        "export default rule({ name: 'c', check: t => t.spans.filter(s => s.name === 'a').map(s => ({ message: 'a' })) });",
         // Absence: skipped only when what must be absent is there for sure.
         "export default trace.missing('audit.log');",
         "export default trace.has('a').not();",
@@ -55,6 +60,9 @@ fn derives_conditions_for_patterns_and_rules_and_none_for_what_it_cannot_judge()
     for source in [
         // Check functions and what the host cannot see stay in the sandbox.
         "export default function (t) { return t.has('a'); }",
+        "export default t => t.spans.length > 3 ? { message: 'long' } : false;",
+        "export default t => t.has('a') ? { message: 'a' } : 0;",
+        "export default t => { const x = t.filter('a'); return x.map(s => ({ message: 'a' })); };",
         "export default rule({ expect: trace.has('b') });",
         "export default rule({ never: trace.has('b'), check: t => [] });",
         "const NAME = 'a'; export default trace.has(s => s.name === NAME);",
@@ -111,6 +119,12 @@ fn deep_sources_are_judged_to_a_bounded_depth() {
     assert!(chain.may_fire(&none));
     let chained = prefilter(&format!("trace.has('a'){}", ".and(trace.has('a'))".repeat(500)));
     assert!(chained.may_fire(&none) && chained.may_fire(&a));
+    // Wide but shallow: balanced, 48 levels could hold far more than a source; the node cap keeps the host's work small.
+    let wide = (0..10).fold("s.name === 'a'".to_string(), |inner, _| format!("({inner} && {inner})"));
+    assert!(wide.len() < 128 << 10);
+    assert!(!prefilter(&format!("trace.has(s => {wide})")).is_active(), "1,023 comparisons: over the node cap, always run");
+    let small = (0..4).fold("s.name === 'a'".to_string(), |inner, _| format!("({inner} && {inner})"));
+    assert!(prefilter(&format!("trace.has(s => {small})")).is_active());
 }
 
 // ----------------------------------------------------- differential test --
@@ -207,8 +221,39 @@ fn pattern_source(random: &mut Random, depth: usize) -> String {
     }
 }
 
+/// A check function of a shape the prefilter judges, or close to one.
+fn check_source(random: &mut Random) -> String {
+    let base = random.pick(&["t", "t.spans"]).to_string();
+    let function_predicate = |random: &mut Random| format!("s => {}", span_expression(random, 0));
+    let filter = |random: &mut Random, base: &str| {
+        if base == "t" { predicate_source(random) } else { function_predicate(random) }
+    };
+    let condition = |random: &mut Random| match random.below(3) {
+        0 => format!("t.has({})", predicate_source(random)),
+        1 => format!("t.spans.some({})", function_predicate(random)),
+        _ => format!("(t.has({}) {} t.spans.some({}))", predicate_source(random), random.pick(&["&&", "||"]), function_predicate(random)),
+    };
+    match random.below(5) {
+        0 => format!("t => {base}.filter({}).map(s => ({{ message: 'm ' + s.name, spans: [s] }}))", filter(random, &base)),
+        1 => format!(
+            "function (t) {{ return {base}.filter({}).filter({}).map(s => ({{ message: 'm' }})); }}",
+            filter(random, &base),
+            filter(random, &base)
+        ),
+        2 => format!(
+            "t => {} ? {{ message: 'c' }} : {}",
+            condition(random),
+            random.pick(&["false", "null", "undefined", "[]", "0", "''", "true"])
+        ),
+        3 => format!("t => {base}.filter({})", filter(random, &base)),
+        _ => format!("t => {{ return {} ? [{{ message: 'c' }}] : []; }}", condition(random)),
+    }
+}
+
 fn rule_source(random: &mut Random) -> String {
-    match random.below(6) {
+    match random.below(8) {
+        6 => format!("export default {};", check_source(random)),
+        7 => format!("export default rule({{ name: 'c', check: {} }});", check_source(random)),
         0 => pattern_source(random, 0),
         1 | 2 => format!("export default {};", pattern_source(random, 0)),
         3 => format!("export default rule({{ when: {}, expect: {} }});", pattern_source(random, 0), pattern_source(random, 0)),
