@@ -603,7 +603,7 @@ fn rule_condition(expr: &Expr, depth: usize) -> Pat {
         if argument.spread.is_some() {
             return Pat::Unknown;
         }
-        let (mut when, mut expect, mut never, mut check) = (None, false, None, None);
+        let (mut when, mut expect, mut never, mut check) = (None, None, None, None);
         for prop in &object.props {
             let PropOrSpread::Prop(prop) = prop else { return Pat::Unknown };
             let (key, value) = match &**prop {
@@ -627,18 +627,23 @@ fn rule_condition(expr: &Expr, depth: usize) -> Pat {
             match key.as_str() {
                 "when" => when = Some(value.map_or(Pat::Unknown, |value| pattern(value, depth + 1))),
                 "never" => never = Some(value.map_or(Pat::Unknown, |value| pattern(value, depth + 1))),
-                "expect" => expect = true,
+                "expect" => expect = Some(value.map_or(Pat::Unknown, |value| pattern(value, depth + 1))),
                 "check" => check = Some(value.map_or(Pat::Unknown, |value| check_expr(value, depth + 1))),
                 "name" | "severity" | "description" | "message" | "group" => {}
                 _ => return Pat::Unknown,
             }
         }
-        // `when` gates everything after it; without it, only a lone `never` or `check` can be judged.
-        return match (when, never, check) {
-            (Some(when), _, _) => when,
-            (None, Some(never), None) if !expect => never,
-            (None, None, Some(check)) if !expect => check,
-            _ => Pat::Unknown,
+        // The SDK's order: `when` first (nothing else runs when it fails; when
+        // it is absent it holds); then, all of them, `expect` (a violation when it
+        // does not hold), `never` (when it holds) and `check`. With none of
+        // those, `when` holding is the violation.
+        let parts = [expect.map(|expect| Pat::Not(Box::new(expect))), never, check];
+        let fires = parts.into_iter().flatten().reduce(|a, b| Pat::Or(Box::new(a), Box::new(b)));
+        return match (when, fires) {
+            (Some(when), Some(fires)) => Pat::And(Box::new(when), Box::new(fires)),
+            (Some(when), None) => when,
+            (None, Some(fires)) => fires,
+            (None, None) => Pat::Unknown,
         };
     }
     match expr {

@@ -12,6 +12,8 @@ struct Fixture {
     evaluator: Evaluator,
     recent: Arc<RecentTraces>,
     engine: Arc<RuleEngine>,
+    signals: Arc<Signals>,
+    counters: Arc<Counters>,
 }
 
 fn fixture(workers: usize, lanes: usize) -> Fixture {
@@ -20,18 +22,19 @@ fn fixture(workers: usize, lanes: usize) -> Fixture {
     let store = Arc::new(crate::store::Store::open(dir.path()).unwrap());
     let signals = Arc::new(Signals::open(store).unwrap());
     let recent = Arc::new(RecentTraces::open(&dir.path().join("traces"), Default::default()).unwrap());
+    let counters = Arc::new(Counters::default());
     let evaluator = Evaluator::start(
         workers,
         lanes,
         engine.clone(),
-        signals,
+        signals.clone(),
         recent.clone(),
-        Arc::new(Counters::default()),
+        counters.clone(),
         None,
         crate::events::EventHub::new(),
         AssemblyLimits::default(),
     );
-    Fixture { _dir: dir, evaluator, recent, engine }
+    Fixture { _dir: dir, evaluator, recent, engine, signals, counters }
 }
 
 fn set_rule(fixture: &Fixture, tenant: &TenantId, source: &str) {
@@ -39,10 +42,14 @@ fn set_rule(fixture: &Fixture, tenant: &TenantId, source: &str) {
     fixture.evaluator.set_rules(tenant, vec![(RuleRef { id: "r_1".into(), name: "rule".into(), version: 1 }, loaded)]);
 }
 
-/// A closed part of trace `trace` with the spans `span_ids`.
+/// A closed part of trace `trace` with the spans `span_ids`, all named `a`.
 fn part(tenant: &TenantId, trace: u128, span_ids: &[u64]) -> ClosedTrace {
-    let json = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": span_ids.iter().map(|id| serde_json::json!({
-        "traceId": format!("{trace:032x}"), "spanId": format!("{id:016x}"), "name": "a",
+    named_part(tenant, trace, &span_ids.iter().map(|id| (*id, "a")).collect::<Vec<_>>())
+}
+
+fn named_part(tenant: &TenantId, trace: u128, spans: &[(u64, &str)]) -> ClosedTrace {
+    let json = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": spans.iter().map(|(id, name)| serde_json::json!({
+        "traceId": format!("{trace:032x}"), "spanId": format!("{id:016x}"), "name": name,
         "startTimeUnixNano": "1", "endTimeUnixNano": "2"})).collect::<Vec<_>>()}]}]});
     let request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest = serde_json::from_value(json).unwrap();
     ClosedTrace {
@@ -123,5 +130,29 @@ fn tenants_take_turns_while_one_floods_every_lane() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     fixture.evaluator.drain();
+    fixture.evaluator.stop();
+}
+
+#[test]
+fn a_rule_the_prefilter_skips_counts_as_run_and_late_spans_still_clear_its_signal() {
+    let fixture = fixture(1, 1);
+    let tenant = TenantId::trusted("t");
+    set_rule(&fixture, &tenant, "export default trace.has('a').and(trace.missing('b'));");
+    // An unrelated trace: the prefilter rules it out (no 'a'), nothing enters the sandbox.
+    fixture.evaluator.submit(vec![named_part(&tenant, 1, &[(1, "x")])]);
+    fixture.evaluator.drain();
+    // A violation, then the late span that makes it hold: the amended trace meets no condition of the rule.
+    fixture.evaluator.submit(vec![named_part(&tenant, 2, &[(1, "a")])]);
+    fixture.evaluator.drain();
+    let open = fixture.signals.list(&tenant, &crate::signals::Filter { limit: 10, ..Default::default() }).unwrap().0;
+    assert_eq!((open.len(), open[0].status), (1, crate::signals::Status::Open));
+    fixture.evaluator.submit(vec![named_part(&tenant, 2, &[(2, "b")])]);
+    fixture.evaluator.drain();
+    let cleared = fixture.signals.list(&tenant, &crate::signals::Filter { limit: 10, ..Default::default() }).unwrap().0;
+    assert_eq!(cleared[0].status, crate::signals::Status::Resolved, "the skipped run cleared it");
+    let mut stats = None;
+    fixture.counters.rule(&tenant, "r_1", |own| stats = Some(own.clone()));
+    let stats = stats.unwrap();
+    assert_eq!((stats.calls, stats.skipped, stats.failures), (1, 2, 0), "{stats:?}");
     fixture.evaluator.stop();
 }

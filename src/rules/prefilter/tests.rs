@@ -50,6 +50,7 @@ fn derives_conditions_for_patterns_and_rules_and_none_for_what_it_cannot_judge()
         "export default t => t.spans.some(s => s.duration > 5000 && s.name === 'slow') ? { message: 'slow span' } : false;",
         "export default t => t.has('a') && t.has('b') ? true : null;",
         "export default rule({ name: 'c', check: t => t.spans.filter(s => s.name === 'a').map(s => ({ message: 'a' })) });",
+        "export default rule({ expect: trace.has('b') });",
         // Absence: skipped only when what must be absent is there for sure.
         "export default trace.missing('audit.log');",
         "export default trace.has('a').not();",
@@ -63,7 +64,6 @@ fn derives_conditions_for_patterns_and_rules_and_none_for_what_it_cannot_judge()
         "export default t => t.spans.length > 3 ? { message: 'long' } : false;",
         "export default t => t.has('a') ? { message: 'a' } : 0;",
         "export default t => { const x = t.filter('a'); return x.map(s => ({ message: 'a' })); };",
-        "export default rule({ expect: trace.has('b') });",
         "export default rule({ never: trace.has('b'), check: t => [] });",
         "const NAME = 'a'; export default trace.has(s => s.name === NAME);",
         "export default trace.has(s => s.events.length > 0);",
@@ -94,6 +94,10 @@ fn rules_out_only_traces_that_cannot_match_without_a_throw() {
         ("trace.has(s => s.name.startsWith('a'))", true, false),
         ("trace.where(s => s.name === 'b').has(s => s.attributes['http.status_code'] === 503)", false, false),
         ("rule({ when: trace.has('a'), expect: trace.has('zzz') })", true, false),
+        ("rule({ when: trace.has('a'), expect: trace.has('b') })", false, false), // the expectation holds
+        ("rule({ when: trace.has('a'), never: trace.has('zzz') })", false, false), // the forbidden span is absent
+        ("rule({ when: trace.has('a'), never: trace.has('b') })", true, false),
+        ("rule({ expect: trace.has('a'), never: trace.has('zzz') })", false, true),
         ("trace.has('a').or(trace.has('zzz'))", true, false),
         ("trace.count().gt(1)", true, false),
         ("trace.count('a').eq(0).not()", true, false),
