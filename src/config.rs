@@ -481,4 +481,17 @@ mod tests {
         assert!(fsync.trace_retention.fsync, "fsync durability syncs the trace store too");
         assert!(!config(&["--ingest-durability", "os"]).trace_retention.fsync);
     }
+
+    #[test]
+    fn lanes_per_tenant_default_to_the_workers_and_are_bounded() {
+        let default = config(&["--eval-workers", "3"]);
+        assert_eq!((default.eval_workers, default.eval_lanes_per_tenant), (3, 3));
+        assert_eq!(config(&["--eval-workers", "4", "--eval-lanes-per-tenant", "1"]).eval_lanes_per_tenant, 1);
+        for bad in ["0", "65"] {
+            let mut args = vec!["fluo", "--data-dir", "/nonexistent-fluo-test", "--operator-key", "test-operator-key-0123456789abcdef"];
+            args.extend_from_slice(&["--eval-lanes-per-tenant", bad]);
+            let error = super::Config::from_args(Args::parse_from(args).serve).err().expect("refused").to_string();
+            assert!(error.contains("--eval-lanes-per-tenant"), "{error}");
+        }
+    }
 }
