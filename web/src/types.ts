@@ -26,6 +26,8 @@ export interface Info {
 
 export interface RuleCounters {
   calls: number; failures: number; fuel_used: number; signals_created: number;
+  /** Traces the rule's prefilter ruled out (not run, not counted as calls). */
+  skipped: number;
   last_failure?: string | null; last_failure_at?: string | null;
 }
 export interface VersionInfo {
@@ -47,6 +49,8 @@ export interface RuleFailure { name: string; message: string; line?: number | nu
 export interface TraceResult {
   trace_id: string; spans: number; outcome: string; violations: TestViolation[];
   fuel_used: number; elapsed_us: number; error?: RuleFailure | null;
+  /** The live path's prefilter would not run the rule on this trace. */
+  prefilter_skips: boolean;
 }
 export interface TestReport { rule: { form: string; name?: string | null; severity: string; description?: string | null }; compile_ms: number; traces: TraceResult[] }
 export interface BacktestReport {

@@ -353,6 +353,9 @@ export function editorPage(ctx: Ctx): () => void {
         h('strong', null, r.violations.length ? `${r.violations.length} violation${r.violations.length === 1 ? '' : 's'}` : ok ? 'No violation' : `Failed: ${r.outcome}`),
         h('span', { class: `badge ${ok ? 'badge-ok' : 'badge-danger'}` }, `outcome: ${r.outcome}`),
         h('span', { class: 'muted small' }, `trace ${shortId(r.trace_id, 12)} · ${r.spans} spans · fuel ${fmtNumber(r.fuel_used)} · ${fmtDuration(r.elapsed_us / 1000)}`),
+        r.prefilter_skips
+          ? h('span', { class: 'badge', title: 'Live traces like this one skip the rule: they cannot meet the condition FLUO derives from its source (run here anyway for its logs)' }, 'skipped live by the prefilter')
+          : null,
       ),
       r.error ? h('div', { class: 'alert alert-error' }, `${r.error.name}: ${r.error.message}${r.error.line ? ` (line ${r.error.line})` : ''}`) : null,
       r.violations.length

@@ -67,7 +67,12 @@ export function rulesPage(ctx: Ctx): () => void {
           h('td', { 'data-label': 'Severity' }, sevBadge(r.severity)),
           h('td', { 'data-label': 'Version' }, h('span', { class: 'mono' }, `v${r.active_version}`), r.latest_version !== r.active_version ? h('span', { class: 'muted small' }, ` / latest v${r.latest_version}`) : h('span', { class: 'muted small' }, ' (latest)')),
           h('td', { 'data-label': 'Enabled' }, sw),
-          h('td', { 'data-label': 'Evaluations', class: 'num' }, fmtNumber(st?.calls)),
+          h(
+            'td',
+            { 'data-label': 'Evaluations', class: 'num', title: st ? `${fmtNumber(st.skipped)} traces skipped by the prefilter (they could not meet the rule's condition)` : undefined },
+            fmtNumber(st?.calls),
+            st && st.skipped > 0 ? h('div', { class: 'muted small' }, `+ ${fmtNumber(st.skipped)} skipped`) : null,
+          ),
           h('td', { 'data-label': 'Failures', class: `num${st && st.failures > 0 ? ' text-danger' : ''}`, title: st?.last_failure ? `last: ${st.last_failure}` : undefined }, fmtNumber(st?.failures)),
           h('td', { 'data-label': 'Fuel used', class: 'num' }, fmtNumber(st?.fuel_used)),
           h('td', { 'data-label': 'Occurrences 24 h', class: 'num' }, r.occurrences_24h ? h('a', { href: `/signals?rule=${encodeURIComponent(r.id)}` }, fmtNumber(r.occurrences_24h)) : fmtNumber(r.occurrences_24h ?? null)),
