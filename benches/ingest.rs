@@ -130,7 +130,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     // `FLUO_BENCH_ONLY=lanes` (or `mix`) runs that section alone (for profiling).
     match std::env::var("FLUO_BENCH_ONLY").as_deref() {
-        Ok("lanes") => return lanes(&|number| (0..20).map(|seed| request(number * 100 + seed, TRACES_PER_REQUEST).encode_to_vec()).collect()),
+        Ok("lanes") => {
+            return lanes(&|number| (0..20).map(|seed| request(number * 100 + seed, TRACES_PER_REQUEST).encode_to_vec()).collect());
+        }
         Ok("mix") => return mix(),
         _ => {}
     }

@@ -27,8 +27,9 @@ fn load_trace(path: &Path) -> Trace {
     traces.pop().unwrap_or_else(|| Trace::new([0; 16], Vec::new()))
 }
 
-/// Compares one case; returns a description of the mismatch.
-fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
+/// Compares one case; returns whether the live path's prefilter would skip
+/// the rule on the case's trace, or a description of the mismatch.
+fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<bool, String> {
     let source = std::fs::read_to_string(case.join("rule.js")).map_err(|e| e.to_string())?;
     let expected: Value =
         serde_json::from_slice(&std::fs::read(case.join("expected.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
@@ -38,6 +39,11 @@ fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
     let tried = trial::run(engine, loaded, std::slice::from_ref(&input), None).pop().expect("one run");
     let run = &tried.run;
     let want_outcome = expected["outcome"].as_str().expect("outcome");
+    // With the prefilter on (the live path), the case must give the same verdict.
+    let clean = want_outcome == "ok" && expected["violations"].as_array().is_some_and(|violations| violations.is_empty());
+    if tried.prefilter_skips && !clean {
+        return Err(format!("the prefilter would skip the rule, but the case expects {want_outcome} with violations"));
+    }
     if run.outcome.kind() != want_outcome {
         return Err(format!("outcome {:?}, expected {want_outcome}", run.outcome));
     }
@@ -88,7 +94,7 @@ fn check(engine: &Arc<RuleEngine>, case: &Path) -> Result<(), String> {
         }
         _ => {}
     }
-    Ok(())
+    Ok(tried.prefilter_skips)
 }
 
 #[test]
@@ -97,7 +103,7 @@ fn golden_rule_cases() {
     assert!(cases.len() >= 30, "at least 30 golden cases, found {}", cases.len());
     let engine = RuleEngine::new(Limits::default()).expect("engine");
     // Compiling is the slow part (javy-codegen compiles the plugin per call): two workers.
-    let failures: Vec<String> = std::thread::scope(|scope| {
+    let results: Vec<Result<bool, String>> = std::thread::scope(|scope| {
         let chunks: Vec<Vec<PathBuf>> = (0..2).map(|worker| cases.iter().skip(worker).step_by(2).cloned().collect()).collect();
         let handles: Vec<_> = chunks
             .into_iter()
@@ -106,10 +112,8 @@ fn golden_rule_cases() {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .filter_map(|case| {
-                            check(&engine, case)
-                                .err()
-                                .map(|why| format!("{}: {why}", case.file_name().unwrap_or_default().to_string_lossy()))
+                        .map(|case| {
+                            check(&engine, case).map_err(|why| format!("{}: {why}", case.file_name().unwrap_or_default().to_string_lossy()))
                         })
                         .collect::<Vec<_>>()
                 })
@@ -117,5 +121,16 @@ fn golden_rule_cases() {
             .collect();
         handles.into_iter().flat_map(|handle| handle.join().expect("worker")).collect()
     });
-    assert!(failures.is_empty(), "{} of {} golden cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    let failures: Vec<&String> = results.iter().filter_map(|result| result.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} golden cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.iter().map(|failure| failure.as_str()).collect::<Vec<_>>().join("\n")
+    );
+    // The prefilter's path is exercised: some clean cases are ones it skips.
+    let skipped = results.iter().filter(|result| matches!(result, Ok(true))).count();
+    eprintln!("{skipped} of {} golden cases are skipped by the prefilter (each expects no violation)", cases.len());
+    assert!(skipped > 0);
 }
