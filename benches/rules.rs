@@ -111,6 +111,26 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+
+    // The prefilter's worst case: unmetered host work. A condition at the node
+    // cap (64 comparisons in a balanced && tree, 256 nodes, all true so nothing
+    // short-circuits) over a trace at the default span cap (10,000 spans).
+    fn balanced(from: usize, count: usize) -> String {
+        if count == 1 {
+            return format!("s.duration > {}", from as f64 / 1000.0);
+        }
+        format!("({} && {})", balanced(from, count / 2), balanced(from + count / 2, count - count / 2))
+    }
+    let source = format!("export default trace.has(s => {});", balanced(0, 64));
+    let prefilter = source::prepare(&source).expect("prepared").prefilter;
+    assert!(prefilter.is_active(), "the condition is within the node cap");
+    let mut group = c.benchmark_group("prefilter");
+    for spans in [20usize, 10_000] {
+        let trace = sample_trace(spans);
+        assert!(prefilter.may_fire(&trace));
+        group.bench_function(BenchmarkId::new("worst_case_condition", format!("{spans}spans")), |b| b.iter(|| prefilter.may_fire(&trace)));
+    }
+    group.finish();
 }
 
 criterion_group! {
