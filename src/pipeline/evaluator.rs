@@ -96,6 +96,14 @@ fn lane_of(trace_id: &[u8; 16], lanes: usize) -> usize {
     (x % lanes as u64) as usize
 }
 
+impl State {
+    /// The tenant's slot, made on first use.
+    fn slot(&mut self, tenant: &TenantId) -> &mut Slot {
+        let lanes = self.lanes;
+        self.slots.entry(tenant.clone()).or_insert_with(|| Slot::new(lanes))
+    }
+}
+
 #[derive(Default)]
 struct State {
     slots: HashMap<TenantId, Slot>,
@@ -181,9 +189,7 @@ impl Evaluator {
     pub fn set_rules(&self, tenant: &TenantId, rules: Vec<(RuleRef, Arc<LoadedRule>)>) {
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-        let mut state = self.lock();
-        let lanes = state.lanes;
-        state.slots.entry(tenant.clone()).or_insert_with(|| Slot::new(lanes)).rules = Some(Arc::new(RuleSet { generation, rules }));
+        self.lock().slot(tenant).rules = Some(Arc::new(RuleSet { generation, rules }));
     }
 
     pub fn rules(&self, tenant: &TenantId) -> Option<Arc<RuleSet>> {
@@ -214,7 +220,7 @@ impl Evaluator {
         let lanes = state.lanes;
         for trace in traces {
             let tenant = trace.tenant.clone();
-            let slot = state.slots.entry(tenant.clone()).or_insert_with(|| Slot::new(lanes));
+            let slot = state.slot(&tenant);
             let lane = &mut slot.lanes[lane_of(&trace.trace_id, lanes)];
             lane.queue.push_back(trace);
             if !lane.busy && !slot.in_ring {

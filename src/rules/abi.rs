@@ -19,7 +19,8 @@ use std::sync::Arc;
 /// The import namespace of rule modules; versioned with the ABI.
 pub const NAMESPACE: &str = "fluo_rule_v1";
 
-const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+/// Integers beyond ±this reach rules as BigInt.
+pub(crate) const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
 /// Serializes a trace into the JSON the sandbox's `__fluo_load` reads.
 /// With `window` (start and end, ms since the epoch), the spans are one

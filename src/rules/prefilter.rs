@@ -24,6 +24,7 @@
 //! Differential test: `src/rules/prefilter/tests.rs` runs generated rules
 //! on generated traces with and without the prefilter.
 
+use super::abi::MAX_SAFE_INTEGER;
 use crate::model::trace::{Span, Trace, Value};
 
 /// Deepest tree the derivation builds; deeper sources are unknown (the
@@ -232,8 +233,6 @@ fn inherited(key: &str) -> bool {
             | "__lookupSetter__"
     )
 }
-
-const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
 fn js_of(value: &Value) -> Js<'_> {
     match value {

@@ -102,7 +102,7 @@ impl Sandbox {
         if self.rules.is_empty() {
             return Vec::new();
         }
-        self.evaluate_json(&abi::trace_json(trace, None))
+        self.evaluate_json(&abi::trace_json(trace, None), &vec![true; self.rules.len()])
     }
 
     /// Runs the rules whose prefilter the trace meets, in order; the others
@@ -113,11 +113,7 @@ impl Sandbox {
         if !run.contains(&true) {
             return run.iter().map(|_| RuleRun::skipped()).collect();
         }
-        let json = abi::trace_json(trace, None);
-        if let Some(live) = self.live.as_mut() {
-            live.loaded = false;
-        }
-        run.iter().enumerate().map(|(index, &run)| if run { self.run_one(index, &json) } else { RuleRun::skipped() }).collect()
+        self.evaluate_json(&abi::trace_json(trace, None), &run)
     }
 
     /// Runs every rule (window checks) on the spans of one window, given as a
@@ -126,18 +122,16 @@ impl Sandbox {
         if self.rules.is_empty() {
             return Vec::new();
         }
-        self.evaluate_json(&abi::trace_json(spans, Some(window)))
+        self.evaluate_json(&abi::trace_json(spans, Some(window)), &vec![true; self.rules.len()])
     }
 
-    fn evaluate_json(&mut self, json: &[u8]) -> Vec<RuleRun> {
-        let mut runs = Vec::with_capacity(self.rules.len());
+    /// Runs the rules marked in `run` on the trace JSON (loaded once, on the
+    /// first rule that runs); the others get [`RuleRun::skipped`].
+    fn evaluate_json(&mut self, json: &[u8], run: &[bool]) -> Vec<RuleRun> {
         if let Some(live) = self.live.as_mut() {
             live.loaded = false;
         }
-        for index in 0..self.rules.len() {
-            runs.push(self.run_one(index, json));
-        }
-        runs
+        run.iter().enumerate().map(|(index, &run)| if run { self.run_one(index, json) } else { RuleRun::skipped() }).collect()
     }
 
     fn run_one(&mut self, index: usize, json: &[u8]) -> RuleRun {
