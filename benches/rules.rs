@@ -6,7 +6,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fluo::model::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
-use fluo::rules::{Limits, RuleEngine, Sandbox, abi, compile::compile, source};
+use fluo::rules::{Limits, RuleEngine, Sandbox, compile::compile, source, wire};
 use rquickjs::{Context, Function, Module, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,8 +106,9 @@ fn bench(c: &mut Criterion) {
             let label = format!("{rules}rules/{spans}spans");
             group.bench_function(BenchmarkId::new("sandbox", &label), |b| b.iter(|| sandbox.evaluate(&trace)));
             let native = Native::new(&all_sources[..rules]);
-            group
-                .bench_function(BenchmarkId::new("native_quickjs", &label), |b| b.iter(|| native.evaluate(&abi::trace_json(&trace, None))));
+            group.bench_function(BenchmarkId::new("native_quickjs", &label), |b| {
+                b.iter(|| native.evaluate(&wire::trace_bytes(&trace, None)))
+            });
         }
     }
     group.finish();

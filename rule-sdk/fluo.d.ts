@@ -1,4 +1,4 @@
-// TypeScript typings of everything a FLUO rule can use (ABI fluo_rule_v1).
+// TypeScript typings of everything a FLUO rule can use (ABI fluo_rule_v2).
 // The SDK is global: rules have no imports. Reference: docs/rules.md.
 // Use with `"lib": ["es2023"]` and no DOM lib (it declares its own `console`);
 // checked with `tsc --strict --lib es2023` (TypeScript 5).

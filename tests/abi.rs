@@ -1,8 +1,11 @@
-//! Keeps wit/fluo-rule.wit, the built plugin and the host's trace JSON in step.
+//! Keeps wit/fluo-rule.wit, the built plugin, the binary trace layout and the
+//! span objects rules see in step.
 
 use fluo::model::trace::{Event, Link, Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
-use fluo::rules::abi::{NAMESPACE, trace_json};
+use fluo::rules::abi::NAMESPACE;
 use fluo::rules::plugin::RAW_PLUGIN;
+use fluo::rules::wire::layout;
+use fluo::rules::{Limits, Outcome, RuleEngine, Sandbox, compile::compile};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -34,10 +37,6 @@ fn record_fields(name: &str) -> BTreeSet<String> {
         .filter(|part| !part.is_empty())
         .map(|part| camel(part.split(':').next().expect("field").trim()))
         .collect()
-}
-
-fn keys(value: &serde_json::Value) -> BTreeSet<String> {
-    value.as_object().expect("object").keys().cloned().collect()
 }
 
 #[test]
@@ -74,8 +73,48 @@ fn namespace_and_package_version_agree() {
     );
 }
 
+/// `record NAME { … } // bytes: N` in the WIT: the size its fields add up to, and N.
+fn record_size(name: &str) -> (usize, usize) {
+    let start = WIT.find(&format!("record {name} {{")).unwrap_or_else(|| panic!("record {name} in the WIT"));
+    let line_end = start + WIT[start..].find('\n').expect("line");
+    let declared = WIT[start..line_end].split("// bytes: ").nth(1).unwrap_or_else(|| panic!("{name} declares its size")).trim();
+    let body = &WIT[start..];
+    let body = &body[body.find('{').expect("{") + 1..body.find('}').expect("}")];
+    let code: String = body.lines().map(|line| line.split("//").next().unwrap_or("")).collect::<Vec<_>>().join(" ");
+    let size = code
+        .split(',')
+        .filter_map(|part| part.split_once(':'))
+        .map(|(_, ty)| match ty.trim() {
+            "u32" => 4,
+            "u64" | "f64" => 8,
+            other => panic!("{name}: unexpected field type {other}"),
+        })
+        .sum();
+    (size, declared.parse().expect("a number of bytes"))
+}
+
 #[test]
-fn trace_json_fields_match_the_wit_records() {
+fn binary_layout_matches_the_wit_records() {
+    for (record, size) in [
+        ("string-record", layout::STRING),
+        ("resource-record", layout::RESOURCE),
+        ("scope-record", layout::SCOPE),
+        ("span-record", layout::SPAN),
+        ("event-record", layout::EVENT),
+        ("link-record", layout::LINK),
+        ("entry-record", layout::ENTRY),
+        ("value-record", layout::VALUE),
+    ] {
+        let (fields, declared) = record_size(record);
+        assert_eq!((fields, declared), (size, size), "{record}: fields, declared size, layout constant");
+    }
+    assert_eq!(layout::HEADER, 64);
+    assert!(WIT.contains("A 64-byte header: magic \"FLT2\""));
+    assert_eq!(&layout::MAGIC, b"FLT2");
+}
+
+#[test]
+fn span_objects_rules_see_match_the_wit_records() {
     let resource = Arc::new(Resource { attributes: vec![("service.name".into(), Value::Str("svc".into()))], service: Some("svc".into()) });
     let span = Span {
         trace_id: [1; 16],
@@ -85,28 +124,82 @@ fn trace_json_fields_match_the_wit_records() {
         kind: SpanKind::Client,
         status: StatusCode::Error,
         status_message: "m".into(),
-        start_unix_nano: 1,
-        end_unix_nano: 2,
-        attributes: vec![("big".into(), Value::Int(i64::MAX)), ("small".into(), Value::Int(5)), ("b".into(), Value::Bytes(vec![1, 2]))],
-        events: vec![Event { name: "e".into(), time_unix_nano: 1, attributes: vec![] }],
+        start_unix_nano: 1_700_000_000_123_456_789,
+        end_unix_nano: 1_700_000_000_223_456_789,
+        attributes: vec![
+            ("big".into(), Value::Int(i64::MAX)),
+            ("small".into(), Value::Int(5)),
+            ("b".into(), Value::Bytes(vec![1, 2])),
+            ("nan".into(), Value::Double(f64::NAN)),
+            ("list".into(), Value::Array(vec![Value::Int(1), Value::Array(vec![Value::Str("x".into())]), Value::Bool(false)])),
+            ("map".into(), Value::Map(vec![("$int".into(), Value::Str("7".into()))])),
+            ("small".into(), Value::Int(6)),
+        ],
+        events: vec![Event { name: "e".into(), time_unix_nano: 1_000_000, attributes: vec![("k".into(), Value::Double(0.5))] }],
         links: vec![Link { trace_id: [4; 16], span_id: [5; 8], attributes: vec![] }],
         resource,
         scope: Arc::new(Scope { name: "s".into(), version: "1".into() }),
     };
     let trace = Trace::new([1; 16], vec![span]);
-    let plain: serde_json::Value = serde_json::from_slice(&trace_json(&trace, None)).expect("json");
-    assert!(plain.get("window").is_none(), "a trace has no window");
-    let doc: serde_json::Value = serde_json::from_slice(&trace_json(&trace, Some((1000, 2000)))).expect("json");
-    assert_eq!(keys(&doc), record_fields("trace-json"));
-    assert_eq!(keys(&doc["window"]), record_fields("window-bounds"));
-    assert_eq!((doc["window"]["start"].as_u64(), doc["window"]["end"].as_u64()), (Some(1000), Some(2000)));
-    assert_eq!(keys(&doc["spans"][0]), record_fields("span"));
-    assert_eq!(keys(&doc["spans"][0]["events"][0]), record_fields("event"));
-    assert_eq!(keys(&doc["spans"][0]["links"][0]), record_fields("link"));
-    assert_eq!(keys(&doc["resources"][0]), record_fields("resource-doc"));
-    assert_eq!(keys(&doc["scopes"][0]), record_fields("scope-doc"));
-    assert_eq!(doc["bigInts"], true);
-    assert_eq!(doc["spans"][0]["attributes"]["big"]["$int"], i64::MAX.to_string());
-    assert_eq!(doc["spans"][0]["attributes"]["small"], 5);
-    assert_eq!(doc["spans"][0]["attributes"]["b"], "AQI=");
+    let rule = r#"export default function (t) {
+      const s = t.spans[0];
+      const objects = [s, s.attributes, s.attributes.list, s.attributes.map, s.events, s.events[0], s.events[0].attributes,
+        s.links, s.links[0], s.resource, s.resource.attributes, s.scope];
+      const out = {
+        span: Object.keys(s), event: Object.keys(s.events[0]), link: Object.keys(s.links[0]),
+        resource: Object.keys(s.resource), scope: Object.keys(s.scope),
+        frozen: objects.map(Object.isFrozen),
+        big: typeof s.attributes.big, bigText: String(s.attributes.big),
+        attributes: Object.assign({}, s.attributes, { big: undefined }),
+        eventValues: [s.events[0].name, s.events[0].time, s.events[0].attributes.k],
+        ids: [s.traceId, s.spanId, s.parentSpanId, s.links[0].traceId, s.links[0].spanId],
+        times: [s.startTime, s.endTime, s.duration, s.startTimeUnixNano, s.endTimeUnixNano],
+        fields: [s.name, s.kind, s.status, s.statusMessage, s.service, s.resource.service, s.scope.name, s.scope.version],
+      };
+      let refused = 0;
+      for (const write of [() => { s.name = 'x'; }, () => { s.attributes.small = 1; }, () => { s.extra = 1; }, () => { delete s.name; },
+        () => { s.events.push({}); }, () => { s.resource.attributes.x = 1; }]) {
+        try { write(); } catch (error) { if (error instanceof TypeError) refused++; }
+      }
+      out.refused = refused;
+      return { message: JSON.stringify(out), spans: [s] };
+    }"#;
+    let engine = RuleEngine::new(Limits::default()).expect("engine");
+    let (_, loaded) = compile(&engine, rule).expect("rule compiles");
+    let mut sandbox = Sandbox::new(engine, vec![loaded]);
+    let runs = sandbox.evaluate(&trace);
+    let Outcome::Ok { violations } = &runs[0].outcome else { panic!("{:?}", runs[0].outcome) };
+    let seen: serde_json::Value = serde_json::from_str(&violations[0].message).expect("json");
+    let names =
+        |key: &str| -> Vec<String> { seen[key].as_array().expect(key).iter().map(|v| v.as_str().expect("name").to_string()).collect() };
+    let in_order = |record: &str| -> Vec<String> {
+        let start = WIT.find(&format!("record {record} {{")).expect("record");
+        let body = &WIT[start..];
+        let body = &body[body.find('{').expect("{") + 1..body.find('}').expect("}")];
+        body.split([',', '\n'])
+            .map(|part| part.split("//").next().unwrap_or("").trim())
+            .filter(|part| !part.is_empty())
+            .map(|part| camel(part.split(':').next().expect("field").trim()))
+            .collect()
+    };
+    assert_eq!(names("span"), in_order("span"), "span keys, in order");
+    assert_eq!(names("event").iter().cloned().collect::<BTreeSet<_>>(), record_fields("event"));
+    assert_eq!(names("link").iter().cloned().collect::<BTreeSet<_>>(), record_fields("link"));
+    assert_eq!(names("resource").iter().cloned().collect::<BTreeSet<_>>(), record_fields("resource-doc"));
+    assert_eq!(names("scope").iter().cloned().collect::<BTreeSet<_>>(), record_fields("scope-doc"));
+    assert!(seen["frozen"].as_array().expect("frozen").iter().all(|f| f == true), "{}", seen["frozen"]);
+    assert_eq!(seen["refused"], 6, "every write to a span is a TypeError");
+    assert_eq!((seen["big"].as_str(), seen["bigText"].as_str()), (Some("bigint"), Some(i64::MAX.to_string().as_str())));
+    assert_eq!(
+        seen["attributes"],
+        serde_json::json!({"small": 6, "b": "AQI=", "nan": null, "list": [1, ["x"], false], "map": {"$int": "7"}}),
+        "last value of a repeated key; bytes as base64; NaN as null; nested arrays; a map shaped like an escape is a map"
+    );
+    assert_eq!(seen["eventValues"], serde_json::json!(["e", 1, 0.5]));
+    assert_eq!(seen["ids"], serde_json::json!(["01".repeat(16), "02".repeat(8), "03".repeat(8), "04".repeat(16), "05".repeat(8)]));
+    assert_eq!(
+        seen["times"],
+        serde_json::json!([1_700_000_000_123.456_8, 1_700_000_000_223.456_8, 100, "1700000000123456789", "1700000000223456789"])
+    );
+    assert_eq!(seen["fields"], serde_json::json!(["n", "CLIENT", "ERROR", "m", "svc", "svc", "s", "1"]));
 }

@@ -21,8 +21,9 @@ use std::cell::OnceCell;
 use std::slice;
 
 // Rule modules import from this namespace; bump the version with any change
-// to the exports below or to what the prelude expects of the host's JSON.
-import_namespace!("fluo_rule_v1");
+// to the exports below, to the binary trace (wire_layout.rs) or to what the
+// prelude expects of the trace builder.
+import_namespace!("fluo_rule_v2");
 
 /// The SDK prelude: defines `trace`, `rule`, `concurrency`… and the internal
 /// `__fluo_*` entry points used by the exports below.
@@ -83,7 +84,7 @@ pub extern "C" fn input(len: u32) -> *mut u8 {
     }
 }
 
-/// Parses the trace JSON the host wrote with `fluo-input` and makes it the
+/// Reads the binary trace the host wrote with `fluo-input` and makes it the
 /// current trace of every rule in this instance (moved into JS once).
 #[unsafe(export_name = "fluo-load-trace")]
 pub extern "C" fn load_trace(len: u32) -> *const u32 {

@@ -1,4 +1,4 @@
-// FLUO rule SDK prelude (ABI fluo_rule_v1).
+// FLUO rule SDK prelude (ABI fluo_rule_v2).
 //
 // Evaluated once while the plugin is pre-initialized, so it costs nothing per
 // evaluation. It defines the globals a rule may use (`trace`, `rule`, `window`,
@@ -8,7 +8,7 @@
 // rule-sdk/fluo.d.ts. Keep all three in step.
 //
 // Hidden contracts:
-// - the host's trace JSON is described in wit/fluo-rule.wit (`trace-json`);
+// - the trace the plugin builds is described in wit/fluo-rule.wit (`trace-bytes`);
 // - builtins are captured here and the realm is frozen at the end, so one rule
 //   cannot change what another rule of the same tenant (or this SDK) sees.
 (function () {
@@ -91,10 +91,6 @@
       return (span) => span.name === name;
     }
     throw new TypeError(where + ': a predicate must be a function (span => boolean) or a span name string');
-  }
-
-  function test(pred, span) {
-    return !!pred(span);
   }
 
   function union(a, b) {
@@ -224,8 +220,9 @@
     }
     _matching(spans) {
       const domain = this._select(spans);
+      const p = this._pred;
       const out = [];
-      for (const span of domain) if (test(this._pred, span)) out.push(span);
+      for (let i = 0; i < domain.length; i++) if (p(domain[i])) out.push(domain[i]);
       return out;
     }
     _compare(op, symbol, other, monotone) {
@@ -252,27 +249,41 @@
   }
 
   /** The pattern builder: the global `trace`, or `trace.where(...)`. */
+  // The hot loops below are indexed and call the predicate directly (no
+  // iterator, no wrapper per span); a span-name predicate is compared inline.
   function scope(filter) {
     const select = filter
       ? (spans) => {
           const out = [];
-          for (const span of spans) if (test(filter, span)) out.push(span);
+          for (let i = 0; i < spans.length; i++) if (filter(spans[i])) out.push(spans[i]);
           return out;
         }
       : (spans) => spans;
     return freeze({
       has(pred) {
         const p = predicate(pred, 'has');
+        const name = typeof pred === 'string' ? pred : null;
         return new Pattern((spans) => {
+          const domain = select(spans);
           const w = [];
-          for (const span of select(spans)) if (test(p, span)) w.push(span);
+          if (name !== null) {
+            for (let i = 0; i < domain.length; i++) if (domain[i].name === name) w.push(domain[i]);
+          } else {
+            for (let i = 0; i < domain.length; i++) if (p(domain[i])) w.push(domain[i]);
+          }
           return w.length ? { ok: true, w } : NO;
         }, 'has(' + describe(pred) + ')', true);
       },
       missing(pred) {
         const p = predicate(pred, 'missing');
+        const name = typeof pred === 'string' ? pred : null;
         return new Pattern((spans) => {
-          for (const span of select(spans)) if (test(p, span)) return NO;
+          const domain = select(spans);
+          if (name !== null) {
+            for (let i = 0; i < domain.length; i++) if (domain[i].name === name) return NO;
+          } else {
+            for (let i = 0; i < domain.length; i++) if (p(domain[i])) return NO;
+          }
           return { ok: true, w: [] };
         }, 'missing(' + describe(pred) + ')');
       },
@@ -282,7 +293,7 @@
       },
       where(pred) {
         const p = predicate(pred, 'where');
-        return scope(filter ? (span) => test(filter, span) && test(p, span) : p);
+        return scope(filter ? (span) => !!filter(span) && !!p(span) : p);
       },
       not(pattern) {
         return toPattern(pattern, 'not').not();
@@ -307,7 +318,8 @@
       let first = Infinity;
       let last = -Infinity;
       const services = [];
-      for (const span of spans) {
+      for (let i = 0; i < spans.length; i++) {
+        const span = spans[i];
         if (root === null && span.parentSpanId === null) root = span;
         if (span.startTime < first) first = span.startTime;
         if (span.endTime > last) last = span.endTime;
@@ -317,42 +329,49 @@
       this.startTime = spans.length ? first : null;
       this.endTime = spans.length ? last : null;
       this.duration = spans.length ? last - first : 0;
-      this.services = services.sort();
-      // Built on first use; the trace itself is frozen, this holder is not.
-      this._cache = { byId: null, children: null };
+      this.services = freeze(services.sort());
     }
+    // The span index is built on first use and kept out of the (frozen)
+    // trace, in this module's own variables: no rule can reach or replace it.
     _index() {
-      if (this._cache.byId === null) {
+      if (indexed.trace !== this) {
         const byId = new Map();
         const children = new Map();
-        for (const span of this.spans) byId.set(span.spanId, span);
-        for (const span of this.spans) {
+        const spans = this.spans;
+        for (let i = 0; i < spans.length; i++) byId.set(spans[i].spanId, spans[i]);
+        for (let i = 0; i < spans.length; i++) {
+          const span = spans[i];
           if (span.parentSpanId === null) continue;
           let list = children.get(span.parentSpanId);
           if (!list) children.set(span.parentSpanId, (list = []));
           list.push(span);
         }
-        this._cache.byId = byId;
-        this._cache.children = children;
+        indexed = { trace: this, byId, children };
       }
-      return this._cache;
+      return indexed;
     }
     has(pred) { return this.find(pred) !== null; }
     none(pred) { return this.find(pred) === null; }
     count(pred) {
-      const p = predicate(pred === undefined ? () => true : pred, 'count');
+      if (pred === undefined) return this.spans.length;
+      const p = predicate(pred, 'count');
+      const spans = this.spans;
       let n = 0;
-      for (const span of this.spans) if (test(p, span)) n++;
+      for (let i = 0; i < spans.length; i++) if (p(spans[i])) n++;
       return n;
     }
     find(pred) {
       const p = predicate(pred, 'find');
-      for (const span of this.spans) if (test(p, span)) return span;
+      const spans = this.spans;
+      for (let i = 0; i < spans.length; i++) if (p(spans[i])) return spans[i];
       return null;
     }
     filter(pred) {
       const p = predicate(pred, 'filter');
-      return this.spans.filter((span) => test(p, span));
+      const spans = this.spans;
+      const out = [];
+      for (let i = 0; i < spans.length; i++) if (p(spans[i])) out.push(spans[i]);
+      return out;
     }
     span(spanId) {
       return this._index().byId.get(spanId) || null;
@@ -395,6 +414,8 @@
     }
   }
 
+  let indexed = { trace: null, byId: null, children: null };
+
   function idOf(span) {
     if (typeof span === 'string') return span;
     if (span && typeof span.spanId === 'string') return span.spanId;
@@ -405,15 +426,13 @@
   let currentWindow = null;
 
   // Called by the plugin's fluo-load-trace with the spans it built from the
-  // host's trace JSON (rule-sdk/src/trace_builder.rs); `window` ({start, end},
-  // ms) when the spans are one window's selection for a window rule.
+  // host's binary trace (rule-sdk/src/trace_builder.rs), each already frozen;
+  // `window` ({start, end}, ms) when the spans are one window's selection for
+  // a window rule.
   function adopt(traceId, spans, window) {
-    // Spans are not frozen: Object.freeze costs QuickJS more than building
-    // them (≈11 µs per span, measured), so they are shared read-only by
-    // convention (docs/rules.md).
-    // The trace object is frozen (its spans array and `_cache` holder are not):
-    // a rule cannot replace `trace.span` or `trace.spans` for the rules after it.
-    currentTrace = freeze(new Trace(traceId, spans));
+    // The trace, its spans array and its services are frozen too: no rule can
+    // change what the rules after it see.
+    currentTrace = freeze(new Trace(traceId, freeze(spans)));
     currentWindow = window ? freeze({ start: window.start, end: window.end, length: window.end - window.start }) : null;
     return '';
   }
@@ -843,7 +862,7 @@
   const EMPTY_RESULT = '{"outcome":"ok","violations":[]}';
 
   function run(index, cap) {
-    logs = [];
+    if (logs.length !== 0) logs = [];
     logBytes = 0;
     logsTruncated = false;
     const def = registry[index];

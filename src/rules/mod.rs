@@ -1,6 +1,6 @@
 //! The rule engine: JavaScript rules compiled to dynamically linked Javy
 //! modules (`compile`), run in per-tenant wasmtime sandboxes (`sandbox`) on one
-//! shared engine (`engine`), talking the `fluo_rule_v1` ABI (`abi`).
+//! shared engine (`engine`), talking the `fluo_rule_v2` ABI (`abi`).
 //!
 //! This module owns the types every caller sees: [`Limits`], [`Outcome`],
 //! [`RuleRun`] (a rule's [`Violation`]s and metadata are plain data of the
@@ -15,6 +15,7 @@ pub mod prefilter;
 pub mod sandbox;
 pub mod source;
 pub mod templates;
+pub mod wire;
 
 use crate::model::rule::Violation;
 use serde::Serialize;
@@ -31,7 +32,7 @@ pub use sandbox::Sandbox;
 pub struct Limits {
     /// Fuel (roughly, wasm instructions) for one rule on one trace.
     pub fuel_per_call: u64,
-    /// Fuel for moving one trace into JS, per byte of trace JSON (plus a base).
+    /// Fuel for moving one trace into JS, per byte of the binary trace (plus a base).
     pub fuel_per_trace_byte: u64,
     /// Linear memory of one sandbox (all rules of a tenant share it).
     pub memory_bytes: usize,

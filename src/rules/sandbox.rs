@@ -14,6 +14,7 @@
 use super::abi::{self, RunDoc};
 use super::engine::{LoadedRule, PluginExport, RuleEngine};
 use super::source::Prepared;
+use super::wire;
 use super::{Limits, MAX_WITNESSES, Outcome, RuleRun};
 use crate::model::rule::RuleMeta;
 use crate::model::rule::{Severity, Violation};
@@ -102,7 +103,7 @@ impl Sandbox {
         if self.rules.is_empty() {
             return Vec::new();
         }
-        self.evaluate_json(&abi::trace_json(trace, None), &vec![true; self.rules.len()])
+        self.evaluate_bytes(&wire::trace_bytes(trace, None), &vec![true; self.rules.len()])
     }
 
     /// Runs the rules whose prefilter the trace meets, in order; the others
@@ -113,7 +114,7 @@ impl Sandbox {
         if !run.contains(&true) {
             return run.iter().map(|_| RuleRun::skipped()).collect();
         }
-        self.evaluate_json(&abi::trace_json(trace, None), &run)
+        self.evaluate_bytes(&wire::trace_bytes(trace, None), &run)
     }
 
     /// Runs every rule (window checks) on the spans of one window, given as a
@@ -122,19 +123,19 @@ impl Sandbox {
         if self.rules.is_empty() {
             return Vec::new();
         }
-        self.evaluate_json(&abi::trace_json(spans, Some(window)), &vec![true; self.rules.len()])
+        self.evaluate_bytes(&wire::trace_bytes(spans, Some(window)), &vec![true; self.rules.len()])
     }
 
-    /// Runs the rules marked in `run` on the trace JSON (loaded once, on the
+    /// Runs the rules marked in `run` on the binary trace (loaded once, on the
     /// first rule that runs); the others get [`RuleRun::skipped`].
-    fn evaluate_json(&mut self, json: &[u8], run: &[bool]) -> Vec<RuleRun> {
+    fn evaluate_bytes(&mut self, trace: &[u8], run: &[bool]) -> Vec<RuleRun> {
         if let Some(live) = self.live.as_mut() {
             live.loaded = false;
         }
-        run.iter().enumerate().map(|(index, &run)| if run { self.run_one(index, json) } else { RuleRun::skipped() }).collect()
+        run.iter().enumerate().map(|(index, &run)| if run { self.run_one(index, trace) } else { RuleRun::skipped() }).collect()
     }
 
-    fn run_one(&mut self, index: usize, json: &[u8]) -> RuleRun {
+    fn run_one(&mut self, index: usize, trace: &[u8]) -> RuleRun {
         let started = Instant::now();
         let failed = |outcome: Outcome, started: Instant| RuleRun {
             outcome,
@@ -150,7 +151,7 @@ impl Sandbox {
         if let Some(outcome) = &self.start_failures[index] {
             return failed(outcome.clone(), started);
         }
-        if let Err(outcome) = self.ensure_loaded(json) {
+        if let Err(outcome) = self.ensure_loaded(trace) {
             self.live = None;
             return failed(outcome, started);
         }
@@ -263,18 +264,18 @@ impl Sandbox {
         Ok(Live { store, memory, input, load, run, describe, slots, loaded: false })
     }
 
-    fn ensure_loaded(&mut self, json: &[u8]) -> Result<(), Outcome> {
+    fn ensure_loaded(&mut self, trace: &[u8]) -> Result<(), Outcome> {
         let limits = self.limits.clone();
         let live = self.live.as_mut().expect("live");
         if live.loaded {
             return Ok(());
         }
-        let fuel = (json.len() as u64).saturating_mul(limits.fuel_per_trace_byte).saturating_add(limits.fuel_per_call);
+        let fuel = (trace.len() as u64).saturating_mul(limits.fuel_per_trace_byte).saturating_add(limits.fuel_per_call);
         prepare_call(&mut live.store, fuel, limits.deadline_ticks().saturating_mul(4));
-        let len = u32::try_from(json.len()).map_err(|_| Outcome::MemoryCap { requested_bytes: json.len() as u64 })?;
+        let len = u32::try_from(trace.len()).map_err(|_| Outcome::MemoryCap { requested_bytes: trace.len() as u64 })?;
         let outcome = (|| {
             let pointer = live.input.call(&mut live.store, len)?;
-            live.memory.write(&mut live.store, pointer as usize, json)?;
+            live.memory.write(&mut live.store, pointer as usize, trace)?;
             live.load.call(&mut live.store, len)
         })();
         let refused = live.store.data().limiter.refused;
