@@ -1,8 +1,10 @@
 //! Rule evaluation throughput: 1, 10 and 50 active rules on 20- and 200-span
-//! traces, in the wasm sandbox and — same prelude, same rules, same trace
-//! JSON, serialized per iteration on both sides — in native QuickJS on the host (rquickjs, the QuickJS Javy embeds),
-//! the reference for the sandbox's overhead. One iteration = one trace
-//! evaluated by every rule. Run: `make bench` (figures in docs/BENCHMARKS.md).
+//! traces, in the wasm sandbox and — same prelude, same rules, same binary
+//! trace, encoded per iteration on both sides — in native QuickJS on the host
+//! (rquickjs, the QuickJS Javy embeds), the reference for the sandbox's
+//! overhead. One iteration = one trace evaluated by every rule. Then where a
+//! native evaluation's time goes, phase by phase, and the prefilter's worst
+//! case. Run: `make bench` (figures in docs/BENCHMARKS.md).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fluo::model::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
@@ -111,6 +113,29 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    group.finish();
+
+    // Where a native evaluation's time goes (20 spans, the ten rules): the
+    // host's encoding, the trace builder, the SDK's adoption, then each rule.
+    let trace = sample_trace(20);
+    let bytes = wire::trace_bytes(&trace, None);
+    let mut group = c.benchmark_group("native_phases");
+    group.bench_function("encode", |b| b.iter(|| wire::trace_bytes(&trace, None)));
+    let native = Native::new(&all_sources[..10]);
+    native.context.with(|ctx| {
+        let adopt: Function = ctx.globals().get("__fluo_adopt").expect("adopt");
+        let run: Function = ctx.globals().get("__fluo_run").expect("run");
+        group.bench_function("build", |b| b.iter(|| trace_builder::build_trace(&ctx, &bytes).expect("built").1.len()));
+        group.bench_function("build_and_adopt", |b| {
+            b.iter(|| {
+                let (trace_id, spans, _) = trace_builder::build_trace(&ctx, &bytes).expect("built");
+                adopt.call::<_, ()>((trace_id, spans)).expect("adopted")
+            })
+        });
+        for index in 0..10u32 {
+            group.bench_function(format!("rule{index}"), |b| b.iter(|| run.call::<_, String>((index, 65536u32)).expect("ran").len()));
+        }
+    });
     group.finish();
 
     // The prefilter's worst case: unmetered host work. A condition at the node
