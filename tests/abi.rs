@@ -67,10 +67,12 @@ fn namespace_and_package_version_agree() {
     assert!(RAW_PLUGIN.windows(needle.len()).any(|window| window == needle), "plugin names namespace {NAMESPACE}");
     let prelude = include_str!("../rule-sdk/src/prelude.js");
     assert!(prelude.contains(&format!("ABI {NAMESPACE}")));
+    let plugin = include_str!("../rule-sdk/src/lib.rs");
     assert!(
-        prelude.contains(&format!("const EMPTY_RESULT = '{}';", fluo::rules::abi::EMPTY_RESULT)),
-        "the host's fast path matches the SDK's constant"
+        plugin.contains(&format!("const EMPTY_RESULT: &[u8] = br#\"{}\"#;", fluo::rules::abi::EMPTY_RESULT)),
+        "the host's fast path matches the plugin's constant"
     );
+    assert!(prelude.contains("return 0;"), "the SDK answers 0 for an empty result");
 }
 
 /// `record NAME { … } // bytes: N` in the WIT: the size its fields add up to, and N.

@@ -16,7 +16,7 @@
 
 use javy_plugin_api::javy::quickjs as rquickjs;
 use javy_plugin_api::{Config, import_namespace};
-use rquickjs::{Context, Function, Value};
+use rquickjs::{Context, Function, Persistent, Value};
 use std::cell::OnceCell;
 use std::slice;
 
@@ -35,6 +35,13 @@ mod trace_builder {
 }
 
 static mut CONTEXT: OnceCell<Context> = OnceCell::new();
+/// The SDK's `__fluo_run`, kept from pre-initialization so that a rule call
+/// does not look it up among the globals each time.
+static mut RUN: OnceCell<Persistent<Function<'static>>> = OnceCell::new();
+/// What the SDK's "no violations, no logs" (`__fluo_run` returning 0) reads
+/// as: the same text as the SDK's `EMPTY_RESULT`, kept here so the common
+/// result is not copied out of JS (`src/rules/abi.rs` has the host's copy).
+const EMPTY_RESULT: &[u8] = br#"{"outcome":"ok","violations":[]}"#;
 /// Where the host writes a trace before `fluo-load-trace` (reused, grown as needed).
 static mut INPUT: Vec<u8> = Vec::new();
 /// Where the last result is kept until the next call; the host reads it in place.
@@ -64,6 +71,10 @@ pub extern "C" fn initialize_runtime() {
             if let Err(error) = ctx.eval::<(), _>(PRELUDE) {
                 let message = javy_plugin_api::javy::from_js_error(ctx.clone(), error);
                 panic!("the FLUO prelude failed to evaluate: {message}");
+            }
+            let run: Function = ctx.globals().get("__fluo_run").expect("the prelude defines __fluo_run");
+            unsafe {
+                let _ = RUN.set(Persistent::save(&ctx, run));
             }
         });
         unsafe {
@@ -128,11 +139,14 @@ enum Arg<'a> {
 /// Calls a prelude entry point and leaves its string result (or the error
 /// text) in `OUTPUT`, described by `RET_AREA`.
 fn call_entry(name: &str, arg: Arg<'_>) -> *const u32 {
-    let result: Result<String, String> = match unsafe { CONTEXT.get() } {
+    let result: Result<Option<String>, String> = match unsafe { CONTEXT.get() } {
         None => Err("the FLUO runtime is not initialized".to_string()),
         Some(context) => context.with(|ctx| {
             let outcome = (|| {
-                let entry: Function = ctx.globals().get(name)?;
+                let entry: Function = match (name, unsafe { RUN.get() }) {
+                    ("__fluo_run", Some(run)) => run.clone().restore(&ctx)?,
+                    _ => ctx.globals().get(name)?,
+                };
                 let value: Value = match arg {
                     Arg::Trace(bytes) => {
                         let (trace_id, spans, window) = trace_builder::build_trace(&ctx, bytes)?;
@@ -140,16 +154,23 @@ fn call_entry(name: &str, arg: Arg<'_>) -> *const u32 {
                     }
                     Arg::Pair(first, second) => entry.call((first, second))?,
                 };
+                if value.as_int() == Some(0) {
+                    return Ok(None);
+                }
                 match value.as_string() {
-                    Some(text) => text.to_string(),
-                    None => Ok(String::new()),
+                    Some(text) => text.to_string().map(Some),
+                    None => Ok(Some(String::new())),
                 }
             })();
             outcome.map_err(|error| javy_plugin_api::javy::from_js_error(ctx.clone(), error).to_string())
         }),
     };
     let (status, bytes) = match result {
-        Ok(text) => (0, text.into_bytes()),
+        Ok(None) => unsafe {
+            RET_AREA = [0, EMPTY_RESULT.as_ptr() as u32, EMPTY_RESULT.len() as u32];
+            return RET_AREA.as_ptr();
+        },
+        Ok(Some(text)) => (0, text.into_bytes()),
         Err(text) => (1, text.into_bytes()),
     };
     unsafe {

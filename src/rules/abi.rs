@@ -11,7 +11,8 @@ pub const NAMESPACE: &str = "fluo_rule_v2";
 /// Integers beyond ±this reach rules as BigInt.
 pub(crate) const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
-/// The prelude's constant result for "no violations, no logs" (`EMPTY_RESULT` in prelude.js).
+/// The text of the result "no violations, no logs": the plugin answers it (`EMPTY_RESULT` in
+/// rule-sdk/src/lib.rs) when the SDK's `__fluo_run` returns 0.
 pub const EMPTY_RESULT: &str = r#"{"outcome":"ok","violations":[]}"#;
 
 /// What one rule call returned, as the prelude's `__fluo_run` writes it.
