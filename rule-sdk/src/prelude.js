@@ -450,6 +450,43 @@
    */
   function concurrency(spans) {
     spanList(spans, 'concurrency(spans)');
+    const n = spans.length;
+    // Starts and ends sorted apart as numbers (the typed array's own numeric
+    // sort, no comparator call per pair), then merged: at equal times an end
+    // comes first. Spans whose times are not finite numbers take the general
+    // path below, which orders whatever they hold as it always did.
+    const starts = new Float64Array(n);
+    const ends = new Float64Array(n);
+    let numeric = true;
+    for (let i = 0; i < n && numeric; i++) {
+      const start = spans[i].startTime;
+      const end = spans[i].endTime;
+      numeric = typeof start === 'number' && typeof end === 'number' && isFinite(start) && isFinite(end);
+      starts[i] = start;
+      ends[i] = end;
+    }
+    if (numeric) {
+      starts.sort();
+      ends.sort();
+      let open = 0;
+      let peak = 0;
+      let at = null;
+      for (let i = 0, j = 0; i < n; ) {
+        if (j < n && ends[j] <= starts[i]) {
+          open--;
+          j++;
+        } else {
+          open++;
+          if (open > peak) {
+            peak = open;
+            at = starts[i];
+          }
+          i++;
+        }
+      }
+      const involved = at === null ? [] : spans.filter((s) => s.startTime <= at && s.endTime > at);
+      return { peak, at, spans: involved };
+    }
     const points = [];
     for (let i = 0; i < spans.length; i++) {
       points.push([spans[i].startTime, 1, i]);
