@@ -214,7 +214,7 @@ interface WindowSpec {
   /** How long after a window's end late spans still count (default 5 s, at most 10 minutes). */
   grace?: Duration;
   /** Called once per window with the selected spans (sorted by start time), of any number of traces. */
-  check(spans: Span[], window: WindowBounds): CheckResult;
+  check(spans: readonly Span[], window: WindowBounds): CheckResult;
 }
 
 interface WindowDefinition {
@@ -226,10 +226,10 @@ interface WindowDefinition {
 /** An invariant over one tenant's spans in a time window, across traces. */
 declare function window(spec: WindowSpec): WindowDefinition;
 /** Peak number of overlapping spans, the instant (ms) it is first reached, and the spans open then. */
-declare function concurrency(spans: Span[]): { peak: number; at: number | null; spans: Span[] };
+declare function concurrency(spans: readonly Span[]): { peak: number; at: number | null; spans: Span[] };
 /** Spans per `per` (default 1 s) over the current window (outside a window: over the spans' own time range). */
-declare function rate(spans: Span[], per?: Duration): number;
+declare function rate(spans: readonly Span[], per?: Duration): number;
 /** Spans grouped by a key function or an attribute name (span, then resource attributes, then span fields); spans without the key are left out. */
-declare function groupBy(spans: Span[], key: string | ((span: Span) => unknown)): Record<string, Span[]>;
+declare function groupBy(spans: readonly Span[], key: string | ((span: Span) => unknown)): Record<string, Span[]>;
 /** The p-th percentile (0–100, nearest rank) of the spans' durations in ms; null for no spans. */
-declare function percentile(spans: Span[], p: number): number | null;
+declare function percentile(spans: readonly Span[], p: number): number | null;

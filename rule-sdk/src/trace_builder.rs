@@ -60,6 +60,8 @@ const K_LINKS: usize = 17;
 const K_TIME: usize = 18;
 const K_VERSION: usize = 19;
 const K_SERVICE: usize = 7;
+const K_START_TIME: usize = 8;
+const K_START_NANO: usize = 11;
 
 /// The binary trace, checked: every section lies within the bytes. Indexes
 /// read from records are checked when they are followed.
@@ -262,6 +264,36 @@ impl<'a, 'js> Builder<'a, 'js> {
         })
     }
 
+    /// Defines the property named by key `key` (a `K_*` index) on `object`.
+    fn put(&self, object: &Object<'js>, key: usize, value: Value<'js>) -> rquickjs::Result<()> {
+        define(&self.ctx, object, self.keys[key], value)
+    }
+
+    /// A span's events or links: the one shared empty array, or a frozen array
+    /// of sealed items, each filled by `fill` from its record's offset.
+    fn list(
+        &mut self,
+        section: usize,
+        size: usize,
+        first: usize,
+        count: usize,
+        fill: fn(&mut Self, usize, &Object<'js>) -> rquickjs::Result<()>,
+    ) -> rquickjs::Result<Value<'js>> {
+        if count == 0 {
+            return Ok(self.empty.clone());
+        }
+        let list = Array::new(self.ctx.clone())?;
+        for (position, index) in self.wire.range(section, first, count)?.enumerate() {
+            let at = self.wire.record(section, index, size)?;
+            let item = Object::new(self.ctx.clone())?;
+            fill(self, at, &item)?;
+            seal(&self.ctx, &item);
+            list.set(position, item)?;
+        }
+        freeze_array(&self.ctx, &list);
+        Ok(list.into_value())
+    }
+
     /// An attributes object: its keys as own properties, defined (not
     /// assigned, so a key such as `toString` or `__proto__` is data and never
     /// hits the frozen Object.prototype), read-only.
@@ -325,11 +357,11 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
             let value = b.optional(b.wire.u32(at + offset))?;
             define(ctx, &object, k[key], value)?;
         }
-        for (key, offset) in [(8, S_START_TIME), (9, S_END_TIME), (10, S_DURATION)] {
+        for (key, offset) in [(K_START_TIME, S_START_TIME), (K_START_TIME + 1, S_END_TIME), (K_START_TIME + 2, S_DURATION)] {
             define(ctx, &object, k[key], Value::new_float(ctx.clone(), float(b.wire.bytes, at + offset)))?;
         }
-        define(ctx, &object, k[11], b.string(b.wire.u32(at + S_START_NANO))?)?;
-        define(ctx, &object, k[12], b.string(b.wire.u32(at + S_END_NANO))?)?;
+        define(ctx, &object, k[K_START_NANO], b.string(b.wire.u32(at + S_START_NANO))?)?;
+        define(ctx, &object, k[K_START_NANO + 1], b.string(b.wire.u32(at + S_END_NANO))?)?;
         let attributes = b.attributes(b.wire.u32(at + S_ATTRIBUTES), b.wire.u32(at + S_ATTRIBUTE_COUNT))?;
         define(ctx, &object, k[K_ATTRIBUTES], attributes)?;
         let resource = resources.get(b.wire.u32(at + S_RESOURCE)).cloned();
@@ -338,41 +370,21 @@ pub fn build_trace<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<(Value
         let scope = scopes.get(b.wire.u32(at + S_SCOPE)).cloned();
         let scope = scope.ok_or_else(|| Exception::throw_range(ctx, "span refers to a missing scope"))?;
         define(ctx, &object, k[K_SCOPE], scope)?;
-        let (events, event_count) = (b.wire.u32(at + S_EVENTS), b.wire.u32(at + S_EVENT_COUNT));
-        let events = if event_count == 0 {
-            b.empty.clone()
-        } else {
-            let list = Array::new(ctx.clone())?;
-            for (position, event) in b.wire.range(EVENTS, events, event_count)?.enumerate() {
-                let at = b.wire.record(EVENTS, event, EVENT)?;
-                let item = Object::new(ctx.clone())?;
-                define(ctx, &item, k[K_NAME], b.string(b.wire.u32(at))?)?;
-                define(ctx, &item, k[K_TIME], Value::new_float(ctx.clone(), float(b.wire.bytes, at + 16)))?;
-                define(ctx, &item, k[K_ATTRIBUTES], b.attributes(b.wire.u32(at + 4), b.wire.u32(at + 8))?)?;
-                seal(ctx, &item);
-                list.set(position, item)?;
-            }
-            freeze_array(ctx, &list);
-            list.into_value()
-        };
+        let events = b.list(EVENTS, EVENT, b.wire.u32(at + S_EVENTS), b.wire.u32(at + S_EVENT_COUNT), |b, at, item| {
+            let name = b.string(b.wire.u32(at))?;
+            b.put(item, K_NAME, name)?;
+            b.put(item, K_TIME, Value::new_float(b.ctx.clone(), float(b.wire.bytes, at + 16)))?;
+            let attributes = b.attributes(b.wire.u32(at + 4), b.wire.u32(at + 8))?;
+            b.put(item, K_ATTRIBUTES, attributes)
+        })?;
         define(ctx, &object, k[K_EVENTS], events)?;
-        let (links, link_count) = (b.wire.u32(at + S_LINKS), b.wire.u32(at + S_LINK_COUNT));
-        let links = if link_count == 0 {
-            b.empty.clone()
-        } else {
-            let list = Array::new(ctx.clone())?;
-            for (position, link) in b.wire.range(LINKS, links, link_count)?.enumerate() {
-                let at = b.wire.record(LINKS, link, LINK)?;
-                let item = Object::new(ctx.clone())?;
-                define(ctx, &item, k[K_TRACE_ID], b.string(b.wire.u32(at))?)?;
-                define(ctx, &item, k[K_SPAN_ID], b.string(b.wire.u32(at + 4))?)?;
-                define(ctx, &item, k[K_ATTRIBUTES], b.attributes(b.wire.u32(at + 8), b.wire.u32(at + 12))?)?;
-                seal(ctx, &item);
-                list.set(position, item)?;
-            }
-            freeze_array(ctx, &list);
-            list.into_value()
-        };
+        let links = b.list(LINKS, LINK, b.wire.u32(at + S_LINKS), b.wire.u32(at + S_LINK_COUNT), |b, at, item| {
+            let (trace_id, span_id) = (b.string(b.wire.u32(at))?, b.string(b.wire.u32(at + 4))?);
+            b.put(item, K_TRACE_ID, trace_id)?;
+            b.put(item, K_SPAN_ID, span_id)?;
+            let attributes = b.attributes(b.wire.u32(at + 8), b.wire.u32(at + 12))?;
+            b.put(item, K_ATTRIBUTES, attributes)
+        })?;
         define(ctx, &object, k[K_LINKS], links)?;
         seal(ctx, &object);
         spans.set(index, object)?;
