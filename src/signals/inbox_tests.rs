@@ -419,3 +419,27 @@ fn a_regression_and_an_automatic_clear_stay_unannounced_until_announced() {
     signals.announced(&tenant, &id, Announcement::Cleared).unwrap();
     assert!(pending(&signals).is_empty());
 }
+
+#[test]
+fn a_replay_after_a_lost_by_trace_write_repairs_it_instead_of_counting_twice() {
+    // A kill -9 can leave a group's creation and its occurrence on disk but not
+    // the trace's by_trace entry (sled keeps a prefix of the writes).
+    let dir = tempfile::tempdir().unwrap();
+    let signals = open(dir.path());
+    let tenant = TenantId::trusted("t");
+    let first = occur(&signals, &tenant, 7, "r", "a", Some("per-trace-key"));
+    assert_eq!(first.created.len(), 1);
+    let trace = trace_n(7, &[("a", 1)]);
+    for entry in signals.by_trace.scan_prefix(keyed(&tenant, &[&trace.trace_id])) {
+        signals.by_trace.remove(entry.unwrap().0).unwrap();
+    }
+    let replayed = occur(&signals, &tenant, 7, "r", "a", Some("per-trace-key"));
+    assert_eq!((replayed.created.len(), replayed.counted.len(), replayed.duplicates), (0, 0, 1), "the replay is a duplicate");
+    let groups = all(&signals, &tenant, Filter::default());
+    assert_eq!(groups.iter().map(|g| g.occurrences).collect::<Vec<_>>(), vec![1]);
+    // The entry is back: an amendment without the violation still withdraws it.
+    assert!(signals.by_trace.scan_prefix(keyed(&tenant, &[&trace.trace_id])).next().is_some());
+    // Another trace's violation in the same group is still counted.
+    let other = occur(&signals, &tenant, 8, "r", "a", Some("per-trace-key"));
+    assert_eq!(other.counted.len(), 1);
+}

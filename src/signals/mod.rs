@@ -350,11 +350,15 @@ impl Signals {
                     recorded.duplicates += 1;
                     continue;
                 }
-                let witnesses = witnesses_of(trace, &violation.span_ids, &mut witness_budget);
                 let fingerprint = match &violation.group {
                     Some(key) => group::keyed_fingerprint(&rule.id, key),
                     None => group::fingerprint(&rule.id, trace, &violation.span_ids),
                 };
+                if self.repair_created(tenant, trace, &trace_id, &fingerprint, &dedup)? {
+                    recorded.duplicates += 1;
+                    continue;
+                }
+                let witnesses = witnesses_of(trace, &violation.span_ids, &mut witness_budget);
                 let occurrence_id = new_id(now);
                 let occurrence = Occurrence::new(&occurrence_id, &trace_id, &violation.span_ids, rule.version, &violation.message, now);
                 let new = Signal {
@@ -434,6 +438,41 @@ impl Signals {
 
     /// Whether the trace `trace_id` (`trace_hex`) produced the violation
     /// `dedup` before: one of its per-trace entries lists it.
+    /// After a kill -9, sled may have kept the writes that created a group for
+    /// this very violation (and its occurrence) but not the trace's `by_trace`
+    /// entry, since writes reach the disk as a prefix between flushes. The
+    /// replayed trace then finds the group it created, holding an occurrence
+    /// of this trace: the entry is written again instead of the violation
+    /// being counted twice. Returns whether that was the case. Only a group
+    /// whose recorded violation is exactly this one is scanned.
+    fn repair_created(
+        &self,
+        tenant: &TenantId,
+        trace: &Trace,
+        trace_hex: &str,
+        fingerprint: &[u8; 32],
+        dedup: &[u8; 32],
+    ) -> Result<bool, SignalError> {
+        let Some(group_id) = self.groups.get(keyed(tenant, &[fingerprint]))? else { return Ok(false) };
+        let group_id: [u8; 16] = group_id.as_ref().try_into().map_err(|_| SignalError::Cursor)?;
+        let Some(group) = self.get_by_id(tenant, &group_id)? else { return Ok(false) };
+        if group.trace_id != trace_hex || dedup_key(&group.rule_id, trace_hex, &group.message, &group.span_ids) != *dedup {
+            return Ok(false);
+        }
+        for entry in self.occurrences.scan_prefix(keyed(tenant, &[&group_id])) {
+            let (key, record) = entry?;
+            let occurrence_id: [u8; 16] = key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?;
+            if occurrence::trace_of(&occurrence_id, &record)? == trace.trace_id {
+                let entry: Vec<u8> = [dedup.as_slice(), &occurrence_id].concat();
+                self.by_trace.fetch_and_update(keyed(tenant, &[&trace.trace_id, &group_id]), |old| {
+                    Some([old.unwrap_or_default(), entry.as_slice()].concat())
+                })?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn recorded_before(&self, tenant: &TenantId, trace_id: &[u8; 16], trace_hex: &str, dedup: &[u8; 32]) -> Result<bool, SignalError> {
         for entry in self.by_trace.scan_prefix(keyed(tenant, &[trace_id])) {
             let (key, value) = entry?;
