@@ -379,11 +379,7 @@ impl Signals {
                 let key = keyed(tenant, &[&group_id, &occurrence_id]);
                 self.usage.add(tenant, retention::stored_bytes(&key, &record));
                 self.occurrences.insert(key, record)?;
-                // The trace's entry for the group lists (dedup key, occurrence id) per occurrence.
-                let entry: Vec<u8> = [dedup.as_slice(), &occurrence_id].concat();
-                self.by_trace.fetch_and_update(keyed(tenant, &[&trace.trace_id, &group_id]), |old| {
-                    Some([old.unwrap_or_default(), entry.as_slice()].concat())
-                })?;
+                self.list_for_trace(tenant, &trace.trace_id, &group_id, &dedup, &occurrence_id)?;
                 match outcome {
                     group::Outcome::Created(signal) => recorded.created.push(signal),
                     group::Outcome::Counted(signal) => recorded.counted.push(signal),
@@ -438,6 +434,22 @@ impl Signals {
 
     /// Whether the trace `trace_id` (`trace_hex`) produced the violation
     /// `dedup` before: one of its per-trace entries lists it.
+    /// Adds (dedup key, occurrence id) to the trace's entry for the group: the
+    /// entry lists one pair per occurrence the trace produced there.
+    fn list_for_trace(
+        &self,
+        tenant: &TenantId,
+        trace_id: &[u8; 16],
+        group_id: &[u8; 16],
+        dedup: &[u8; 32],
+        occurrence_id: &[u8; 16],
+    ) -> Result<(), SignalError> {
+        let entry: Vec<u8> = [dedup.as_slice(), occurrence_id].concat();
+        self.by_trace
+            .fetch_and_update(keyed(tenant, &[trace_id, group_id]), |old| Some([old.unwrap_or_default(), entry.as_slice()].concat()))?;
+        Ok(())
+    }
+
     /// After a kill -9, sled may have kept the writes that created a group for
     /// this very violation (and its occurrence) but not the trace's `by_trace`
     /// entry, since writes reach the disk as a prefix between flushes. The
@@ -463,10 +475,7 @@ impl Signals {
             let (key, record) = entry?;
             let occurrence_id: [u8; 16] = key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?;
             if occurrence::trace_of(&occurrence_id, &record)? == trace.trace_id {
-                let entry: Vec<u8> = [dedup.as_slice(), &occurrence_id].concat();
-                self.by_trace.fetch_and_update(keyed(tenant, &[&trace.trace_id, &group_id]), |old| {
-                    Some([old.unwrap_or_default(), entry.as_slice()].concat())
-                })?;
+                self.list_for_trace(tenant, &trace.trace_id, &group_id, &dedup, &occurrence_id)?;
                 return Ok(true);
             }
         }
