@@ -95,7 +95,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut next_burst = Instant::now() + Duration::from_secs(3);
     let mut in_flight = tokio::task::JoinSet::new();
     while args.traces.is_none_or(|limit| sent < limit) {
-        let mut requests = vec![scenario(&mut rand::rng())];
+        // The first traces break each per-trace rule once, so a new user
+        // sees every kind of signal at once; the rest are left to chance.
+        let forced = FIRST_BREAKS.get(sent as usize).copied();
+        let mut requests = vec![scenario(&mut rand::rng(), forced)];
         // Now and then a login burst over the auth service's concurrency limit.
         if Instant::now() >= next_burst {
             requests.extend((0..60).map(|_| login(&mut rand::rng(), 400)));
@@ -211,12 +214,17 @@ fn login(rng: &mut impl Rng, duration_ms: u64) -> ExportTraceServiceRequest {
     trace.request()
 }
 
-/// One realistic trace; about one in eight breaks a rule.
-fn scenario(rng: &mut impl Rng) -> ExportTraceServiceRequest {
+/// Scenario picks (see `scenario`) that break, in turn, each per-trace template.
+const FIRST_BREAKS: [u32; 5] = [0, 40, 60, 75, 88];
+
+/// One realistic trace; about one in eight breaks a rule. `forced` picks the
+/// scenario and makes it break.
+fn scenario(rng: &mut impl Rng, forced: Option<u32>) -> ExportTraceServiceRequest {
     use span::SpanKind::{Client, Internal, Server};
-    let breaks = rng.random_bool(0.125);
+    let breaks = forced.is_some() || rng.random_bool(0.125);
+    let pick = forced.unwrap_or_else(|| rng.random_range(0..100));
     let mut trace = Builder::new(rng);
-    match rng.random_range(0..100) {
+    match pick {
         0..40 => {
             let root = trace.span("checkout", "POST /checkout", Server, None, 0, 180, vec![("http.route", text("/checkout"))]);
             trace.span("checkout", "cart.load", Internal, Some(root), 5, 20, vec![]);
@@ -249,7 +257,7 @@ fn scenario(rng: &mut impl Rng) -> ExportTraceServiceRequest {
             }
         }
         60..75 => {
-            let code = if rng.random_bool(0.3) { 500 } else { 200 };
+            let code = if forced.is_some() || rng.random_bool(0.3) { 500 } else { 200 };
             let root = trace.span("orders", "GET /orders", Server, None, 0, 90, vec![("http.response.status_code", int(code))]);
             if code == 500 && !breaks {
                 trace.span("orders", "log.error", Internal, Some(root), 80, 1, vec![("exception.type", text("TimeoutError"))]);
