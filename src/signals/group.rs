@@ -92,19 +92,24 @@ impl Signals {
         fingerprint: &[u8; 32],
         new: Signal,
         occurrence: &Occurrence,
+        dedup: &[u8; 32],
     ) -> Result<(Outcome, [u8; 16], Option<String>, bool), SignalError> {
         let index_key = keyed(tenant, &[fingerprint]);
         // Group creation for one tenant is serialized; counting is lock-free.
         let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
         if let Some(group_id) = self.groups.get(&index_key)? {
             let group_id: [u8; 16] = group_id.as_ref().try_into().map_err(|_| SignalError::Cursor)?;
-            if let Some((outcome, evicted, sampled)) = self.count(tenant, &group_id, &new, occurrence)? {
+            if let Some((outcome, evicted, sampled)) = self.count(tenant, &group_id, &new, occurrence, dedup)? {
                 return Ok((outcome, group_id, evicted, sampled));
             }
         }
         let group_id = id_bytes(&new.id).ok_or(SignalError::Cursor)?;
-        self.insert_group(tenant, group_id, &new)?;
+        // The index first: a kill -9 before the record leaves an entry that
+        // `count` ignores (no record), and the replay makes the group anew;
+        // the other way round it would leave a listed group the replay cannot
+        // find, and make a second one.
         self.groups.insert(index_key, &group_id)?;
+        self.insert_group(tenant, group_id, &new, Some(dedup))?;
         Ok((Outcome::Created(new), group_id, None, true))
     }
 
@@ -123,11 +128,12 @@ impl Signals {
         group_id: &[u8; 16],
         latest: &Signal,
         occurrence: &Occurrence,
+        dedup: &[u8; 32],
     ) -> Result<Option<(Outcome, Option<String>, bool)>, SignalError> {
         if !self.signals.contains_key(keyed(tenant, &[group_id]))? {
             return Ok(None);
         }
-        let counter = self.bump(tenant, group_id, 1, Some(occurrence.at_unix_ms))?;
+        let counter = self.bump(tenant, group_id, 1, Some(occurrence.at_unix_ms), Some(dedup))?;
         let Some(group) = self.get_by_id(tenant, group_id)? else { return Ok(None) };
         let at = occurrence.at_unix_ms;
         let rewrite = |group: &Signal| {
@@ -232,7 +238,7 @@ impl Signals {
             at_ms = Some(u64::from_be_bytes(occurrence_id[..8].try_into().expect("8 bytes")));
         }
         let Some(group) = self.get_by_id(tenant, group_id)? else { return Ok(None) };
-        let counter = self.bump(tenant, group_id, -1, None)?;
+        let counter = self.bump(tenant, group_id, -1, None, None)?;
         self.index.touch(tenant, *group_id, counter);
         self.count_series(tenant, group_id, &group.rule_id, at_ms.unwrap_or(group.created_unix_ms), -1)?;
         if counter.occurrences > 0 {

@@ -443,3 +443,39 @@ fn a_replay_after_a_lost_by_trace_write_repairs_it_instead_of_counting_twice() {
     let other = occur(&signals, &tenant, 8, "r", "a", Some("per-trace-key"));
     assert_eq!(other.counted.len(), 1);
 }
+
+#[test]
+fn a_replay_of_a_counted_violation_whose_records_were_lost_is_repaired_not_counted_again() {
+    // A kill -9 between the count of a violation on an existing group and its
+    // occurrence and by_trace writes: both are gone, the count is not.
+    let dir = tempfile::tempdir().unwrap();
+    let signals = open(dir.path());
+    let tenant = TenantId::trusted("t");
+    assert_eq!(occur(&signals, &tenant, 7, "r", "a", Some("key")).created.len(), 1);
+    assert_eq!(occur(&signals, &tenant, 8, "r", "a", Some("key")).counted.len(), 1);
+    let trace = trace_n(8, &[("a", 1)]);
+    for entry in signals.by_trace.scan_prefix(keyed(&tenant, &[&trace.trace_id])) {
+        signals.by_trace.remove(entry.unwrap().0).unwrap();
+    }
+    let group = all(&signals, &tenant, Filter::default()).remove(0);
+    let group_id = id_bytes(&group.id).unwrap();
+    let occurrences = |signals: &Signals| signals.occurrences.scan_prefix(keyed(&tenant, &[&group_id])).count();
+    let last = signals.occurrences.scan_prefix(keyed(&tenant, &[&group_id])).last().unwrap().unwrap().0;
+    signals.occurrences.remove(last).unwrap();
+    assert_eq!(occurrences(&signals), 1);
+
+    let replayed = occur(&signals, &tenant, 8, "r", "a", Some("key"));
+    assert_eq!((replayed.counted.len(), replayed.duplicates), (0, 1), "the replay is recognised");
+    assert_eq!(all(&signals, &tenant, Filter::default()).remove(0).occurrences, 2, "counted once");
+    assert_eq!(occurrences(&signals), 2, "the lost occurrence is written again");
+    assert!(signals.by_trace.scan_prefix(keyed(&tenant, &[&trace.trace_id])).next().is_some(), "and its per-trace entry");
+    // Replayed once more (a second crash): still a duplicate, nothing added.
+    assert_eq!(occur(&signals, &tenant, 8, "r", "a", Some("key")).duplicates, 1);
+    assert_eq!(occurrences(&signals), 2);
+    // Only recent violations are remembered: after RECENT_COUNTED others, a
+    // trace that was never recorded is counted as new.
+    for trace in 9..9 + counters::RECENT_COUNTED as u32 {
+        assert_eq!(occur(&signals, &tenant, trace, "r", "a", Some("key")).counted.len(), 1);
+    }
+    assert_eq!(all(&signals, &tenant, Filter::default()).remove(0).occurrences, 2 + counters::RECENT_COUNTED as u64);
+}

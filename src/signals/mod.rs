@@ -277,11 +277,11 @@ impl Signals {
     }
 
     /// Writes a new group with its counter and indexes it.
-    fn insert_group(&self, tenant: &TenantId, id: [u8; 16], signal: &Signal) -> Result<(), SignalError> {
+    fn insert_group(&self, tenant: &TenantId, id: [u8; 16], signal: &Signal, dedup: Option<&[u8; 32]>) -> Result<(), SignalError> {
         // Written before the group: sled keeps writes in order, so a group on
         // disk after a crash has its marker unless it was announced.
         self.mark(tenant, &id, Announcement::Created)?;
-        self.start_counter(tenant, &id, signal)?;
+        self.start_counter(tenant, &id, signal, dedup)?;
         self.signals.insert(keyed(tenant, &[&id]), serde_json::to_vec(signal)?)?;
         self.index.put(tenant, id, signal, 1);
         Ok(())
@@ -354,7 +354,7 @@ impl Signals {
                     Some(key) => group::keyed_fingerprint(&rule.id, key),
                     None => group::fingerprint(&rule.id, trace, &violation.span_ids),
                 };
-                if self.repair_created(tenant, trace, &trace_id, &fingerprint, &dedup)? {
+                if self.repair_counted(tenant, trace, &fingerprint, &dedup, violation, rule.version, now)? {
                     recorded.duplicates += 1;
                     continue;
                 }
@@ -369,7 +369,7 @@ impl Signals {
                     fingerprint: hex::encode(fingerprint),
                     ..Signal::open(new_id(now), rule, violation, now)
                 };
-                let (outcome, group_id, evicted, became_sample) = self.occur(tenant, &fingerprint, new, &occurrence)?;
+                let (outcome, group_id, evicted, became_sample) = self.occur(tenant, &fingerprint, new, &occurrence, &dedup)?;
                 self.count_series(tenant, &group_id, &rule.id, now, 1)?;
                 sampled |= became_sample;
                 if let Some(evicted) = evicted {
@@ -450,36 +450,51 @@ impl Signals {
         Ok(())
     }
 
-    /// After a kill -9, sled may have kept the writes that created a group for
-    /// this very violation (and its occurrence) but not the trace's `by_trace`
-    /// entry, since writes reach the disk as a prefix between flushes. The
-    /// replayed trace then finds the group it created, holding an occurrence
-    /// of this trace: the entry is written again instead of the violation
-    /// being counted twice. Returns whether that was the case. Only a group
-    /// whose recorded violation is exactly this one is scanned.
-    fn repair_created(
+    /// A violation counted on its group before a `kill -9` whose occurrence
+    /// record or per-trace entry did not reach the disk (they are written
+    /// after the count; sled keeps a prefix of writes between flushes): its
+    /// replay finds its dedup key among the group's recently counted ones
+    /// ([`counters`]), writes what is missing, and is not counted again.
+    /// Returns whether that was the case. The group's occurrences are scanned
+    /// only then (a replay after a crash).
+    #[allow(clippy::too_many_arguments)]
+    fn repair_counted(
         &self,
         tenant: &TenantId,
         trace: &Trace,
-        trace_hex: &str,
         fingerprint: &[u8; 32],
         dedup: &[u8; 32],
+        violation: &Violation,
+        version: u32,
+        now: u64,
     ) -> Result<bool, SignalError> {
         let Some(group_id) = self.groups.get(keyed(tenant, &[fingerprint]))? else { return Ok(false) };
         let group_id: [u8; 16] = group_id.as_ref().try_into().map_err(|_| SignalError::Cursor)?;
-        let Some(group) = self.get_by_id(tenant, &group_id)? else { return Ok(false) };
-        if group.trace_id != trace_hex || dedup_key(&group.rule_id, trace_hex, &group.message, &group.span_ids) != *dedup {
+        if !self.counted_recently(tenant, &group_id, dedup)? {
             return Ok(false);
         }
+        let wanted = occurrence::encode(&trace.trace_id, &violation.span_ids, version, &violation.message);
+        let mut found = None;
         for entry in self.occurrences.scan_prefix(keyed(tenant, &[&group_id])) {
             let (key, record) = entry?;
-            let occurrence_id: [u8; 16] = key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?;
-            if occurrence::trace_of(&occurrence_id, &record)? == trace.trace_id {
-                self.list_for_trace(tenant, &trace.trace_id, &group_id, &dedup, &occurrence_id)?;
-                return Ok(true);
+            if record == wanted {
+                found = Some(key[key.len() - 16..].try_into().map_err(|_| SignalError::Cursor)?);
+                break;
             }
         }
-        Ok(false)
+        let occurrence_id = match found {
+            Some(id) => id,
+            None => {
+                let id = new_id(now);
+                let key = keyed(tenant, &[&group_id, &id]);
+                self.usage.add(tenant, retention::stored_bytes(&key, &wanted));
+                self.occurrences.insert(key, wanted)?;
+                id
+            }
+        };
+        self.list_for_trace(tenant, &trace.trace_id, &group_id, dedup, &occurrence_id)?;
+        tracing::info!(tenant = %tenant, "a violation counted before a crash was recognised on replay; its records were repaired");
+        Ok(true)
     }
 
     fn recorded_before(&self, tenant: &TenantId, trace_id: &[u8; 16], trace_hex: &str, dedup: &[u8; 32]) -> Result<bool, SignalError> {
@@ -584,7 +599,7 @@ impl Signals {
                 Ok(Some(()))
             })?;
             if let Some((mut signal, ())) = continued {
-                let counter = self.bump(tenant, &existing, 1, Some(now))?;
+                let counter = self.bump(tenant, &existing, 1, Some(now), None)?;
                 counter.merge_into(&mut signal);
                 self.index.touch(tenant, existing, counter);
                 self.count_series(tenant, &existing, &rule.id, now, 1)?;
@@ -606,7 +621,7 @@ impl Signals {
             }),
             ..Signal::open(id, rule, violation, now)
         };
-        self.insert_group(tenant, id, &signal)?;
+        self.insert_group(tenant, id, &signal, None)?;
         self.count_series(tenant, &id, &rule.id, now, 1)?;
         Ok((signal, true))
     }
