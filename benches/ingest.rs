@@ -91,7 +91,7 @@ fn config(dir: &std::path::Path, idle: Duration, durability: Durability) -> Conf
         eval_lanes_per_tenant: 1,
         windows: fluo::pipeline::windows::WindowLimits::default(),
         rule_quotas: fluo::api::RuleQuotas::default(),
-        webhooks: fluo::webhooks::WebhookLimits::default(),
+        webhooks: fluo::webhooks::WebhookSettings::default(),
         span_limits: fluo::model::otlp::SpanLimits::default(),
         listeners: fluo::listen::HttpLimits::default(),
     }

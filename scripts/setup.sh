@@ -8,7 +8,9 @@
 # Debian's chromium, which the console's browser tests (tests/browser.rs, with
 # Playwright's `executablePath`) drive headless; no browser is downloaded —
 # and Debian's prometheus, which the metrics test (tests/hardening_ingest.rs)
-# starts on loopback to scrape the served /metrics.
+# starts on loopback to scrape the served /metrics, and Debian's
+# prometheus-alertmanager, which the notification test (tests/notifications.rs)
+# starts on loopback to receive FLUO's alerts.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -19,7 +21,7 @@ fi
 
 packages=(clang-19 llvm-19 libclang-19-dev wasi-libc curl jq)
 if [ "${1:-}" = test ]; then
-  packages+=(chromium prometheus)
+  packages+=(chromium prometheus prometheus-alertmanager)
 fi
 missing=()
 for package in "${packages[@]}"; do

@@ -299,6 +299,7 @@ pub async fn serve_on(
     tokio::spawn(prune(services.recent.clone(), config.trace_retention.age, stopped.clone()));
     tokio::spawn(expire_signals(services.signals.clone(), config.signal_retention, config.signal_sweep_every, stopped.clone()));
     tokio::spawn(crate::webhooks::deliver(services.webhooks.clone(), stopped.clone()));
+    tokio::spawn(crate::webhooks::remind(services.webhooks.clone(), services.signals.clone(), stopped.clone()));
     tokio::spawn(prune_revoked_sessions(services.auth.clone(), stopped.clone()));
 
     tokio::select! {

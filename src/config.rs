@@ -172,11 +172,19 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUO_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
     pub webhook_allow_private_targets: bool,
     /// Webhooks per tenant; one more is refused (409).
-    #[arg(long, env = "FLUO_WEBHOOK_MAX_PER_TENANT", default_value_t = crate::webhooks::WebhookLimits::default().max_per_tenant)]
+    #[arg(long, env = "FLUO_WEBHOOK_MAX_PER_TENANT", default_value_t = crate::webhooks::WebhookSettings::default().max_per_tenant)]
     pub webhook_max_per_tenant: usize,
     /// Webhook deliveries in flight at once (one connection each), across tenants.
-    #[arg(long, env = "FLUO_WEBHOOK_WORKERS", default_value_t = crate::webhooks::WebhookLimits::default().workers)]
+    #[arg(long, env = "FLUO_WEBHOOK_WORKERS", default_value_t = crate::webhooks::WebhookSettings::default().workers)]
     pub webhook_workers: usize,
+    /// More certificate authorities (a PEM file) that https webhook receivers'
+    /// certificates may chain to, besides the system's.
+    #[arg(long, env = "FLUO_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Where users reach the console (`https://fluo.example.com`); every
+    /// notification links to a group there. Default: `http://` and the API address.
+    #[arg(long, env = "FLUO_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -203,7 +211,7 @@ pub struct Config {
     pub eval_lanes_per_tenant: usize,
     pub windows: crate::pipeline::windows::WindowLimits,
     pub rule_quotas: crate::api::RuleQuotas,
-    pub webhooks: crate::webhooks::WebhookLimits,
+    pub webhooks: crate::webhooks::WebhookSettings,
     pub span_limits: SpanLimits,
     pub listeners: crate::listen::HttpLimits,
 }
@@ -260,6 +268,8 @@ const FILE_KEYS: &[&str] = &[
     "webhook_allow_private_targets",
     "webhook_max_per_tenant",
     "webhook_workers",
+    "webhook_ca_file",
+    "public_url",
 ];
 
 /// Reads the config file named by `--config`/`FLUO_CONFIG` (if any) and
@@ -390,10 +400,25 @@ impl Config {
         if !(1..=10_000).contains(&args.webhook_max_per_tenant) || !(1..=256).contains(&args.webhook_workers) {
             bail!("--webhook-max-per-tenant must be between 1 and 10000 and --webhook-workers between 1 and 256");
         }
-        let webhooks = crate::webhooks::WebhookLimits {
+        if let Some(path) = &args.webhook_ca_file {
+            crate::webhooks::tls::read_ca_file(path).map_err(|error| anyhow::anyhow!("--webhook-ca-file {error}"))?;
+        }
+        let public_url = match &args.public_url {
+            Some(url) => {
+                let uri: http::Uri = url.parse().map_err(|_| anyhow::anyhow!("--public-url {url:?} is not a URL"))?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() || uri.query().is_some() {
+                    bail!("--public-url must be http(s)://host[:port][/path], without a query");
+                }
+                url.trim_end_matches('/').to_string()
+            }
+            None => format!("http://{}", args.api_addr),
+        };
+        let webhooks = crate::webhooks::WebhookSettings {
             max_per_tenant: args.webhook_max_per_tenant,
             workers: args.webhook_workers,
             allow_private_targets: args.webhook_allow_private_targets,
+            ca_file: args.webhook_ca_file.clone(),
+            public_url,
         };
         let workers = args.eval_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         if args.eval_lanes_per_tenant.is_some_and(|lanes| !(1..=64).contains(&lanes)) {

@@ -216,7 +216,7 @@ pub(crate) fn bad(message: impl Into<String>) -> ApiError {
         (name = "rules", description = "Rule versions, activation, testing and backtests"),
         (name = "signals", description = "Violations, their workflow and live stream"),
         (name = "traces", description = "Retained traces and the names they use"),
-        (name = "webhooks", description = "Notifications of new signals"),
+        (name = "webhooks", description = "Notification channels: generic, Slack, PagerDuty, Alertmanager"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -321,6 +321,7 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::test))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -1,14 +1,14 @@
-//! Webhook endpoints (admin): create (the signing secret is shown once), list,
-//! delete, and each webhook's delivery log.
+//! Webhook (notification channel) endpoints (admin): create (the signing
+//! secret is shown once), list, delete, a test send, and each channel's
+//! delivery log.
 
 use super::extract::{Admin, ApiJson, ApiPath};
 use super::{ApiError, ApiState, ErrorBody, Items, bad, blocking};
-use crate::model::rule::Severity;
-use crate::webhooks::{Delivery, WebhookInfo};
+use crate::webhooks::{Delivery, WebhookInfo, WebhookSpec};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 impl From<crate::webhooks::WebhookError> for ApiError {
@@ -21,23 +21,6 @@ impl From<crate::webhooks::WebhookError> for ApiError {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewWebhook {
-    /// `http://host[:port]/path`.
-    #[schema(max_length = 2048, pattern = r"^http://[^/?#\s]+")]
-    url: String,
-    /// Only signals of these severities; empty or absent: all.
-    #[serde(default)]
-    severities: Vec<Severity>,
-    /// Only signals of these rules (ids or names); empty or absent: all.
-    #[serde(default)]
-    rules: Vec<String>,
-    /// Also `signal.rate_exceeded` when a group has more than `count`
-    /// occurrences within `minutes` (once per window, never while snoozed).
-    rate: Option<crate::webhooks::Rate>,
-}
-
 /// A new webhook with the secret its deliveries are signed with (shown once).
 #[derive(Serialize, ToSchema)]
 pub struct WebhookCreated {
@@ -46,21 +29,21 @@ pub struct WebhookCreated {
     secret: String,
 }
 
-/// Creates a webhook: every new signal that matches is POSTed to it, signed.
-/// Loopback, private, link-local and other internal targets are refused
-/// (400) unless the operator allows them; at most 20 webhooks per tenant by
-/// default (409 beyond).
-#[utoipa::path(post, path = "/api/v1/webhooks", operation_id = "create_webhook", tag = "webhooks", request_body = NewWebhook, responses(
+/// Creates a notification channel: every group event that matches (created,
+/// regressed, status changed, snooze ended, rate exceeded, reminders) is
+/// POSTed to it in its kind's shape, signed. Loopback, private, link-local and
+/// other internal targets are refused (400) unless the operator allows them;
+/// at most 20 webhooks per tenant by default (409 beyond).
+#[utoipa::path(post, path = "/api/v1/webhooks", operation_id = "create_webhook", tag = "webhooks", request_body = WebhookSpec, responses(
     (status = 201, description = "Created", body = WebhookCreated),
     (status = 409, description = "The tenant has as many webhooks as allowed", body = ErrorBody)
 ))]
 pub async fn create(
     State(state): State<ApiState>,
     Admin(tenant): Admin,
-    ApiJson(request): ApiJson<NewWebhook>,
+    ApiJson(request): ApiJson<WebhookSpec>,
 ) -> Result<Response, ApiError> {
-    let (hook, secret) =
-        blocking(move || Ok(state.webhooks.create(&tenant, &request.url, request.severities, request.rules, request.rate)?)).await?;
+    let (hook, secret) = blocking(move || Ok(state.webhooks.create(&tenant, request)?)).await?;
     Ok((StatusCode::CREATED, axum::Json(WebhookCreated { webhook: hook.public(), secret })).into_response())
 }
 
@@ -93,6 +76,20 @@ pub async fn delete(State(state): State<ApiState>, Admin(tenant): Admin, ApiPath
 pub async fn deliveries(State(state): State<ApiState>, Admin(tenant): Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     match blocking(move || Ok(state.webhooks.deliveries(&tenant, &id)?)).await? {
         Some(items) => Ok(axum::Json(Items { items }).into_response()),
+        None => Err(ApiError::not_found("webhook")),
+    }
+}
+
+/// Sends a test notification to a channel now, in its kind's shape (one
+/// attempt, no retry, logged with the deliveries as `signal_id` `test`), and
+/// answers whether the receiver took it.
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", operation_id = "test_webhook", tag = "webhooks", params(("id" = String, Path, description = "Webhook id")), responses(
+    (status = 200, description = "The attempt: delivered or not", body = Delivery),
+    (status = 404, description = "No such webhook in this tenant", body = ErrorBody)
+))]
+pub async fn test(State(state): State<ApiState>, Admin(tenant): Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    match state.webhooks.test_send(&tenant, &id).await? {
+        Some(delivery) => Ok(axum::Json(delivery).into_response()),
         None => Err(ApiError::not_found("webhook")),
     }
 }

@@ -158,6 +158,8 @@ impl GuardedConnector {
     pub fn new(allow_private: bool) -> GuardedConnector {
         let mut inner = HttpConnector::new_with_resolver(CheckedResolver { allow_private });
         inner.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
+        // https:// URIs reach it too: the TLS layer above wraps its stream.
+        inner.enforce_http(false);
         GuardedConnector { inner, allow_private }
     }
 }

@@ -97,7 +97,26 @@ export interface Counts {
 
 export interface KeyInfo { id: string; name: string; scopes: string[]; created_at: string; expires_at?: string | null; last_used_at?: string | null }
 export interface KeyCreated { id: string; name: string; key: string; scopes: string[]; expires_at?: string | null }
-export interface WebhookInfo { id: string; url: string; severities: Severity[]; rules: string[]; created_at: string }
+export type ChannelKind = 'generic' | 'slack' | 'pagerduty' | 'alertmanager';
+export const CHANNEL_KINDS: { kind: ChannelKind; label: string; placeholder: string }[] = [
+  { kind: 'generic', label: 'Generic (signed JSON)', placeholder: 'https://alerts.example.com/fluo' },
+  { kind: 'slack', label: 'Slack incoming webhook', placeholder: 'https://hooks.slack.com/services/…' },
+  { kind: 'pagerduty', label: 'PagerDuty Events v2', placeholder: 'https://events.pagerduty.com/v2/enqueue' },
+  { kind: 'alertmanager', label: 'Prometheus Alertmanager', placeholder: 'http://alertmanager.internal:9093' },
+];
+export interface WebhookInfo {
+  id: string;
+  url: string;
+  kind: ChannelKind;
+  name: string;
+  severities: Severity[];
+  rules: string[];
+  services: string[];
+  has_routing_key: boolean;
+  throttle_minutes?: number;
+  repeat_minutes?: number;
+  created_at: string;
+}
 export interface WebhookCreated extends WebhookInfo { secret: string }
 export interface Delivery { signal_id: string; attempt: number; error?: string | null; delivered: boolean; at: string }
 export interface TraceSummary { trace_id: string; root_name: string | null; service: string | null; spans: number; start_time: string; duration_ms: number }

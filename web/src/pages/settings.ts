@@ -1,10 +1,10 @@
-// Settings (admins): API keys, users, webhooks and their delivery log.
+// Settings (admins): API keys, users, notification channels (webhooks), their test send and delivery log.
 import { api, errorMessage } from '../api';
 import { h, mount } from '../dom';
 import { fmtDate, fromLocalInput } from '../format';
 import type { Ctx } from '../router';
 import { isAdmin, session } from '../session';
-import { SEVERITIES, type Delivery, type KeyCreated, type KeyInfo, type RuleInfo, type UserInfo, type WebhookCreated, type WebhookInfo } from '../types';
+import { CHANNEL_KINDS, SEVERITIES, type ChannelKind, type Delivery, type KeyCreated, type KeyInfo, type RuleInfo, type UserInfo, type WebhookCreated, type WebhookInfo } from '../types';
 import { confirmDialog, emptyState, errorBox, loading, openDialog, pageHeader, secretBox, toast } from '../ui';
 
 const SCOPES = ['ingest', 'read', 'write', 'admin'] as const;
@@ -65,14 +65,14 @@ export function settingsPage(ctx: Ctx): () => void {
 
   const newKey = h('button', { type: 'button', class: 'btn btn-primary' }, 'Create API key');
   const newUser = h('button', { type: 'button', class: 'btn btn-primary' }, 'Add user');
-  const newHook = h('button', { type: 'button', class: 'btn btn-primary' }, 'Add webhook');
+  const newHook = h('button', { type: 'button', class: 'btn btn-primary' }, 'Add channel');
 
   mount(
     ctx.root,
-    pageHeader('Settings', 'Credentials, people and notifications of this tenant.', h('nav', { class: 'row', 'aria-label': 'Sections' }, h('a', { href: '#keys', class: 'btn btn-ghost btn-small' }, 'API keys'), h('a', { href: '#users', class: 'btn btn-ghost btn-small' }, 'Users'), h('a', { href: '#webhooks', class: 'btn btn-ghost btn-small' }, 'Webhooks'))),
+    pageHeader('Settings', 'Credentials, people and notifications of this tenant.', h('nav', { class: 'row', 'aria-label': 'Sections' }, h('a', { href: '#keys', class: 'btn btn-ghost btn-small' }, 'API keys'), h('a', { href: '#users', class: 'btn btn-ghost btn-small' }, 'Users'), h('a', { href: '#webhooks', class: 'btn btn-ghost btn-small' }, 'Notifications'))),
     section('keys', 'API keys', 'For OpenTelemetry exporters (ingest) and automation (read, write, admin). Secrets are shown once.', newKey, keysBody),
     section('users', 'Users', 'People who sign in to this console. Admin: everything; editor: rules and signals; viewer: read only.', newUser, usersBody),
-    section('webhooks', 'Webhooks', 'New signals are POSTed, signed with HMAC-SHA256 (x-fluo-signature). http:// only.', newHook, hooksBody),
+    section('webhooks', 'Notifications', 'Group events (new, regressed, status changes, rates, reminders) go to your chat, paging and alerting tools, each with a link to the group.', newHook, hooksBody),
   );
   // The in-page section links must not go through the router.
   for (const a of ctx.root.querySelectorAll<HTMLAnchorElement>('a[href^="#"]')) {
@@ -235,6 +235,19 @@ export function settingsPage(ctx: Ctx): () => void {
               items.map((w) => {
                 const log = h('div', { class: 'deliveries' });
                 const logBtn = h('button', { type: 'button', class: 'btn btn-small', 'aria-expanded': 'false' }, 'Delivery log');
+                const testBtn = h('button', { type: 'button', class: 'btn btn-small' }, 'Send test');
+                testBtn.addEventListener('click', async () => {
+                  testBtn.disabled = true;
+                  try {
+                    const d = await api.post<Delivery>(`/webhooks/${encodeURIComponent(w.id)}/test`, {});
+                    toast(d.delivered ? `Test delivered to ${w.name || w.url}` : `Test not delivered: ${d.error ?? 'not delivered'}`, d.delivered ? 'ok' : 'error');
+                    if (logBtn.getAttribute('aria-expanded') === 'true') await showLog();
+                  } catch (e) {
+                    toast(errorMessage(e), 'error');
+                  } finally {
+                    testBtn.disabled = false;
+                  }
+                });
                 logBtn.addEventListener('click', async () => {
                   if (logBtn.getAttribute('aria-expanded') === 'true') {
                     mount(log);
@@ -242,6 +255,9 @@ export function settingsPage(ctx: Ctx): () => void {
                     return;
                   }
                   logBtn.setAttribute('aria-expanded', 'true');
+                  await showLog();
+                });
+                async function showLog(): Promise<void> {
                   mount(log, loading());
                   try {
                     const { items: ds } = await api.get<{ items: Delivery[] }>(`/webhooks/${encodeURIComponent(w.id)}/deliveries`);
@@ -261,7 +277,7 @@ export function settingsPage(ctx: Ctx): () => void {
                                   'tr',
                                   null,
                                   h('td', { 'data-label': 'When', class: 'small' }, fmtDate(d.at)),
-                                  h('td', { 'data-label': 'Signal' }, h('a', { href: `/signals/${encodeURIComponent(d.signal_id)}`, class: 'mono small' }, d.signal_id)),
+                                  h('td', { 'data-label': 'Signal' }, d.signal_id === 'test' ? h('span', { class: 'muted small' }, 'test send') : h('a', { href: `/signals/${encodeURIComponent(d.signal_id)}`, class: 'mono small' }, d.signal_id)),
                                   h('td', { 'data-label': 'Attempt' }, String(d.attempt)),
                                   h('td', { 'data-label': 'Result' }, h('span', { class: `badge ${d.delivered ? 'badge-ok' : 'badge-danger'}` }, d.delivered ? 'delivered' : 'not delivered'), d.error ? h('div', { class: 'muted small' }, d.error) : null),
                                 ),
@@ -273,7 +289,7 @@ export function settingsPage(ctx: Ctx): () => void {
                   } catch (e) {
                     mount(log, errorBox(e));
                   }
-                });
+                }
                 const del = deleteButton(
                   'Delete',
                   `Delete webhook ${w.url}`,
@@ -288,14 +304,27 @@ export function settingsPage(ctx: Ctx): () => void {
                   h(
                     'div',
                     { class: 'hook-head' },
-                    h('div', null, h('code', { class: 'strong' }, w.url), h('div', { class: 'muted small' }, `Severities: ${w.severities.length ? w.severities.join(', ') : 'all'} · Rules: ${w.rules.length ? w.rules.map(ruleName).join(', ') : 'all'} · created ${fmtDate(w.created_at)}`)),
-                    h('div', { class: 'row' }, logBtn, del),
+                    h(
+                      'div',
+                      null,
+                      h('div', null, h('span', { class: 'badge' }, CHANNEL_KINDS.find((k) => k.kind === w.kind)?.label ?? w.kind), ' ', w.name ? h('strong', null, w.name) : null),
+                      h('code', { class: 'small' }, w.url),
+                      h(
+                        'div',
+                        { class: 'muted small' },
+                        `Severities: ${w.severities.length ? w.severities.join(', ') : 'all'} · Rules: ${w.rules.length ? w.rules.map(ruleName).join(', ') : 'all'} · Services: ${w.services.length ? w.services.join(', ') : 'all'}` +
+                          (w.throttle_minutes ? ` · at most once per ${w.throttle_minutes} min per group` : '') +
+                          (w.repeat_minutes ? ` · reminders every ${w.repeat_minutes} min` : '') +
+                          ` · created ${fmtDate(w.created_at)}`,
+                      ),
+                    ),
+                    h('div', { class: 'row' }, testBtn, logBtn, del),
                   ),
                   log,
                 );
               }),
             )
-          : emptyState('No webhooks', 'Send new signals to your incident tooling or chat.'),
+          : emptyState('No channels', 'Send group events to Slack, PagerDuty, Alertmanager or your own endpoint.'),
       );
     } catch (e) {
       if (alive) mount(hooksBody, errorBox(e, () => void loadHooks()));
@@ -303,7 +332,21 @@ export function settingsPage(ctx: Ctx): () => void {
   }
 
   newHook.addEventListener('click', () => {
-    const url = h('input', { id: 'nh-url', type: 'url', required: true, placeholder: 'http://alerts.internal:9000/fluo', autocomplete: 'off' });
+    const kind = h('select', { id: 'nh-kind' }, CHANNEL_KINDS.map((k) => h('option', { value: k.kind }, k.label)));
+    const name = h('input', { id: 'nh-name', type: 'text', maxlength: 100, placeholder: 'payments on-call', autocomplete: 'off' });
+    const url = h('input', { id: 'nh-url', type: 'url', required: true, placeholder: CHANNEL_KINDS[0].placeholder, autocomplete: 'off' });
+    const routingKey = h('input', { id: 'nh-routing-key', type: 'password', maxlength: 128, autocomplete: 'off' });
+    const routingField = h('div', { class: 'field', hidden: true }, h('label', { for: 'nh-routing-key' }, 'PagerDuty routing key'), routingKey, h('span', { class: 'hint' }, 'The integration key of an Events API v2 integration; stored, never shown again.'));
+    const services = h('input', { id: 'nh-services', type: 'text', placeholder: 'payments, checkout', autocomplete: 'off' });
+    const throttle = h('input', { id: 'nh-throttle', type: 'number', min: 1, max: 10080, placeholder: 'none' });
+    const repeat = h('input', { id: 'nh-repeat', type: 'number', min: 1, max: 10080, placeholder: 'none' });
+    kind.addEventListener('change', () => {
+      const k = CHANNEL_KINDS.find((c) => c.kind === kind.value) ?? CHANNEL_KINDS[0];
+      url.placeholder = k.placeholder;
+      routingField.hidden = k.kind !== 'pagerduty';
+      routingKey.required = k.kind === 'pagerduty';
+      if (k.kind === 'alertmanager' && !repeat.value) repeat.value = '60';
+    });
     const sev = checkboxes('nh-sev', SEVERITIES);
     const ruleBoxes = checkboxes('nh-rule', rules.map((r) => r.name));
     const err = h('div', { role: 'alert' });
@@ -311,17 +354,35 @@ export function settingsPage(ctx: Ctx): () => void {
     const form = h(
       'form',
       { class: 'stack' },
-      h('div', { class: 'field' }, h('label', { for: 'nh-url' }, 'URL'), url, h('span', { class: 'hint' }, 'http:// only for now.')),
+      h('div', { class: 'field' }, h('label', { for: 'nh-kind' }, 'Kind'), kind),
+      h('div', { class: 'field' }, h('label', { for: 'nh-name' }, 'Name'), name),
+      h('div', { class: 'field' }, h('label', { for: 'nh-url' }, 'URL'), url, h('span', { class: 'hint' }, 'https:// or http://; for Alertmanager its base URL.')),
+      routingField,
       h('fieldset', null, h('legend', null, 'Severities (none checked: all)'), sev.el),
+      h('div', { class: 'field' }, h('label', { for: 'nh-services' }, 'Services'), services, h('span', { class: 'hint' }, 'Comma-separated; empty: every service.')),
+      h('div', { class: 'field' }, h('label', { for: 'nh-throttle' }, 'Throttle (minutes)'), throttle, h('span', { class: 'hint' }, 'At most one "fires" notification per group in this time; status changes always go.')),
+      h('div', { class: 'field' }, h('label', { for: 'nh-repeat' }, 'Remind every (minutes)'), repeat, h('span', { class: 'hint' }, 'While a group stays open. Alertmanager: keep it below 180.')),
       rules.length ? h('fieldset', null, h('legend', null, 'Rules (none checked: all)'), ruleBoxes.el) : null,
       err,
-      h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn', onclick: () => d.close() }, 'Cancel'), h('button', { type: 'submit', class: 'btn btn-primary' }, 'Add webhook')),
+      h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn', onclick: () => d.close() }, 'Cancel'), h('button', { type: 'submit', class: 'btn btn-primary' }, 'Add channel')),
     );
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       try {
         const names = ruleBoxes.values();
-        const w = await api.post<WebhookCreated>('/webhooks', { url: url.value.trim(), severities: sev.values(), rules: rules.filter((r) => names.includes(r.name)).map((r) => r.id) });
+        const k = kind.value as ChannelKind;
+        const minutes = (input: HTMLInputElement) => (input.value ? Number(input.value) : undefined);
+        const w = await api.post<WebhookCreated>('/webhooks', {
+          url: url.value.trim(),
+          kind: k,
+          name: name.value.trim(),
+          severities: sev.values(),
+          rules: rules.filter((r) => names.includes(r.name)).map((r) => r.id),
+          services: services.value.split(',').map((s) => s.trim()).filter(Boolean),
+          routing_key: k === 'pagerduty' ? routingKey.value.trim() : undefined,
+          throttle_minutes: minutes(throttle),
+          repeat_minutes: minutes(repeat),
+        });
         mount(body, secretBox('signing secret', w.secret), h('p', { class: 'muted small' }, 'Verify x-fluo-signature = sha256=HMAC(secret, "{x-fluo-timestamp}.{body}").'), h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn btn-primary', onclick: () => d.close() }, 'Done')));
         body.querySelector<HTMLElement>('.secret-value')?.focus();
         void loadHooks();
@@ -330,7 +391,7 @@ export function settingsPage(ctx: Ctx): () => void {
       }
     });
     body.appendChild(form);
-    const d = openDialog('Add webhook', body);
+    const d = openDialog('Add notification channel', body);
   });
 
   void loadKeys();

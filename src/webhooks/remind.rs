@@ -1,0 +1,131 @@
+//! Reminders and test sends: `signal.reminder` to channels with a repeat
+//! interval for each group that stays open (not acknowledged, not snoozed),
+//! and a channel's test send (one attempt, logged, answered at once).
+
+use super::{Delivery, Job, Webhook, WebhookError, Webhooks, payload, wants};
+use crate::model::tenant::TenantId;
+use crate::model::time::{now_ms, rfc3339};
+use crate::signals::{Filter, Signal, Signals, Status};
+use crate::store::key::Key;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often open groups are looked at for reminders.
+pub const REMIND_EVERY: Duration = Duration::from_secs(30);
+
+/// Open groups looked at per tenant and round (the oldest first are not
+/// favoured: the store lists newest first).
+const GROUPS_PER_ROUND: usize = 1000;
+
+impl Webhooks {
+    /// Every tenant's channels that have a repeat interval.
+    pub(super) fn repeating(&self) -> Vec<(TenantId, Webhook)> {
+        self.hooks
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(key, value)| {
+                let (tenant, _) = Key::split_tenant(&key)?;
+                let hook: Webhook = serde_json::from_slice(&value).ok()?;
+                hook.repeat_minutes.map(|_| (TenantId::trusted(tenant), hook))
+            })
+            .collect()
+    }
+
+    /// Queues `signal.reminder` for each of `open` that `hook` wants and was
+    /// last told of at least its repeat interval ago. A group the channel was
+    /// never told of (since this process started) starts its interval now.
+    pub(super) fn remind(&self, tenant: &TenantId, hook: &Webhook, open: &[Signal], now: u64) -> usize {
+        let Some(minutes) = hook.repeat_minutes else { return 0 };
+        let mut due = Vec::new();
+        {
+            let mut sent = self.sent.lock().unwrap_or_else(|poison| poison.into_inner());
+            for group in open.iter().filter(|group| wants(hook, group)) {
+                let last = sent.entry((tenant.clone(), hook.id.clone(), group.id.clone())).or_insert(now);
+                if now.saturating_sub(*last) >= u64::from(minutes) * 60_000 {
+                    *last = now;
+                    due.push(group);
+                }
+            }
+        }
+        for group in &due {
+            let body = self.body(hook, group, "signal.reminder", None);
+            let job = self.outboxed(tenant, &hook.id, &group.id, body);
+            self.enqueue(job, true);
+        }
+        due.len()
+    }
+
+    /// One round of reminders over every tenant's repeating channels.
+    pub fn remind_all(&self, signals: &Signals) {
+        let now = now_ms();
+        let mut open_of: std::collections::HashMap<TenantId, Vec<Signal>> = std::collections::HashMap::new();
+        for (tenant, hook) in self.repeating() {
+            let open = open_of.entry(tenant.clone()).or_insert_with(|| {
+                let filter = Filter { status: Some(Status::Open), snoozed: Some(false), limit: GROUPS_PER_ROUND, ..Filter::default() };
+                signals.list(&tenant, &filter).map(|(groups, _)| groups).unwrap_or_default()
+            });
+            self.remind(&tenant, &hook, open, now);
+        }
+    }
+
+    /// Sends a test event to a channel now: one attempt, no retry, logged
+    /// like any delivery. `None` if the tenant has no such channel.
+    pub async fn test_send(self: &Arc<Self>, tenant: &TenantId, id: &str) -> Result<Option<Delivery>, WebhookError> {
+        let (this, owner, hook_id) = (self.clone(), tenant.clone(), id.to_string());
+        let hook = tokio::task::spawn_blocking(move || this.get(&owner, &hook_id))
+            .await
+            .map_err(|error| WebhookError::Invalid(error.to_string()))??;
+        let Some(hook) = hook else { return Ok(None) };
+        let now = now_ms();
+        let signal: Signal = serde_json::from_value(serde_json::json!({
+            "id": "s_test", "rule_id": "r_test", "rule_name": "fluo-test", "rule_version": 1, "severity": "info",
+            "message": "A test notification from FLUO: this channel works.", "trace_id": "00000000000000000000000000000000",
+            "span_ids": [], "status": "open", "created_at": rfc3339(now), "created_unix_ms": now, "updated_at": rfc3339(now),
+            "last_seen_at": rfc3339(now), "last_seen_unix_ms": now, "witnesses": [],
+        }))
+        .expect("the test group is a group");
+        let link = self.link(&signal.id);
+        let event = payload::Event { kind: "signal.test", signal: &signal, link: &link, rate: None };
+        let body: Arc<str> =
+            serde_json::to_string(&payload::body(hook.kind, &event, hook.routing_key.as_deref())).unwrap_or_default().into();
+        let job = Job {
+            tenant: tenant.clone(),
+            hook_id: hook.id.clone(),
+            signal_id: signal.id.clone(),
+            body,
+            attempt: 1,
+            timestamp: now / 1000,
+            key: Vec::new(),
+            id: format!("d_test_{now}"),
+        };
+        let result = self.post(&hook, &job).await;
+        let delivery = Delivery {
+            signal_id: "test".into(),
+            attempt: 1,
+            delivered: result == Ok(true),
+            error: match result {
+                Ok(true) => None,
+                Err(true) => Some(super::REFUSED_TARGET.to_string()),
+                _ => Some("not delivered".to_string()),
+            },
+            at: rfc3339(now_ms()),
+        };
+        let (this, owner, logged) = (self.clone(), tenant.clone(), delivery.clone());
+        tokio::task::spawn_blocking(move || this.log(&owner, &hook.id, &logged))
+            .await
+            .map_err(|error| WebhookError::Invalid(error.to_string()))??;
+        Ok(Some(delivery))
+    }
+}
+
+/// Runs reminder rounds every [`REMIND_EVERY`] until `stop` fires.
+pub async fn remind(webhooks: Arc<Webhooks>, signals: Arc<Signals>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(REMIND_EVERY) => {}
+        }
+        let (webhooks, signals) = (webhooks.clone(), signals.clone());
+        let _ = tokio::task::spawn_blocking(move || webhooks.remind_all(&signals)).await;
+    }
+}
