@@ -27,9 +27,10 @@ pub struct DemoArgs {
     /// The operator key the server was started with.
     #[arg(long, env = "FLUO_OPERATOR_KEY", hide_env_values = true)]
     pub operator_key: String,
-    /// Name of the demo tenant.
-    #[arg(long, default_value = "demo")]
-    pub tenant: String,
+    /// Name of the demo tenant (unique on the server). Default: `demo`, or
+    /// `demo-` and six hex digits when `demo` exists already.
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// Traces per second.
     #[arg(long, default_value_t = 5.0)]
     pub rate: f64,
@@ -70,7 +71,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let client: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let created = api(&client, &args, "/api/v1/tenants", &args.operator_key, json!({ "name": args.tenant })).await?;
+    let mut name = args.tenant.clone().unwrap_or_else(|| "demo".into());
+    let tenants = format!("{}/api/v1/tenants", args.api.trim_end_matches('/'));
+    let mut created =
+        call(&client, "POST", &tenants, &args.operator_key, "application/json", json!({ "name": name }).to_string().into_bytes()).await?;
+    if created.0 == 409 && args.tenant.is_none() {
+        name = format!("demo-{}", hex::encode(rand::random::<[u8; 3]>()));
+        created = call(&client, "POST", &tenants, &args.operator_key, "application/json", json!({ "name": name }).to_string().into_bytes())
+            .await?;
+    }
+    let (status, bytes) = created;
+    let created: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    anyhow::ensure!(status == 201, "POST /api/v1/tenants answered {status}: {created}");
     let (tenant, admin) =
         (created["id"].as_str().unwrap_or_default().to_string(), created["admin_key"].as_str().unwrap_or_default().to_string());
     let ingest = api(&client, &args, "/api/v1/keys", &admin, json!({"name": "demo-sender", "scopes": ["ingest"]})).await?;
@@ -81,10 +93,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         api(&client, &args, "/api/v1/rules", &admin, json!({"name": template.id, "source": template.source, "message": template.title}))
             .await?;
     }
-    println!("demo tenant {tenant} ({}) with {} rules", args.tenant, TEMPLATES.len());
+    println!("demo tenant {name} ({tenant}) with {} rules", TEMPLATES.len());
     println!("  admin key:  {admin}");
     println!("  ingest key: {ingest}");
-    println!("  sign in:    tenant {tenant}, demo@fluo.example, password {password}");
+    println!("  sign in:    tenant {name}, demo@fluo.example, password {password}");
     println!("  console:    {}/login?tenant={tenant}", args.api.trim_end_matches('/'));
     println!("sending traces to {} ({} per second); some break the rules", args.otlp, args.rate);
 

@@ -215,3 +215,38 @@ fn tenants_have_quotas_of_keys_and_users() {
     assert!(body["error"]["message"].as_str().unwrap().contains("quota"), "{body}");
     assert_eq!(new_user(&server, &other, "c@example.com").0, 201);
 }
+
+/// Tenant names are unique (case-insensitive, trimmed) and never look like an
+/// id; the operator lists tenants; users sign in with the tenant's name or id,
+/// and a name shaped like another tenant's id cannot take that tenant's place.
+#[test]
+fn tenant_names_are_unique_listed_and_sign_in_takes_a_name_or_an_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let (id, admin) = server.tenant("Acme Corp");
+    for (name, status) in [(" acme corp ", 409), ("ACME CORP", 409), ("t_0123456789abcdef", 400)] {
+        let (got, body) = server.api("POST", "/api/v1/tenants", Some(common::OPERATOR_KEY), Some(&json!({ "name": name })));
+        assert_eq!(got, status, "{name:?}: {body}");
+    }
+    let (_, other_admin) = server.tenant("Globex");
+    let (status, list) = server.api("GET", "/api/v1/tenants", Some(common::OPERATOR_KEY), None);
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|tenant| tenant["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{list}");
+    assert!(names.contains(&"Acme Corp") && names.contains(&"Globex"), "{list}");
+    assert!(list["items"].as_array().unwrap().iter().all(|tenant| tenant["created_at"].is_string() && tenant.get("admin_key").is_none()));
+    for key in [&admin, &other_admin] {
+        assert_eq!(server.api("GET", "/api/v1/tenants", Some(key), None).0, 403, "a tenant's admin does not list tenants");
+    }
+
+    assert_eq!(new_user(&server, &admin, "ana@acme.example").0, 201);
+    for tenant in [id.as_str(), "Acme Corp", "acme corp", " ACME CORP "] {
+        let body = json!({"tenant": tenant, "email": "ana@acme.example", "password": PASSWORD});
+        let (status, answer) = server.api("POST", "/api/v1/auth/login", None, Some(&body));
+        assert_eq!(status, 200, "{tenant:?}: {answer}");
+        let (_, info) = server.api("GET", "/api/v1/info", answer["token"].as_str(), None);
+        assert_eq!(info["tenant"], id.as_str(), "{info}");
+    }
+    let body = json!({"tenant": "Globex", "email": "ana@acme.example", "password": PASSWORD});
+    assert_eq!(server.api("POST", "/api/v1/auth/login", None, Some(&body)).0, 401, "Ana is not Globex's user");
+}

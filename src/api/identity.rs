@@ -14,9 +14,30 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
-    /// 1 to 128 characters, not all blank.
+    /// 1 to 128 characters, not all blank; unique (trimmed, case-insensitive).
     #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     name: String,
+}
+
+/// A tenant as the operator lists it.
+#[derive(Serialize, ToSchema)]
+pub struct TenantInfo {
+    id: String,
+    name: String,
+    created_at: String,
+}
+
+/// Every tenant, in id order (operator key only).
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", operation_id = "list_tenants", responses(
+    (status = 200, description = "Tenants", body = Items<TenantInfo>)
+))]
+pub async fn list_tenants(State(state): State<ApiState>, _operator: Operator) -> Result<Response, ApiError> {
+    let tenants = blocking(move || Ok(state.auth.tenants()?)).await?;
+    let items: Vec<TenantInfo> = tenants
+        .into_iter()
+        .map(|tenant| TenantInfo { id: tenant.id, name: tenant.name, created_at: crate::model::time::rfc3339(tenant.created_unix_ms) })
+        .collect();
+    Ok(axum::Json(Items { items }).into_response())
 }
 
 /// A new tenant with its first admin key (shown this once).
@@ -29,7 +50,8 @@ pub struct TenantCreated {
 
 /// Creates a tenant (operator key only) and returns its first admin key.
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = NewTenant, responses(
-    (status = 201, description = "Created", body = TenantCreated)
+    (status = 201, description = "Created", body = TenantCreated),
+    (status = 409, description = "A tenant with this name exists", body = ErrorBody)
 ))]
 pub async fn create_tenant(
     State(state): State<ApiState>,
@@ -142,7 +164,7 @@ pub async fn delete_user(State(state): State<ApiState>, Admin(tenant): Admin, Ap
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
-    /// The tenant id.
+    /// The tenant's id or its name.
     tenant: String,
     email: String,
     password: String,

@@ -282,7 +282,7 @@ impl utoipa::Modify for Conventions {
 /// Every operation, registered from its handler's annotation.
 fn operations() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(identity::create_tenant))
+        .routes(routes!(identity::create_tenant, identity::list_tenants))
         .routes(routes!(identity::create_key, identity::list_keys))
         .routes(routes!(identity::revoke_key))
         .routes(routes!(identity::create_user, identity::list_users))

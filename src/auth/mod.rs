@@ -359,15 +359,27 @@ impl Auth {
         Ok(true)
     }
 
-    /// Creates a tenant and its first key (scope `admin`).
+    /// Creates a tenant and its first key (scope `admin`). Names are unique
+    /// (trimmed, case-insensitive) and may not look like a tenant id, since
+    /// users sign in with either.
     pub fn create_tenant(&self, name: &str) -> Result<(Tenant, NewKey), AuthError> {
         if name.trim().is_empty() || name.len() > 128 {
             return Err(AuthError::Invalid("tenant name must be 1 to 128 characters".into()));
         }
+        if looks_like_tenant_id(name.trim()) {
+            return Err(AuthError::Invalid("tenant name may not look like a tenant id (t_ and 16 hex digits)".into()));
+        }
         let tenant = Tenant { id: format!("t_{}", hex::encode(random::<8>())), name: name.trim().into(), created_unix_ms: now_ms() };
-        self.identity.put_tenant(&tenant)?;
+        if !self.identity.put_tenant(&tenant)? {
+            return Err(AuthError::Conflict(format!("a tenant named {:?} exists; names are unique", tenant.name)));
+        }
         let key = self.insert_key(&TenantId::trusted(&tenant.id), "admin", vec![Scope::Admin], None)?;
         Ok((tenant, key))
+    }
+
+    /// Every tenant, in id order (for the operator).
+    pub fn tenants(&self) -> Result<Vec<Tenant>, AuthError> {
+        Ok(self.identity.tenants()?)
     }
 
     /// A new key; `expires_unix_ms` must be in the future and at most
@@ -550,4 +562,9 @@ mod tests {
         assert!(auth.users.delete(&acme, &user.id).unwrap());
         assert!(!auth.still_valid(&two, now_ms()), "user deleted");
     }
+}
+
+/// Whether `text` has the shape of a tenant id: `t_` and 16 lower-case hex digits.
+pub fn looks_like_tenant_id(text: &str) -> bool {
+    text.len() == 18 && text.starts_with("t_") && text[2..].bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }

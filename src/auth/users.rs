@@ -347,6 +347,13 @@ impl Users {
         }
         let email = email.to_ascii_lowercase();
         let attempt_key = failure_key(tenant, &email, client);
+        // A tenant id, or else a tenant's name (ids never look like names: see `create_tenant`).
+        let named = if super::looks_like_tenant_id(tenant) && self.identity.tenant_exists(tenant)? {
+            None
+        } else {
+            self.identity.tenant_named(tenant)?
+        };
+        let tenant = named.as_deref().unwrap_or(tenant);
         if let Some(wait) = self.failures.lock().unwrap_or_else(|poison| poison.into_inner()).wait(&attempt_key, Instant::now()) {
             return Err(LoginError::SlowDown(wait));
         }

@@ -1,7 +1,7 @@
 //! Tenants, API keys, users and revoked sessions: the [`IdentityStore`]
 //! interface `auth` uses, and [`SledIdentity`], its embedded implementation
-//! (trees `tenants`, `api_keys`, `api_key_ids`, `meta`, `users`, `user_ids`,
-//! `revoked_sessions`). Records hold no secret: a key is stored by the SHA-256
+//! (trees `tenants`, `tenant_names`, `api_keys`, `api_key_ids`, `meta`, `users`,
+//! `user_ids`, `revoked_sessions`). Records hold no secret: a key is stored by the SHA-256
 //! of its secret, a user by an argon2id hash. Every write that returns is
 //! durable, except a key's last-used time (best effort, see [`IdentityStore::touch_key`]).
 
@@ -52,7 +52,14 @@ pub trait IdentityStore: Send + Sync {
     fn operator_hash(&self) -> Result<Option<KeyHash>>;
     fn set_operator_hash(&self, hash: &KeyHash) -> Result<()>;
 
-    fn put_tenant(&self, tenant: &Tenant) -> Result<()>;
+    /// Stores a new tenant unless its name (trimmed, case-insensitive) is
+    /// taken: `false` then, and nothing is written.
+    fn put_tenant(&self, tenant: &Tenant) -> Result<bool>;
+    /// Every tenant, in id order.
+    fn tenants(&self) -> Result<Vec<Tenant>>;
+    /// The id of the tenant with this name (trimmed, case-insensitive).
+    fn tenant_named(&self, name: &str) -> Result<Option<String>>;
+    fn tenant_exists(&self, id: &str) -> Result<bool>;
 
     /// Every key of every tenant (to fill the in-memory lookup at start).
     fn all_keys(&self) -> Result<Vec<(KeyHash, KeyRecord)>>;
@@ -93,6 +100,8 @@ const OPERATOR_HASH: &[u8] = b"operator_key_sha256";
 pub struct SledIdentity {
     db: sled::Db,
     tenants: sled::Tree,
+    /// Lower-case trimmed name → tenant id (names are unique).
+    tenant_names: sled::Tree,
     keys: sled::Tree,
     /// (tenant, key id) → secret hash, for listing and revocation.
     key_ids: sled::Tree,
@@ -103,6 +112,11 @@ pub struct SledIdentity {
     user_ids: sled::Tree,
     /// Session id → until when (big-endian ms).
     revoked: sled::Tree,
+}
+
+/// How a tenant name is compared: trimmed, lower-case.
+fn name_key(name: &str) -> Vec<u8> {
+    name.trim().to_lowercase().into_bytes()
 }
 
 fn in_tenant(tenant: &str, part: &str) -> Key {
@@ -118,6 +132,7 @@ impl SledIdentity {
     pub fn open(db: &sled::Db) -> Result<SledIdentity> {
         let store = SledIdentity {
             tenants: db.open_tree("tenants")?,
+            tenant_names: db.open_tree("tenant_names")?,
             keys: db.open_tree("api_keys")?,
             key_ids: db.open_tree("api_key_ids")?,
             meta: db.open_tree("meta")?,
@@ -126,6 +141,20 @@ impl SledIdentity {
             revoked: db.open_tree("revoked_sessions")?,
             db: db.clone(),
         };
+        // Tenants made before names were unique: the oldest keeps its name in
+        // the index; later namesakes are reached by id only.
+        if store.tenant_names.is_empty() {
+            let mut tenants = store.tenants()?;
+            tenants.sort_by_key(|tenant| tenant.created_unix_ms);
+            for tenant in tenants {
+                let taken =
+                    store.tenant_names.compare_and_swap(name_key(&tenant.name), None as Option<&[u8]>, Some(tenant.id.as_bytes()))?;
+                if taken.is_err() {
+                    tracing::warn!(tenant = %tenant.id, name = %tenant.name, "tenant name used twice; sign in to this one by its id");
+                }
+            }
+            store.tenant_names.flush()?;
+        }
         for (hash, record) in store.all_keys()? {
             let id_key = in_tenant(&record.tenant, &record.id);
             if store.key_ids.get(&id_key)?.is_none() {
@@ -169,9 +198,29 @@ impl IdentityStore for SledIdentity {
         self.flush()
     }
 
-    fn put_tenant(&self, tenant: &Tenant) -> Result<()> {
+    fn put_tenant(&self, tenant: &Tenant) -> Result<bool> {
+        if self.tenant_names.compare_and_swap(name_key(&tenant.name), None as Option<&[u8]>, Some(tenant.id.as_bytes()))?.is_err() {
+            return Ok(false);
+        }
         self.tenants.insert(tenant.id.as_bytes(), serde_json::to_vec(tenant)?)?;
-        self.flush()
+        self.flush()?;
+        Ok(true)
+    }
+
+    fn tenants(&self) -> Result<Vec<Tenant>> {
+        let mut tenants = Vec::new();
+        for entry in self.tenants.iter().values() {
+            tenants.push(serde_json::from_slice(&entry?)?);
+        }
+        Ok(tenants)
+    }
+
+    fn tenant_named(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.tenant_names.get(name_key(name))?.map(|id| String::from_utf8_lossy(&id).into_owned()))
+    }
+
+    fn tenant_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.tenants.contains_key(id.as_bytes())?)
     }
 
     fn all_keys(&self) -> Result<Vec<(KeyHash, KeyRecord)>> {
@@ -307,7 +356,14 @@ pub(crate) mod contract {
         assert_eq!(store.operator_hash().unwrap(), None);
         store.set_operator_hash(&[7; 32]).unwrap();
         assert_eq!(store.operator_hash().unwrap(), Some([7; 32]));
-        store.put_tenant(&Tenant { id: "a".into(), name: "A".into(), created_unix_ms: 1 }).unwrap();
+        assert!(store.put_tenant(&Tenant { id: "a".into(), name: "A".into(), created_unix_ms: 1 }).unwrap());
+        // Names are unique, trimmed and case-insensitive; the loser writes nothing.
+        assert!(!store.put_tenant(&Tenant { id: "x".into(), name: " a ".into(), created_unix_ms: 2 }).unwrap());
+        assert!(!store.tenant_exists("x").unwrap());
+        assert!(store.put_tenant(&Tenant { id: "ab".into(), name: "AB".into(), created_unix_ms: 3 }).unwrap());
+        assert_eq!(store.tenants().unwrap().iter().map(|tenant| tenant.id.as_str()).collect::<Vec<_>>(), ["a", "ab"]);
+        assert_eq!(store.tenant_named("ab ").unwrap().as_deref(), Some("ab"));
+        assert_eq!(store.tenant_named("b").unwrap(), None);
 
         // Keys: by hash for everyone, by (tenant, id) within a tenant; "a" is a prefix of "ab".
         store.put_key(&[1; 32], &key("a", "k_1")).unwrap();

@@ -22,7 +22,7 @@ export function loginPage(ctx: Ctx): void {
     h('h1', { id: 'login-title' }, 'Sign in'),
     h('p', { class: 'muted' }, 'Trace rules and their signals, for your tenant.'),
     status,
-    h('div', { class: 'field' }, h('label', { for: 'login-tenant' }, 'Tenant ID'), tenant),
+    h('div', { class: 'field' }, h('label', { for: 'login-tenant' }, 'Tenant (name or ID)'), tenant),
     h('div', { class: 'field' }, h('label', { for: 'login-email' }, 'Email'), email),
     h('div', { class: 'field' }, h('label', { for: 'login-password' }, 'Password'), password),
     submit,
@@ -31,7 +31,7 @@ export function loginPage(ctx: Ctx): void {
     ev.preventDefault();
     const missing = [tenant, email, password].find((i) => !i.value.trim());
     if (missing) {
-      mount(status, h('div', { class: 'alert alert-error' }, `Please fill in ${missing === tenant ? 'the tenant ID' : missing === email ? 'your email' : 'your password'}.`));
+      mount(status, h('div', { class: 'alert alert-error' }, `Please fill in ${missing === tenant ? 'the tenant' : missing === email ? 'your email' : 'your password'}.`));
       missing.focus();
       return;
     }
