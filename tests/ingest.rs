@@ -366,3 +366,29 @@ fn trace_caps() {
     assert_eq!(server.metric("fluo_requests_refused_total{reason=\"overloaded\"}"), 1);
     assert_eq!(server.metric("fluo_buffered_spans"), 4, "nothing of the refused request was kept");
 }
+
+/// An SDK pointed at FLUO with OTEL_EXPORTER_OTLP_ENDPOINT also sends metrics
+/// and logs: both transports say that only traces are served, and what to set.
+#[tokio::test]
+async fn metrics_and_logs_are_answered_traces_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    for signal in ["metrics", "logs"] {
+        let (status, _, body) =
+            http(server.http, "POST", &format!("/v1/{signal}"), None, &[("content-type", "application/x-protobuf")], Some(b""));
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let message = body["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 404, "{body}");
+        assert!(message.contains("traces only") && message.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "{body}");
+    }
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc)).unwrap().connect().await.unwrap();
+    for service in ["metrics.v1.MetricsService", "logs.v1.LogsService"] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path = format!("/opentelemetry.proto.collector.{service}/Export").parse().unwrap();
+        let codec = tonic_prost::ProstCodec::<ExportTraceServiceRequest, ExportTraceServiceResponse>::default();
+        let status = grpc.unary(tonic::Request::new(ExportTraceServiceRequest::default()), path, codec).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+        assert!(status.message().contains("traces only") && status.message().contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "{status:?}");
+    }
+}

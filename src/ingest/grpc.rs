@@ -107,12 +107,21 @@ where
         .await
 }
 
-/// Rewrites the codes tonic's decoder uses into the ones OTLP specifies.
+/// The grpc-message (percent-encoded) for a service FLUO does not serve.
+const TRACES_ONLY: &str = "FLUO%20receives%20OTLP%20traces%20only%20(TraceService%2FExport)%3B%20metrics%20and%20logs%20are%20not%20served%3A%20set%20OTEL_EXPORTER_OTLP_TRACES_ENDPOINT%20or%20OTEL_METRICS_EXPORTER%3Dnone%20and%20OTEL_LOGS_EXPORTER%3Dnone";
+
+/// Rewrites the codes tonic's decoder uses into the ones OTLP specifies, and
+/// says what is served when another service is called.
 fn otlp_codes(mut response: ::http::Response<tonic::body::Body>, ingest: &Ingest) -> ::http::Response<tonic::body::Body> {
     let headers = response.headers();
     let code = headers.get("grpc-status").and_then(|status| status.to_str().ok()).and_then(|status| status.parse::<i32>().ok());
     let decode_failure =
         headers.get("grpc-message").is_some_and(|message| message.as_bytes().starts_with(b"failed%20to%20decode%20Protobuf"));
+    // Another service (metrics, logs): tonic answers UNIMPLEMENTED without a word.
+    if code == Some(tonic::Code::Unimplemented as i32) && !headers.contains_key("grpc-message") {
+        response.headers_mut().insert("grpc-message", ::http::HeaderValue::from_static(TRACES_ONLY));
+        return response;
+    }
     let replacement = match code.map(tonic::Code::from) {
         Some(tonic::Code::OutOfRange) => Some(tonic::Code::ResourceExhausted),
         Some(tonic::Code::Internal) if decode_failure => Some(tonic::Code::InvalidArgument),

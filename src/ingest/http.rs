@@ -15,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use prost::Message;
 use std::io::Read;
@@ -39,10 +39,25 @@ impl Encoding {
 pub fn router(ingest: Ingest) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
+        .route("/v1/metrics", any(|| async { traces_only("metrics") }))
+        .route("/v1/logs", any(|| async { traces_only("logs") }))
         .fallback(|| async { not_served(StatusCode::NOT_FOUND, "no such endpoint: OTLP/HTTP traces are sent to POST /v1/traces") })
         .method_not_allowed_fallback(|| async { not_served(StatusCode::METHOD_NOT_ALLOWED, "send traces with POST") })
         .layer(DefaultBodyLimit::disable())
         .with_state(ingest)
+}
+
+/// OTLP metrics or logs: said plainly, with what to set instead (an SDK
+/// pointed at FLUO with `OTEL_EXPORTER_OTLP_ENDPOINT` sends all three).
+fn traces_only(signal: &str) -> Response {
+    let variable = if signal == "metrics" { "OTEL_METRICS_EXPORTER" } else { "OTEL_LOGS_EXPORTER" };
+    not_served(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "FLUO receives OTLP traces only; /v1/{signal} is not served. Point only traces here \
+             (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=<this server>/v1/traces) or set {variable}=none"
+        ),
+    )
 }
 
 /// Another path or method: a `google.rpc.Status` in JSON like every OTLP/HTTP error.
