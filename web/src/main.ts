@@ -3,7 +3,7 @@ import { api, renewSession, setUnauthorizedHandler } from './api';
 import { setLoginMessage } from './appstate';
 import { h, mount } from './dom';
 import { type Ctx, type Page, navigate, onRender, route, startRouter } from './router';
-import { clearSession, isAdmin, scheduleRenew, session } from './session';
+import { borrowSession, clearSession, isAdmin, scheduleRenew, session } from './session';
 import { loginPage } from './pages/login';
 import { rulesPage } from './pages/rules';
 import { templatesPage } from './pages/templates';
@@ -158,4 +158,5 @@ onRender((r, c) => {
   window.scrollTo(0, 0);
 });
 
-startRouter();
+// A tab opened without a session first asks the other tabs for theirs (session.ts).
+void borrowSession().then(() => startRouter());

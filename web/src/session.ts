@@ -1,4 +1,7 @@
-// The signed-in session: the token lives in sessionStorage (per tab), the tenant id in localStorage.
+// The signed-in session: the token lives in sessionStorage (per tab), the tenant in localStorage.
+// A tab opened without a session (a signal link opened in a new tab) borrows one from another
+// open tab of this browser over a BroadcastChannel (same origin only): the token is never written
+// to persistent storage, and once every tab is closed the next one signs in again.
 import type { Info, Role, Token, UserInfo } from './types';
 
 const KEY = 'fluo.session';
@@ -16,16 +19,47 @@ let info: Info | null = null;
 let renewTimer: number | undefined;
 const listeners = new Set<() => void>();
 
+function usable(s: Session | null | undefined): s is Session {
+  return Boolean(s && typeof s.token === 'string' && s.token && s.user && new Date(s.expires_at).getTime() > Date.now() + 5_000);
+}
+
 function load(): Session | null {
   try {
     const raw = sessionStorage.getItem(KEY);
     if (!raw) return null;
     const s = JSON.parse(raw) as Session;
-    if (!s.token || new Date(s.expires_at).getTime() <= Date.now()) return null;
-    return s;
+    return usable(s) ? s : null;
   } catch {
     return null;
   }
+}
+
+const tabs: BroadcastChannel | null = typeof BroadcastChannel === 'undefined' ? null : new BroadcastChannel('fluo.session');
+tabs?.addEventListener('message', (e: MessageEvent) => {
+  if ((e.data as { type?: string })?.type === 'need' && current) tabs.postMessage({ type: 'have', session: current });
+});
+
+/** Without a session, asks the other open tabs for theirs and waits up to `waitMs` for one. */
+export function borrowSession(waitMs = 400): Promise<boolean> {
+  if (current || !tabs) return Promise.resolve(Boolean(current));
+  const channel = tabs;
+  return new Promise((resolve) => {
+    const onMessage = (e: MessageEvent) => {
+      const msg = e.data as { type?: string; session?: Session };
+      if (msg?.type !== 'have' || current || !usable(msg.session)) return;
+      current = { token: msg.session.token, expires_at: msg.session.expires_at, user: msg.session.user, tenant: msg.session.tenant };
+      sessionStorage.setItem(KEY, JSON.stringify(current));
+      done();
+    };
+    const timer = window.setTimeout(() => done(), waitMs);
+    function done(): void {
+      window.clearTimeout(timer);
+      channel.removeEventListener('message', onMessage);
+      resolve(Boolean(current));
+    }
+    channel.addEventListener('message', onMessage);
+    channel.postMessage({ type: 'need' });
+  });
 }
 
 export function session(): Session | null {

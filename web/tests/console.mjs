@@ -323,30 +323,51 @@ async function main() {
       await shot(page, 'settings');
     });
 
-    await step('webhook: add it, the secret is shown once, a new signal is delivered and logged', async () => {
-      await page.getByRole('button', { name: 'Add webhook' }).click();
-      const dialog = page.getByRole('dialog', { name: 'Add webhook' });
+    await step('notification channel: add it, the secret is shown once, a test send and a new signal are delivered and logged', async () => {
+      await page.getByRole('button', { name: 'Add channel' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Add notification channel' });
+      // PagerDuty asks for its routing key; the generic kind does not.
+      await dialog.getByLabel('Kind').selectOption('pagerduty');
+      await dialog.getByLabel('PagerDuty routing key').waitFor();
+      await dialog.getByLabel('Kind').selectOption('generic');
+      await dialog.getByLabel('PagerDuty routing key').waitFor({ state: 'hidden' });
+      await dialog.getByLabel('Name').fill('ops receiver');
       await dialog.getByLabel('URL').fill(WEBHOOK_URL);
-      await dialog.getByRole('button', { name: 'Add webhook' }).click();
+      await dialog.getByRole('button', { name: 'Add channel' }).click();
       const secret = dialog.locator('.secret-value');
       await secret.waitFor();
       assert.ok((await secret.innerText()).length >= 32, 'a signing secret');
       await dialog.getByRole('button', { name: 'Done' }).click();
       const hook = page.locator('.hook-list li').filter({ hasText: WEBHOOK_URL });
       await hook.waitFor();
+      await hook.getByText('ops receiver').waitFor();
+      await hook.getByRole('button', { name: 'Send test' }).click();
+      await page.getByText('Test delivered to ops receiver').waitFor();
       const sent = await sendTraces({ traces: [checkoutTrace({ fraudCheck: false })] });
       assert.equal(sent.export_ok, true);
       const log = hook.getByRole('button', { name: 'Delivery log' });
       for (let attempt = 0; ; attempt++) {
         await log.click(); // opens and reads the log
         await hook.locator('.deliveries').getByText(/No deliveries yet|delivered|HTTP|failed/).first().waitFor();
-        const delivered = hook.getByText('delivered', { exact: true });
+        // A delivered new signal (the test send is logged too, without a signal link).
+        const delivered = hook.locator('.deliveries tr').filter({ has: page.getByRole('link', { name: /^s_/ }) }).filter({ has: page.getByText('delivered', { exact: true }) });
         if (await delivered.count()) break;
         if (attempt === 30) throw new Error(`no delivery logged: ${await hook.innerText()}`);
         await log.click(); // closes it
         await page.waitForTimeout(500);
       }
       await hook.getByRole('link', { name: /^s_/ }).first().waitFor();
+      await hook.getByText('test send').first().waitFor();
+      // The group's link (as a notification carries it) opened in a new tab of this browser: no second sign-in.
+      const signalId = (await hook.getByRole('link', { name: /^s_/ }).first().innerText()).trim();
+      const tab = await page.context().newPage();
+      try {
+        await tab.goto(`${BASE}/signals/${signalId}`);
+        await tab.getByRole('heading', { name: 'Work this signal' }).waitFor({ timeout: TIMEOUT });
+        assert.ok(new URL(tab.url()).pathname === `/signals/${signalId}`, `the new tab stayed on the signal, not ${tab.url()}`);
+      } finally {
+        await tab.close();
+      }
     });
 
     await step('a window rule (the concurrency template) and a burst of 60 auth requests at once', async () => {
@@ -598,7 +619,7 @@ async function main() {
       const token = await v.evaluate(() => JSON.parse(sessionStorage.getItem('fluo.session')).token);
       await v.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Sign out' }).click();
       await v.waitForURL(/\/login/);
-      await v.getByLabel('Tenant ID').waitFor();
+      await v.getByLabel('Tenant (name or ID)').waitFor();
       assert.equal(await v.evaluate(() => sessionStorage.getItem('fluo.session')), null);
       // Asked from Node, not the page: the page's console stays free of this expected 401.
       const { status } = await fetch(`${BASE}/api/v1/info`, { headers: { authorization: `Bearer ${token}` } });

@@ -79,7 +79,7 @@ export async function shot(page, name) {
 
 export async function signIn(page, who, { screenshot } = {}) {
   await page.goto(`${BASE}/login`);
-  const tenant = page.getByLabel('Tenant ID');
+  const tenant = page.getByLabel('Tenant (name or ID)');
   await tenant.click();
   await tenant.fill('');
   await page.keyboard.type(TENANT);
