@@ -3,8 +3,8 @@
 //! trace, encoded per iteration on both sides — in native QuickJS on the host
 //! (rquickjs, the QuickJS Javy embeds), the reference for the sandbox's
 //! overhead. One iteration = one trace evaluated by every rule. Then where a
-//! native evaluation's time goes, phase by phase, and the prefilter's worst
-//! case. Run: `make bench` (figures in docs/BENCHMARKS.md).
+//! native evaluation's time goes, phase by phase, the fixed cost of one rule
+//! call, and the prefilter's worst case. Run: `make bench` (figures in docs/BENCHMARKS.md).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fluo::model::trace::{Resource, Scope, Span, SpanKind, StatusCode, Trace, Value};
@@ -144,6 +144,25 @@ fn bench(c: &mut Criterion) {
             group.bench_function(format!("rule{index}"), |b| b.iter(|| result_len(&run.call((index, 65536u32)).expect("ran"))));
         }
     });
+    group.finish();
+
+    // The fixed cost of one rule call: 1 and 10 rules that do nothing on a
+    // 1-span trace. (10 rules − 1 rule) ÷ 9 is what one guest call for every
+    // rule of a trace could save per rule, at most.
+    let trace = sample_trace(1);
+    let trivial: Vec<String> = (0..10).map(|i| format!("export default t => t.spans.length < -{i};")).collect();
+    let trivial_compiled: Vec<_> = trivial.iter().map(|text| compile(&engine, text).expect("rule compiles").1).collect();
+    let mut group = c.benchmark_group("call_overhead");
+    for rules in [1usize, 10] {
+        let mut sandbox = Sandbox::new(engine.clone(), trivial_compiled[..rules].to_vec());
+        let runs = sandbox.evaluate(&trace);
+        assert!(runs.iter().all(|run| run.outcome.kind() == "ok" && run.outcome.violations().is_empty()), "{runs:?}");
+        group.bench_function(BenchmarkId::new("sandbox", format!("{rules}trivial/1span")), |b| b.iter(|| sandbox.evaluate(&trace)));
+        let native = Native::new(&trivial[..rules]);
+        group.bench_function(BenchmarkId::new("native_quickjs", format!("{rules}trivial/1span")), |b| {
+            b.iter(|| native.evaluate(&wire::trace_bytes(&trace, None)))
+        });
+    }
     group.finish();
 
     // The prefilter's worst case: unmetered host work. A condition at the node
