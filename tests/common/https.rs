@@ -56,7 +56,7 @@ pub fn certificates(dir: &Path) -> (PathBuf, rustls::ServerConfig) {
 }
 
 /// Reads one HTTP/1.1 request (head and a content-length body).
-fn read_request(stream: &mut impl Read) -> std::io::Result<Received> {
+pub fn read_request(stream: &mut impl Read) -> std::io::Result<Received> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line)?;

@@ -302,30 +302,7 @@ pub fn webhook_receiver(failures: usize) -> (SocketAddr, std::sync::mpsc::Receiv
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             // A sender that dies mid-request (a server killed with -9) is skipped, not answered.
-            let read = || -> std::io::Result<(Vec<(String, String)>, String)> {
-                let mut reader = BufReader::new(stream.try_clone()?);
-                let mut headers = Vec::new();
-                let mut line = String::new();
-                reader.read_line(&mut line)?;
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line)? == 0 {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                    if line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.trim().split_once(':') {
-                        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-                    }
-                }
-                let length: usize =
-                    headers.iter().find(|(name, _)| name == "content-length").map_or(0, |(_, value)| value.parse().unwrap_or(0));
-                let mut body = vec![0u8; length];
-                reader.read_exact(&mut body)?;
-                Ok((headers, String::from_utf8_lossy(&body).into_owned()))
-            };
-            let Ok((headers, body)) = read() else { continue };
+            let Ok(https::Received { headers, body, .. }) = https::read_request(&mut stream) else { continue };
             let status = if count < failures { "500 Internal Server Error" } else { "200 OK" };
             count += 1;
             if write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").is_err() {
