@@ -2,7 +2,8 @@
 //! receiver whose certificate comes from a CA generated per test (generic,
 //! Slack and PagerDuty bodies, the latter two checked against schemas written
 //! from their documentation), Debian's Prometheus Alertmanager receiving
-//! FLUO's alerts and showing them on its API, test sends, routing, and what
+//! FLUO's alerts and showing them on its API, an OTLP log record read by the
+//! protocol's own types, test sends, routing, the delivery metric, and what
 //! is refused.
 
 mod common;
@@ -80,11 +81,18 @@ fn https_channels_get_their_own_shapes_with_a_link_to_the_group() {
         json!({"url": format!("{base}/pd"), "kind": "pagerduty", "routing_key": "R0123456789abcdef0123456789abcde", "rules": ["fraud"]}),
     );
     assert_eq!((pagerduty["has_routing_key"].as_bool(), pagerduty.get("routing_key")), (Some(true), None), "{pagerduty}");
+    let otlp = channel(
+        &server,
+        &admin,
+        json!({"url": format!("{base}/otlp/"), "kind": "otlp", "headers": {"x-api-key": "k3y-for-the-backend"}, "severities": ["high"]}),
+    );
+    assert_eq!(otlp["header_names"], json!(["x-api-key"]), "{otlp}");
+    assert!(!otlp.to_string().contains("k3y-for-the-backend"), "header values are never listed");
     // Routing: a channel for another service hears nothing.
     channel(&server, &admin, json!({"url": format!("{base}/inventory"), "services": ["inventory"]}));
 
     send_charge(&server, &admin, 0x51);
-    let first = collect(&received, &[("/generic", 1), ("/slack", 1), ("/pd", 1)]);
+    let first = collect(&received, &[("/generic", 1), ("/slack", 1), ("/pd", 1), ("/otlp/v1/logs", 1)]);
     let group = server.signals(&admin, "?rule=fraud").remove(0);
     let id = group["id"].as_str().unwrap();
     let link = format!("https://fluo.example/console/signals/{id}");
@@ -124,13 +132,29 @@ fn https_channels_get_their_own_shapes_with_a_link_to_the_group() {
     assert_eq!(trigger["links"][0]["href"], link);
     assert_eq!(trigger["payload"]["severity"], "error", "FLUO's high is PagerDuty's error");
 
+    // The OTLP log record, read by the OpenTelemetry protocol's own types: it
+    // carries the group's trace and span ids, so a tracing backend links it.
+    let log = &by_path(&first, "/otlp/v1/logs")[0];
+    assert_eq!(log.header("x-api-key"), Some("k3y-for-the-backend"));
+    let export: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest =
+        serde_json::from_str(&log.body).unwrap_or_else(|error| panic!("{error}: {}", log.body));
+    let record = &export.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(hex::encode(&record.trace_id), group["trace_id"].as_str().unwrap());
+    assert_eq!(hex::encode(&record.span_id), group["span_ids"][0].as_str().unwrap());
+    assert_eq!((record.severity_number, record.severity_text.as_str()), (17, "ERROR"));
+    let attribute = |key: &str| record.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.clone()).and_then(|v| v.value);
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    assert_eq!(attribute("fluo.group.id"), Some(Any::StringValue(id.to_string())));
+    assert_eq!(attribute("fluo.url"), Some(Any::StringValue(link.clone())));
+    assert_eq!(attribute("fluo.event"), Some(Any::StringValue("signal.created".into())));
+
     // Acknowledged, then resolved: the same PagerDuty incident follows.
     for status in ["acknowledged", "resolved"] {
         let (code, answer) =
             server.api("POST", &format!("/api/v1/signals/{id}/status"), Some(&admin), Some(&json!({"status": status, "note": "on it"})));
         assert_eq!(code, 200, "{answer}");
     }
-    let changes = collect(&received, &[("/generic", 2), ("/slack", 2), ("/pd", 2)]);
+    let changes = collect(&received, &[("/generic", 2), ("/slack", 2), ("/pd", 2), ("/otlp/v1/logs", 2)]);
     let actions: Vec<Value> = by_path(&changes, "/pd").iter().map(Received::json).collect();
     for action in &actions {
         assert_valid(&pagerduty_schema, action);
@@ -152,6 +176,7 @@ fn https_channels_get_their_own_shapes_with_a_link_to_the_group() {
     let (_, log) = server.api("GET", &format!("/api/v1/webhooks/{slack_id}/deliveries"), Some(&admin), None);
     assert_eq!(log["items"][0]["signal_id"], "test", "{log}");
     assert_eq!(server.api("POST", "/api/v1/webhooks/w_0000000000000000/test", Some(&admin), None).0, 404);
+    assert!(server.metric("fluo_notification_deliveries_total{kind=\"otlp\",outcome=\"delivered\"}") >= 3, "the delivery metric");
     let (_, other) = server.tenant("other");
     assert_eq!(server.api("POST", &format!("/api/v1/webhooks/{slack_id}/test"), Some(&other), None).0, 404, "another tenant's channel");
 }
@@ -185,6 +210,15 @@ fn bad_channels_and_settings_are_refused_with_the_reason() {
         (json!({"url": "https://hooks.example.com/x", "repeat_minutes": 10081}), "repeat_minutes must be between 1 and 10080"),
         (json!({"url": "https://hooks.example.com/x", "name": "n".repeat(101)}), "name must be at most 100 bytes"),
         (json!({"url": "https://hooks.example.com/x", "services": ["s".repeat(257)]}), "at most 256 bytes"),
+        (json!({"url": "https://otlp.example.com", "kind": "otlp", "headers": {"host": "evil"}}), "set by FLUO or the connection"),
+        (json!({"url": "https://otlp.example.com", "kind": "otlp", "headers": {"content-type": "text/plain"}}), "set by FLUO"),
+        (json!({"url": "https://otlp.example.com", "kind": "otlp", "headers": {"x-fluo-signature": "forged"}}), "set by FLUO"),
+        (json!({"url": "https://otlp.example.com", "kind": "otlp", "headers": {"x-key": "a\r\nx-injected: 1"}}), "visible ASCII"),
+        (json!({"url": "https://otlp.example.com", "kind": "otlp", "headers": {"bad name": "v"}}), "token characters"),
+        (
+            json!({"url": "https://otlp.example.com", "kind": "otlp", "headers": (0..9).map(|i| (format!("x-{i}"), "v".to_string())).collect::<std::collections::BTreeMap<_, _>>()}),
+            "at most 8",
+        ),
     ] {
         let (status, body) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&spec));
         assert_eq!(status, 400, "{spec} → {body}");

@@ -531,11 +531,28 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Re
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "metrics need the operator key"));
     }
     use crate::pipeline::metrics;
+    let (outcomes, dropped, throttled) = state.webhooks.outcomes();
+    let notifications = vec![
+        metrics::CounterFamily {
+            name: "fluo_notification_deliveries",
+            help: "Notification delivery attempts, by channel kind and outcome (delivered, failed, refused, gave_up).",
+            samples: outcomes
+                .into_iter()
+                .map(|(kind, outcome, count)| (vec![("kind", kind.as_str().to_string()), ("outcome", outcome.to_string())], count))
+                .collect(),
+        },
+        metrics::CounterFamily {
+            name: "fluo_notifications_not_sent",
+            help: "Notifications not sent, by reason: a tenant's full delivery queue, a channel's throttle.",
+            samples: vec![(vec![("reason", "queue_full".to_string())], dropped), (vec![("reason", "throttled".to_string())], throttled)],
+        },
+    ];
     let text = metrics::exposition(
         &state.pipeline.counters,
         state.pipeline.buffered_spans(),
         state.pipeline.buffered_bytes(),
         state.pipeline.evaluator.backlogs(),
+        notifications,
     );
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }

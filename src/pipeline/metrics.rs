@@ -164,9 +164,19 @@ fn family(
     Ok(())
 }
 
+/// A counter family kept elsewhere (the notification channels' deliveries),
+/// shown with the pipeline's.
+#[derive(Debug, Clone)]
+pub struct CounterFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub samples: Vec<(Vec<(&'static str, String)>, u64)>,
+}
+
 /// What `/metrics` shows: the counters and the live-trace gauges of one moment.
 #[derive(Debug)]
 struct Exposition {
+    extra: Vec<CounterFamily>,
     counters: Arc<Counters>,
     buffered_spans: usize,
     buffered_bytes: usize,
@@ -348,15 +358,24 @@ impl prometheus_client::collector::Collector for Exposition {
             let samples = rules.iter().map(|((tenant, rule), c)| (vec![("tenant", tenant.to_string()), ("rule", rule.clone())], value(c)));
             family(e, name, help, counter, samples)?;
         }
+        for extra in &self.extra {
+            family(e, extra.name, extra.help, counter, extra.samples.iter().cloned())?;
+        }
         Ok(())
     }
 }
 
 /// Every counter, the live-trace gauges and the evaluation backlog (per
 /// tenant) in the OpenMetrics text format ([`CONTENT_TYPE`]).
-pub fn exposition(counters: &Arc<Counters>, buffered_spans: usize, buffered_bytes: usize, backlog: Vec<(TenantId, usize)>) -> String {
+pub fn exposition(
+    counters: &Arc<Counters>,
+    buffered_spans: usize,
+    buffered_bytes: usize,
+    backlog: Vec<(TenantId, usize)>,
+    extra: Vec<CounterFamily>,
+) -> String {
     let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(Exposition { counters: counters.clone(), buffered_spans, buffered_bytes, backlog }));
+    registry.register_collector(Box::new(Exposition { extra, counters: counters.clone(), buffered_spans, buffered_bytes, backlog }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String does not fail");
     text
@@ -375,9 +394,15 @@ mod tests {
         counters.rule(&tenant, "r_1", |own| own.calls += 2);
         counters.refused("unauthenticated");
         counters.tenant(&TenantId::trusted("t_1"), |own| own.traces_evaluated += 4);
-        let text = exposition(&counters, 5, 640, vec![(TenantId::trusted("t_1"), 7)]);
+        let deliveries = CounterFamily {
+            name: "fluo_notification_deliveries",
+            help: "Notification deliveries, by channel kind and outcome.",
+            samples: vec![(vec![("kind", "otlp".into()), ("outcome", "delivered".into())], 2)],
+        };
+        let text = exposition(&counters, 5, 640, vec![(TenantId::trusted("t_1"), 7)], vec![deliveries]);
         let lines: Vec<&str> = text.lines().collect();
         for expected in [
+            "fluo_notification_deliveries_total{kind=\"otlp\",outcome=\"delivered\"} 2",
             "# TYPE fluo_spans_accepted counter",
             "fluo_spans_accepted_total 3",
             "fluo_requests_refused_total{reason=\"unauthenticated\"} 1",

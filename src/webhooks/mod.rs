@@ -30,12 +30,10 @@
 
 use crate::model::tenant::TenantId;
 
-use crate::model::rule::Severity;
 use crate::model::time::now_ms;
 use crate::model::time::rfc3339;
 use crate::signals::Signal;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +52,9 @@ pub const QUEUE_PER_TENANT: usize = 1000;
 
 /// The longest one delivery attempt (connect, send, answer) may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// (tenant, channel, group) send times kept for throttles and reminders, at most.
+pub const MAX_REMEMBERED_SENDS: usize = 100_000;
 
 /// What the delivery log says when FLUO refused the target address.
 pub const REFUSED_TARGET: &str = "target address not allowed (loopback, private, link-local, metadata or unspecified)";
@@ -85,154 +86,6 @@ impl Default for WebhookSettings {
     }
 }
 
-/// The most minutes a throttle or repeat interval may be (a week).
-pub const MAX_INTERVAL_MINUTES: u32 = 7 * 24 * 60;
-
-/// What a new channel is: its target, its kind and its routing.
-#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSpec {
-    /// `https://host[:port]/path` or `http://…`; for Alertmanager its base
-    /// URL (FLUO posts to `/api/v2/alerts` under it).
-    #[schema(max_length = 2048, pattern = r"^https?://[^/?#\s]+")]
-    pub url: String,
-    /// The body's shape; absent: `generic`.
-    #[serde(default)]
-    pub kind: ChannelKind,
-    /// A name to tell channels apart (at most 100 bytes).
-    #[serde(default)]
-    #[schema(max_length = 100)]
-    pub name: String,
-    /// Only groups of these severities; empty or absent: all.
-    #[serde(default)]
-    pub severities: Vec<Severity>,
-    /// Only groups of these rules (ids or names); empty or absent: all.
-    #[serde(default)]
-    pub rules: Vec<String>,
-    /// Only groups whose witness spans include one of these services; empty or absent: all.
-    #[serde(default)]
-    pub services: Vec<String>,
-    /// Also `signal.rate_exceeded` when a group has more than `count`
-    /// occurrences within `minutes` (once per window, never while snoozed).
-    #[serde(default)]
-    pub rate: Option<Rate>,
-    /// PagerDuty only, and required there: the integration's routing key
-    /// (stored, never listed).
-    #[serde(default)]
-    #[schema(max_length = 128)]
-    pub routing_key: Option<String>,
-    /// At most one notification that a group fires (created, regressed,
-    /// snooze ended, rate exceeded) per this many minutes; status changes
-    /// always go. Absent: no throttle.
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 10080)]
-    pub throttle_minutes: Option<u32>,
-    /// While a group stays open (not snoozed), `signal.reminder` every this
-    /// many minutes. Absent: no reminders. Alertmanager channels should set
-    /// one below 180 (a firing alert ends 3 h after its latest send).
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 10080)]
-    pub repeat_minutes: Option<u32>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Webhook {
-    pub id: String,
-    pub url: String,
-    /// Stored before channel kinds existed: generic.
-    #[serde(default)]
-    pub kind: ChannelKind,
-    #[serde(default)]
-    pub name: String,
-    /// Empty: every severity.
-    pub severities: Vec<Severity>,
-    /// Rule ids or names; empty: every rule.
-    pub rules: Vec<String>,
-    /// Witness services; empty: every service.
-    #[serde(default)]
-    pub services: Vec<String>,
-    /// Also notify when a group's occurrences exceed this rate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<Rate>,
-    /// PagerDuty's routing key; never listed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub routing_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throttle_minutes: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repeat_minutes: Option<u32>,
-    /// Stored; never listed (see [`Webhook::public`]).
-    pub secret: String,
-    pub created_at: String,
-}
-
-impl Webhook {
-    /// The webhook as the API shows it: without its secret or routing key.
-    pub fn public(&self) -> WebhookInfo {
-        WebhookInfo {
-            id: self.id.clone(),
-            url: self.url.clone(),
-            kind: self.kind,
-            name: self.name.clone(),
-            severities: self.severities.clone(),
-            rules: self.rules.clone(),
-            services: self.services.clone(),
-            rate: self.rate,
-            has_routing_key: self.routing_key.is_some(),
-            throttle_minutes: self.throttle_minutes,
-            repeat_minutes: self.repeat_minutes,
-            created_at: self.created_at.clone(),
-        }
-    }
-
-    /// Where deliveries are POSTed: the URL, or for Alertmanager its alerts endpoint.
-    fn target(&self) -> String {
-        if self.kind == ChannelKind::Alertmanager && !self.url.trim_end_matches('/').ends_with("/api/v2/alerts") {
-            format!("{}/api/v2/alerts", self.url.trim_end_matches('/'))
-        } else {
-            self.url.clone()
-        }
-    }
-}
-
-/// A webhook as listed: never its secret or routing key.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct WebhookInfo {
-    pub id: String,
-    pub url: String,
-    pub kind: ChannelKind,
-    pub name: String,
-    /// Empty: every severity.
-    pub severities: Vec<Severity>,
-    /// Rule ids or names; empty: every rule.
-    pub rules: Vec<String>,
-    /// Witness services; empty: every service.
-    pub services: Vec<String>,
-    /// Also notified when a group's occurrences exceed this rate.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate: Option<Rate>,
-    /// Whether a PagerDuty routing key is stored.
-    pub has_routing_key: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub throttle_minutes: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repeat_minutes: Option<u32>,
-    pub created_at: String,
-}
-
-/// One delivery attempt: whether the receiver took it (a 2xx answer). What
-/// the receiver answered otherwise is not recorded.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Delivery {
-    pub signal_id: String,
-    pub attempt: u32,
-    /// Why it was not delivered: `target address not allowed (…)` when FLUO
-    /// refused the address, else `not delivered`.
-    pub error: Option<String>,
-    pub delivered: bool,
-    pub at: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error("{0}")]
@@ -249,11 +102,13 @@ mod rate;
 mod remind;
 mod targets;
 pub mod tls;
+mod types;
 pub use payload::ChannelKind;
 pub use rate::Rate;
 pub use remind::{REMIND_EVERY, remind};
 use targets::is_refused;
 pub use targets::{CheckedResolver, GuardedConnector, RefusedTarget, loose_ipv4, refused_host, refused_ip};
+pub use types::{Delivery, MAX_HEADERS, MAX_INTERVAL_MINUTES, Webhook, WebhookInfo, WebhookSpec};
 
 /// Whether `hook` wants events of `signal` (its severity, rule and service filters).
 fn wants(hook: &Webhook, signal: &Signal) -> bool {
@@ -273,6 +128,38 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Why a channel's extra headers are refused, if they are: too many, a name
+/// that is not an HTTP token or that FLUO sets itself (or that changes how the
+/// request is framed or routed), a value that is empty, too long or not
+/// visible ASCII (no CR or LF: no header injection).
+fn check_headers(headers: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    if headers.len() > MAX_HEADERS {
+        return Err(format!("headers: at most {MAX_HEADERS}"));
+    }
+    const RESERVED: [&str; 10] =
+        ["host", "connection", "transfer-encoding", "te", "upgrade", "keep-alive", "user-agent", "expect", "trailer", "forwarded"];
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        let token = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte));
+        if !token {
+            return Err(format!("header name {name:?} must be 1 to 64 token characters"));
+        }
+        if RESERVED.contains(&lower.as_str())
+            || lower.starts_with("content-")
+            || lower.starts_with("x-fluo-")
+            || lower.starts_with("proxy-")
+        {
+            return Err(format!("header {name:?} is set by FLUO or the connection, not by a channel"));
+        }
+        if value.is_empty() || value.len() > 1024 || !value.bytes().all(|byte| byte == b' ' || byte == b'\t' || byte.is_ascii_graphic()) {
+            return Err(format!("header {name:?}: its value must be 1 to 1024 visible ASCII characters"));
+        }
+    }
+    Ok(())
 }
 
 /// Events that say a group fires (throttled); the others change its state.
@@ -332,6 +219,9 @@ pub struct Webhooks {
     sent: Mutex<HashMap<(TenantId, String, String), u64>>,
     /// Notifications not sent because of a channel's throttle.
     pub throttled: AtomicU64,
+    /// Delivery attempts by channel kind and outcome (`delivered`, `failed`,
+    /// `refused`, `gave_up`), for `/metrics`.
+    outcomes: Mutex<std::collections::BTreeMap<(ChannelKind, &'static str), u64>>,
 }
 
 fn prefix(tenant: &TenantId) -> Vec<u8> {
@@ -378,6 +268,7 @@ impl Webhooks {
             staged: Mutex::new(HashMap::new()),
             sent: Mutex::new(HashMap::new()),
             throttled: AtomicU64::new(0),
+            outcomes: Mutex::new(std::collections::BTreeMap::new()),
         };
         // What a previous run left undelivered goes out first, whatever the queue bound.
         let pending = webhooks.pending_in_outbox()?;
@@ -428,6 +319,7 @@ impl Webhooks {
             (_, Some(_)) => return invalid("routing_key is for pagerduty channels only"),
             (_, None) => {}
         }
+        check_headers(&spec.headers).map_err(WebhookError::Invalid)?;
         let _creating = self.creating.lock().unwrap_or_else(|poison| poison.into_inner());
         if self.hooks.scan_prefix(prefix(tenant)).count() >= self.limits.max_per_tenant {
             return Err(WebhookError::Quota(self.limits.max_per_tenant));
@@ -449,6 +341,7 @@ impl Webhooks {
             routing_key: spec.routing_key,
             throttle_minutes: spec.throttle_minutes,
             repeat_minutes: spec.repeat_minutes,
+            headers: spec.headers,
             secret: secret.clone(),
             created_at: rfc3339(now_ms()),
         };
@@ -603,6 +496,17 @@ impl Webhooks {
         }
     }
 
+    /// Delivery attempts by (channel kind, outcome), and the notifications
+    /// not sent: dropped (a full queue) and throttled.
+    pub fn outcomes(&self) -> (Vec<(ChannelKind, &'static str, u64)>, u64, u64) {
+        let outcomes = self.outcomes.lock().unwrap_or_else(|poison| poison.into_inner());
+        (
+            outcomes.iter().map(|((kind, outcome), count)| (*kind, *outcome, *count)).collect(),
+            self.dropped.load(Ordering::Relaxed),
+            self.throttled.load(Ordering::Relaxed),
+        )
+    }
+
     /// Signals of `tenant` waiting or retrying.
     pub fn pending(&self, tenant: &TenantId) -> usize {
         self.lock().pending.get(tenant).copied().unwrap_or(0)
@@ -672,9 +576,14 @@ impl Webhooks {
             self.throttled.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        // Entries older than the longest interval say nothing any more.
-        if sent.len() >= 100_000 {
+        // Entries older than the longest interval say nothing any more; if
+        // that is not enough, all are forgotten (a throttled group may then be
+        // notified once more): the map stays bounded.
+        if sent.len() >= MAX_REMEMBERED_SENDS {
             sent.retain(|_, last| now.saturating_sub(*last) < u64::from(MAX_INTERVAL_MINUTES) * 60_000);
+            if sent.len() >= MAX_REMEMBERED_SENDS {
+                sent.clear();
+            }
         }
         sent.insert(key, now);
         true
@@ -724,7 +633,11 @@ impl Webhooks {
     }
 
     async fn post(&self, hook: &Webhook, job: &Job) -> Result<bool, bool> {
-        let Ok(request) = http::Request::post(hook.target())
+        let mut request = http::Request::post(hook.target());
+        for (name, value) in &hook.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let Ok(request) = request
             .header("content-type", "application/json")
             .header("user-agent", "fluo-webhook")
             .header("x-fluo-delivery", &job.id)
@@ -758,6 +671,13 @@ impl Webhooks {
         };
         let result = self.post(&hook, &job).await;
         let delivered = result == Ok(true);
+        let outcome = match result {
+            Ok(true) => "delivered",
+            Err(true) => "refused",
+            _ if job.attempt >= ATTEMPTS => "gave_up",
+            _ => "failed",
+        };
+        *self.outcomes.lock().unwrap_or_else(|poison| poison.into_inner()).entry((hook.kind, outcome)).or_default() += 1;
         let error = match result {
             Ok(true) => None,
             Err(true) => Some(REFUSED_TARGET.to_string()),

@@ -2,7 +2,9 @@
 //! body (generic), a Slack incoming-webhook message, a PagerDuty Events API v2
 //! event (one incident per group: its dedup key is the group id), or a list of
 //! alerts for the Prometheus Alertmanager API v2 (one alert per group,
-//! identified by its labels). Every body carries the group's console link.
+//! identified by its labels), or an OTLP log record (OTLP/HTTP JSON, with the
+//! group's trace and span ids, so a tracing backend links it to the trace).
+//! Every body carries the group's console link.
 
 use crate::model::rule::Severity;
 use crate::model::time::{now_ms, rfc3339};
@@ -20,7 +22,7 @@ const PAGERDUTY_SUMMARY_MAX: usize = 1024;
 const SLACK_SECTION_MAX: usize = 3000;
 
 /// What a channel is and so which body it gets.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
     /// FLUO's own JSON body, signed with HMAC-SHA256.
@@ -32,6 +34,9 @@ pub enum ChannelKind {
     Pagerduty,
     /// A Prometheus Alertmanager (its base URL; FLUO posts to `/api/v2/alerts`).
     Alertmanager,
+    /// An OTLP/HTTP logs endpoint (its base URL; FLUO posts JSON to `/v1/logs`):
+    /// each event is a log record in the tenant's own telemetry.
+    Otlp,
 }
 
 /// One event about one group, as every channel kind is told of it.
@@ -98,6 +103,18 @@ fn clip(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Generic => "generic",
+            ChannelKind::Slack => "slack",
+            ChannelKind::Pagerduty => "pagerduty",
+            ChannelKind::Alertmanager => "alertmanager",
+            ChannelKind::Otlp => "otlp",
+        }
+    }
+}
+
 /// The body `kind` of channel gets for `event`.
 pub fn body(kind: ChannelKind, event: &Event<'_>, routing_key: Option<&str>) -> Value {
     match kind {
@@ -105,7 +122,57 @@ pub fn body(kind: ChannelKind, event: &Event<'_>, routing_key: Option<&str>) -> 
         ChannelKind::Slack => slack(event),
         ChannelKind::Pagerduty => pagerduty(event, routing_key.unwrap_or_default()),
         ChannelKind::Alertmanager => alertmanager(event),
+        ChannelKind::Otlp => otlp_log(event),
     }
+}
+
+/// An OTLP `ExportLogsServiceRequest` in OTLP/HTTP's JSON encoding: one log
+/// record, severity from the group's, the headline as its body, the group's
+/// trace id and first witness span id (hex, as the encoding says), and the
+/// group's facts as `fluo.*` attributes.
+fn otlp_log(event: &Event<'_>) -> Value {
+    let signal = event.signal;
+    let (number, text) = match signal.severity {
+        Severity::Critical => (21, "FATAL"),
+        Severity::High => (17, "ERROR"),
+        Severity::Medium => (13, "WARN"),
+        Severity::Low | Severity::Info => (9, "INFO"),
+    };
+    let text_attribute = |key: &str, value: &str| json!({"key": key, "value": {"stringValue": value}});
+    let mut attributes = vec![
+        text_attribute("fluo.event", event.kind),
+        text_attribute("fluo.group.id", &signal.id),
+        text_attribute("fluo.group.status", signal.status.as_str()),
+        text_attribute("fluo.rule.id", &signal.rule_id),
+        text_attribute("fluo.rule.name", &signal.rule_name),
+        text_attribute("fluo.url", event.link),
+        json!({"key": "fluo.group.occurrences", "value": {"intValue": signal.occurrences.to_string()}}),
+    ];
+    let services = event.services();
+    if !services.is_empty() {
+        attributes.push(text_attribute("fluo.services", &services.join(",")));
+    }
+    let now_ns = u128::from(now_ms()) * 1_000_000;
+    let mut record = json!({
+        "timeUnixNano": now_ns.to_string(),
+        "observedTimeUnixNano": now_ns.to_string(),
+        "severityNumber": number,
+        "severityText": text,
+        "body": {"stringValue": event.headline()},
+        "attributes": attributes,
+    });
+    // Only well-formed ids: a backend drops a record whose ids are not 16 and 8 bytes.
+    let hex = |text: &str, bytes: usize| text.len() == bytes * 2 && text.bytes().all(|byte| byte.is_ascii_hexdigit());
+    if hex(&signal.trace_id, 16) && signal.trace_id.bytes().any(|byte| byte != b'0') {
+        record["traceId"] = json!(signal.trace_id.to_ascii_lowercase());
+        if let Some(span) = signal.span_ids.first().filter(|span| hex(span, 8)) {
+            record["spanId"] = json!(span.to_ascii_lowercase());
+        }
+    }
+    json!({"resourceLogs": [{
+        "resource": {"attributes": [text_attribute("service.name", "fluo")]},
+        "scopeLogs": [{"scope": {"name": "fluo", "version": env!("CARGO_PKG_VERSION")}, "logRecords": [record]}],
+    }]})
 }
 
 fn generic(event: &Event<'_>) -> Value {

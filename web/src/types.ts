@@ -97,12 +97,13 @@ export interface Counts {
 
 export interface KeyInfo { id: string; name: string; scopes: string[]; created_at: string; expires_at?: string | null; last_used_at?: string | null }
 export interface KeyCreated { id: string; name: string; key: string; scopes: string[]; expires_at?: string | null }
-export type ChannelKind = 'generic' | 'slack' | 'pagerduty' | 'alertmanager';
+export type ChannelKind = 'generic' | 'slack' | 'pagerduty' | 'alertmanager' | 'otlp';
 export const CHANNEL_KINDS: { kind: ChannelKind; label: string; placeholder: string }[] = [
   { kind: 'generic', label: 'Generic (signed JSON)', placeholder: 'https://alerts.example.com/fluo' },
   { kind: 'slack', label: 'Slack incoming webhook', placeholder: 'https://hooks.slack.com/services/…' },
   { kind: 'pagerduty', label: 'PagerDuty Events v2', placeholder: 'https://events.pagerduty.com/v2/enqueue' },
   { kind: 'alertmanager', label: 'Prometheus Alertmanager', placeholder: 'http://alertmanager.internal:9093' },
+  { kind: 'otlp', label: 'OTLP logs (your telemetry backend)', placeholder: 'https://otlp.example.com:4318' },
 ];
 export interface WebhookInfo {
   id: string;
@@ -115,6 +116,7 @@ export interface WebhookInfo {
   has_routing_key: boolean;
   throttle_minutes?: number;
   repeat_minutes?: number;
+  header_names: string[];
   created_at: string;
 }
 export interface WebhookCreated extends WebhookInfo { secret: string }

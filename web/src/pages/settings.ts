@@ -315,6 +315,7 @@ export function settingsPage(ctx: Ctx): () => void {
                         `Severities: ${w.severities.length ? w.severities.join(', ') : 'all'} · Rules: ${w.rules.length ? w.rules.map(ruleName).join(', ') : 'all'} · Services: ${w.services.length ? w.services.join(', ') : 'all'}` +
                           (w.throttle_minutes ? ` · at most once per ${w.throttle_minutes} min per group` : '') +
                           (w.repeat_minutes ? ` · reminders every ${w.repeat_minutes} min` : '') +
+                          (w.header_names.length ? ` · headers: ${w.header_names.join(', ')}` : '') +
                           ` · created ${fmtDate(w.created_at)}`,
                       ),
                     ),
@@ -340,6 +341,7 @@ export function settingsPage(ctx: Ctx): () => void {
     const services = h('input', { id: 'nh-services', type: 'text', placeholder: 'payments, checkout', autocomplete: 'off' });
     const throttle = h('input', { id: 'nh-throttle', type: 'number', min: 1, max: 10080, placeholder: 'none' });
     const repeat = h('input', { id: 'nh-repeat', type: 'number', min: 1, max: 10080, placeholder: 'none' });
+    const headers = h('textarea', { id: 'nh-headers', rows: 2, placeholder: 'x-api-key: …', autocomplete: 'off', spellcheck: 'false' });
     kind.addEventListener('change', () => {
       const k = CHANNEL_KINDS.find((c) => c.kind === kind.value) ?? CHANNEL_KINDS[0];
       url.placeholder = k.placeholder;
@@ -362,6 +364,7 @@ export function settingsPage(ctx: Ctx): () => void {
       h('div', { class: 'field' }, h('label', { for: 'nh-services' }, 'Services'), services, h('span', { class: 'hint' }, 'Comma-separated; empty: every service.')),
       h('div', { class: 'field' }, h('label', { for: 'nh-throttle' }, 'Throttle (minutes)'), throttle, h('span', { class: 'hint' }, 'At most one "fires" notification per group in this time; status changes always go.')),
       h('div', { class: 'field' }, h('label', { for: 'nh-repeat' }, 'Remind every (minutes)'), repeat, h('span', { class: 'hint' }, 'While a group stays open. Alertmanager: keep it below 180.')),
+      h('div', { class: 'field' }, h('label', { for: 'nh-headers' }, 'Request headers'), headers, h('span', { class: 'hint' }, 'One "name: value" per line (an API key, a bearer token); stored, never shown again.')),
       rules.length ? h('fieldset', null, h('legend', null, 'Rules (none checked: all)'), ruleBoxes.el) : null,
       err,
       h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn', onclick: () => d.close() }, 'Cancel'), h('button', { type: 'submit', class: 'btn btn-primary' }, 'Add channel')),
@@ -382,6 +385,16 @@ export function settingsPage(ctx: Ctx): () => void {
           routing_key: k === 'pagerduty' ? routingKey.value.trim() : undefined,
           throttle_minutes: minutes(throttle),
           repeat_minutes: minutes(repeat),
+          headers: Object.fromEntries(
+            headers.value
+              .split('\n')
+              .map((line) => line.trim())
+              .filter(Boolean)
+              .map((line) => {
+                const at = line.indexOf(':');
+                return at < 0 ? [line, ''] : [line.slice(0, at).trim(), line.slice(at + 1).trim()];
+              }),
+          ),
         });
         mount(body, secretBox('signing secret', w.secret), h('p', { class: 'muted small' }, 'Verify x-fluo-signature = sha256=HMAC(secret, "{x-fluo-timestamp}.{body}").'), h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn btn-primary', onclick: () => d.close() }, 'Done')));
         body.querySelector<HTMLElement>('.secret-value')?.focus();
