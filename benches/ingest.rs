@@ -222,7 +222,7 @@ fn main() {
         counters.signals_created.load(Ordering::Relaxed),
         counters.signals_duplicate.load(Ordering::Relaxed)
     );
-    let outcomes: Vec<_> = fluo::pipeline::metrics::exposition(counters, 0, 0, Vec::new())
+    let outcomes: Vec<_> = fluo::pipeline::metrics::exposition(counters, 0, 0, Vec::new(), Vec::new())
         .lines()
         .filter(|line| line.starts_with("fluo_rule_evaluations_total{"))
         .map(str::to_string)

@@ -13,8 +13,8 @@ use std::time::Duration;
 /// How often open groups are looked at for reminders.
 pub const REMIND_EVERY: Duration = Duration::from_secs(30);
 
-/// Open groups looked at per tenant and round (the oldest first are not
-/// favoured: the store lists newest first).
+/// Open groups looked at per tenant and round: the last seen first (the
+/// store's order), in pages of the store's largest (500).
 const GROUPS_PER_ROUND: usize = 1000;
 
 impl Webhooks {
@@ -60,10 +60,7 @@ impl Webhooks {
         let now = now_ms();
         let mut open_of: std::collections::HashMap<TenantId, Vec<Signal>> = std::collections::HashMap::new();
         for (tenant, hook) in self.repeating() {
-            let open = open_of.entry(tenant.clone()).or_insert_with(|| {
-                let filter = Filter { status: Some(Status::Open), snoozed: Some(false), limit: GROUPS_PER_ROUND, ..Filter::default() };
-                signals.list(&tenant, &filter).map(|(groups, _)| groups).unwrap_or_default()
-            });
+            let open = open_of.entry(tenant.clone()).or_insert_with(|| open_groups(signals, &tenant));
             self.remind(&tenant, &hook, open, now);
         }
     }
@@ -116,6 +113,23 @@ impl Webhooks {
             .map_err(|error| WebhookError::Invalid(error.to_string()))??;
         Ok(Some(delivery))
     }
+}
+
+/// Up to [`GROUPS_PER_ROUND`] of the tenant's open, unsnoozed groups, last seen first.
+pub(super) fn open_groups(signals: &Signals, tenant: &TenantId) -> Vec<Signal> {
+    let mut groups = Vec::new();
+    let mut cursor = None;
+    loop {
+        let filter = Filter { status: Some(Status::Open), snoozed: Some(false), limit: 500, cursor: cursor.take(), ..Filter::default() };
+        let Ok((page, next)) = signals.list(tenant, &filter) else { break };
+        groups.extend(page);
+        match next {
+            Some(next) if groups.len() < GROUPS_PER_ROUND => cursor = Some(next),
+            _ => break,
+        }
+    }
+    groups.truncate(GROUPS_PER_ROUND);
+    groups
 }
 
 /// Runs reminder rounds every [`REMIND_EVERY`] until `stop` fires.

@@ -197,3 +197,34 @@ fn staged_deliveries_wait_for_their_dispatch_and_survive_a_restart_unchanged() {
     webhooks.done(&Job { ..webhooks.outboxed(&tenant, "w", "s_2", Arc::from("")) });
     assert_eq!(webhooks.outbox.len(), 1, "only the finished one went");
 }
+
+#[test]
+fn reminders_look_at_open_groups_past_the_stores_page_size() {
+    use crate::model::rule::{Severity, Violation};
+    use crate::signals::{RuleRef, Signals};
+    let dir = tempfile::tempdir().unwrap();
+    let signals = Signals::open(Arc::new(crate::store::Store::open(dir.path()).unwrap())).unwrap();
+    let tenant = TenantId::trusted("t");
+    // 1,100 groups (a distinct span name each), more than two pages of 500.
+    for n in 0..1100u32 {
+        let json = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": format!("{:032x}", n + 1), "spanId": "0000000000000001",
+            "name": format!("span-{n}"), "startTimeUnixNano": "1", "endTimeUnixNano": "2"}]}]}]});
+        let spans = crate::model::otlp::convert(crate::model::otlp::from_json(json.to_string().as_bytes()).unwrap()).spans;
+        let trace = crate::model::trace::Trace::new(spans[0].trace_id, spans);
+        let violation = Violation {
+            message: "m".into(),
+            severity: Severity::High,
+            span_ids: vec!["0000000000000001".into()],
+            attributes: None,
+            group: None,
+        };
+        let rule = RuleRef { id: "r".into(), name: "r".into(), version: 1 };
+        signals.record(&tenant, &trace, b"", &[(rule, vec![violation])], false).unwrap();
+    }
+    let open = remind::open_groups(&signals, &tenant);
+    assert_eq!(open.len(), 1000, "GROUPS_PER_ROUND, across pages");
+    let mut ids: Vec<&str> = open.iter().map(|group| group.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000, "no group twice");
+}
