@@ -678,12 +678,7 @@ impl Webhooks {
             _ => "failed",
         };
         *self.outcomes.lock().unwrap_or_else(|poison| poison.into_inner()).entry((hook.kind, outcome)).or_default() += 1;
-        let error = match result {
-            Ok(true) => None,
-            Err(true) => Some(REFUSED_TARGET.to_string()),
-            _ => Some("not delivered".to_string()),
-        };
-        let delivery = Delivery { signal_id: job.signal_id.clone(), attempt: job.attempt, error, delivered, at: rfc3339(now_ms()) };
+        let delivery = Delivery::of(job.signal_id.clone(), job.attempt, result);
         let (this, tenant, hook_id) = (self.clone(), job.tenant.clone(), job.hook_id.clone());
         if let Ok(Err(error)) = tokio::task::spawn_blocking(move || this.log(&tenant, &hook_id, &delivery)).await {
             tracing::warn!(tenant = %job.tenant, webhook = %job.hook_id, error = %error, "webhook delivery not logged");

@@ -2,7 +2,7 @@
 //! interval for each group that stays open (not acknowledged, not snoozed),
 //! and a channel's test send (one attempt, logged, answered at once).
 
-use super::{Delivery, Job, Webhook, WebhookError, Webhooks, payload, wants};
+use super::{Delivery, Job, Webhook, WebhookError, Webhooks, wants};
 use crate::model::tenant::TenantId;
 use crate::model::time::{now_ms, rfc3339};
 use crate::signals::{Filter, Signal, Signals, Status};
@@ -81,10 +81,7 @@ impl Webhooks {
             "last_seen_at": rfc3339(now), "last_seen_unix_ms": now, "witnesses": [],
         }))
         .expect("the test group is a group");
-        let link = self.link(&signal.id);
-        let event = payload::Event { kind: "signal.test", signal: &signal, link: &link, rate: None };
-        let body: Arc<str> =
-            serde_json::to_string(&payload::body(hook.kind, &event, hook.routing_key.as_deref())).unwrap_or_default().into();
+        let body = self.body(&hook, &signal, "signal.test", None);
         let job = Job {
             tenant: tenant.clone(),
             hook_id: hook.id.clone(),
@@ -95,18 +92,7 @@ impl Webhooks {
             key: Vec::new(),
             id: format!("d_test_{now}"),
         };
-        let result = self.post(&hook, &job).await;
-        let delivery = Delivery {
-            signal_id: "test".into(),
-            attempt: 1,
-            delivered: result == Ok(true),
-            error: match result {
-                Ok(true) => None,
-                Err(true) => Some(super::REFUSED_TARGET.to_string()),
-                _ => Some("not delivered".to_string()),
-            },
-            at: rfc3339(now_ms()),
-        };
+        let delivery = Delivery::of("test".into(), 1, self.post(&hook, &job).await);
         let (this, owner, logged) = (self.clone(), tenant.clone(), delivery.clone());
         tokio::task::spawn_blocking(move || this.log(&owner, &hook.id, &logged))
             .await

@@ -173,3 +173,18 @@ pub struct Delivery {
     pub delivered: bool,
     pub at: String,
 }
+
+impl Delivery {
+    /// The log entry of one attempt, from what [`super::Webhooks`]'s post
+    /// returned: `Ok(true)` delivered, `Err(true)` FLUO refused the address,
+    /// anything else not delivered (the receiver's answer is not recorded).
+    pub(super) fn of(signal_id: String, attempt: u32, result: Result<bool, bool>) -> Delivery {
+        let error = match result {
+            Ok(true) => None,
+            Err(true) => Some(super::REFUSED_TARGET.to_string()),
+            _ => Some("not delivered".to_string()),
+        };
+        let at = crate::model::time::rfc3339(crate::model::time::now_ms());
+        Delivery { signal_id, attempt, error, delivered: result == Ok(true), at }
+    }
+}
