@@ -15,7 +15,7 @@
 //! - [`app`]: the composition root of `fluo serve`; [`listen`]: its accept loops
 //!   (connection caps, header-read timeout).
 //! - [`demo`]: `fluo demo`, a demo tenant and a stream of realistic traces.
-//! - [`cli`]: the `fluo` command line (`rules test`, `rules push`, `serve` arguments).
+//! - [`cli`]: the `fluo` command line (`rules test`, `rules apply`, `serve` arguments).
 //! - [`config`]: typed configuration for `fluo serve`.
 //! - [`store`]: the sled database.
 //!

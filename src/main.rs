@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Rules(RulesCommand::Test(args)) => fluo::cli::rules_test(args),
-        Command::Rules(RulesCommand::Push(args)) => fluo::cli::rules_push(args),
+        Command::Rules(RulesCommand::Apply(args)) => fluo::cli::apply::run(args),
         Command::Demo(args) => match fluo::demo::run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

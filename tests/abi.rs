@@ -76,7 +76,11 @@ fn namespace_and_package_version_agree() {
         plugin.contains(&format!("const EMPTY_RESULT: &[u8] = br#\"{}\"#;", fluo::rules::abi::EMPTY_RESULT)),
         "the host's fast path matches the plugin's constant"
     );
-    assert!(prelude.contains("return 0;"), "the SDK answers 0 for an empty result");
+    assert!(
+        plugin.contains(&format!("const WHEN_FAILED_RESULT: &[u8] = br#\"{}\"#;", fluo::rules::abi::WHEN_FAILED_RESULT)),
+        "the host's second fast path matches the plugin's constant"
+    );
+    assert!(prelude.contains("return whenFailed ? 1 : 0;"), "the SDK answers 0 or 1 for an empty result");
 }
 
 /// `record NAME { … } // bytes: N` in the WIT: the size its fields add up to, and N.

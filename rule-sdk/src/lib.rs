@@ -42,6 +42,14 @@ static mut RUN: OnceCell<Persistent<Function<'static>>> = OnceCell::new();
 /// as: the same text as the SDK's `EMPTY_RESULT`, kept here so the common
 /// result is not copied out of JS (`src/rules/abi.rs` has the host's copy).
 const EMPTY_RESULT: &[u8] = br#"{"outcome":"ok","violations":[]}"#;
+/// The same for `__fluo_run` returning 1: no violations because the rule's
+/// `when` did not hold (`WHEN_FAILED_RESULT` in `src/rules/abi.rs`).
+const WHEN_FAILED_RESULT: &[u8] = br#"{"outcome":"ok","violations":[],"whenFailed":true}"#;
+/// What a call answered: one of the constant texts above, or a string out of JS.
+enum Reply {
+    Constant(&'static [u8]),
+    Text(String),
+}
 /// Where the host writes a trace before `fluo-load-trace` (reused, grown as needed).
 static mut INPUT: Vec<u8> = Vec::new();
 /// Where the last result is kept until the next call; the host reads it in place.
@@ -139,7 +147,7 @@ enum Arg<'a> {
 /// Calls a prelude entry point and leaves its string result (or the error
 /// text) in `OUTPUT`, described by `RET_AREA`.
 fn call_entry(name: &str, arg: Arg<'_>) -> *const u32 {
-    let result: Result<Option<String>, String> = match unsafe { CONTEXT.get() } {
+    let result: Result<Reply, String> = match unsafe { CONTEXT.get() } {
         None => Err("the FLUO runtime is not initialized".to_string()),
         Some(context) => context.with(|ctx| {
             let outcome = (|| {
@@ -154,23 +162,25 @@ fn call_entry(name: &str, arg: Arg<'_>) -> *const u32 {
                     }
                     Arg::Pair(first, second) => entry.call((first, second))?,
                 };
-                if value.as_int() == Some(0) {
-                    return Ok(None);
+                match value.as_int() {
+                    Some(0) => return Ok(Reply::Constant(EMPTY_RESULT)),
+                    Some(1) => return Ok(Reply::Constant(WHEN_FAILED_RESULT)),
+                    _ => {}
                 }
                 match value.as_string() {
-                    Some(text) => text.to_string().map(Some),
-                    None => Ok(Some(String::new())),
+                    Some(text) => text.to_string().map(Reply::Text),
+                    None => Ok(Reply::Text(String::new())),
                 }
             })();
             outcome.map_err(|error| javy_plugin_api::javy::from_js_error(ctx.clone(), error).to_string())
         }),
     };
     let (status, bytes) = match result {
-        Ok(None) => unsafe {
-            RET_AREA = [0, EMPTY_RESULT.as_ptr() as u32, EMPTY_RESULT.len() as u32];
+        Ok(Reply::Constant(text)) => unsafe {
+            RET_AREA = [0, text.as_ptr() as u32, text.len() as u32];
             return RET_AREA.as_ptr();
         },
-        Ok(Some(text)) => (0, text.into_bytes()),
+        Ok(Reply::Text(text)) => (0, text.into_bytes()),
         Err(text) => (1, text.into_bytes()),
     };
     unsafe {

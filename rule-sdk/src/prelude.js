@@ -28,6 +28,9 @@
   let logs = [];
   let logBytes = 0;
   let logsTruncated = false;
+  // Set by a rule({when}) whose `when` did not hold on the current trace: the
+  // rule does not apply to it (a backtest tells this apart from "expect held").
+  let whenFailed = false;
 
   function show(value) {
     if (typeof value === 'string') return value;
@@ -781,7 +784,10 @@
     }
     if (currentWindow !== null) throw new Error('this rule runs on traces, not on windows of spans');
     const when = def.when ? evalCondition(def.when, t) : { ok: true, w: [] };
-    if (!when.ok) return [];
+    if (!when.ok) {
+      whenFailed = true;
+      return [];
+    }
     const out = [];
     const plain = !def.expect && !def.never && !def.check;
     if (plain) {
@@ -901,17 +907,21 @@
     if (logs.length !== 0) logs = [];
     logBytes = 0;
     logsTruncated = false;
+    whenFailed = false;
     const def = registry[index];
     if (!def) return stringify({ outcome: 'error', name: 'Error', message: 'no rule registered at index ' + index, stack: '' });
     if (currentTrace === null) return stringify({ outcome: 'error', name: 'Error', message: 'no trace loaded', stack: '' });
     try {
       const violations = violationsOf(def, currentTrace);
-      // 0: "ok, no violations, no logs"; the plugin answers its EMPTY_RESULT
-      // text for it without copying a string out of JS.
-      if (violations.length === 0 && logs.length === 0) return 0;
+      // 0: "ok, no violations, no logs", 1: the same because `when` did not
+      // hold; the plugin answers its constant texts for them without copying
+      // a string out of JS.
+      if (violations.length === 0 && logs.length === 0) return whenFailed ? 1 : 0;
       const result = finish(def, violations, currentTrace, cap);
       if (result.overflow !== undefined) return stringify({ outcome: 'output_cap', bytes: result.overflow });
-      const text = stringify({ outcome: 'ok', violations: result.violations, logs, logsTruncated }, bigIntSafe);
+      const doc = { outcome: 'ok', violations: result.violations, logs, logsTruncated };
+      if (whenFailed) doc.whenFailed = true;
+      const text = stringify(doc, bigIntSafe);
       if (text.length > cap) return stringify({ outcome: 'output_cap', bytes: text.length });
       return text;
     } catch (error) {

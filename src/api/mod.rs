@@ -301,6 +301,7 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(rules::disable))
         .routes(routes!(trying::test))
         .routes(routes!(trying::backtest))
+        .routes(routes!(trying::backtest_source))
         .routes(routes!(trying::templates))
         .routes(routes!(trying::compile))
         .routes(routes!(signals::list))

@@ -67,18 +67,25 @@ fn check_quota(state: &ApiState, tenant: &TenantId, name: &str) -> Result<(), Ap
 pub struct RuleInfo {
     id: String,
     name: String,
+    /// The version that runs; 0 while the rule has only drafts.
     active_version: u32,
     latest_version: u32,
+    /// Whether a version newer than the active one is stored (a draft).
+    has_draft: bool,
     enabled: bool,
     created_at: String,
     updated_at: String,
-    /// The active version's declared severity.
+    /// The active version's declared severity (the latest's, while there is none).
     severity: String,
-    /// `pattern`, `check` or `rule`.
+    /// `pattern`, `check`, `rule` or `window`.
     form: String,
-    /// The active version with its source (only on `GET /rules/{id}`).
+    /// The active version with its source (only on `GET /rules/{id}`, when there is one).
     #[serde(skip_serializing_if = "Option::is_none")]
     active: Option<VersionInfo>,
+    /// The latest version with its source when it is newer than the active
+    /// one (only on `GET /rules/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    draft: Option<VersionInfo>,
     /// Calls, failures, fuel and signals since the server started (list and get only).
     #[serde(skip_serializing_if = "Option::is_none")]
     stats: Option<crate::pipeline::RuleCounters>,
@@ -89,19 +96,21 @@ pub struct RuleInfo {
 }
 
 impl RuleInfo {
-    /// With `names` (see [`author_names`]), the active version and its source are included.
-    fn of(state: &RuleState, active: &RuleVersion, names: Option<&std::collections::HashMap<String, String>>) -> RuleInfo {
+    /// `shown` is the active version, or the latest while there is none.
+    fn of(state: &RuleState, shown: &RuleVersion) -> RuleInfo {
         RuleInfo {
             id: state.id.clone(),
             name: state.name.clone(),
             active_version: state.active_version,
             latest_version: state.latest_version,
+            has_draft: state.latest_version > state.active_version,
             enabled: state.enabled,
             created_at: crate::model::time::rfc3339(state.created_unix_ms),
             updated_at: crate::model::time::rfc3339(state.updated_unix_ms),
-            severity: active.meta.severity.clone(),
-            form: active.meta.form.clone(),
-            active: names.map(|names| VersionInfo::of(active, true, names)),
+            severity: shown.meta.severity.clone(),
+            form: shown.meta.form.clone(),
+            active: None,
+            draft: None,
             stats: None,
             occurrences_24h: None,
         }
@@ -113,6 +122,13 @@ impl RuleInfo {
         self.occurrences_24h = Some(last_day.get(&self.id).copied().unwrap_or(0));
         self
     }
+}
+
+/// The version a rule's summary describes: the active one, or the latest
+/// while the rule has only drafts.
+fn shown_version(state: &ApiState, tenant: &TenantId, rule: &RuleState) -> Result<RuleVersion, ApiError> {
+    let number = if rule.active_version == 0 { rule.latest_version } else { rule.active_version };
+    Ok(find_version(state, tenant, rule, number)?.0)
 }
 
 /// The tenant's occurrences per rule over the last 24 hours (from counters, not a scan).
@@ -175,6 +191,11 @@ pub struct NewRule {
     /// Why this version (at most 1024 bytes).
     #[schema(max_length = 1024)]
     message: Option<String>,
+    /// Store the version as a draft: it does not run until it is activated
+    /// (`POST /rules/{id}/activate`); a new rule's draft leaves the rule
+    /// without an active version. Default false: the version runs at once.
+    #[serde(default)]
+    draft: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -184,14 +205,19 @@ pub struct NewVersion {
     source: String,
     #[schema(max_length = 1024)]
     message: Option<String>,
+    /// As in `NewRule`: store without activating.
+    #[serde(default)]
+    draft: bool,
 }
 
-/// The version just stored (and made active).
+/// The version just stored.
 #[derive(Serialize, ToSchema)]
 pub struct RuleCreated {
     id: String,
     name: String,
     version: u32,
+    /// Whether the version was made active (false for a draft).
+    active: bool,
 }
 
 /// Compiles (in the tenant's compile slot), stores (flushed) and activates a
@@ -204,6 +230,7 @@ async fn store_version(
     name: String,
     source: String,
     message: Option<String>,
+    activate: bool,
 ) -> Result<Response, ApiError> {
     if message.as_ref().is_some_and(|message| message.len() > 1024) {
         return Err(bad("message must be at most 1024 bytes"));
@@ -232,19 +259,22 @@ async fn store_version(
             &compiled.wasm,
             message,
             Some(author),
+            activate,
         )?;
-        reload(&state_for_store, &tenant_for_store)?;
+        if activate {
+            reload(&state_for_store, &tenant_for_store)?;
+        }
         Ok(version)
     })
     .await?;
     let id = rule_id(tenant.as_str(), &name);
-    Ok((StatusCode::CREATED, axum::Json(RuleCreated { id, name, version })).into_response())
+    Ok((StatusCode::CREATED, axum::Json(RuleCreated { id, name, version, active: activate })).into_response())
 }
 
 /// Creates a rule, or a new version of the rule with that name; it becomes
-/// active at once.
+/// active at once, unless it is stored as a draft.
 #[utoipa::path(post, path = "/api/v1/rules", operation_id = "create_rule", tag = "rules", request_body = NewRule, responses(
-    (status = 201, description = "Stored and active", body = RuleCreated),
+    (status = 201, description = "Stored (and active, unless a draft)", body = RuleCreated),
     (status = 409, description = "A quota is reached: rules per tenant, or versions of this rule (`quota_exceeded`)", body = ErrorBody),
     (status = 422, description = "The source does not compile (with line and column when known)", body = ErrorBody),
     (status = 503, description = "Every compiler stayed busy, or compiling took too long (`busy`, with `Retry-After`)", body = ErrorBody)
@@ -262,13 +292,14 @@ pub async fn create(
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(bad("rule name must be 1 to 128 printable characters"));
     }
-    store_version(&state, &tenant, principal.author(), name, request.source, request.message).await
+    store_version(&state, &tenant, principal.author(), name, request.source, request.message, !request.draft).await
 }
 
-/// A new immutable version of an existing rule; it becomes active.
+/// A new immutable version of an existing rule; it becomes active, unless it
+/// is stored as a draft.
 #[utoipa::path(put, path = "/api/v1/rules/{id}", operation_id = "update_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")),
     request_body = NewVersion, responses(
-    (status = 201, description = "Stored and active", body = RuleCreated),
+    (status = 201, description = "Stored (and active, unless a draft)", body = RuleCreated),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody),
     (status = 409, description = "The rule has as many versions as it may have (`quota_exceeded`)", body = ErrorBody),
     (status = 422, description = "The source does not compile", body = ErrorBody),
@@ -283,7 +314,7 @@ pub async fn update(
     let tenant = principal.tenant_with(Scope::Write)?.clone();
     let (find_state, find_tenant) = (state.clone(), tenant.clone());
     let rule = blocking(move || find(&find_state, &find_tenant, &id)).await?;
-    store_version(&state, &tenant, principal.author(), rule.name, request.source, request.message).await
+    store_version(&state, &tenant, principal.author(), rule.name, request.source, request.message, !request.draft).await
 }
 
 /// The tenant's rules with their state.
@@ -294,8 +325,9 @@ pub async fn list(State(state): State<ApiState>, Read(tenant): Read) -> Result<R
         let store = &state.store;
         let mut items = Vec::new();
         for rule in store.rules.list(tenant.as_str())? {
-            if let Some((active, _)) = store.rules.version(tenant.as_str(), &rule.name, rule.active_version)? {
-                items.push(RuleInfo::of(&rule, &active, None).with_stats(&state, &tenant, &last_day));
+            let number = if rule.active_version == 0 { rule.latest_version } else { rule.active_version };
+            if let Some((shown, _)) = store.rules.version(tenant.as_str(), &rule.name, number)? {
+                items.push(RuleInfo::of(&rule, &shown).with_stats(&state, &tenant, &last_day));
             }
         }
         Ok(items)
@@ -328,8 +360,15 @@ pub(super) fn find_version(state: &ApiState, tenant: &TenantId, rule: &RuleState
 pub async fn get_one(State(state): State<ApiState>, Read(tenant): Read, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let info = blocking(move || {
         let rule = find(&state, &tenant, &id)?;
-        let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
-        Ok(RuleInfo::of(&rule, &active, Some(&author_names(&state, &tenant)?)).with_stats(&state, &tenant, &last_day(&state, &tenant)?))
+        let names = author_names(&state, &tenant)?;
+        let mut info = RuleInfo::of(&rule, &shown_version(&state, &tenant, &rule)?);
+        if rule.active_version > 0 {
+            info.active = Some(VersionInfo::of(&find_version(&state, &tenant, &rule, rule.active_version)?.0, true, &names));
+        }
+        if rule.latest_version > rule.active_version {
+            info.draft = Some(VersionInfo::of(&find_version(&state, &tenant, &rule, rule.latest_version)?.0, true, &names));
+        }
+        Ok(info.with_stats(&state, &tenant, &last_day(&state, &tenant)?))
     })
     .await?;
     Ok(axum::Json(info).into_response())
@@ -453,8 +492,7 @@ pub async fn activate(
         let rule =
             state.store.rules.activate(tenant.as_str(), &rule.name, request.version)?.ok_or_else(|| unknown_version(request.version))?;
         reload(&state, &tenant)?;
-        let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
-        Ok(RuleInfo::of(&rule, &active, None))
+        Ok(RuleInfo::of(&rule, &shown_version(&state, &tenant, &rule)?))
     })
     .await?;
     Ok(axum::Json(info).into_response())
@@ -465,8 +503,7 @@ async fn set_enabled(state: ApiState, Write(tenant): Write, ApiPath(id): ApiPath
         let rule = find(&state, &tenant, &id)?;
         let rule = state.store.rules.set_enabled(tenant.as_str(), &rule.name, enabled)?.ok_or_else(not_found)?;
         reload(&state, &tenant)?;
-        let (active, _) = find_version(&state, &tenant, &rule, rule.active_version)?;
-        Ok(RuleInfo::of(&rule, &active, None))
+        Ok(RuleInfo::of(&rule, &shown_version(&state, &tenant, &rule)?))
     })
     .await?;
     Ok(axum::Json(info).into_response())

@@ -1,6 +1,7 @@
 //! Trying rules out without storing them: the template gallery, the compile
 //! check an editor calls as one types, a test of any source on given traces,
-//! and a backtest of a stored version on the tenant's retained traces.
+//! and a backtest of a stored version (a draft too) or of an unsaved source on
+//! the tenant's retained traces, with each trace's verdict.
 //!
 //! Compiles and tests take the tenant's compile slot (queued fairly, see
 //! [`super::slots`]); backtests take a backtest slot or are refused at once
@@ -163,6 +164,12 @@ pub struct TraceResult {
     elapsed_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<RuleFailure>,
+    /// `violation`: the rule found violations. `held`: it applied (its
+    /// `when` held, or it has none) and found none, so its `expect` held.
+    /// `when_failed`: its `when` did not hold, so it did not apply. `error`:
+    /// it did not finish (see `outcome`).
+    #[schema(example = "held")]
+    verdict: &'static str,
     /// True when the live path's prefilter would not run the rule on this
     /// trace: the trace cannot meet the condition derived from the rule's
     /// source (docs/rules.md, "The prefilter"). A trial runs the rule anyway.
@@ -195,7 +202,14 @@ fn result(tried: crate::pipeline::trial::Tried) -> TraceResult {
         }
         _ => None,
     };
+    let verdict = match &tried.run.outcome {
+        Outcome::Ok { violations } if !violations.is_empty() => "violation",
+        Outcome::Ok { .. } if tried.run.when_failed => "when_failed",
+        Outcome::Ok { .. } => "held",
+        _ => "error",
+    };
     TraceResult {
+        verdict,
         trace_id: tried.trace_id,
         spans: tried.spans,
         outcome: tried.run.outcome.kind().into(),
@@ -262,7 +276,7 @@ pub async fn test(State(state): State<ApiState>, Write(tenant): Write, bytes: Re
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BacktestRequest {
-    /// Default: the active version.
+    /// Default: the active version. Any stored version, a draft too.
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 4294967295.0)]
     version: Option<u32>,
     /// Newest retained traces to run on: 1 to 10,000; default 1,000.
@@ -270,23 +284,108 @@ pub struct BacktestRequest {
     limit: Option<usize>,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceBacktestRequest {
+    /// JavaScript; need not be saved.
+    #[schema(max_length = 131072, example = example_rule)]
+    source: String,
+    /// Newest retained traces to run on: 1 to 10,000; default 1,000.
+    #[schema(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct BacktestReport {
-    rule_id: String,
-    version: u32,
+    /// The stored rule's id (absent for an unsaved source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u32>,
+    /// What the source declares about itself.
+    rule: RuleMeta,
     traces_evaluated: usize,
+    /// Verdict `violation`.
     traces_with_violations: usize,
-    /// Traces on which the rule did not finish (fuel, deadline, exception…).
+    /// Verdict `held`: the rule applied and its `expect` held.
+    traces_held: usize,
+    /// Verdict `when_failed`: the rule's `when` did not hold.
+    traces_when_failed: usize,
+    /// Verdict `error`: the rule did not finish (fuel, deadline, exception…).
     traces_failed: usize,
-    /// The traces with violations (at most 100).
+    /// At most 100 traces: violations first, then errors, held and when_failed.
     results: Vec<TraceResult>,
 }
 
-/// Runs a stored version over the tenant's retained traces and reports which
-/// would have produced signals. The body is optional.
+/// Takes a backtest slot or says why not.
+fn backtest_slot(state: &ApiState, tenant: &crate::model::tenant::TenantId) -> Result<super::slots::Slot, ApiError> {
+    state.backtest_slots.try_acquire(tenant).map_err(|error| match error {
+        SlotError::Tenant(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", format!("{error}: wait for it to finish"))
+                .retry_after(super::BUSY_RETRY_AFTER_SECS)
+        }
+        SlotError::Global(_) => ApiError::busy(format!("{error}; try again later")),
+    })
+}
+
+fn backtest_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(bad("limit must be 1 to 10000"));
+    }
+    Ok(limit)
+}
+
+/// Runs a loaded trace rule on the tenant's newest `limit` retained traces
+/// until `stop_at`, and sums up the verdicts.
+fn backtest_report(
+    state: &ApiState,
+    tenant: &crate::model::tenant::TenantId,
+    loaded: std::sync::Arc<crate::rules::LoadedRule>,
+    meta: RuleMeta,
+    limit: usize,
+    stop_at: std::time::Instant,
+) -> Result<BacktestReport, ApiError> {
+    if meta.window.is_some() {
+        return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));
+    }
+    let inputs: Vec<trial::Input> = state
+        .recent
+        .newest(tenant, limit)?
+        .into_iter()
+        .filter(|(_, spans)| !spans.is_empty())
+        .map(|(_, spans)| trial::Input {
+            label: String::new(),
+            trace: crate::model::trace::Trace::new(spans[0].trace_id, spans),
+            window: None,
+        })
+        .collect();
+    let mut results: Vec<TraceResult> = trial::run(&state.engine, loaded, &inputs, Some(stop_at)).into_iter().map(result).collect();
+    let count = |verdict: &str| results.iter().filter(|result| result.verdict == verdict).count();
+    let (violations, held, when_failed, failed) = (count("violation"), count("held"), count("when_failed"), count("error"));
+    let evaluated = results.len();
+    let rank = |verdict: &str| ["violation", "error", "held", "when_failed"].iter().position(|v| *v == verdict).unwrap_or(4);
+    results.sort_by_key(|result| rank(result.verdict));
+    results.truncate(100);
+    Ok(BacktestReport {
+        rule_id: None,
+        version: None,
+        rule: meta,
+        traces_evaluated: evaluated,
+        traces_with_violations: violations,
+        traces_held: held,
+        traces_when_failed: when_failed,
+        traces_failed: failed,
+        results,
+    })
+}
+
+/// Runs a stored version (by default the active one; a draft too) over the
+/// tenant's retained traces and reports, per trace, what it would have done.
+/// The body is optional.
 #[utoipa::path(post, path = "/api/v1/rules/{id}/backtest", operation_id = "backtest_rule", tag = "rules", params(("id" = String, Path, description = "Rule id")),
     request_body = Option<BacktestRequest>, responses(
-    (status = 200, description = "What the version would have raised", body = BacktestReport),
+    (status = 200, description = "What the version would have raised, and each trace's verdict", body = BacktestReport),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody),
     (status = 422, description = "The rule has no such version", body = ErrorBody),
     (status = 429, description = "The tenant already runs a backtest (`too_many_requests`, with `Retry-After`)", body = ErrorBody),
@@ -302,53 +401,54 @@ pub async fn backtest(
         Ok(bytes) if bytes.is_empty() => BacktestRequest::default(),
         other => body(other)?,
     };
-    let limit = request.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(bad("limit must be 1 to 10000"));
-    }
-    let slot = state.backtest_slots.try_acquire(&tenant).map_err(|error| match error {
-        SlotError::Tenant(_) => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", format!("{error}: wait for it to finish"))
-                .retry_after(super::BUSY_RETRY_AFTER_SECS)
-        }
-        SlotError::Global(_) => ApiError::busy(format!("{error}; try again later")),
-    })?;
+    let limit = backtest_limit(request.limit)?;
+    let slot = backtest_slot(&state, &tenant)?;
     let stop_at = std::time::Instant::now() + BACKTEST_DEADLINE;
     let report = blocking_within(BACKTEST_DEADLINE, move || {
         let _slot = slot;
         let rule = find(&state, &tenant, &id)?;
-        let number = request.version.unwrap_or(rule.active_version);
+        let number = match request.version {
+            Some(number) => number,
+            None if rule.active_version == 0 => return Err(bad("the rule has only drafts; name the version to backtest")),
+            None => rule.active_version,
+        };
         let (version, wasm) = match find_version(&state, &tenant, &rule, number) {
             Err(error) if request.version.is_some() && error.status == StatusCode::NOT_FOUND => return Err(unknown_version(number)),
             other => other?,
         };
         let loaded = crate::pipeline::active::load(&state.engine, &version, &wasm).map_err(ApiError::internal)?;
-        if version.meta.window.is_some() {
-            return Err(bad("backtests run trace rules; test a window rule with POST /api/v1/rules/test"));
-        }
-        let inputs: Vec<trial::Input> = state
-            .recent
-            .newest(&tenant, limit)?
-            .into_iter()
-            .filter(|(_, spans)| !spans.is_empty())
-            .map(|(_, spans)| trial::Input {
-                label: String::new(),
-                trace: crate::model::trace::Trace::new(spans[0].trace_id, spans),
-                window: None,
-            })
-            .collect();
-        let results: Vec<TraceResult> = trial::run(&state.engine, loaded, &inputs, Some(stop_at)).into_iter().map(result).collect();
-        let evaluated = results.len();
-        let failed = results.iter().filter(|result| result.outcome != "ok").count();
-        let hits: Vec<TraceResult> = results.into_iter().filter(|result| !result.violations.is_empty()).collect();
-        Ok(BacktestReport {
-            rule_id: rule.id,
-            version: number,
-            traces_evaluated: evaluated,
-            traces_with_violations: hits.len(),
-            traces_failed: failed,
-            results: hits.into_iter().take(100).collect(),
-        })
+        let report = backtest_report(&state, &tenant, loaded, version.meta, limit, stop_at)?;
+        Ok(BacktestReport { rule_id: Some(rule.id), version: Some(number), ..report })
+    })
+    .await?;
+    Ok(axum::Json(report).into_response())
+}
+
+/// Compiles a source that need not be saved and runs it over the tenant's
+/// retained traces, like a stored version's backtest.
+#[utoipa::path(post, path = "/api/v1/rules/backtest", operation_id = "backtest_source", tag = "rules",
+    request_body = SourceBacktestRequest, responses(
+    (status = 200, description = "What the source would have raised, and each trace's verdict", body = BacktestReport),
+    (status = 422, description = "The source does not compile", body = ErrorBody),
+    (status = 429, description = "The tenant already runs a backtest (`too_many_requests`, with `Retry-After`)", body = ErrorBody),
+    (status = 503, description = "The server already runs its backtests, every compiler stayed busy, or this took too long (`busy`, with `Retry-After`)", body = ErrorBody)
+))]
+pub async fn backtest_source(
+    State(state): State<ApiState>,
+    Write(tenant): Write,
+    ApiJson(request): ApiJson<SourceBacktestRequest>,
+) -> Result<Response, ApiError> {
+    let limit = backtest_limit(request.limit)?;
+    let slot = backtest_slot(&state, &tenant)?;
+    let compile = compile_slot(&state, &tenant).await?;
+    let stop_at = std::time::Instant::now() + BACKTEST_DEADLINE;
+    let report = blocking_within(BACKTEST_DEADLINE, move || {
+        let _slot = slot;
+        let (compiled, loaded) = {
+            let _compile = compile;
+            crate::rules::compile::compile(&state.engine, &request.source).map_err(|error| ApiError::compile(&error))?
+        };
+        backtest_report(&state, &tenant, loaded, compiled.meta, limit, stop_at)
     })
     .await?;
     Ok(axum::Json(report).into_response())

@@ -15,6 +15,10 @@ pub(crate) const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 /// rule-sdk/src/lib.rs) when the SDK's `__fluo_run` returns 0.
 pub const EMPTY_RESULT: &str = r#"{"outcome":"ok","violations":[]}"#;
 
+/// The same when the rule's `when` did not hold (the plugin's answer for
+/// `__fluo_run` returning 1): the rule does not apply to the trace.
+pub const WHEN_FAILED_RESULT: &str = r#"{"outcome":"ok","violations":[],"whenFailed":true}"#;
+
 /// What one rule call returned, as the prelude's `__fluo_run` writes it.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -25,6 +29,8 @@ pub enum RunDoc {
         logs: Vec<LogDoc>,
         #[serde(default, rename = "logsTruncated")]
         logs_truncated: bool,
+        #[serde(default, rename = "whenFailed")]
+        when_failed: bool,
     },
     OutputCap {
         bytes: u64,

@@ -135,6 +135,10 @@ pub struct RuleRun {
     /// counts as run with no violation ([`prefilter`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub skipped: bool,
+    /// The rule's `when` did not hold, so it did not apply to the trace
+    /// (only `rule({when, ...})` sets it; a skipped run does not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub when_failed: bool,
 }
 
 impl RuleRun {
@@ -147,6 +151,7 @@ impl RuleRun {
             logs: Vec::new(),
             logs_truncated: false,
             skipped: true,
+            when_failed: false,
         }
     }
 }

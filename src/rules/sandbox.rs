@@ -144,6 +144,7 @@ impl Sandbox {
             logs: Vec::new(),
             logs_truncated: false,
             skipped: false,
+            when_failed: false,
         };
         if let Err(outcome) = self.ensure_live() {
             return failed(outcome, started);
@@ -171,20 +172,20 @@ impl Sandbox {
             Ok(ret) => read_result(&mut live.store, live.memory, ret, output_cap as usize + 4096),
             Err(error) => Err(classify(error, &live.store)),
         };
-        let (outcome, logs, logs_truncated) = match (read, refused) {
+        let (outcome, logs, logs_truncated, when_failed) = match (read, refused) {
             // A refused growth is the cause even when the guest survived it
             // (QuickJS turns a failed allocation into a catchable exception).
             (_, Some(requested)) => {
                 self.discard();
-                (Outcome::MemoryCap { requested_bytes: requested as u64 }, Vec::new(), false)
+                (Outcome::MemoryCap { requested_bytes: requested as u64 }, Vec::new(), false, false)
             }
             (Err(outcome), None) => {
                 self.discard();
-                (outcome, Vec::new(), false)
+                (outcome, Vec::new(), false, false)
             }
             (Ok(text), None) => interpret(&text, self.rules[index].prepared.as_ref()),
         };
-        RuleRun { outcome, fuel_used, elapsed, logs, logs_truncated, skipped: false }
+        RuleRun { outcome, fuel_used, elapsed, logs, logs_truncated, skipped: false, when_failed }
     }
 
     fn discard(&mut self) {
@@ -412,17 +413,22 @@ pub(crate) fn position_in(stack: &str, prepared: Option<&Prepared>) -> (Option<u
 /// Reads what `__fluo_run` returned. The text comes from the sandbox: any
 /// bytes must give an outcome (never a panic), and witness ids are normalized
 /// and capped here ([`abi::witness_ids`]).
-pub(crate) fn interpret(text: &str, prepared: Option<&Prepared>) -> (Outcome, Vec<abi::LogDoc>, bool) {
-    // The common case, written as a constant by the SDK: skip the JSON parse.
+/// Besides the outcome: the logs, whether they were cut, and whether the
+/// rule's `when` did not hold.
+pub(crate) fn interpret(text: &str, prepared: Option<&Prepared>) -> (Outcome, Vec<abi::LogDoc>, bool, bool) {
+    // The common cases, written as constants by the SDK: skip the JSON parse.
     if text == abi::EMPTY_RESULT {
-        return (Outcome::Ok { violations: Vec::new() }, Vec::new(), false);
+        return (Outcome::Ok { violations: Vec::new() }, Vec::new(), false, false);
+    }
+    if text == abi::WHEN_FAILED_RESULT {
+        return (Outcome::Ok { violations: Vec::new() }, Vec::new(), false, true);
     }
     let doc: RunDoc = match serde_json::from_str(text) {
         Ok(doc) => doc,
-        Err(error) => return (Outcome::Trap { message: format!("unreadable rule result: {error}") }, Vec::new(), false),
+        Err(error) => return (Outcome::Trap { message: format!("unreadable rule result: {error}") }, Vec::new(), false, false),
     };
     match doc {
-        RunDoc::Ok { violations, logs, logs_truncated } => {
+        RunDoc::Ok { violations, logs, logs_truncated, when_failed } => {
             let violations = violations
                 .into_iter()
                 .map(|v| Violation {
@@ -441,12 +447,12 @@ pub(crate) fn interpret(text: &str, prepared: Option<&Prepared>) -> (Outcome, Ve
                     }),
                 })
                 .collect();
-            (Outcome::Ok { violations }, logs, logs_truncated)
+            (Outcome::Ok { violations }, logs, logs_truncated, when_failed)
         }
-        RunDoc::OutputCap { bytes } => (Outcome::OutputCap { bytes }, Vec::new(), false),
+        RunDoc::OutputCap { bytes } => (Outcome::OutputCap { bytes }, Vec::new(), false, false),
         RunDoc::Error { name, message, stack, logs, logs_truncated } => {
             let (line, column) = position_in(&stack, prepared);
-            (Outcome::Exception { name, message, line, column }, logs, logs_truncated)
+            (Outcome::Exception { name, message, line, column }, logs, logs_truncated, false)
         }
     }
 }
@@ -473,14 +479,14 @@ mod tests {
             }
             variants.push(variant.into_iter().collect());
         }
-        let (outcome, _, _) = interpret(&result_with_spans(&variants), None);
+        let (outcome, ..) = interpret(&result_with_spans(&variants), None);
         assert_eq!(outcome.violations()[0].span_ids, vec![id.to_string()]);
     }
 
     #[test]
     fn witnesses_per_violation_are_capped() {
         let ids: Vec<String> = (0..5000u64).map(|n| hex::encode(n.to_be_bytes())).collect();
-        let (outcome, _, _) = interpret(&result_with_spans(&ids), None);
+        let (outcome, ..) = interpret(&result_with_spans(&ids), None);
         assert_eq!(outcome.violations()[0].span_ids, ids[..MAX_WITNESSES].to_vec());
     }
 
@@ -513,7 +519,7 @@ mod tests {
 
         #[test]
         fn proptest_witness_caps_hold(ids in proptest::collection::vec(span_id_spellings(), 0..400)) {
-            let (outcome, _, _) = interpret(&result_with_spans(&ids), None);
+            let (outcome, ..) = interpret(&result_with_spans(&ids), None);
             let kept = &outcome.violations()[0].span_ids;
             prop_assert!(kept.len() <= MAX_WITNESSES);
             let mut distinct = kept.clone();

@@ -44,7 +44,7 @@ pub struct RuleVersion {
     /// Why this version was made (optional, from the author).
     #[serde(default)]
     pub message: Option<String>,
-    /// The key (or user) that stored it; `cli` for `fluo rules push`.
+    /// The key (or user) that stored it.
     #[serde(default)]
     pub author: Option<String>,
 }
@@ -61,7 +61,8 @@ fn key(tenant: &str, rule: &str, version: Option<u32>) -> Key {
 /// durable storage when it returns.
 pub trait RuleStore: Send + Sync {
     /// Every rule of `tenant`, by name. Rules stored before states existed
-    /// appear with their latest version active and enabled.
+    /// appear with their latest version active and enabled; a rule that has
+    /// only drafts has `active_version` 0.
     fn list(&self, tenant: &str) -> Result<Vec<RuleState>>;
     fn by_id(&self, tenant: &str, id: &str) -> Result<Option<RuleState>>;
     /// The versions of a rule, oldest first, without their modules.
@@ -78,8 +79,9 @@ pub trait RuleStore: Send + Sync {
     fn active(&self) -> Result<Vec<(RuleVersion, Vec<u8>)>>;
     /// The active version of every enabled rule of `tenant`, with its module.
     fn active_of(&self, tenant: &str) -> Result<Vec<(RuleVersion, Vec<u8>)>>;
-    /// Stores a new version of `rule` for `tenant`, makes it the active one
-    /// and returns its number.
+    /// Stores a new version of `rule` for `tenant` and returns its number.
+    /// With `activate` it becomes the active one; otherwise it is a draft and
+    /// the active version stays (none, for a new rule).
     #[allow(clippy::too_many_arguments)]
     fn push(
         &self,
@@ -91,6 +93,7 @@ pub trait RuleStore: Send + Sync {
         wasm: &[u8],
         message: Option<String>,
         author: Option<String>,
+        activate: bool,
     ) -> Result<u32>;
 }
 
@@ -123,6 +126,8 @@ impl SledRules {
 impl RuleStore for SledRules {
     fn list(&self, tenant: &str) -> Result<Vec<RuleState>> {
         let mut states: Vec<RuleState> = Vec::new();
+        // Per state: made up for a rule stored before states existed.
+        let mut legacy: Vec<bool> = Vec::new();
         for entry in self.versions.scan_prefix(Key::tenant(tenant)) {
             let (_, value) = entry?;
             let record: RuleVersion = serde_json::from_slice(&value)?;
@@ -130,6 +135,7 @@ impl RuleStore for SledRules {
                 Some(last) if last.name == record.rule => last.latest_version = record.version,
                 _ => {
                     let stored = self.states.get(key(tenant, &record.rule, None))?;
+                    legacy.push(stored.is_none());
                     let state = match stored {
                         Some(bytes) => serde_json::from_slice(&bytes)?,
                         None => RuleState {
@@ -146,8 +152,8 @@ impl RuleStore for SledRules {
                 }
             }
         }
-        for state in &mut states {
-            if state.active_version == 0 {
+        for (state, legacy) in states.iter_mut().zip(legacy) {
+            if legacy {
                 state.active_version = state.latest_version;
             }
         }
@@ -235,6 +241,7 @@ impl RuleStore for SledRules {
         wasm: &[u8],
         message: Option<String>,
         author: Option<String>,
+        activate: bool,
     ) -> Result<u32> {
         if tenant.is_empty() || rule.is_empty() {
             return Err(StoreError::Invalid("tenant and rule names must not be empty"));
@@ -260,10 +267,12 @@ impl RuleStore for SledRules {
         self.versions.insert(&version_key, serde_json::to_vec(&record)?)?;
         let previous: Option<RuleState> =
             self.states.get(key(tenant, rule, None))?.map(|bytes| serde_json::from_slice(&bytes)).transpose()?;
+        // Without a state, a rule's latest version was active (see `list`).
+        let active_before = previous.as_ref().map_or(version - 1, |state| state.active_version);
         let state = RuleState {
             id: rule_id(tenant, rule),
             name: rule.into(),
-            active_version: version,
+            active_version: if activate { version } else { active_before },
             latest_version: version,
             enabled: previous.as_ref().is_none_or(|state| state.enabled),
             created_unix_ms: previous.as_ref().map_or(record.created_unix_ms, |state| state.created_unix_ms),
@@ -285,7 +294,11 @@ pub(crate) mod contract {
     }
 
     fn push(store: &dyn RuleStore, tenant: &str, rule: &str, wasm: &[u8]) -> Result<u32> {
-        store.push(tenant, rule, "export default 1", meta(rule), "plugin", wasm, None, Some("test".into()))
+        store.push(tenant, rule, "export default 1", meta(rule), "plugin", wasm, None, Some("test".into()), true)
+    }
+
+    fn draft(store: &dyn RuleStore, tenant: &str, rule: &str, wasm: &[u8]) -> Result<u32> {
+        store.push(tenant, rule, "export default 2", meta(rule), "plugin", wasm, None, Some("test".into()), false)
     }
 
     pub fn check(store: &dyn RuleStore) {
@@ -341,6 +354,18 @@ pub(crate) mod contract {
         assert!(store.list("t").unwrap().is_empty());
         assert_eq!(store.list("tt").unwrap().len(), 1, "deleting one tenant's rule leaves the other's");
         assert_eq!(push(store, "t", "checkout", b"again").unwrap(), 1, "a deleted rule starts again at version 1");
+
+        // A draft is stored but not active: a new rule's draft leaves it
+        // without an active version; an existing rule's keeps the active one.
+        assert_eq!(draft(store, "d", "new", b"draft").unwrap(), 1);
+        let state = store.list("d").unwrap().remove(0);
+        assert_eq!((state.active_version, state.latest_version), (0, 1));
+        assert!(store.active_of("d").unwrap().is_empty(), "a draft does not run");
+        assert_eq!(store.activate("d", "new", 1).unwrap().map(|s| s.active_version), Some(1));
+        assert_eq!(draft(store, "d", "new", b"second").unwrap(), 2);
+        let state = store.list("d").unwrap().remove(0);
+        assert_eq!((state.active_version, state.latest_version), (1, 2));
+        assert_eq!(store.active_of("d").unwrap().iter().map(|(v, m)| (v.version, m.clone())).collect::<Vec<_>>(), [(1, b"draft".to_vec())]);
     }
 }
 

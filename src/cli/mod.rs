@@ -1,9 +1,15 @@
-//! The `fluo` command line: argument parsing and the `rules test` report.
-//! `serve` is handed to [`crate::config`] and the server wiring.
+//! The `fluo` command line: argument parsing and `rules test` of one rule on
+//! given traces. A directory of rules with expectations is [`suite`]; rules
+//! as code against a server's API is [`apply`]. `serve` is handed to
+//! [`crate::config`] and the server wiring.
 //!
-//! Exit codes of `fluo rules test`: 0 the rule ran on every trace (whatever
-//! the verdict), 2 the rule does not compile, 3 a trace file is unreadable,
-//! 4 the rule failed on at least one trace (exception, fuel, memory, deadline…).
+//! Exit codes of `fluo rules test RULE --trace …`: 0 the rule ran on every
+//! trace (whatever the verdict), 2 the rule does not compile, 3 a trace file
+//! is unreadable, 4 the rule failed on at least one trace (exception, fuel,
+//! memory, deadline…).
+
+pub mod apply;
+pub mod suite;
 
 use crate::model::otlp;
 use crate::model::trace::Trace;
@@ -37,39 +43,30 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum RulesCommand {
-    /// Compile a rule and run it on OTLP/JSON traces, exactly as the server would.
+    /// Run a rule on OTLP/JSON traces exactly as the server would (a file and
+    /// `--trace`), or every rule of a directory against the cases beside it
+    /// (a directory; docs/rules.md, "Rules as code").
     Test(TestArgs),
-    /// Compile a rule and store it as the next version of a tenant's rule in the
-    /// local database (`fluo serve` loads the latest versions at start).
-    Push(PushArgs),
-}
-
-#[derive(Args)]
-pub struct PushArgs {
-    /// The rule (JavaScript).
-    pub rule: PathBuf,
-    /// The tenant that owns the rule.
-    #[arg(long)]
-    pub tenant: String,
-    /// The rule's name (defaults to the file name without extension).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Directory of the embedded sled database.
-    #[arg(long, env = "FLUO_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    /// Make a server's rules match a directory of rules, through its API.
+    Apply(apply::ApplyArgs),
 }
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// The rule (JavaScript).
+    /// A rule (JavaScript), or a directory of rules (`NAME.js`) with their
+    /// cases (`NAME.test.json`).
     pub rule: PathBuf,
-    /// An OTLP/JSON file (ExportTraceServiceRequest, as written by OpenTelemetry
-    /// file exporters); repeat for more. Spans are grouped by trace id.
-    #[arg(long = "trace", required = true)]
+    /// With a rule file: an OTLP/JSON file (ExportTraceServiceRequest, as
+    /// written by OpenTelemetry file exporters); repeat for more. Spans are
+    /// grouped by trace id.
+    #[arg(long = "trace")]
     pub traces: Vec<PathBuf>,
     /// Print the result as JSON (shape in docs/rules.md, "fluo rules test").
     #[arg(long)]
     pub json: bool,
+    /// With a directory: also write the results as JUnit XML to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
     /// Fuel per rule call.
     #[arg(long, default_value_t = Limits::default().fuel_per_call)]
     pub fuel: u64,
@@ -107,7 +104,7 @@ struct ErrorReport<'a> {
 }
 
 #[derive(Serialize)]
-struct ErrorBody<'a> {
+pub(super) struct ErrorBody<'a> {
     kind: &'a str,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +127,7 @@ impl<'a> ErrorBody<'a> {
 }
 
 /// Reads a rule's source, or reports why not (exit code 2).
-fn read_rule(json: bool, path: &std::path::Path) -> Result<String, ExitCode> {
+pub(super) fn read_rule(json: bool, path: &std::path::Path) -> Result<String, ExitCode> {
     let file = path.display().to_string();
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -142,7 +139,7 @@ fn read_rule(json: bool, path: &std::path::Path) -> Result<String, ExitCode> {
 
 /// Reads OTLP/JSON trace files into traces (grouped by trace id; a file
 /// without spans is one empty trace), or reports why not (exit code 3).
-fn read_traces(json: bool, paths: &[PathBuf]) -> Result<Vec<(String, Trace)>, ExitCode> {
+pub(super) fn read_traces(json: bool, paths: &[PathBuf]) -> Result<Vec<(String, Trace)>, ExitCode> {
     let mut traces = Vec::new();
     for path in paths {
         let file = path.display().to_string();
@@ -165,12 +162,28 @@ fn read_traces(json: bool, paths: &[PathBuf]) -> Result<Vec<(String, Trace)>, Ex
     Ok(traces)
 }
 
+/// Where and why a rule does not compile.
+fn compile_error(error: &CompileError, file: &str) -> ErrorBody<'static> {
+    let (line, column) = error.line_column();
+    let kind = match error {
+        CompileError::TooLarge { .. } => "too_large",
+        CompileError::Syntax { .. } => "syntax",
+        CompileError::Definition { .. } => "definition",
+        CompileError::Internal(_) => "internal",
+    };
+    let message = match error {
+        CompileError::Syntax { message, .. } | CompileError::Definition { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    ErrorBody { kind, message, file: Some(file.to_string()), line, column }
+}
+
 /// Starts the rule engine, or reports why not (exit code 4).
-fn start_engine(json: bool, limits: Limits) -> Result<std::sync::Arc<RuleEngine>, ExitCode> {
+pub(super) fn start_engine(json: bool, limits: Limits) -> Result<std::sync::Arc<RuleEngine>, ExitCode> {
     RuleEngine::new(limits).map_err(|error| fail(json, 4, ErrorBody::new("sandbox", format!("cannot start the rule engine: {error:#}"))))
 }
 
-fn fail(json: bool, code: u8, body: ErrorBody<'_>) -> ExitCode {
+pub(super) fn fail(json: bool, code: u8, body: ErrorBody<'_>) -> ExitCode {
     if json {
         println!("{}", serde_json::to_string_pretty(&ErrorReport { error: body }).expect("serializable"));
     } else {
@@ -187,6 +200,22 @@ fn fail(json: bool, code: u8, body: ErrorBody<'_>) -> ExitCode {
 
 pub fn rules_test(args: TestArgs) -> ExitCode {
     let json = args.json;
+    if args.rule.is_dir() {
+        if !args.traces.is_empty() {
+            return fail(
+                json,
+                3,
+                ErrorBody::new("usage", "--trace goes with a rule file; a directory's traces are named by its cases".into()),
+            );
+        }
+        return suite::run(&args);
+    }
+    if args.traces.is_empty() {
+        return fail(json, 3, ErrorBody::new("usage", "give at least one --trace FILE to run the rule on".into()));
+    }
+    if args.junit.is_some() {
+        return fail(json, 3, ErrorBody::new("usage", "--junit goes with a directory of rules and cases".into()));
+    }
     let rule_file = args.rule.display().to_string();
     let source = match read_rule(json, &args.rule) {
         Ok(source) => source,
@@ -203,20 +232,7 @@ pub fn rules_test(args: TestArgs) -> ExitCode {
     let compile_started = Instant::now();
     let (compiled, loaded) = match rules::compile::compile(&engine, &source) {
         Ok(result) => result,
-        Err(error) => {
-            let (line, column) = error.line_column();
-            let kind = match error {
-                CompileError::TooLarge { .. } => "too_large",
-                CompileError::Syntax { .. } => "syntax",
-                CompileError::Definition { .. } => "definition",
-                CompileError::Internal(_) => "internal",
-            };
-            let message = match &error {
-                CompileError::Syntax { message, .. } | CompileError::Definition { message, .. } => message.clone(),
-                other => other.to_string(),
-            };
-            return fail(json, 2, ErrorBody { kind, message, file: Some(rule_file), line, column });
-        }
+        Err(error) => return fail(json, 2, compile_error(&error, &rule_file)),
     };
     let compile_ms = compile_started.elapsed().as_secs_f64() * 1e3;
     let inputs = crate::pipeline::trial::inputs(&compiled.meta, traces);
@@ -293,45 +309,5 @@ pub fn describe_failure(outcome: &Outcome) -> String {
             _ => format!("{name}: {message}"),
         },
         Outcome::Trap { message } => format!("trap: {message}"),
-    }
-}
-
-pub fn rules_push(args: PushArgs) -> ExitCode {
-    let file = args.rule.display().to_string();
-    let source = match read_rule(false, &args.rule) {
-        Ok(source) => source,
-        Err(code) => return code,
-    };
-    let name =
-        args.name.clone().unwrap_or_else(|| args.rule.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default());
-    let engine = match start_engine(false, Limits::default()) {
-        Ok(engine) => engine,
-        Err(code) => return code,
-    };
-    let compiled = match rules::compile::compile(&engine, &source) {
-        Ok((compiled, _)) => compiled,
-        Err(error) => {
-            let (line, column) = error.line_column();
-            return fail(false, 2, ErrorBody { kind: "compile", message: error.to_string(), file: Some(file), line, column });
-        }
-    };
-    let stored = crate::store::Store::open(&args.data_dir).and_then(|store| {
-        store.rules.push(
-            &args.tenant,
-            &name,
-            &source,
-            compiled.meta.clone(),
-            &compiled.plugin_hash,
-            &compiled.wasm,
-            None,
-            Some("cli".into()),
-        )
-    });
-    match stored {
-        Ok(version) => {
-            println!("stored {}/{name} version {version} ({} bytes of wasm)", args.tenant, compiled.wasm.len());
-            ExitCode::SUCCESS
-        }
-        Err(error) => fail(false, 1, ErrorBody { kind: "store", message: format!("{error:#}"), file: None, line: None, column: None }),
     }
 }
