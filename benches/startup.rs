@@ -79,7 +79,7 @@ fn main() {
             services
                 .store
                 .rules
-                .push(&id, &format!("rule-{rule}"), SOURCE, compiled.meta.clone(), &compiled.plugin_hash, &wasm, None, None)
+                .push(&id, &format!("rule-{rule}"), SOURCE, compiled.meta.clone(), &compiled.plugin_hash, &wasm, None, None, true)
                 .unwrap();
         }
     }
@@ -135,7 +135,7 @@ fn main() {
         services
             .store
             .rules
-            .push(&id, &format!("rule-{rule}"), &source, compiled.meta.clone(), "an-older-plugin", b"", None, None)
+            .push(&id, &format!("rule-{rule}"), &source, compiled.meta.clone(), "an-older-plugin", b"", None, None, true)
             .unwrap();
     }
     services.stop().unwrap();

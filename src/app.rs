@@ -84,6 +84,14 @@ impl Services {
         crate::pipeline::active::load_all(&store, &engine, &pipeline)?;
         pipeline.recover(std::time::Instant::now(), &config.span_limits).context("recover from the span log")?;
         let webhooks = Arc::new(crate::webhooks::Webhooks::open(&store.db, config.webhooks.clone()).context("open webhooks")?);
+        // Each tenant's settings reach the parts that apply them.
+        for tenant in auth.tenants().context("read tenants")? {
+            let id = crate::model::tenant::TenantId::trusted(&tenant.id);
+            if let Some(minutes) = tenant.settings.trace_retention_minutes {
+                recent.set_tenant_retention(&id, Some(Duration::from_secs(u64::from(minutes) * 60)));
+            }
+            webhooks.set_trace_link(&id, tenant.settings.trace_link_template.as_deref());
+        }
         // Each tenant's new signals go into that tenant's delivery queue.
         // Webhooks hear of lifecycle events and crossed rate thresholds, never of single occurrences.
         fn webhook_event(kind: crate::events::EventKind) -> Option<&'static str> {
@@ -354,9 +362,11 @@ async fn checkpoints(pipeline: Arc<Pipeline>, stop: tokio::sync::watch::Receiver
     .await
 }
 
+/// Deletes the recent-trace segments that every tenant's retention has passed
+/// (the longest retention counts: a tenant may keep its traces longer).
 async fn prune(recent: Arc<RecentTraces>, retention: Duration, stop: tokio::sync::watch::Receiver<bool>) {
     periodically("recent trace pruning", Duration::from_secs(30).min(retention), stop, move || {
-        let cutoff = crate::model::time::now_ms().saturating_sub(retention.as_millis() as u64);
+        let cutoff = crate::model::time::now_ms().saturating_sub(recent.longest_retention().as_millis() as u64);
         match recent.prune(cutoff) {
             Ok(removed) if removed > 0 => tracing::debug!(removed, "recent traces pruned"),
             Err(error) => tracing::warn!(error = %error, "recent traces not pruned"),

@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Evaluated traces are kept this long so that late spans amend them.
     #[arg(long, env = "FLUO_TRACE_RETENTION", default_value = "15m", value_parser = humantime::parse_duration)]
     pub trace_retention: Duration,
+    /// The longest a tenant may ask its traces to be kept (its setting
+    /// `trace_retention_minutes`); the byte cap still applies to all tenants.
+    #[arg(long, env = "FLUO_TRACE_RETENTION_MAX", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub trace_retention_max: Duration,
     /// The most bytes the recent-trace store keeps, in MiB; the oldest traces go first.
     #[arg(long, env = "FLUO_TRACE_RETENTION_MIB", default_value_t = 1024)]
     pub trace_retention_mib: u64,
@@ -233,6 +237,7 @@ const FILE_KEYS: &[&str] = &[
     "trace_idle",
     "trace_max_age",
     "trace_retention",
+    "trace_retention_max",
     "trace_retention_mib",
     "trace_compression",
     "ingest_durability",
@@ -319,6 +324,12 @@ impl Config {
         }
         if args.trace_max_age > Duration::from_secs(3600) {
             bail!("--trace-max-age must be at most 1h");
+        }
+        if args.trace_retention < Duration::from_secs(60) || args.trace_retention > args.trace_retention_max {
+            bail!("--trace-retention must be at least 1m and at most --trace-retention-max");
+        }
+        if args.trace_retention_max > Duration::from_secs(30 * 24 * 3600) {
+            bail!("--trace-retention-max must be at most 30d");
         }
         if args.max_live_traces == 0 || args.max_spans_per_trace == 0 || args.max_trace_mib == 0 || args.tenant_rate == 0 {
             bail!("--max-live-traces, --max-spans-per-trace, --max-trace-mib and --tenant-rate must be positive");
@@ -457,6 +468,7 @@ impl Config {
             listeners: crate::listen::HttpLimits { header_timeout: args.http_header_timeout, max_connections: args.max_connections },
             trace_retention: crate::store::traces::TraceRetention {
                 age: args.trace_retention,
+                max_age: args.trace_retention_max,
                 max_bytes: args.trace_retention_mib.clamp(16, 1 << 20) << 20,
                 compression: args.trace_compression,
                 fsync: args.ingest_durability == crate::pipeline::segments::Durability::Fsync,

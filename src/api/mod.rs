@@ -1,7 +1,8 @@
 //! The HTTP API under `/api/v1` (axum) and its OpenAPI document. Handlers live
 //! by subject: [`identity`] (tenants, keys, users, sessions), [`rules`]
 //! (versions and their lifecycle), [`trying`] (templates, compile check, test,
-//! backtest), [`signals`], [`traces`] (retained traces), [`webhooks`]; this
+//! backtest), [`signals`], [`traces`] (retained traces), [`settings`] (the
+//! tenant's trace links and retention), [`webhooks`]; this
 //! module owns the router, the one error shape `{"error":{"code","message",…}}`
 //! (produced by [`ApiError`] only; 5xx bodies stay generic), the extractors
 //! handlers declare their caller and inputs with (`extract`), request ids and
@@ -34,6 +35,7 @@ mod extract;
 mod groups;
 mod identity;
 mod rules;
+mod settings;
 mod signals;
 pub mod slots;
 
@@ -217,6 +219,7 @@ pub(crate) fn bad(message: impl Into<String>) -> ApiError {
         (name = "signals", description = "Violations, their workflow and live stream"),
         (name = "traces", description = "Retained traces and the names they use"),
         (name = "webhooks", description = "Notification channels: generic, Slack, PagerDuty, Alertmanager"),
+        (name = "settings", description = "The tenant's trace-link template and trace retention"),
         (name = "operations", description = "Health, readiness, metrics, this document")
     )
 )]
@@ -319,6 +322,7 @@ fn operations() -> OpenApiRouter<ApiState> {
         .routes(routes!(traces::list))
         .routes(routes!(traces::vocabulary))
         .routes(routes!(traces::get_trace))
+        .routes(routes!(settings::get, settings::put))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))

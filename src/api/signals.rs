@@ -178,7 +178,10 @@ pub async fn counts(
 ))]
 pub async fn get_one(State(state): State<ApiState>, Read(tenant): Read, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
     let signal = blocking(move || match state.signals.get(&tenant, &id)? {
-        Some(signal) => with_author_names(&state, &tenant, signal),
+        Some(mut signal) => {
+            signal.trace_url = state.auth.settings(&tenant)?.trace_link_template.map(|template| signal.trace_link(&template));
+            with_author_names(&state, &tenant, signal)
+        }
         None => Err(ApiError::not_found("signal")),
     })
     .await?;

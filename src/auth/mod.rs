@@ -369,7 +369,12 @@ impl Auth {
         if looks_like_tenant_id(name.trim()) {
             return Err(AuthError::Invalid("tenant name may not look like a tenant id (t_ and 16 hex digits)".into()));
         }
-        let tenant = Tenant { id: format!("t_{}", hex::encode(random::<8>())), name: name.trim().into(), created_unix_ms: now_ms() };
+        let tenant = Tenant {
+            id: format!("t_{}", hex::encode(random::<8>())),
+            name: name.trim().into(),
+            created_unix_ms: now_ms(),
+            settings: Default::default(),
+        };
         if !self.identity.put_tenant(&tenant)? {
             return Err(AuthError::Conflict(format!("a tenant named {:?} exists; names are unique", tenant.name)));
         }
@@ -380,6 +385,19 @@ impl Auth {
     /// Every tenant, in id order (for the operator).
     pub fn tenants(&self) -> Result<Vec<Tenant>, AuthError> {
         Ok(self.identity.tenants()?)
+    }
+
+    /// A tenant's settings (the defaults for a tenant that has none).
+    pub fn settings(&self, tenant: &TenantId) -> Result<crate::model::tenant::TenantSettings, AuthError> {
+        Ok(self.identity.tenant(tenant.as_str())?.map(|tenant| tenant.settings).unwrap_or_default())
+    }
+
+    /// Replaces a tenant's settings (checked by the caller), durably.
+    pub fn set_settings(&self, tenant: &TenantId, settings: &crate::model::tenant::TenantSettings) -> Result<(), AuthError> {
+        if !self.identity.set_tenant_settings(tenant.as_str(), settings)? {
+            return Err(AuthError::Unknown);
+        }
+        Ok(())
     }
 
     /// A new key; `expires_unix_ms` must be in the future and at most

@@ -171,6 +171,10 @@ pub struct Signal {
     /// How often the group fired again after it was resolved.
     #[serde(default)]
     pub regressions: u32,
+    /// The group's latest trace in the tenant's own trace backend (its
+    /// trace-link template), filled in by the API when one signal is read; not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<String>,
     /// Trace ids of the occurrences whose trace snapshots are kept: the
     /// first and the latest ones, at most five.
     #[serde(default)]
@@ -217,6 +221,21 @@ fn one() -> u64 {
 }
 
 impl Signal {
+    /// The tenant's trace link (`template`) for the group's latest trace: its
+    /// first witness span, and the time its witnesses cover (the group's last
+    /// occurrence when it names none).
+    pub fn trace_link(&self, template: &str) -> String {
+        let starts = self.witnesses.iter().map(|witness| witness.start_time_unix_nano / 1_000_000);
+        let ends = self.witnesses.iter().map(|witness| witness.end_time_unix_nano.div_ceil(1_000_000));
+        let target = crate::model::tenant::LinkTarget {
+            trace_id: &self.trace_id,
+            span_id: self.witnesses.first().map(|witness| witness.span_id.as_str()),
+            start_unix_ms: starts.min().unwrap_or(self.last_seen_unix_ms),
+            end_unix_ms: ends.max().unwrap_or(self.last_seen_unix_ms),
+        };
+        crate::model::tenant::trace_link(template, &target)
+    }
+
     /// A new open signal of `rule` for `violation`, without trace, witnesses
     /// or window (the caller sets those).
     pub(super) fn open(id: [u8; 16], rule: &RuleRef, violation: &Violation, now: u64) -> Signal {
@@ -245,6 +264,7 @@ impl Signal {
             versions: vec![rule.version],
             regressions: 0,
             samples: Vec::new(),
+            trace_url: None,
             pinned: Vec::new(),
             assignee: None,
             snooze: None,

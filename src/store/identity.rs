@@ -7,7 +7,7 @@
 
 use super::Result;
 use super::key::Key;
-use crate::model::tenant::{Role, Scope, TenantId};
+use crate::model::tenant::{Role, Scope, TenantId, TenantSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -15,6 +15,9 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub created_unix_ms: u64,
+    /// Absent in records written before settings existed: the defaults.
+    #[serde(default)]
+    pub settings: TenantSettings,
 }
 
 /// An API key, stored under the SHA-256 of its secret.
@@ -60,6 +63,9 @@ pub trait IdentityStore: Send + Sync {
     /// The id of the tenant with this name (trimmed, case-insensitive).
     fn tenant_named(&self, name: &str) -> Result<Option<String>>;
     fn tenant_exists(&self, id: &str) -> Result<bool>;
+    fn tenant(&self, id: &str) -> Result<Option<Tenant>>;
+    /// Replaces a tenant's settings; `false` if there is no such tenant.
+    fn set_tenant_settings(&self, id: &str, settings: &TenantSettings) -> Result<bool>;
 
     /// Every key of every tenant (to fill the in-memory lookup at start).
     fn all_keys(&self) -> Result<Vec<(KeyHash, KeyRecord)>>;
@@ -223,6 +229,24 @@ impl IdentityStore for SledIdentity {
         Ok(self.tenants.contains_key(id.as_bytes())?)
     }
 
+    fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        Ok(self.tenants.get(id.as_bytes())?.map(|bytes| serde_json::from_slice(&bytes)).transpose()?)
+    }
+
+    fn set_tenant_settings(&self, id: &str, settings: &TenantSettings) -> Result<bool> {
+        // Read, change, compare-and-swap: a concurrent change is not lost.
+        loop {
+            let Some(current) = self.tenants.get(id.as_bytes())? else { return Ok(false) };
+            let mut tenant: Tenant = serde_json::from_slice(&current)?;
+            tenant.settings = settings.clone();
+            let swapped = self.tenants.compare_and_swap(id.as_bytes(), Some(&current), Some(serde_json::to_vec(&tenant)?))?;
+            if swapped.is_ok() {
+                self.flush()?;
+                return Ok(true);
+            }
+        }
+    }
+
     fn all_keys(&self) -> Result<Vec<(KeyHash, KeyRecord)>> {
         self.records(self.keys.iter().keys())
     }
@@ -356,11 +380,15 @@ pub(crate) mod contract {
         assert_eq!(store.operator_hash().unwrap(), None);
         store.set_operator_hash(&[7; 32]).unwrap();
         assert_eq!(store.operator_hash().unwrap(), Some([7; 32]));
-        assert!(store.put_tenant(&Tenant { id: "a".into(), name: "A".into(), created_unix_ms: 1 }).unwrap());
+        assert!(store.put_tenant(&Tenant { id: "a".into(), name: "A".into(), created_unix_ms: 1, settings: Default::default() }).unwrap());
         // Names are unique, trimmed and case-insensitive; the loser writes nothing.
-        assert!(!store.put_tenant(&Tenant { id: "x".into(), name: " a ".into(), created_unix_ms: 2 }).unwrap());
+        assert!(
+            !store.put_tenant(&Tenant { id: "x".into(), name: " a ".into(), created_unix_ms: 2, settings: Default::default() }).unwrap()
+        );
         assert!(!store.tenant_exists("x").unwrap());
-        assert!(store.put_tenant(&Tenant { id: "ab".into(), name: "AB".into(), created_unix_ms: 3 }).unwrap());
+        assert!(
+            store.put_tenant(&Tenant { id: "ab".into(), name: "AB".into(), created_unix_ms: 3, settings: Default::default() }).unwrap()
+        );
         assert_eq!(store.tenants().unwrap().iter().map(|tenant| tenant.id.as_str()).collect::<Vec<_>>(), ["a", "ab"]);
         assert_eq!(store.tenant_named("ab ").unwrap().as_deref(), Some("ab"));
         assert_eq!(store.tenant_named("b").unwrap(), None);

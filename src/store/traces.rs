@@ -48,6 +48,8 @@ pub enum Compression {
 pub struct TraceRetention {
     /// How long after its evaluation a trace is served.
     pub age: std::time::Duration,
+    /// The longest a tenant may ask for ([`RecentTraces::set_tenant_retention`]).
+    pub max_age: std::time::Duration,
     /// The most the segments may hold; the oldest go first.
     pub max_bytes: u64,
     pub compression: Compression,
@@ -57,7 +59,13 @@ pub struct TraceRetention {
 
 impl Default for TraceRetention {
     fn default() -> Self {
-        TraceRetention { age: std::time::Duration::from_secs(15 * 60), max_bytes: 1 << 30, compression: Compression::None, fsync: true }
+        TraceRetention {
+            age: std::time::Duration::from_secs(15 * 60),
+            max_age: std::time::Duration::from_secs(24 * 3600),
+            max_bytes: 1 << 30,
+            compression: Compression::None,
+            fsync: true,
+        }
     }
 }
 
@@ -106,6 +114,8 @@ struct Inner {
     unsynced: bool,
     tenants: HashMap<TenantId, TenantIndex>,
     bytes: u64,
+    /// Tenants whose traces are served for another time than the default (ms).
+    ages: HashMap<TenantId, u64>,
 }
 
 pub struct RecentTraces {
@@ -256,6 +266,7 @@ impl RecentTraces {
             unsynced: false,
             tenants: HashMap::new(),
             bytes: 0,
+            ages: HashMap::new(),
         };
         let mut copies = 0usize;
         for (number, path) in &listed {
@@ -422,15 +433,45 @@ impl RecentTraces {
         Some((record.at, otlp))
     }
 
-    fn cutoff(&self) -> u64 {
-        now_ms().saturating_sub(self.retention.age.as_millis() as u64)
+    /// The oldest evaluation time of `tenant`'s traces that is still served.
+    fn cutoff(&self, inner: &Inner, tenant: &TenantId) -> u64 {
+        let age = inner.ages.get(tenant).copied().unwrap_or(self.retention.age.as_millis() as u64);
+        now_ms().saturating_sub(age)
+    }
+
+    /// Serves `tenant`'s traces for `age` (at most the maximum) after their
+    /// evaluation instead of the default (`None`: the default again). Segments are deleted only once
+    /// the longest of these has passed ([`RecentTraces::longest_retention`]);
+    /// the byte cap still applies to all tenants together.
+    pub fn set_tenant_retention(&self, tenant: &TenantId, age: Option<std::time::Duration>) {
+        let mut inner = self.lock();
+        match age {
+            Some(age) => inner.ages.insert(tenant.clone(), age.min(self.retention.max_age).as_millis() as u64),
+            None => inner.ages.remove(tenant),
+        };
+    }
+
+    /// The server's default retention and the longest a tenant may ask for.
+    pub fn retention_bounds(&self) -> (std::time::Duration, std::time::Duration) {
+        (self.retention.age, self.retention.max_age)
+    }
+
+    /// How long `tenant`'s traces are served.
+    pub fn retention_of(&self, tenant: &TenantId) -> std::time::Duration {
+        self.lock().ages.get(tenant).map_or(self.retention.age, |ms| std::time::Duration::from_millis(*ms))
+    }
+
+    /// The longest time any tenant's traces are served: what pruning keeps.
+    pub fn longest_retention(&self) -> std::time::Duration {
+        let longest = self.lock().ages.values().copied().max().unwrap_or(0);
+        self.retention.age.max(std::time::Duration::from_millis(longest))
     }
 
     /// The stored copy as (evaluation time, OTLP protobuf), if still retained.
     pub fn get_raw(&self, tenant: &TenantId, trace_id: &TraceId) -> super::Result<Option<(u64, Vec<u8>)>> {
         let (location, frame) = {
             let inner = self.lock();
-            let Some(location) = inner.location(tenant, trace_id, self.cutoff()) else { return Ok(None) };
+            let Some(location) = inner.location(tenant, trace_id, self.cutoff(&inner, tenant)) else { return Ok(None) };
             let Some(frame) = inner.frame(location) else { return Ok(None) };
             (location, frame)
         };
@@ -445,9 +486,9 @@ impl RecentTraces {
     /// Up to `limit` of the tenant's retained traces, the most recently
     /// evaluated first, with their evaluation time (Unix ms).
     pub fn newest(&self, tenant: &TenantId, limit: usize) -> super::Result<Vec<(u64, Vec<Span>)>> {
-        let cutoff = self.cutoff();
         let wanted: Vec<(TraceId, Location, Result<Vec<u8>, Arc<File>>)> = {
             let inner = self.lock();
+            let cutoff = self.cutoff(&inner, tenant);
             let Some(index) = inner.tenants.get(tenant) else { return Ok(Vec::new()) };
             index
                 .order

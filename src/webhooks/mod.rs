@@ -222,6 +222,9 @@ pub struct Webhooks {
     /// Delivery attempts by channel kind and outcome (`delivered`, `failed`,
     /// `refused`, `gave_up`), for `/metrics`.
     outcomes: Mutex<std::collections::BTreeMap<(ChannelKind, &'static str), u64>>,
+    /// Each tenant's trace-link template (its settings), for the link to the
+    /// group's trace in the tenant's own backend that bodies carry.
+    trace_links: Mutex<HashMap<TenantId, Arc<str>>>,
 }
 
 fn prefix(tenant: &TenantId) -> Vec<u8> {
@@ -269,6 +272,7 @@ impl Webhooks {
             sent: Mutex::new(HashMap::new()),
             throttled: AtomicU64::new(0),
             outcomes: Mutex::new(std::collections::BTreeMap::new()),
+            trace_links: Mutex::new(HashMap::new()),
         };
         // What a previous run left undelivered goes out first, whatever the queue bound.
         let pending = webhooks.pending_in_outbox()?;
@@ -557,10 +561,21 @@ impl Webhooks {
         format!("{}/signals/{signal_id}", self.limits.public_url.trim_end_matches('/'))
     }
 
+    /// Sets (or, with `None`, clears) the tenant's trace-link template.
+    pub fn set_trace_link(&self, tenant: &TenantId, template: Option<&str>) {
+        let mut links = self.trace_links.lock().unwrap_or_else(|poison| poison.into_inner());
+        match template {
+            Some(template) => links.insert(tenant.clone(), template.into()),
+            None => links.remove(tenant),
+        };
+    }
+
     /// The body `hook` gets for event `kind` of `signal`.
-    fn body(&self, hook: &Webhook, signal: &Signal, kind: &str, rate: Option<serde_json::Value>) -> Arc<str> {
+    fn body(&self, tenant: &TenantId, hook: &Webhook, signal: &Signal, kind: &str, rate: Option<serde_json::Value>) -> Arc<str> {
         let link = self.link(&signal.id);
-        let event = payload::Event { kind, signal, link: &link, rate };
+        let template = self.trace_links.lock().unwrap_or_else(|poison| poison.into_inner()).get(tenant).cloned();
+        let trace_url = template.map(|template| signal.trace_link(&template));
+        let event = payload::Event { kind, signal, link: &link, rate, trace_url: trace_url.as_deref() };
         serde_json::to_string(&payload::body(hook.kind, &event, hook.routing_key.as_deref())).unwrap_or_default().into()
     }
 
@@ -597,7 +612,7 @@ impl Webhooks {
             .into_iter()
             .filter(|hook| wants(hook, signal) && self.admit(tenant, hook, &signal.id, kind, now))
             .map(|hook| {
-                let body = self.body(&hook, signal, kind, None);
+                let body = self.body(tenant, &hook, signal, kind, None);
                 self.outboxed(tenant, &hook.id, &signal.id, body)
             })
             .collect()
@@ -625,7 +640,7 @@ impl Webhooks {
                 && self.admit(tenant, hook, &group.id, "signal.rate_exceeded", now)
             {
                 let rate = serde_json::json!({"count": rate.count, "minutes": rate.minutes, "observed": observed});
-                let body = self.body(hook, group, "signal.rate_exceeded", Some(rate));
+                let body = self.body(tenant, hook, group, "signal.rate_exceeded", Some(rate));
                 let job = self.outboxed(tenant, &hook.id, &group.id, body);
                 self.enqueue(job, true);
             }

@@ -49,6 +49,9 @@ pub struct Event<'a> {
     pub link: &'a str,
     /// For `signal.rate_exceeded`: the threshold and what was observed.
     pub rate: Option<Value>,
+    /// The group's trace in the tenant's own trace backend, when the tenant
+    /// set a trace-link template.
+    pub trace_url: Option<&'a str>,
 }
 
 impl Event<'_> {
@@ -180,6 +183,9 @@ fn generic(event: &Event<'_>) -> Value {
     if let Some(rate) = &event.rate {
         body["rate"] = rate.clone();
     }
+    if let Some(trace_url) = event.trace_url {
+        body["trace_url"] = json!(trace_url);
+    }
     body
 }
 
@@ -203,6 +209,9 @@ fn slack(event: &Event<'_>) -> Value {
     }
     if let Some(rate) = &event.rate {
         facts.push(format!("*Rate:* {} in {} min (threshold {})", rate["observed"], rate["minutes"], rate["count"]));
+    }
+    if let Some(trace_url) = event.trace_url {
+        facts.push(format!("<{}|Open the trace>", escape(trace_url)));
     }
     let section = clip(&format!("*<{}|{}>*\n{}", event.link, headline, facts.join("  ·  ")), SLACK_SECTION_MAX);
     json!({
@@ -253,6 +262,9 @@ fn pagerduty(event: &Event<'_>, routing_key: &str) -> Value {
             "custom_details": details,
         });
         body["links"] = json!([{"href": event.link, "text": "Open in FLUO"}]);
+        if let Some(trace_url) = event.trace_url {
+            body["links"].as_array_mut().expect("an array").push(json!({"href": trace_url, "text": "Open the trace"}));
+        }
         body["client"] = json!("FLUO");
         body["client_url"] = json!(event.link);
     }
@@ -281,16 +293,20 @@ fn alertmanager(event: &Event<'_>) -> Value {
     if event.kind == "signal.test" {
         labels["fluo_test"] = json!("true");
     }
+    let mut annotations = json!({
+        "summary": signal.message,
+        "description": event.headline(),
+        "fluo_status": signal.status.as_str(),
+        "fluo_occurrences": signal.occurrences.to_string(),
+        "fluo_trace_id": signal.trace_id,
+        "fluo_url": event.link,
+    });
+    if let Some(trace_url) = event.trace_url {
+        annotations["fluo_trace_url"] = json!(trace_url);
+    }
     json!([{
         "labels": labels,
-        "annotations": {
-            "summary": signal.message,
-            "description": event.headline(),
-            "fluo_status": signal.status.as_str(),
-            "fluo_occurrences": signal.occurrences.to_string(),
-            "fluo_trace_id": signal.trace_id,
-            "fluo_url": event.link,
-        },
+        "annotations": annotations,
         "startsAt": signal.created_at,
         "endsAt": rfc3339(ends),
         "generatorURL": event.link,
@@ -313,7 +329,7 @@ mod tests {
     }
 
     fn event<'a>(kind: &'a str, signal: &'a Signal) -> Event<'a> {
-        Event { kind, signal, link: "https://fluo.example/signals/s_1", rate: None }
+        Event { kind, signal, link: "https://fluo.example/signals/s_1", rate: None, trace_url: None }
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl Webhooks {
             }
         }
         for group in &due {
-            let body = self.body(hook, group, "signal.reminder", None);
+            let body = self.body(tenant, hook, group, "signal.reminder", None);
             let job = self.outboxed(tenant, &hook.id, &group.id, body);
             self.enqueue(job, true);
         }
@@ -81,7 +81,7 @@ impl Webhooks {
             "last_seen_at": rfc3339(now), "last_seen_unix_ms": now, "witnesses": [],
         }))
         .expect("the test group is a group");
-        let body = self.body(&hook, &signal, "signal.test", None);
+        let body = self.body(tenant, &hook, &signal, "signal.test", None);
         let job = Job {
             tenant: tenant.clone(),
             hook_id: hook.id.clone(),

@@ -17,7 +17,13 @@ fn otlp(trace: u8, spans: u8, name: &str) -> (TraceId, Vec<u8>) {
 }
 
 fn retention(max_bytes: u64, compression: Compression) -> TraceRetention {
-    TraceRetention { age: std::time::Duration::from_secs(3600), max_bytes, compression, fsync: true }
+    TraceRetention {
+        age: std::time::Duration::from_secs(3600),
+        max_age: std::time::Duration::from_secs(7200),
+        max_bytes,
+        compression,
+        fsync: true,
+    }
 }
 
 fn names(store: &RecentTraces, tenant: &TenantId, limit: usize) -> Vec<String> {
@@ -192,4 +198,32 @@ fn a_compressed_record_that_lies_about_its_size_is_not_served() {
     let compressed = compress(&bytes).unwrap();
     assert_eq!(decompress(&compressed).unwrap(), bytes);
     assert!(decompress(&compressed[..compressed.len() - 2]).is_none(), "truncated");
+}
+
+#[test]
+fn a_tenant_retention_shortens_or_lengthens_what_is_served_within_the_maximum() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecentTraces::open(dir.path(), retention(1 << 30, Compression::None)).unwrap();
+    let (short, long, plain) = (TenantId::trusted("short"), TenantId::trusted("long"), TenantId::trusted("plain"));
+    let minutes_ago = |minutes: u64| now_ms() - minutes * 60 * 1000;
+    for tenant in [&short, &long, &plain] {
+        let (old, bytes) = otlp(2, 1, "ninety minutes ago");
+        store.put(tenant, &old, &bytes, minutes_ago(90)).unwrap();
+        let (recent, bytes) = otlp(1, 1, "ten minutes ago");
+        store.put(tenant, &recent, &bytes, minutes_ago(10)).unwrap();
+    }
+    let minutes = |n: u64| std::time::Duration::from_secs(n * 60);
+    store.set_tenant_retention(&short, Some(minutes(5)));
+    store.set_tenant_retention(&long, Some(minutes(100_000)));
+    assert!(names(&store, &short, 10).is_empty(), "both are older than 5 minutes");
+    assert_eq!(names(&store, &plain, 10), ["ten minutes ago"], "the default hour");
+    assert_eq!(names(&store, &long, 10), ["ten minutes ago", "ninety minutes ago"], "two hours, the maximum");
+    assert_eq!(store.retention_of(&long), minutes(120), "capped at the maximum");
+    assert_eq!(store.longest_retention(), minutes(120), "pruning keeps the longest");
+    let mut id = [0u8; 16];
+    id[15] = 2;
+    assert!(store.get(&plain, &id).unwrap().is_none() && store.get(&long, &id).unwrap().is_some());
+    store.set_tenant_retention(&long, None);
+    assert_eq!(store.longest_retention(), minutes(60));
+    assert!(store.get(&long, &id).unwrap().is_none(), "back to the default");
 }
