@@ -51,3 +51,12 @@ export function fromLocalInput(v: string): string | null {
   const d = new Date(v);
   return Number.isNaN(d.getTime()) ? null : d.toISOString();
 }
+
+/** A number of minutes as people read it: "15 min", "24 h", "2 d 3 h". */
+export function fmtMinutes(minutes: number): string {
+  if (minutes < 60) return `${minutes} min`;
+  const d = Math.floor(minutes / 1440);
+  const hrs = Math.floor((minutes % 1440) / 60);
+  const min = minutes % 60;
+  return [d ? `${d} d` : '', hrs ? `${hrs} h` : '', min ? `${min} min` : ''].filter(Boolean).join(' ');
+}

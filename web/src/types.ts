@@ -35,27 +35,61 @@ export interface VersionInfo {
   plugin_hash: string; form: string; severity: string; description?: string | null; source?: string | null;
 }
 export interface RuleInfo {
+  /** active_version: the version that runs; 0 while the rule has only drafts. */
   id: string; name: string; active_version: number; latest_version: number; enabled: boolean;
+  /** A version newer than the active one is stored (a draft). */
+  has_draft?: boolean;
   created_at: string; updated_at: string; severity: string; form: string;
-  active?: VersionInfo | null; stats?: RuleCounters | null; occurrences_24h?: number | null;
+  active?: VersionInfo | null;
+  /** The latest version with its source, when newer than the active one (GET /rules/{id} only). */
+  draft?: VersionInfo | null;
+  stats?: RuleCounters | null; occurrences_24h?: number | null;
 }
-export interface RuleCreated { id: string; name: string; version: number }
+/** `active`: false for a version stored as a draft. */
+export interface RuleCreated { id: string; name: string; version: number; active?: boolean }
 export interface Template { id: string; title: string; source: string }
 export interface Compiled { name?: string | null; severity: string; description?: string | null; form: string; compile_ms: number }
 
 export interface WitnessRef { span_id: string; name: string; service?: string | null }
 export interface TestViolation { message: string; severity: Severity; span_ids: string[]; witnesses: WitnessRef[] }
 export interface RuleFailure { name: string; message: string; line?: number | null; column?: number | null }
+/**
+ * A rule on one trace: `violation` (it found some), `held` (it applied — its `when` held or it
+ * has none — and its `expect` held), `when_failed` (its `when` did not hold: it does not apply),
+ * `error` (it did not finish).
+ */
+export type Verdict = 'violation' | 'held' | 'when_failed' | 'error';
+export const VERDICT_LABEL: Record<Verdict, string> = { violation: 'Violation', held: 'Held', when_failed: 'When failed', error: 'Error' };
+export const VERDICT_HINT: Record<Verdict, string> = {
+  violation: 'the rule found violations',
+  held: 'the rule applied and its expect held',
+  when_failed: 'its when did not hold: the rule does not apply',
+  error: 'the rule did not finish',
+};
 export interface TraceResult {
   trace_id: string; spans: number; outcome: string; violations: TestViolation[];
   fuel_used: number; elapsed_us: number; error?: RuleFailure | null;
+  /** Absent from servers before verdicts. */
+  verdict?: Verdict;
   /** The live path's prefilter would not run the rule on this trace. */
   prefilter_skips: boolean;
 }
 export interface TestReport { rule: { form: string; name?: string | null; severity: string; description?: string | null }; compile_ms: number; traces: TraceResult[] }
+/** A backtest: the verdicts' counts, and at most 100 results (violations first, then errors, held, when_failed). */
 export interface BacktestReport {
-  rule_id: string; version: number; traces_evaluated: number; traces_with_violations: number;
-  traces_failed: number; results: TraceResult[];
+  /** Absent for an unsaved source. */
+  rule_id?: string; version?: number;
+  rule?: { form: string; name?: string | null; severity: string; description?: string | null };
+  traces_evaluated: number; traces_with_violations: number;
+  traces_held?: number; traces_when_failed?: number; traces_failed: number; results: TraceResult[];
+}
+/** The tenant's own settings (GET/PUT /settings). */
+export interface TenantSettings {
+  trace_link_template: string | null;
+  trace_retention_minutes: number | null;
+  effective_trace_retention_minutes: number;
+  default_trace_retention_minutes: number;
+  max_trace_retention_minutes: number;
 }
 
 export interface Witness {
@@ -83,6 +117,8 @@ export interface Signal {
   /** Samples an investigator pinned: their snapshots stay until unpinned (at most ten). */
   pinned?: string[];
   assignee?: string | null; snooze?: Snooze | null; group_key?: string | null;
+  /** The tenant's trace-link template filled in for the latest trace (GET /signals/{id}, when set). */
+  trace_url?: string | null;
 }
 export interface SignalPage { items: Signal[]; next_cursor?: string | null; sparklines?: Record<string, number[]> }
 export interface Occurrence { id: string; trace_id: string; span_ids: string[]; rule_version: number; message: string; at: string; at_unix_ms: number }

@@ -36,7 +36,10 @@ import {
   compileStatus,
   current,
   here,
+  expectConsoleError,
 } from './support.mjs';
+
+const TRACE_LINK = 'https://traces.example/trace/{trace_id}';
 
 async function main() {
   const browser = await chromium.launch({
@@ -51,6 +54,7 @@ async function main() {
   let ruleUrl = '';
   let firstSession = null;
   let signalUrl = '';
+  let checkout = null; // the first two checkout traces sent: [with a fraud check, without]
   const WINDOW_RULE = `auth-concurrency${SUFFIX}`;
 
   try {
@@ -162,6 +166,7 @@ async function main() {
       await page.evaluate(() => (window.__noReload = true));
       const sent = await sendTraces({ traces: [checkoutTrace({ fraudCheck: true }), checkoutTrace({ fraudCheck: false })] });
       assert.equal(sent.export_ok, true);
+      checkout = sent.traces.map((t) => t.trace_id);
       const traceId = sent.traces[1].trace_id;
       const row = page.locator('tr.sig-row').filter({ hasText: RULE }).filter({ has: page.locator(`span[title="${traceId}"]`) });
       await row.waitFor({ timeout: 30_000 });
@@ -247,6 +252,49 @@ async function main() {
       assert.ok(Number(await stat('Evaluated').innerText()) >= 2, 'both sent checkout traces are retained');
       assert.equal(Number(await stat('With violations').innerText()), 1, 'the trace without a fraud check');
       assert.equal(Number(await stat('Failed').innerText()), 0);
+    });
+
+    await step('a draft: backtest the changed text before saving (a verdict per trace), save it as a draft; v1 stays active', async () => {
+      // The editor still holds v2's text (severity high); the change: severity medium.
+      const line4 = editorLine(page, 4);
+      await line4.click();
+      await page.keyboard.press('End');
+      await page.keyboard.press('Shift+Home');
+      await page.keyboard.insertText('severity: "medium",');
+      await compileStatus(page).getByText(/Compiles: rule.*· medium ·/).waitFor({ timeout: 30_000 });
+      await page.getByRole('button', { name: 'Backtest on retained traces' }).click();
+      await page.getByText('Backtest of the text in the editor').waitFor({ timeout: 30_000 });
+      const stat = async (label) => Number(await page.locator('.stat').filter({ has: page.getByText(label, { exact: true }) }).locator('.stat-value').innerText());
+      const evaluated = await stat('Evaluated');
+      // Retained: the background's 8 traces (no card charge) and the 2 checkout traces.
+      assert.equal(evaluated, 10, 'the 8 background and 2 checkout traces');
+      assert.equal(await stat('With violations'), 1, 'the checkout without a fraud check');
+      assert.equal(await stat('Held'), 1, 'the checkout with a fraud check');
+      assert.equal(await stat('When failed'), evaluated - 2, 'no card charge: the rule does not apply');
+      assert.equal(await stat('Failed'), 0);
+      const results = page.getByRole('table', { name: 'Backtest results' });
+      const row = (traceId) => results.locator('tr.bt-row').filter({ has: page.locator(`span[title="${traceId}"]`) });
+      await row(checkout[1]).getByText('Violation', { exact: true }).waitFor();
+      await row(checkout[1]).getByText(MESSAGE).waitFor();
+      await row(checkout[0]).getByText('Held', { exact: true }).waitFor();
+      assert.equal(await results.locator('tr.bt-row').count(), evaluated, 'every trace has its row');
+      assert.equal(await results.locator('tr.bt-when_failed').count(), evaluated - 2);
+      assert.equal(await results.locator('tr.bt-row').first().getAttribute('class'), 'bt-row bt-violation', 'violations first');
+      await page.locator('.stats').evaluate((e) => e.scrollIntoView({ block: 'center' }));
+      await shot(page, 'editor-backtest');
+      await page.getByRole('button', { name: 'Save version' }).click();
+      const dialog = page.getByRole('dialog', { name: 'Save version 3' });
+      await dialog.getByLabel(/version message/).fill('medium: tried on retained traces first');
+      await dialog.getByLabel('Save as draft (does not run until activated)').check();
+      await dialog.getByRole('button', { name: 'Save' }).click();
+      await page.locator('#draft-version').getByText('draft: v3').waitFor();
+      await page.getByText('active: v1').waitFor();
+      await page.getByText('Editing draft v3').waitFor();
+      const rule = (await apiAs(page, 'GET', `/rules/${new URL(ruleUrl).pathname.split('/').pop()}`)).body;
+      assert.equal(rule.active_version, 1, 'the draft is not active');
+      assert.equal(rule.latest_version, 3);
+      assert.equal(rule.has_draft, true);
+      assert.match(rule.draft.source, /severity: "medium"/);
     });
 
     await step('editor completions: span names seen in traces, SDK members', async () => {
@@ -368,6 +416,39 @@ async function main() {
       } finally {
         await tab.close();
       }
+    });
+
+    await step('trace links: a bad template shows the server\'s error; the signal links to its trace in your backend', async () => {
+      const section = page.locator('#links');
+      await section.getByRole('heading', { name: 'Trace links and retention' }).waitFor();
+      const template = section.getByLabel('Trace link template');
+      const save = section.getByRole('button', { name: 'Save', exact: true });
+      await template.fill('https://traces.example/trace/{trace_id}?span={spanid}');
+      expectConsoleError(/status of 400/); // the browser's own line for the refused PUT
+      await save.click();
+      await section.getByRole('alert').getByText(/unknown placeholder \{spanid\}/).waitFor();
+      assert.equal(await template.getAttribute('aria-invalid'), 'true');
+      await template.fill(TRACE_LINK);
+      await section.getByLabel('Trace retention (minutes)').fill('');
+      await save.click();
+      await page.getByText('Trace link and retention saved').waitFor();
+      assert.equal(await section.getByRole('alert').count(), 0);
+      assert.equal((await apiAs(page, 'GET', '/settings')).body.trace_link_template, TRACE_LINK);
+      await page.goto(signalUrl);
+      const signal = (await apiAs(page, 'GET', `/signals/${new URL(signalUrl).pathname.split('/').pop()}`)).body;
+      const expected = TRACE_LINK.replace('{trace_id}', signal.trace_id);
+      assert.equal(signal.trace_url, expected);
+      const link = page.getByRole('link', { name: 'Open trace in your backend', exact: true });
+      await link.waitFor();
+      assert.equal(await link.getAttribute('href'), expected);
+      assert.equal(await link.getAttribute('target'), '_blank');
+      assert.equal(await link.getAttribute('rel'), 'noopener noreferrer');
+      // each occurrence links its own trace, the template filled in by the console
+      const occ = page.getByRole('table', { name: 'Occurrences' });
+      const first = occ.getByRole('link', { name: /^Open trace [0-9a-f]{32} in your backend$/ }).first();
+      await first.waitFor();
+      const id = /Open trace ([0-9a-f]{32})/.exec(await first.getAttribute('aria-label'))[1];
+      assert.equal(await first.getAttribute('href'), TRACE_LINK.replace('{trace_id}', id));
     });
 
     await step('a window rule (the concurrency template) and a burst of 60 auth requests at once', async () => {
@@ -596,6 +677,7 @@ async function main() {
         if (await b.count()) assert.equal(await b.isDisabled(), true, `${name} is disabled`);
       }
       await v.getByRole('table', { name: 'Occurrences' }).locator('tbody tr').first().waitFor(); // reading is allowed
+      await v.getByRole('link', { name: 'Open trace in your backend', exact: true }).waitFor();
       // rules: no new rule, no enable toggle, a read-only editor
       await nav.getByRole('link', { name: 'Rules' }).click();
       await v.getByRole('button', { name: 'New rule' }).waitFor();
@@ -615,6 +697,8 @@ async function main() {
       // settings by URL: admins only
       await v.goto(`${BASE}/settings`);
       await v.getByRole('heading', { name: 'Administrators only' }).waitFor();
+      await v.locator('#trace-link-template').getByText(TRACE_LINK, { exact: true }).waitFor(); // read-only
+      assert.equal(await v.getByRole('button', { name: 'Save', exact: true }).count(), 0, 'no Save');
       // Signing out ends the session on the server, not only in the tab.
       const token = await v.evaluate(() => JSON.parse(sessionStorage.getItem('fluo.session')).token);
       await v.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Sign out' }).click();
@@ -703,6 +787,32 @@ async function main() {
       assert.ok(Date.parse(now.expires_at) > Date.parse(firstSession.expires_at), 'that lives longer');
       const { status } = await fetch(`${BASE}/api/v1/info`, { headers: { authorization: `Bearer ${now.token}` } });
       assert.equal(status, 200, 'and works');
+    });
+
+    await step('activate the draft: v3 runs from now on (it did not before)', async () => {
+      const ruleId = new URL(ruleUrl).pathname.split('/').pop();
+      const signalPath = `/signals/${new URL(signalUrl).pathname.split('/').pop()}`;
+      const versions = new Set();
+      for (let cursor = null, n = 0; n < 20; n++) {
+        const { body } = await apiAs(page, 'GET', `${signalPath}/occurrences?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+        for (const o of body.items) versions.add(o.rule_version);
+        if (!(cursor = body.next_cursor)) break;
+      }
+      assert.ok(versions.has(1) && !versions.has(3), `the draft did not run while it was a draft: versions ${[...versions]}`);
+      await page.goto(ruleUrl);
+      await page.getByText('active: v1').waitFor();
+      const bar = page.getByRole('region', { name: 'Draft' });
+      await bar.getByText('Draft v3 is stored and not running').waitFor();
+      await bar.getByRole('button', { name: 'Open draft v3' }).click();
+      await editorLine(page, 4).getByText('severity: "medium",').waitFor();
+      await bar.getByText('Editing draft v3').waitFor();
+      await bar.getByRole('button', { name: 'Activate v3' }).click();
+      await page.getByRole('dialog', { name: 'Activate version 3?' }).getByRole('button', { name: 'Activate v3' }).click();
+      await page.getByText('active: v3').waitFor();
+      assert.equal(await page.locator('#draft-version').count(), 0, 'no draft any more');
+      const rule = (await apiAs(page, 'GET', `/rules/${ruleId}`)).body;
+      assert.equal(rule.active_version, 3);
+      assert.equal(rule.has_draft, false);
     });
 
     await step('no console errors or warnings, no request to another origin', async () => {

@@ -40,9 +40,17 @@ export const problems = [];
 export const dialogs = []; // native dialogs (confirm) seen, accepted
 let currentStep = '(setup)';
 
+/** Console errors a step expects (e.g. the browser's own line for a 400 the page shows): each forgives one. */
+const expected = [];
+export function expectConsoleError(pattern) {
+  expected.push(pattern);
+}
+
 export function watch(page, label) {
   page.on('console', (m) => {
     if (m.type() !== 'error' && m.type() !== 'warning') return;
+    const forgiven = expected.findIndex((re) => re.test(m.text()));
+    if (forgiven >= 0) return void expected.splice(forgiven, 1);
     const url = m.location()?.url ?? '';
     problems.push(`[${label}] ${currentStep}: console ${m.type()}: ${m.text()}${url ? ` (${url})` : ''}`);
   });

@@ -11,8 +11,8 @@ import { type Ctx, clearLeaveGuard, navigate, setLeaveGuard } from '../router';
 import { sampleTrace } from '../sample';
 import { canWrite, READ_ONLY_TITLE } from '../session';
 import { loadTemplates } from '../templates';
-import type { BacktestReport, Compiled, RuleCreated, RuleInfo, TestReport, TraceResult, TraceSummary, VersionInfo, Vocabulary } from '../types';
-import { confirmDialog, emptyState, errorBox, loading, promptDialog, sevBadge, toast } from '../ui';
+import { VERDICT_HINT, VERDICT_LABEL, type BacktestReport, type Compiled, type RuleCreated, type RuleInfo, type TestReport, type TraceResult, type TraceSummary, type Verdict, type VersionInfo, type Vocabulary } from '../types';
+import { confirmDialog, emptyState, errorBox, loading, openDialog, sevBadge, toast } from '../ui';
 import { waterfall } from '../waterfall';
 
 const SKELETON = `// Describe the invariant in one line.
@@ -60,6 +60,8 @@ export function editorPage(ctx: Ctx): () => void {
   let versions: VersionInfo[] = [];
   let savedSource = '';
   let readOnlyVersion: VersionInfo | null = null;
+  /** The stored version whose source the editor was loaded with (or last saved as); null for a new rule. */
+  let editorVersion: number | null = null;
 
   mount(ctx.root, loading('Loading the rule…'));
 
@@ -149,15 +151,19 @@ export function editorPage(ctx: Ctx): () => void {
                 { class: 'row wrap-row' },
                 sevBadge(rule.severity),
                 h('span', { class: 'tag', title: `declared form: ${rule.form}` }, rule.form === 'window' ? 'window rule' : 'trace rule'),
-                h('span', { class: 'badge badge-accent', id: 'active-version' }, `active: v${rule.active_version}`),
+                rule.active_version
+                  ? h('span', { class: 'badge badge-accent', id: 'active-version' }, `active: v${rule.active_version}`)
+                  : h('span', { class: 'badge badge-muted', id: 'active-version', title: 'No version runs until one is activated' }, 'only drafts'),
+                hasDraft(rule) ? h('span', { class: 'badge badge-draft', id: 'draft-version', title: 'Stored, not running until activated' }, `draft: v${rule.latest_version}`) : null,
                 h('span', { class: 'badge' }, `latest: v${rule.latest_version}`),
                 h('span', { class: `badge ${rule.enabled ? 'badge-ok' : 'badge-muted'}` }, rule.enabled ? 'enabled' : 'disabled'),
                 dirty,
               )
-            : h('p', { class: 'muted' }, 'Not saved yet. Saving compiles, stores version 1 and activates it.', dirty),
+            : h('p', { class: 'muted' }, 'Not saved yet. Saving compiles, stores version 1 and activates it (or keeps it as a draft).', dirty),
         ),
         h('div', { class: 'page-actions' }, actions),
       ),
+      draftBar(),
       readOnlyVersion
         ? h(
             'div',
@@ -170,8 +176,48 @@ export function editorPage(ctx: Ctx): () => void {
     );
   }
 
-  function activateButton(version: number, label = 'Activate'): HTMLButtonElement {
-    const b = h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `${label} (v${version})` }, label);
+  /** The draft, when there is one: what it is, and what can be done with it (open it, activate it). */
+  function draftBar(): HTMLElement | null {
+    if (!rule || readOnlyVersion || !hasDraft(rule)) return null;
+    const r = rule;
+    const draft = r.latest_version;
+    const editing = editorVersion === draft;
+    const parts: (Node | string | null)[] = [];
+    if (editing) {
+      parts.push(h('span', null, h('strong', null, `Editing draft v${draft}`), r.active_version ? ` — it does not run; v${r.active_version} does until you activate it.` : ' — the rule has only drafts: nothing runs until you activate one.'));
+      if (r.active_version) parts.push(openVersionButton(r.active_version, `Open active v${r.active_version}`));
+    } else {
+      parts.push(h('span', null, `Draft v${draft} is stored and not running. The editor shows `, editorVersion ? `v${editorVersion}` : 'your text', '.'));
+      parts.push(openVersionButton(draft, `Open draft v${draft}`));
+    }
+    if (canWrite()) parts.push(activateButton(draft, `Activate v${draft}`, 'btn btn-small btn-primary'));
+    return h('div', { class: 'alert alert-info row wrap-row draft-bar', role: 'region', 'aria-label': 'Draft' }, parts);
+  }
+
+  /** Loads a stored version's source into the editor (asks first when there are unsaved changes). */
+  function openVersionButton(version: number, label: string): HTMLButtonElement {
+    const b = h('button', { type: 'button', class: 'btn btn-small' }, label);
+    b.addEventListener('click', async () => {
+      if (!view) return;
+      if (view.state.doc.toString() !== savedSource && !(await confirmDialog('Replace your changes?', `The editor has unsaved changes; opening v${version} replaces them.`, `Open v${version}`))) return;
+      try {
+        const v = version === rule?.draft?.version && rule.draft.source != null ? rule.draft : await api.get<VersionInfo>(`/rules/${enc(rule!.id)}/versions/${version}`);
+        const source = v.source ?? '';
+        savedSource = source;
+        editorVersion = version;
+        view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: source } });
+        dirty.hidden = true;
+        renderHeader();
+        toast(`Opened v${version}`);
+      } catch (e) {
+        toast(errorMessage(e), 'error');
+      }
+    });
+    return b;
+  }
+
+  function activateButton(version: number, label = 'Activate', cls = 'btn btn-small'): HTMLButtonElement {
+    const b = h('button', { type: 'button', class: cls, 'aria-label': label.includes(`v${version}`) ? undefined : `${label} (v${version})` }, label);
     if (!canWrite()) {
       b.disabled = true;
       b.title = READ_ONLY_TITLE;
@@ -202,21 +248,22 @@ export function editorPage(ctx: Ctx): () => void {
         return;
       }
     }
-    const message = await promptDialog(rule ? `Save version ${rule.latest_version + 1}` : 'Save rule', 'What changed? (version message)', {
-      confirmLabel: 'Save',
-      hint: 'Stored with the version and shown in the history, like a commit message.',
-    });
-    if (message === null) return;
+    const answer = await saveDialog(rule ? `Save version ${rule.latest_version + 1}` : 'Save rule', !rule);
+    if (answer === null) return;
+    const { message, draft } = answer;
+    const saved = (created: RuleCreated) =>
+      draft ? `Saved version ${created.version} as a draft: it does not run until you activate it` : rule ? `Saved version ${created.version}` : `Saved “${created.name}” as version ${created.version}`;
     try {
       if (!rule) {
-        const created = await api.post<RuleCreated>('/rules', { name: nameInput.value.trim(), source, message: message || undefined });
-        toast(`Saved “${created.name}” as version ${created.version}`);
+        const created = await api.post<RuleCreated>('/rules', { name: nameInput.value.trim(), source, message: message || undefined, draft: draft || undefined });
+        toast(saved(created));
         savedSource = source;
         navigate(`/rules/${enc(created.id)}`, { replace: true });
       } else {
-        const created = await api.put<RuleCreated>(`/rules/${enc(rule.id)}`, { source, message: message || undefined });
-        toast(`Saved version ${created.version}`);
+        const created = await api.put<RuleCreated>(`/rules/${enc(rule.id)}`, { source, message: message || undefined, draft: draft || undefined });
+        toast(saved(created));
         savedSource = source;
+        editorVersion = created.version;
         dirty.hidden = true;
         await reload();
       }
@@ -225,6 +272,40 @@ export function editorPage(ctx: Ctx): () => void {
         toast(`Not saved: ${e.line ? `line ${e.line}: ` : ''}${e.message}`, 'error');
       } else toast(`Not saved: ${errorMessage(e)}`, 'error');
     }
+  }
+
+  /** The version message and whether to store the version as a draft; null when cancelled. */
+  function saveDialog(title: string, first: boolean): Promise<{ message: string; draft: boolean } | null> {
+    return new Promise((resolve) => {
+      let answered = false;
+      const message = h('input', { id: 'save-message', type: 'text', autocomplete: 'off', 'aria-describedby': 'save-message-hint' });
+      const draft = h('input', { id: 'save-draft', type: 'checkbox', 'aria-describedby': 'save-draft-hint' });
+      const form = h(
+        'form',
+        { class: 'stack' },
+        h('div', { class: 'field' }, h('label', { for: 'save-message' }, 'What changed? (version message)'), message, h('span', { class: 'hint', id: 'save-message-hint' }, 'Stored with the version and shown in the history, like a commit message.')),
+        h(
+          'div',
+          { class: 'field' },
+          h('label', { class: 'check', for: 'save-draft' }, draft, 'Save as draft (does not run until activated)'),
+          h('span', { class: 'hint', id: 'save-draft-hint' }, first ? 'The rule is stored without an active version: nothing runs until you activate one.' : `v${rule?.active_version || '—'} keeps running; try the draft with Backtest, then activate it.`),
+        ),
+        h(
+          'div',
+          { class: 'dialog-actions' },
+          h('button', { type: 'button', class: 'btn', onclick: () => d.close() }, 'Cancel'),
+          h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save'),
+        ),
+      );
+      form.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        answered = true;
+        resolve({ message: message.value.trim(), draft: draft.checked });
+        d.close();
+      });
+      const d = openDialog(title, form, { onClose: () => (answered ? undefined : resolve(null)) });
+      message.focus();
+    });
   }
 
   // ---- panels ----
@@ -344,13 +425,15 @@ export function editorPage(ctx: Ctx): () => void {
   function traceResult(r: TraceResult, spans: ReturnType<typeof parseOtlp>): HTMLElement {
     const witnesses = r.violations.flatMap((v) => v.span_ids);
     const ok = r.outcome === 'ok';
+    const verdict = verdictOf(r);
     return h(
       'article',
       { class: `result ${r.violations.length ? 'result-violation' : ok ? 'result-pass' : 'result-failed'}`, 'aria-label': `Result for trace ${r.trace_id}` },
       h(
         'div',
         { class: 'result-head' },
-        h('strong', null, r.violations.length ? `${r.violations.length} violation${r.violations.length === 1 ? '' : 's'}` : ok ? 'No violation' : `Failed: ${r.outcome}`),
+        h('strong', null, r.violations.length ? `${r.violations.length} violation${r.violations.length === 1 ? '' : 's'}` : !ok ? `Failed: ${r.outcome}` : verdict === 'when_failed' ? 'Does not apply (its when did not hold)' : 'No violation (its expect held)'),
+        verdictBadge(verdict),
         h('span', { class: `badge ${ok ? 'badge-ok' : 'badge-danger'}` }, `outcome: ${r.outcome}`),
         h('span', { class: 'muted small' }, `trace ${shortId(r.trace_id, 12)} · ${r.spans} spans · fuel ${fmtNumber(r.fuel_used)} · ${fmtDuration(r.elapsed_us / 1000)}`),
         r.prefilter_skips
@@ -372,81 +455,151 @@ export function editorPage(ctx: Ctx): () => void {
   }
 
   function renderBacktest(): void {
-    if (!rule) {
-      mount(panelHost, emptyState('Save first', 'A backtest runs a saved version over the traces the server retained (15 minutes by default).'));
-      return;
-    }
-    const version = h('select', { id: 'bt-version' }, versions.slice().reverse().map((v) => h('option', { value: v.version }, `v${v.version}${v.version === rule!.active_version ? ' (active)' : ''}`)));
-    version.value = String(rule.active_version);
     const limit = h('input', { id: 'bt-limit', type: 'number', min: 1, max: 10000, value: 1000 });
-    const run = h('button', { type: 'button', class: 'btn btn-primary' }, 'Run backtest');
-    const out = h('div', { 'aria-live': 'polite' });
-    run.addEventListener('click', async () => {
-      run.disabled = true;
-      mount(out, loading('Backtesting over retained traces…'));
+    const out = h('div', { class: 'bt-out', 'aria-live': 'polite' });
+    const buttons: HTMLButtonElement[] = [];
+    const run = async (what: string, ask: () => Promise<BacktestReport>) => {
+      for (const b of buttons) b.disabled = true;
+      mount(out, loading(`Backtesting ${what} over retained traces…`));
       try {
-        const r = await api.post<BacktestReport>(`/rules/${enc(rule!.id)}/backtest`, { version: Number(version.value), limit: Number(limit.value) || 1000 });
-        mount(
-          out,
-          h(
-            'div',
-            { class: 'stats' },
-            stat('Evaluated', r.traces_evaluated),
-            stat('With violations', r.traces_with_violations, r.traces_with_violations ? 'warn' : ''),
-            stat('Failed', r.traces_failed, r.traces_failed ? 'danger' : ''),
-          ),
-          r.results.length
-            ? h(
-                'ul',
-                { class: 'bt-list' },
-                r.results.map((res) => {
-                  const host = h('div');
-                  const btn = h('button', { type: 'button', class: 'btn btn-small', 'aria-expanded': 'false' }, 'Show trace');
-                  btn.addEventListener('click', async () => {
-                    if (btn.getAttribute('aria-expanded') === 'true') {
-                      mount(host);
-                      btn.setAttribute('aria-expanded', 'false');
-                      btn.textContent = 'Show trace';
-                      return;
-                    }
-                    mount(host, loading());
-                    try {
-                      const doc = await api.get<unknown>(`/traces/${enc(res.trace_id)}`);
-                      mount(host, waterfall(parseOtlp(doc), { witnesses: res.violations.flatMap((v) => v.span_ids), compact: true }));
-                      btn.setAttribute('aria-expanded', 'true');
-                      btn.textContent = 'Hide trace';
-                    } catch (e) {
-                      mount(host, errorBox(e));
-                    }
-                  });
-                  return h(
-                    'li',
-                    null,
-                    h('div', { class: 'row wrap-row' }, h('code', null, shortId(res.trace_id, 16)), h('span', { class: 'muted small' }, `${res.spans} spans · ${res.outcome}`), btn),
-                    h('ul', { class: 'violations' }, res.violations.map((v) => h('li', null, sevBadge(v.severity), ' ', v.message))),
-                    res.error ? h('div', { class: 'alert alert-error' }, res.error.message) : null,
-                    host,
-                  );
-                }),
-              )
-            : h('p', { class: 'muted' }, r.traces_evaluated ? 'No retained trace violates this version.' : 'No traces are retained right now; send some and try again.'),
-        );
+        const r = await ask();
+        if (alive) mount(out, backtestReport(r, what));
       } catch (e) {
-        mount(out, errorBox(e));
+        const text = e instanceof ApiError && e.code === 'compile_error' && e.line ? `Line ${e.line}: ${e.message}` : errorMessage(e);
+        mount(out, h('div', { class: 'alert alert-error', role: 'alert' }, h('strong', null, 'Error: '), text));
       } finally {
-        run.disabled = false;
+        for (const b of buttons) b.disabled = b.dataset.never === 'true';
       }
-    });
+    };
+    const max = () => Math.min(10000, Math.max(1, Number(limit.value) || 1000));
+
+    // The editor's text, saved or not.
+    const runText = h('button', { type: 'button', class: 'btn btn-primary' }, 'Backtest on retained traces');
+    if (!canWrite()) {
+      runText.disabled = true;
+      runText.dataset.never = 'true';
+      runText.title = 'Backtesting the text compiles it, which needs the editor or admin role';
+    }
+    runText.addEventListener('click', () => void run('the text in the editor', () => api.post<BacktestReport>('/rules/backtest', { source: view!.state.doc.toString(), limit: max() })));
+    buttons.push(runText);
+
+    // A stored version, a draft too.
+    let stored: HTMLElement | null = null;
+    if (rule && versions.length) {
+      const r = rule;
+      const label = (n: number) => `v${n}${n === r.active_version ? ' (active)' : hasDraft(r) && n === r.latest_version ? ' (draft)' : ''}`;
+      const version = h('select', { id: 'bt-version' }, versions.slice().reverse().map((v) => h('option', { value: v.version }, label(v.version))));
+      version.value = String(r.active_version || r.latest_version);
+      const runStored = h('button', { type: 'button', class: 'btn' }, 'Run backtest');
+      runStored.addEventListener('click', () => {
+        const n = Number(version.value);
+        void run(`v${n}`, () => api.post<BacktestReport>(`/rules/${enc(r.id)}/backtest`, { version: n, limit: max() }));
+      });
+      buttons.push(runStored);
+      stored = h(
+        'div',
+        { class: 'bt-source', role: 'group', 'aria-labelledby': 'bt-stored-title' },
+        h('h3', { class: 'h4', id: 'bt-stored-title' }, 'A stored version'),
+        h('div', { class: 'row wrap-row align-end' }, h('div', { class: 'field' }, h('label', { for: 'bt-version' }, 'Version'), version), runStored),
+      );
+    }
     mount(
       panelHost,
-      h('p', { class: 'muted small' }, 'Runs a saved version over the traces the server still retains, without creating signals.'),
-      h('div', { class: 'row wrap-row align-end' }, h('div', { class: 'field' }, h('label', { for: 'bt-version' }, 'Version'), version), h('div', { class: 'field' }, h('label', { for: 'bt-limit' }, 'Max traces'), limit), run),
+      h('p', { class: 'muted small' }, 'Runs a rule over the traces the server still retains (Settings → Trace links and retention), without creating signals.'),
+      h('div', { class: 'field' }, h('label', { for: 'bt-limit' }, 'Max traces'), limit, h('span', { class: 'hint' }, 'The newest retained traces, 1 to 10,000.')),
+      h(
+        'div',
+        { class: 'bt-source', role: 'group', 'aria-labelledby': 'bt-text-title' },
+        h('h3', { class: 'h4', id: 'bt-text-title' }, 'The text in the editor'),
+        h('p', { class: 'muted small' }, 'Unsaved changes included: try a change before you save it.'),
+        runText,
+      ),
+      stored,
       out,
     );
   }
 
-  function stat(label: string, n: number, kind = ''): HTMLElement {
-    return h('div', { class: `stat ${kind ? 'stat-' + kind : ''}` }, h('div', { class: 'stat-value' }, fmtNumber(n)), h('div', { class: 'stat-label' }, label));
+  /** A backtest's verdict counts and its results, one row per trace with its verdict. */
+  function backtestReport(r: BacktestReport, what: string): HTMLElement {
+    const held = r.traces_held ?? r.results.filter((x) => verdictOf(x) === 'held').length;
+    const whenFailed = r.traces_when_failed ?? r.results.filter((x) => verdictOf(x) === 'when_failed').length;
+    const rows = r.results.map((res, i) => {
+      const verdict = verdictOf(res);
+      const detailId = `bt-trace-${i}`;
+      const host = h('td', { colspan: 5 });
+      const detail = h('tr', { class: 'bt-detail', id: detailId, hidden: true }, host);
+      const btn = h('button', { type: 'button', class: 'btn btn-small', 'aria-expanded': 'false', 'aria-controls': detailId, 'aria-label': `Show trace ${res.trace_id}` }, 'Show');
+      btn.addEventListener('click', async () => {
+        if (btn.getAttribute('aria-expanded') === 'true') {
+          mount(host);
+          detail.hidden = true;
+          btn.setAttribute('aria-expanded', 'false');
+          btn.textContent = 'Show';
+          return;
+        }
+        detail.hidden = false;
+        mount(host, loading());
+        try {
+          const doc = await api.get<unknown>(`/traces/${enc(res.trace_id)}`);
+          mount(host, waterfall(parseOtlp(doc), { witnesses: res.violations.flatMap((v) => v.span_ids), label: `Backtested trace ${res.trace_id}`, compact: true }));
+          btn.setAttribute('aria-expanded', 'true');
+          btn.textContent = 'Hide';
+        } catch (e) {
+          mount(host, errorBox(e));
+        }
+      });
+      const details =
+        verdict === 'violation'
+          ? h('ul', { class: 'violations' }, res.violations.map((v) => h('li', null, sevBadge(v.severity), ' ', v.message)))
+          : verdict === 'error'
+            ? h('span', { class: 'text-danger' }, res.error ? `${res.error.name}: ${res.error.message}` : `did not finish: ${res.outcome}`)
+            : h('span', { class: 'muted small' }, verdict === 'held' ? 'expect held' : 'does not apply');
+      return [
+        h(
+          'tr',
+          { class: `bt-row bt-${verdict}` },
+          h('th', { scope: 'row', 'data-label': 'Trace', class: 'mono small' }, h('span', { title: res.trace_id }, shortId(res.trace_id, 10))),
+          h('td', { 'data-label': 'Verdict' }, verdictBadge(verdict)),
+          h('td', { 'data-label': 'Spans', class: 'num' }, String(res.spans)),
+          h('td', { 'data-label': 'Details' }, details),
+          h('td', { 'data-label': 'Trace' }, btn),
+        ),
+        detail,
+      ];
+    });
+    const summary = r.version ? `v${r.version}${rule && r.version === rule.active_version ? ' (active)' : ''}` : what;
+    return h(
+      'div',
+      { class: 'stack' },
+      h('p', { class: 'small' }, h('strong', null, `Backtest of ${summary}`), r.rule?.name ? h('span', { class: 'muted' }, ` · declares “${r.rule.name}” · ${r.rule.severity}`) : null),
+      h(
+        'div',
+        { class: 'stats' },
+        stat('Evaluated', r.traces_evaluated),
+        stat('With violations', r.traces_with_violations, r.traces_with_violations ? 'warn' : ''),
+        stat('Held', held, '', 'expect held'),
+        stat('When failed', whenFailed, '', 'does not apply'),
+        stat('Failed', r.traces_failed, r.traces_failed ? 'danger' : '', 'did not finish'),
+      ),
+      r.results.length
+        ? h(
+            'div',
+            { class: 'table-scroll' },
+            h(
+              'table',
+              { class: 'table table-compact stack-mobile bt-table' },
+              h('caption', { class: 'sr-only' }, 'Backtest results'),
+              h('thead', null, h('tr', null, ['Trace', 'Verdict', 'Spans', 'Details', ''].map((c, i) => h('th', { scope: 'col', class: i === 2 ? 'num' : undefined }, c)))),
+              h('tbody', null, rows),
+            ),
+          )
+        : h('p', { class: 'muted' }, r.traces_evaluated ? 'No results.' : 'No traces are retained right now; send some and try again.'),
+      r.results.length < r.traces_evaluated ? h('p', { class: 'muted small' }, `${r.results.length} of ${r.traces_evaluated} traces listed: violations first, then errors, held and when failed.`) : null,
+    );
+  }
+
+  function stat(label: string, n: number, kind = '', hint?: string): HTMLElement {
+    return h('div', { class: `stat ${kind ? 'stat-' + kind : ''}` }, h('div', { class: 'stat-value' }, fmtNumber(n)), h('div', { class: 'stat-label' }, label), hint ? h('div', { class: 'stat-hint' }, hint) : null);
   }
 
   function renderHistory(): void {
@@ -581,7 +734,11 @@ export function editorPage(ctx: Ctx): () => void {
           readOnlyVersion = await api.get<VersionInfo>(`/rules/${enc(ruleId)}/versions/${viewVersion}`);
           source = readOnlyVersion.source ?? '';
         } else {
-          source = rule!.active?.source ?? (await api.get<VersionInfo>(`/rules/${enc(ruleId)}/versions/${rule!.active_version}`)).source ?? '';
+          // The active version, or the draft while the rule has only drafts.
+          const shown = rule!.active_version || rule!.latest_version;
+          const stored = rule!.active_version ? rule!.active : rule!.draft;
+          source = (stored?.source != null ? stored.source : (await api.get<VersionInfo>(`/rules/${enc(ruleId)}/versions/${shown}`)).source) ?? '';
+          editorVersion = shown;
         }
         savedSource = source;
       } else {
@@ -655,6 +812,20 @@ export function editorPage(ctx: Ctx): () => void {
     mergeView?.destroy();
     view?.destroy();
   };
+}
+
+/** Whether a version newer than the active one is stored (servers before drafts: never). */
+function hasDraft(r: RuleInfo): boolean {
+  return r.has_draft ?? false;
+}
+
+/** A trial's verdict; servers before verdicts are read from the outcome. */
+function verdictOf(r: TraceResult): Verdict {
+  return r.verdict ?? (r.violations.length ? 'violation' : r.outcome === 'ok' ? 'held' : 'error');
+}
+
+function verdictBadge(v: Verdict): HTMLElement {
+  return h('span', { class: `badge verdict verdict-${v}`, title: VERDICT_HINT[v] }, VERDICT_LABEL[v]);
 }
 
 function enc(s: string): string {

@@ -65,7 +65,16 @@ export function rulesPage(ctx: Ctx): () => void {
           h('th', { scope: 'row', 'data-label': 'Rule' }, h('a', { href: `/rules/${encodeURIComponent(r.id)}`, class: 'strong' }, r.name), h('div', { class: 'muted small' }, `updated ${timeAgo(Date.parse(r.updated_at))}`)),
           h('td', { 'data-label': 'Form' }, h('span', { class: 'tag', title: `declared form: ${r.form}` }, r.form === 'window' ? 'window' : 'trace')),
           h('td', { 'data-label': 'Severity' }, sevBadge(r.severity)),
-          h('td', { 'data-label': 'Version' }, h('span', { class: 'mono' }, `v${r.active_version}`), r.latest_version !== r.active_version ? h('span', { class: 'muted small' }, ` / latest v${r.latest_version}`) : h('span', { class: 'muted small' }, ' (latest)')),
+          h(
+            'td',
+            { 'data-label': 'Version' },
+            r.active_version ? h('span', { class: 'mono' }, `v${r.active_version}`) : h('span', { class: 'badge badge-muted', title: 'No version runs until one is activated' }, 'only drafts'),
+            r.has_draft
+              ? h('span', { class: 'muted small' }, ` · draft v${r.latest_version}`)
+              : r.latest_version !== r.active_version
+                ? h('span', { class: 'muted small' }, ` / latest v${r.latest_version}`)
+                : h('span', { class: 'muted small' }, ' (latest)'),
+          ),
           h('td', { 'data-label': 'Enabled' }, sw),
           h(
             'td',

@@ -1,11 +1,13 @@
-// Settings (admins): API keys, users, notification channels (webhooks), their test send and delivery log.
+// Settings (admins): API keys, users, notification channels (webhooks), their test send and delivery
+// log, and the tenant's trace links and retention (which everyone may read).
 import { api, errorMessage } from '../api';
 import { h, mount } from '../dom';
-import { fmtDate, fromLocalInput } from '../format';
+import { fmtDate, fmtMinutes, fromLocalInput } from '../format';
+import { TRACE_LINK_EXAMPLES, TRACE_LINK_PLACEHOLDERS } from '../links';
 import type { Ctx } from '../router';
 import { isAdmin, session } from '../session';
-import { CHANNEL_KINDS, SEVERITIES, type ChannelKind, type Delivery, type KeyCreated, type KeyInfo, type RuleInfo, type UserInfo, type WebhookCreated, type WebhookInfo } from '../types';
-import { confirmDialog, emptyState, errorBox, loading, openDialog, pageHeader, secretBox, toast } from '../ui';
+import { CHANNEL_KINDS, SEVERITIES, type ChannelKind, type Delivery, type KeyCreated, type KeyInfo, type RuleInfo, type TenantSettings, type UserInfo, type WebhookCreated, type WebhookInfo } from '../types';
+import { confirmDialog, emptyState, errorBox, keyVal, loading, openDialog, pageHeader, secretBox, toast } from '../ui';
 
 const SCOPES = ['ingest', 'read', 'write', 'admin'] as const;
 
@@ -49,15 +51,143 @@ function deleteButton(
   return button;
 }
 
+/**
+ * Trace links and retention: an admin edits them (PUT /settings, the whole document), anyone
+ * else reads them. `alive` tells whether the page is still shown.
+ */
+/** "90 min (1 h 30 min)": the number to type, and what it means when it is an hour or more. */
+function minutesText(minutes: number): string {
+  return minutes < 60 ? `${minutes} min` : `${minutes} min (${fmtMinutes(minutes)})`;
+}
+
+function traceLinksSection(alive: () => boolean): HTMLElement {
+  const admin = isAdmin();
+  const body = h('div', null, loading());
+  const placeholders = TRACE_LINK_PLACEHOLDERS.map((p) => `{${p}}`);
+
+  function examples(use?: (template: string) => void): HTMLElement {
+    return h(
+      'ul',
+      { class: 'link-examples', 'aria-label': 'Example templates' },
+      TRACE_LINK_EXAMPLES.map((e) =>
+        h(
+          'li',
+          null,
+          h('span', { class: 'small strong' }, e.backend, ': '),
+          h('code', { class: 'small wrap' }, e.template),
+          use ? [' ', h('button', { type: 'button', class: 'btn btn-small btn-ghost', 'aria-label': `Use the ${e.backend} example`, onclick: () => use(e.template) }, 'Use')] : null,
+        ),
+      ),
+    );
+  }
+
+  function readOnly(st: TenantSettings): void {
+    mount(
+      body,
+      keyVal([
+        ['Trace link template', st.trace_link_template ? h('code', { class: 'wrap', id: 'trace-link-template' }, st.trace_link_template) : h('span', { class: 'muted' }, 'not set: signals link only within FLUO')],
+        ['Trace retention', `${fmtMinutes(st.effective_trace_retention_minutes)}${st.trace_retention_minutes === null ? " (the server's default)" : ''}`],
+      ]),
+      h('p', { class: 'muted small' }, 'Only administrators can change these.'),
+    );
+  }
+
+  function form(st: TenantSettings): void {
+    const template = h('input', { id: 'st-template', type: 'text', inputmode: 'url', maxlength: 2048, spellcheck: 'false', autocomplete: 'off', placeholder: TRACE_LINK_EXAMPLES[0].template, 'aria-describedby': 'st-template-hint' });
+    template.value = st.trace_link_template ?? '';
+    const retention = h('input', { id: 'st-retention', type: 'number', min: 1, max: st.max_trace_retention_minutes, step: 1, placeholder: `default: ${st.default_trace_retention_minutes}`, 'aria-describedby': 'st-retention-hint' });
+    retention.value = st.trace_retention_minutes === null ? '' : String(st.trace_retention_minutes);
+    const err = h('div', { id: 'st-error', 'aria-live': 'assertive' });
+    const save = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save');
+    const f = h(
+      'form',
+      { class: 'stack', novalidate: true, 'aria-label': 'Trace links and retention' },
+      h(
+        'div',
+        { class: 'field' },
+        h('label', { for: 'st-template' }, 'Trace link template'),
+        template,
+        h(
+          'div',
+          { class: 'hint', id: 'st-template-hint' },
+          h('p', null, 'An http(s) URL of your trace backend with ', h('code', null, '{trace_id}'), '; it may also use ', placeholders.slice(1).map((p, i) => [i ? ', ' : '', h('code', null, p)]), '. Times are Unix milliseconds (_ms) or seconds (_s). Empty: no link out.'),
+          examples((t) => {
+            template.value = t;
+            template.focus();
+          }),
+        ),
+      ),
+      h(
+        'div',
+        { class: 'field' },
+        h('label', { for: 'st-retention' }, 'Trace retention (minutes)'),
+        retention,
+        h('span', { class: 'hint', id: 'st-retention-hint' }, `How long evaluated traces are kept for backtests and the console. Empty: the server's default, ${minutesText(st.default_trace_retention_minutes)}; at most ${minutesText(st.max_trace_retention_minutes)}. Now: ${fmtMinutes(st.effective_trace_retention_minutes)}.`),
+      ),
+      err,
+      h('div', { class: 'row' }, save),
+    );
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      mount(err);
+      const minutes = retention.value.trim();
+      if (minutes && !/^\d+$/.test(minutes)) {
+        mount(err, h('div', { class: 'alert alert-error', role: 'alert' }, 'The retention is a whole number of minutes.'));
+        retention.focus();
+        return;
+      }
+      save.disabled = true;
+      try {
+        const next = await api.put<TenantSettings>('/settings', {
+          trace_link_template: template.value.trim() || null,
+          trace_retention_minutes: minutes ? Number(minutes) : null,
+        });
+        if (!alive()) return;
+        toast('Trace link and retention saved');
+        form(next);
+      } catch (e) {
+        mount(err, h('div', { class: 'alert alert-error', role: 'alert' }, errorMessage(e)));
+        template.setAttribute('aria-invalid', String(/template/i.test(errorMessage(e))));
+        retention.setAttribute('aria-invalid', String(/retention/i.test(errorMessage(e))));
+      } finally {
+        save.disabled = false;
+      }
+    });
+    mount(body, f);
+  }
+
+  async function load(): Promise<void> {
+    try {
+      const st = await api.get<TenantSettings>('/settings');
+      if (!alive()) return;
+      if (admin) form(st);
+      else readOnly(st);
+    } catch (e) {
+      if (alive()) mount(body, errorBox(e, () => void load()));
+    }
+  }
+  void load();
+  return section(
+    'links',
+    'Trace links and retention',
+    'Where your own trace backend shows a trace (a signal links to it, notifications carry it), and how long FLUO keeps evaluated traces.',
+    null,
+    body,
+  );
+}
+
 export function settingsPage(ctx: Ctx): () => void {
   let alive = true;
   if (!isAdmin()) {
     mount(
       ctx.root,
       pageHeader('Settings'),
+      traceLinksSection(() => alive),
       emptyState('Administrators only', `API keys, users and webhooks are managed by the tenant's administrators. You are signed in as ${session()?.user.role ?? 'a viewer'}.`, h('a', { href: '/start', class: 'btn' }, 'Getting started')),
     );
-    return () => undefined;
+    return () => {
+      alive = false;
+    };
   }
   const keysBody = h('div', null, loading());
   const usersBody = h('div', null, loading());
@@ -69,10 +199,11 @@ export function settingsPage(ctx: Ctx): () => void {
 
   mount(
     ctx.root,
-    pageHeader('Settings', 'Credentials, people and notifications of this tenant.', h('nav', { class: 'row', 'aria-label': 'Sections' }, h('a', { href: '#keys', class: 'btn btn-ghost btn-small' }, 'API keys'), h('a', { href: '#users', class: 'btn btn-ghost btn-small' }, 'Users'), h('a', { href: '#webhooks', class: 'btn btn-ghost btn-small' }, 'Notifications'))),
+    pageHeader('Settings', 'Credentials, people and notifications of this tenant.', h('nav', { class: 'row', 'aria-label': 'Sections' }, h('a', { href: '#keys', class: 'btn btn-ghost btn-small' }, 'API keys'), h('a', { href: '#users', class: 'btn btn-ghost btn-small' }, 'Users'), h('a', { href: '#webhooks', class: 'btn btn-ghost btn-small' }, 'Notifications'), h('a', { href: '#links', class: 'btn btn-ghost btn-small' }, 'Trace links'))),
     section('keys', 'API keys', 'For OpenTelemetry exporters (ingest) and automation (read, write, admin). Secrets are shown once.', newKey, keysBody),
     section('users', 'Users', 'People who sign in to this console. Admin: everything; editor: rules and signals; viewer: read only.', newUser, usersBody),
     section('webhooks', 'Notifications', 'Group events (new, regressed, status changes, rates, reminders) go to your chat, paging and alerting tools, each with a link to the group.', newHook, hooksBody),
+    traceLinksSection(() => alive),
   );
   // The in-page section links must not go through the router.
   for (const a of ctx.root.querySelectorAll<HTMLAnchorElement>('a[href^="#"]')) {

@@ -6,10 +6,11 @@ import { openStream } from '../sse';
 import { h, mount } from '../dom';
 import { fmtDate, fmtDuration, shortId, timeAgo } from '../format';
 import { groupKeyLabel, isSnoozed, loadUsers, myId, RANGES, seriesChart, snoozeText, userLabel } from '../groups';
+import { traceLink, type LinkTarget } from '../links';
 import { parseOtlp, type FlatSpan } from '../otlp';
 import type { Ctx } from '../router';
 import { canWrite, READ_ONLY_TITLE } from '../session';
-import { ACTION_LABEL, STATUS_LABEL, TRANSITIONS, type Occurrence, type OccurrencePage, type RuleInfo, type Series, type Signal, type StatusChange, type UserInfo } from '../types';
+import { ACTION_LABEL, STATUS_LABEL, TRANSITIONS, type Occurrence, type OccurrencePage, type RuleInfo, type Series, type Signal, type StatusChange, type TenantSettings, type UserInfo } from '../types';
 import { errorBox, keyVal, loading, sevBadge, statusBadge, toast } from '../ui';
 import { waterfall } from '../waterfall';
 import { concurrencyChart, isConcurrencyGroup } from '../window-chart';
@@ -27,6 +28,7 @@ export function signalPage(ctx: Ctx): () => void {
   const compare = new Set<string>(); // occurrence ids ticked for comparison
   let rangeKey = '24h';
   let sample = ''; // the trace id shown in the waterfall ('' = the latest sample)
+  let linkTemplate: string | null = null; // the tenant's trace-link template (Settings), once read
 
   const head = h('div');
   const actions = h('section', { class: 'card', 'aria-labelledby': 'actions-title' });
@@ -39,10 +41,11 @@ export function signalPage(ctx: Ctx): () => void {
   const ruleHost = h('div', { class: 'rule-cond' }, loading('Loading the rule…'));
   const sampleSelect = h('select', { id: 'sample-trace' });
   const pinButton = h('button', { type: 'button', class: 'btn btn-small btn-ghost', id: 'pin-sample' }, 'Pin') as HTMLButtonElement;
+  const traceLinkHost = h('span', { class: 'trace-link' });
   const traceCard = h(
     'section',
     { class: 'card trace-card', 'aria-labelledby': 'trace-title' },
-    h('div', { class: 'section-head' }, h('h2', { id: 'trace-title', class: 'h3' }, 'Sample trace'), h('div', { class: 'field field-inline' }, h('label', { for: 'sample-trace' }, 'Sample'), sampleSelect, pinButton)),
+    h('div', { class: 'section-head' }, h('div', { class: 'row wrap-row' }, h('h2', { id: 'trace-title', class: 'h3' }, 'Sample trace'), traceLinkHost), h('div', { class: 'field field-inline' }, h('label', { for: 'sample-trace' }, 'Sample'), sampleSelect, pinButton)),
     h('div', { class: 'trace-with-rule' }, traceHost, ruleHost),
   );
   const occCard = h('section', { class: 'card', 'aria-labelledby': 'occ-title' });
@@ -331,7 +334,12 @@ export function signalPage(ctx: Ctx): () => void {
         { class: 'occ-row' },
         h('td', { class: 'cb', 'data-label': 'Compare' }, cb),
         h('td', { 'data-label': 'When', class: 'small' }, h('time', { datetime: o.at, title: fmtDate(o.at) }, fmtDate(o.at))),
-        h('td', { 'data-label': 'Trace', class: 'mono small' }, h('span', { title: o.trace_id }, shortId(o.trace_id, 16)), sig?.pinned?.includes(o.trace_id) ? h('span', { class: 'badge badge-gap', title: 'Pinned: its trace snapshot is kept until unpinned' }, 'pinned') : sig?.samples?.includes(o.trace_id) ? h('span', { class: 'badge badge-gap', title: 'Its trace snapshot is kept' }, 'sample') : null),
+        h(
+          'td',
+          { 'data-label': 'Trace', class: 'mono small' },
+          h('span', { title: o.trace_id }, shortId(o.trace_id, 16)),
+          linkTemplate ? [' ', outLink(traceLink(linkTemplate, occurrenceTarget(o)), '↗', `Open trace ${o.trace_id} in your backend`)] : null,
+          sig?.pinned?.includes(o.trace_id) ? h('span', { class: 'badge badge-gap', title: 'Pinned: its trace snapshot is kept until unpinned' }, 'pinned') : sig?.samples?.includes(o.trace_id) ? h('span', { class: 'badge badge-gap', title: 'Its trace snapshot is kept' }, 'sample') : null),
         h('td', { 'data-label': 'Version', class: 'small' }, `v${o.rule_version}`),
         h('td', { 'data-label': 'Message', class: 'small' }, o.message),
         h('td', { 'data-label': '' }, show),
@@ -434,6 +442,28 @@ export function signalPage(ctx: Ctx): () => void {
     );
     sampleSelect.value = sample;
     renderPin();
+    renderTraceLink();
+  }
+
+  /**
+   * "Open trace in your backend" for the trace in the waterfall: the server's link for the latest
+   * (`trace_url`), the template filled in here for another sample (its spans give the times).
+   */
+  function renderTraceLink(spans?: FlatSpan[]): void {
+    const s = sig!;
+    let url: string | null = null;
+    if (!sample) url = s.trace_url ?? (linkTemplate ? traceLink(linkTemplate, signalTarget(s)) : null);
+    else if (linkTemplate) {
+      const occ = occurrences.find((o) => o.trace_id === sample);
+      const mine = spans?.filter((x) => x.traceId === sample) ?? [];
+      const target: LinkTarget = mine.length
+        ? { traceId: sample, spanId: occ?.span_ids[0] ?? null, startMs: Math.min(...mine.map((x) => x.start)), endMs: Math.max(...mine.map((x) => x.end)) }
+        : occ
+          ? occurrenceTarget(occ)
+          : { traceId: sample, startMs: s.last_seen_unix_ms ?? s.created_unix_ms, endMs: s.last_seen_unix_ms ?? s.created_unix_ms };
+      url = traceLink(linkTemplate, target);
+    }
+    mount(traceLinkHost, url ? outLink(url, 'Open trace in your backend', undefined, 'btn btn-small') : null);
   }
 
   /** Pin or unpin the shown sample: a pinned snapshot outlives sampling and retention. */
@@ -466,6 +496,7 @@ export function signalPage(ctx: Ctx): () => void {
     try {
       const spans = await loadTrace(sample || null);
       if (!alive) return;
+      if (sample) renderTraceLink(spans);
       mount(
         traceHost,
         h('p', { class: 'muted small' }, 'Select a span (click, or Tab then Enter) for its details. Witness spans are marked ◆ and outlined.'),
@@ -564,7 +595,20 @@ export function signalPage(ctx: Ctx): () => void {
     void loadOccurrences();
     void loadRule();
     void loadMetric();
+    void loadLinkTemplate();
     await loadWaterfall();
+  }
+
+  /** The tenant's trace-link template, for the links of other traces than the latest. */
+  async function loadLinkTemplate(): Promise<void> {
+    try {
+      linkTemplate = (await api.get<TenantSettings>('/settings')).trace_link_template;
+    } catch {
+      return; // an older server, or no permission: the latest trace's own link still shows
+    }
+    if (!alive || !linkTemplate) return;
+    renderOccurrences();
+    renderTraceLink();
   }
 
   // Live: a status change, a regression, an assignment or a snooze of this group (from anyone).
@@ -613,6 +657,28 @@ function witnessSummary(s: Signal): HTMLElement[] {
     else by.set(k, { name: w.name, service: w.service, n: 1 });
   }
   return [...by.values()].map((e, i) => h('span', null, i ? ', ' : '', h('span', { class: 'mono' }, e.name), e.service ? h('span', { class: 'muted' }, ` (${e.service})`) : null, e.n > 1 ? h('span', { class: 'muted' }, ` ×${e.n}`) : null));
+}
+
+/** A link to the tenant's trace backend: a new tab, no referrer, no access to this window. */
+function outLink(href: string, text: string, label?: string, cls = 'out-link'): HTMLAnchorElement {
+  return h('a', { href, target: '_blank', rel: 'noopener noreferrer', class: cls, 'aria-label': label, title: `${label ?? text} (opens in a new tab)` }, text, label ? null : h('span', { 'aria-hidden': 'true' }, ' ↗'));
+}
+
+/** As the server links a signal (Signal::trace_link): its first witness span and the time its witnesses cover. */
+function signalTarget(s: Signal): LinkTarget {
+  const at = s.last_seen_unix_ms ?? s.created_unix_ms;
+  const w = s.witnesses;
+  return {
+    traceId: s.trace_id,
+    spanId: w[0]?.span_id ?? null,
+    startMs: w.length ? Math.min(...w.map((x) => Math.floor(x.start_time_unix_nano / 1e6))) : at,
+    endMs: w.length ? Math.max(...w.map((x) => Math.ceil(x.end_time_unix_nano / 1e6))) : at,
+  };
+}
+
+/** An occurrence's trace: its first witness span; it ended before it was evaluated (`at`), so the hour before. */
+function occurrenceTarget(o: Occurrence): LinkTarget {
+  return { traceId: o.trace_id, spanId: o.span_ids[0] ?? null, startMs: o.at_unix_ms - 3_600_000, endMs: o.at_unix_ms };
 }
 
 /** When the snapshot is gone: the witnesses the signal carries. */
