@@ -103,7 +103,6 @@ fn signal_status_workflow_with_history() {
 
 const FRAUD_RULE_V2: &str = r#"
 export default rule({
-  name: "charge-needs-fraud-check",
   severity: "critical",
   when: trace.has(s => s.name === "payment.charge_card"),
   expect: trace.has(s => s.name === "payment.fraud_check"),
@@ -512,7 +511,7 @@ fn webhooks_are_signed_retried_filtered_and_logged() {
 }
 
 const LOOPING_RULE: &str = "export default function (trace) { while (true) {} }";
-const CHARGE_SEEN: &str = r#"export default rule({ name: "charge-seen", severity: "low",
+const CHARGE_SEEN: &str = r#"export default rule({ severity: "low",
   when: trace.has(s => s.name === "payment.charge_card"), expect: trace.has(s => s.name === "nothing"), message: "a charge was seen" });"#;
 
 #[test]

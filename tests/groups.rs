@@ -140,7 +140,7 @@ fn types(bodies: &[serde_json::Value]) -> Vec<String> {
 
 /// Any payment span violates; `group` makes charges and refunds one group.
 const PAYMENTS: &str = r#"export default rule({
-  name: "payments-seen", severity: "high",
+  name: "payments", severity: "high",
   when: trace.has(s => s.name.startsWith("payment.")),
   group: () => "payments",
 });"#;

@@ -244,7 +244,7 @@ fn a_draft_is_backtested_with_verdicts_and_fires_only_once_activated() {
         verdicts,
         [(bare.as_str(), "violation"), (common::hex_trace(0x42).as_str(), "held"), (common::hex_trace(0x43).as_str(), "when_failed")]
     );
-    assert_eq!(report["rule"]["name"], "charge-needs-fraud-check");
+    assert_eq!((report["rule"]["form"].as_str(), report["rule"]["severity"].as_str()), (Some("rule"), Some("high")));
     assert!(report.get("rule_id").is_none());
     let (status, error) = server.api("POST", "/api/v1/rules/backtest", Some(&admin), Some(&json!({"source": "export default rule({"})));
     assert_eq!(status, 422, "{error}");

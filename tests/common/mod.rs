@@ -282,7 +282,6 @@ pub fn checkout(fraud_check: bool) -> Value {
 
 pub const FRAUD_RULE: &str = r#"
 export default rule({
-  name: "charge-needs-fraud-check",
   severity: "high",
   when: trace.has(s => s.name === "payment.charge_card"),
   expect: trace.has(s => s.name === "payment.fraud_check"),
