@@ -253,6 +253,16 @@ fn a_draft_is_backtested_with_verdicts_and_fires_only_once_activated() {
     let reader = server.key(&admin, &["read"]);
     assert_eq!(server.api("POST", "/api/v1/rules/backtest", Some(&reader), Some(&json!({"source": FRAUD_RULE}))).0, 403);
 
+    // A rule has one name: a source that declares another is refused.
+    let (status, error) = server.api(
+        "POST",
+        "/api/v1/rules",
+        Some(&admin),
+        Some(&json!({"name": "other", "source": FRAUD_RULE.replace("severity:", "name: \"fraud\", severity:")})),
+    );
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("name_mismatch")), "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains(r#"declares name "fraud" but the rule is "other""#), "{error}");
+
     // Saved as a draft: stored, not active, not running.
     let (status, created) =
         server.api("POST", "/api/v1/rules", Some(&admin), Some(&json!({"name": "fraud", "source": FRAUD_RULE, "draft": true})));
@@ -278,6 +288,14 @@ fn a_draft_is_backtested_with_verdicts_and_fires_only_once_activated() {
     send_charge(&server, &admin, 0x45);
     let signals = server.wait_signals(&admin, "", 1, Duration::from_secs(10));
     assert_eq!(signals[0]["rule_name"], "fraud");
+
+    let (status, error) = server.api(
+        "PUT",
+        &format!("/api/v1/rules/{id}"),
+        Some(&admin),
+        Some(&json!({"source": "export default rule({ name: 'renamed', when: trace.has('x') });"})),
+    );
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("name_mismatch")), "{error}");
 
     // A draft of an active rule leaves the active version running.
     let v2 = FRAUD_RULE.replace("\"high\"", "\"low\"");

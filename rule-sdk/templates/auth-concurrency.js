@@ -1,6 +1,6 @@
 // Concurrency limit: the auth service never serves more than 50 requests at once (across traces).
 export default window({
-  name: "auth-concurrency-limit",
+  name: "auth-concurrency",
   severity: "high",
   select: { service: "auth", kind: "server" },
   length: "10s",

@@ -1,6 +1,6 @@
 // Payments need a fraud check: every card charge in a trace is preceded by a fraud check.
 export default rule({
-  name: "payment-needs-fraud-check",
+  name: "payments-fraud-check",
   severity: "critical",
   description: "every card charge is fraud-checked first",
   when: trace.has(s => s.name === "payment.charge_card"),

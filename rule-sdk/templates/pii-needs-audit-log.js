@@ -1,6 +1,6 @@
 // PII access needs an audit log: a span that reads personal data is accompanied by an audit record.
 export default rule({
-  name: "pii-access-needs-audit-log",
+  name: "pii-needs-audit-log",
   severity: "high",
   description: "reads of personal data are audited",
   when: trace.has(s => s.attributes["data.classification"] === "pii"),

@@ -1,6 +1,6 @@
 // 5xx must be logged: a server answer with status 500 or above comes with an error report.
 export default rule({
-  name: "server-errors-are-logged",
+  name: "server-errors-logged",
   severity: "medium",
   when: trace.has(s => s.kind === "SERVER" && s.attributes["http.response.status_code"] >= 500),
   expect: trace.has(s => s.name === "log.error"),

@@ -70,7 +70,8 @@ pub struct RuleInfo {
     /// The version that runs; 0 while the rule has only drafts.
     active_version: u32,
     latest_version: u32,
-    /// Whether a version newer than the active one is stored (a draft).
+    /// Whether a draft is stored: a version saved with `draft: true` and not
+    /// activated since (a rollback to an older version is not a draft).
     has_draft: bool,
     enabled: bool,
     created_at: String,
@@ -82,8 +83,7 @@ pub struct RuleInfo {
     /// The active version with its source (only on `GET /rules/{id}`, when there is one).
     #[serde(skip_serializing_if = "Option::is_none")]
     active: Option<VersionInfo>,
-    /// The latest version with its source when it is newer than the active
-    /// one (only on `GET /rules/{id}`).
+    /// The draft with its source (only on `GET /rules/{id}`, when there is one).
     #[serde(skip_serializing_if = "Option::is_none")]
     draft: Option<VersionInfo>,
     /// Calls, failures, fuel and signals since the server started (list and get only).
@@ -103,7 +103,7 @@ impl RuleInfo {
             name: state.name.clone(),
             active_version: state.active_version,
             latest_version: state.latest_version,
-            has_draft: state.latest_version > state.active_version,
+            has_draft: state.draft_version.is_some(),
             enabled: state.enabled,
             created_at: crate::model::time::rfc3339(state.created_unix_ms),
             updated_at: crate::model::time::rfc3339(state.updated_unix_ms),
@@ -182,7 +182,8 @@ fn reload(state: &ApiState, tenant: &TenantId) -> Result<(), ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
-    /// 1 to 128 printable characters; unique in the tenant.
+    /// 1 to 128 printable characters; unique in the tenant. A source that
+    /// declares `name:` must declare this one.
     #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f-\x9f]*\S[^\x00-\x1f\x7f-\x9f]*$")]
     name: String,
     /// JavaScript, at most 128 KiB (see docs/rules.md).
@@ -246,6 +247,15 @@ async fn store_version(
     })
     .await?;
     let compiled = compiled.map_err(|error| ApiError::compile(&error))?;
+    if let Some(declared) = compiled.meta.declared_name().filter(|declared| *declared != name) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name_mismatch",
+            format!(
+                "the source declares name {declared:?} but the rule is {name:?}: a rule has one name (change `name:` in the source, or save it as {declared:?})"
+            ),
+        ));
+    }
     let (state_for_store, tenant_for_store, rule_name) = (state.clone(), tenant.clone(), name.clone());
     let version = blocking(move || {
         let _slot = slot;
@@ -276,7 +286,7 @@ async fn store_version(
 #[utoipa::path(post, path = "/api/v1/rules", operation_id = "create_rule", tag = "rules", request_body = NewRule, responses(
     (status = 201, description = "Stored (and active, unless a draft)", body = RuleCreated),
     (status = 409, description = "A quota is reached: rules per tenant, or versions of this rule (`quota_exceeded`)", body = ErrorBody),
-    (status = 422, description = "The source does not compile (with line and column when known)", body = ErrorBody),
+    (status = 422, description = "The source does not compile (with line and column when known), or it declares another name than the rule's (`name_mismatch`)", body = ErrorBody),
     (status = 503, description = "Every compiler stayed busy, or compiling took too long (`busy`, with `Retry-After`)", body = ErrorBody)
 ))]
 pub async fn create(
@@ -302,7 +312,7 @@ pub async fn create(
     (status = 201, description = "Stored (and active, unless a draft)", body = RuleCreated),
     (status = 404, description = "No such rule in this tenant", body = ErrorBody),
     (status = 409, description = "The rule has as many versions as it may have (`quota_exceeded`)", body = ErrorBody),
-    (status = 422, description = "The source does not compile", body = ErrorBody),
+    (status = 422, description = "The source does not compile, or it declares another name than the rule's (`name_mismatch`)", body = ErrorBody),
     (status = 503, description = "Every compiler stayed busy, or compiling took too long (`busy`, with `Retry-After`)", body = ErrorBody)
 ))]
 pub async fn update(
@@ -365,8 +375,8 @@ pub async fn get_one(State(state): State<ApiState>, Read(tenant): Read, ApiPath(
         if rule.active_version > 0 {
             info.active = Some(VersionInfo::of(&find_version(&state, &tenant, &rule, rule.active_version)?.0, true, &names));
         }
-        if rule.latest_version > rule.active_version {
-            info.draft = Some(VersionInfo::of(&find_version(&state, &tenant, &rule, rule.latest_version)?.0, true, &names));
+        if let Some(draft) = rule.draft_version {
+            info.draft = Some(VersionInfo::of(&find_version(&state, &tenant, &rule, draft)?.0, true, &names));
         }
         Ok(info.with_stats(&state, &tenant, &last_day(&state, &tenant)?))
     })

@@ -183,7 +183,7 @@ fn run_rule(engine: &std::sync::Arc<rules::RuleEngine>, dir: &Path, file: &Path)
             return (RuleReport { error: Some(format!("does not compile: {place}{}", body.message)), ..report }, 2);
         }
     };
-    if let Some(declared) = compiled.meta.name.as_deref().filter(|declared| *declared != name) {
+    if let Some(declared) = compiled.meta.declared_name().filter(|declared| *declared != name) {
         let message =
             format!("the source declares name \"{declared}\" but the file is {name}.js: a rule has one name (rename one of them)");
         return (RuleReport { error: Some(message), ..report }, 2);

@@ -98,3 +98,11 @@ pub struct RuleMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
 }
+
+impl RuleMeta {
+    /// The name the source declares with `name:` (`rule({...})`, `window({...})`);
+    /// a bare check function's own name (`function retryStorm`) is not one.
+    pub fn declared_name(&self) -> Option<&str> {
+        if self.form == "check" { None } else { self.name.as_deref() }
+    }
+}

@@ -29,6 +29,10 @@ pub struct RuleState {
     pub enabled: bool,
     pub created_unix_ms: u64,
     pub updated_unix_ms: u64,
+    /// The latest version stored as a draft and not activated since (a
+    /// rollback to an older version leaves no draft behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_version: Option<u32>,
 }
 
 /// One immutable rule version.
@@ -146,6 +150,7 @@ impl RuleStore for SledRules {
                             enabled: true,
                             created_unix_ms: record.created_unix_ms,
                             updated_unix_ms: record.created_unix_ms,
+                            draft_version: None,
                         },
                     };
                     states.push(RuleState { latest_version: record.version, ..state });
@@ -182,6 +187,8 @@ impl RuleStore for SledRules {
         }
         state.active_version = version;
         state.updated_unix_ms = now_ms();
+        // Activating the draft, or a newer version, leaves none.
+        state.draft_version = state.draft_version.filter(|draft| *draft > version);
         self.put_state(tenant, &state)?;
         Ok(Some(state))
     }
@@ -277,6 +284,7 @@ impl RuleStore for SledRules {
             enabled: previous.as_ref().is_none_or(|state| state.enabled),
             created_unix_ms: previous.as_ref().map_or(record.created_unix_ms, |state| state.created_unix_ms),
             updated_unix_ms: record.created_unix_ms,
+            draft_version: if activate { None } else { Some(version) },
         };
         self.put_state(tenant, &state)?;
         Ok(version)
@@ -359,13 +367,20 @@ pub(crate) mod contract {
         // without an active version; an existing rule's keeps the active one.
         assert_eq!(draft(store, "d", "new", b"draft").unwrap(), 1);
         let state = store.list("d").unwrap().remove(0);
-        assert_eq!((state.active_version, state.latest_version), (0, 1));
+        assert_eq!((state.active_version, state.latest_version, state.draft_version), (0, 1, Some(1)));
         assert!(store.active_of("d").unwrap().is_empty(), "a draft does not run");
         assert_eq!(store.activate("d", "new", 1).unwrap().map(|s| s.active_version), Some(1));
         assert_eq!(draft(store, "d", "new", b"second").unwrap(), 2);
         let state = store.list("d").unwrap().remove(0);
-        assert_eq!((state.active_version, state.latest_version), (1, 2));
+        assert_eq!((state.active_version, state.latest_version, state.draft_version), (1, 2, Some(2)));
         assert_eq!(store.active_of("d").unwrap().iter().map(|(v, m)| (v.version, m.clone())).collect::<Vec<_>>(), [(1, b"draft".to_vec())]);
+        // A version pushed live replaces the draft; a rollback makes none.
+        assert_eq!(push(store, "d", "new", b"live").unwrap(), 3);
+        assert_eq!(store.list("d").unwrap()[0].draft_version, None);
+        assert_eq!(store.activate("d", "new", 1).unwrap().map(|s| (s.active_version, s.draft_version)), Some((1, None)));
+        assert_eq!(draft(store, "d", "new", b"fourth").unwrap(), 4);
+        assert_eq!(store.activate("d", "new", 3).unwrap().map(|s| s.draft_version), Some(Some(4)), "an older version keeps the draft");
+        assert_eq!(store.activate("d", "new", 4).unwrap().map(|s| s.draft_version), Some(None));
     }
 }
 

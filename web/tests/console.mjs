@@ -78,7 +78,7 @@ async function main() {
       const name = page.getByLabel('Rule name');
       assert.equal(await name.inputValue(), 'payments-fraud-check');
       if (RULE !== 'payments-fraud-check') await name.fill(RULE);
-      await editorLine(page, 3).getByText('payment-needs-fraud-check').waitFor();
+      await editorLine(page, 3).getByText('payments-fraud-check').waitFor();
       await compileStatus(page).getByText(/Compiles: rule/).waitFor({ timeout: 30_000 });
     });
 
@@ -453,7 +453,8 @@ async function main() {
 
     await step('a window rule (the concurrency template) and a burst of 60 auth requests at once', async () => {
       // Started here, checked later: the window closes 10 s after it opens, plus 2 s of grace.
-      const source = readFileSync(path.join(here, '..', '..', 'rule-sdk', 'templates', 'auth-concurrency.js'), 'utf8');
+      // A rule has one name: the template's declared name follows the rule's.
+      const source = readFileSync(path.join(here, '..', '..', 'rule-sdk', 'templates', 'auth-concurrency.js'), 'utf8').replace('name: "auth-concurrency"', `name: "${WINDOW_RULE}"`);
       const created = await apiAs(page, 'POST', '/rules', { name: WINDOW_RULE, source });
       assert.equal(created.status, 201, JSON.stringify(created.body));
       const sent = await sendTraces(authBurst(60));

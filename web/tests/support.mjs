@@ -27,7 +27,8 @@ export const SEND_PY = need('FLUO_SEND_PY');
 export const WEBHOOK_URL = need('FLUO_WEBHOOK_URL'); // a receiver on loopback that answers 200
 export const SHOTS = path.resolve(process.env.FLUO_SCREENSHOTS || path.join(here, '..', '..', 'docs', 'screenshots'));
 export const CHROMIUM = process.env.FLUO_CHROMIUM || '/usr/bin/chromium';
-// A fresh server gets the template's own name; FLUO_TEST_UNIQUE=1 makes reruns on one server possible.
+// A fresh server gets the template's own name; FLUO_TEST_UNIQUE=1 makes reruns on one server possible
+// (except the editor's save of the payments template, whose source declares the template's name: a rule has one name).
 export const SUFFIX = process.env.FLUO_TEST_UNIQUE ? `-${Date.now().toString(36)}` : '';
 export const RULE = `payments-fraud-check${SUFFIX}`;
 export const KEY_NAME = `browser-test-collector${SUFFIX}`;
