@@ -83,7 +83,12 @@ fn main() {
             for span in &mut trace.spans {
                 span.trace_id = trace.trace_id;
             }
-            let rule = RuleRef { id: format!("r_{:02}", group % RULES), name: format!("rule-{:02}", group % RULES), version: 1 };
+            let rule = RuleRef {
+                id: format!("r_{:02}", group % RULES),
+                name: format!("rule-{:02}", group % RULES),
+                version: 1,
+                ..Default::default()
+            };
             let violation = Violation {
                 message: format!("violation {group} of checkout"),
                 severity: severity(group),

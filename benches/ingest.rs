@@ -116,7 +116,7 @@ fn install(services: &Services, tenant: &fluo::model::tenant::TenantId, sources:
         .enumerate()
         .map(|(index, source)| {
             let (_, loaded) = fluo::rules::compile::compile(&services.engine, source).expect("rule compiles");
-            (fluo::signals::RuleRef { id: format!("r_{index}"), name: format!("rule{index}"), version: 1 }, loaded)
+            (fluo::signals::RuleRef { id: format!("r_{index}"), name: format!("rule{index}"), version: 1, ..Default::default() }, loaded)
         })
         .collect();
     services.pipeline.set_rules(tenant, rules);

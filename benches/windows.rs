@@ -65,7 +65,7 @@ fn main() {
         let signals = Arc::new(Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap());
         let windows =
             Windows::new(engine.clone(), signals, Arc::new(Counters::default()), fluo::events::EventHub::new(), WindowLimits::default());
-        let rule = RuleRef { id: "r_bench".into(), name: "auth-concurrency".into(), version: 1 };
+        let rule = RuleRef { id: "r_bench".into(), name: "auth-concurrency".into(), version: 1, ..Default::default() };
         windows.set_rules(&tenant, vec![(rule, loaded.clone())], 0);
         let started = Instant::now();
         for request in &requests {

@@ -146,6 +146,8 @@ interface RuleSpec {
   /** Default 'medium'. */
   severity?: Severity;
   description?: string;
+  /** At most 16 name → text pairs (names: a letter or _, then letters, digits or _; texts 1–256 characters). Groups carry them; notification channels route by them; Alertmanager gets them as alert labels. */
+  labels?: Record<string, string>;
   /** The rule applies only to traces where this holds. */
   when?: Condition;
   /** Violation when this does not hold. */
@@ -206,6 +208,8 @@ interface WindowSpec {
   name?: string;
   severity?: Severity;
   description?: string;
+  /** As in `rule({labels})`. */
+  labels?: Record<string, string>;
   select?: WindowSelection;
   /** Window length, 1 second to 1 hour. */
   length: Duration;

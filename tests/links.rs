@@ -100,3 +100,55 @@ fn the_operator_maximum_bounds_the_default() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--trace-retention must be at least 1m and at most --trace-retention-max"));
 }
+
+/// A rule's labels (`rule({labels})`) are checked by the SDK, carried by its
+/// groups, and route notifications: a channel with labels hears only the
+/// groups whose rule has them all.
+#[test]
+fn rule_labels_are_checked_carried_by_groups_and_route_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--trace-idle", "200ms", "--webhook-allow-private-targets"]);
+    let (_, admin) = server.tenant("acme");
+    let compiles = |labels: &str| {
+        let source = format!("export default rule({{ labels: {labels}, when: trace.has('payment.charge_card') }});");
+        let (status, report) = server.api("POST", "/api/v1/rules/compile", Some(&admin), Some(&json!({ "source": source })));
+        assert_eq!(status, 200, "{report}");
+        report
+    };
+    assert_eq!(compiles(r#"{team: "payments", tier: "1"}"#)["rule"]["labels"], json!({"team": "payments", "tier": "1"}));
+    for (labels, reason) in [
+        (r#"{__name__: "x"}"#, "is not a label name"),
+        (r#"{"with-dash": "x"}"#, "is not a label name"),
+        (r#"{team: ""}"#, "1 to 256 characters"),
+        (r#"{team: 7}"#, "1 to 256 characters"),
+        (r#"["team"]"#, "expected an object"),
+    ] {
+        let report = compiles(labels);
+        assert_eq!(report["compiles"], false, "{labels}: {report}");
+        assert!(report["error"]["message"].as_str().unwrap().contains(reason), "{labels}: {report}");
+    }
+    let seventeen: Vec<String> = (0..17).map(|i| format!("l{i}: \"x\"")).collect();
+    assert!(compiles(&format!("{{{}}}", seventeen.join(", ")))["error"]["message"].as_str().unwrap().contains("at most 16"));
+
+    let (payments_addr, payments) = common::webhook_receiver(0);
+    let (search_addr, search) = common::webhook_receiver(0);
+    for (addr, team) in [(payments_addr, "payments"), (search_addr, "search")] {
+        let spec = json!({"url": format!("http://{addr}/hook"), "labels": {"team": team}});
+        let (status, hook) = server.api("POST", "/api/v1/webhooks", Some(&admin), Some(&spec));
+        assert_eq!((status, &hook["labels"]["team"]), (201, &json!(team)), "{hook}");
+    }
+    let (status, error) = server.api(
+        "POST",
+        "/api/v1/webhooks",
+        Some(&admin),
+        Some(&json!({"url": format!("http://{payments_addr}/x"), "labels": {"__x": "y"}})),
+    );
+    assert_eq!(status, 400, "{error}");
+    let source = FRAUD_RULE.replace("severity:", r#"labels: { team: "payments" }, severity:"#);
+    server.rule(&admin, "fraud", &source);
+    send_charge(&server, &admin, 0x61);
+    let (_, body) = payments.recv_timeout(Duration::from_secs(10)).expect("the payments channel hears of it");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((body["type"].as_str(), &body["signal"]["labels"]), (Some("signal.created"), &json!({"team": "payments"})));
+    assert!(search.recv_timeout(Duration::from_secs(2)).is_err(), "the search channel does not");
+}

@@ -575,7 +575,30 @@
   // ------------------------------------------------------------------ rules --
   const registry = [];
   const RULE = Symbol('fluo.rule');
-  const RULE_KEYS = ['name', 'severity', 'description', 'when', 'expect', 'never', 'check', 'message', 'group'];
+  const RULE_KEYS = ['name', 'severity', 'description', 'labels', 'when', 'expect', 'never', 'check', 'message', 'group'];
+  const LABEL_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+  /** `labels` of `rule({...})` or `window({...})`: at most 16 name → text pairs that route notifications. */
+  function checkLabels(labels, where) {
+    if (labels === undefined) return undefined;
+    if (labels === null || typeof labels !== 'object' || isArray(labels)) {
+      throw new TypeError(where + '({labels}): expected an object of name: "text" pairs');
+    }
+    const names = keys(labels);
+    if (names.length > 16) throw new RangeError(where + '({labels}): at most 16 labels');
+    const out = {};
+    for (const name of names) {
+      if (!LABEL_NAME.test(name) || name.startsWith('__')) {
+        throw new TypeError(where + '({labels}): ' + show(name) + ' is not a label name (a letter or _, then letters, digits or _; at most 64; not starting with __)');
+      }
+      const value = labels[name];
+      if (typeof value !== 'string' || value.length === 0 || value.length > 256) {
+        throw new TypeError(where + '({labels.' + name + '}): expected a text of 1 to 256 characters');
+      }
+      out[name] = value;
+    }
+    return freeze(out);
+  }
   const GROUP_KEY_CAP = 512;
 
   function checkSeverity(severity, where) {
@@ -648,6 +671,7 @@
       name: spec.name === undefined ? null : spec.name,
       severity: checkSeverity(spec.severity, 'rule({severity})') || DEFAULT_SEVERITY,
       description: spec.description === undefined ? null : spec.description,
+      labels: checkLabels(spec.labels, 'rule'),
       when: checkCondition(spec.when, 'when'),
       expect: checkCondition(spec.expect, 'expect'),
       never: checkCondition(spec.never, 'never'),
@@ -661,7 +685,7 @@
     return freeze(def);
   }
 
-  const WINDOW_KEYS = ['name', 'severity', 'description', 'select', 'length', 'every', 'grace', 'check', 'group'];
+  const WINDOW_KEYS = ['name', 'severity', 'description', 'labels', 'select', 'length', 'every', 'grace', 'check', 'group'];
   const SELECT_KEYS = ['service', 'name', 'kind', 'attributes'];
   const KINDS = ['INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER'];
   const HOUR = 3600 * 1000;
@@ -729,6 +753,7 @@
       name: spec.name === undefined ? null : spec.name,
       severity: checkSeverity(spec.severity, 'window({severity})') || DEFAULT_SEVERITY,
       description: spec.description === undefined ? null : spec.description,
+      labels: checkLabels(spec.labels, 'window'),
       window: freeze({ select: selection(spec.select), length_ms: length, every_ms: every, grace_ms: Math.round(grace) }),
       check: spec.check,
       message: undefined,
@@ -942,6 +967,7 @@
     if (!def) throw new RangeError('no rule registered at index ' + index);
     const meta = { form: def.form, name: def.name, severity: def.severity, description: def.description };
     if (def.window) meta.window = def.window;
+    if (def.labels) meta.labels = def.labels;
     return stringify(meta);
   }
 

@@ -57,6 +57,29 @@ pub struct Violation {
     pub group: Option<String>,
 }
 
+#[cfg(test)]
+mod label_tests {
+    use super::check_labels;
+    use std::collections::BTreeMap;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn labels_are_bounded_like_the_sdk_bounds_them() {
+        assert!(check_labels(&labels(&[("team", "payments"), ("_tier", "1"), ("a9_", "x")])).is_ok());
+        for bad in [("__reserved", "x"), ("9lives", "x"), ("with-dash", "x"), ("", "x"), ("team", "")] {
+            assert!(check_labels(&labels(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(check_labels(&labels(&[(&"n".repeat(65), "x")])).is_err());
+        assert!(check_labels(&labels(&[("team", &"é".repeat(256))])).is_ok(), "256 characters, not bytes");
+        assert!(check_labels(&labels(&[("team", &"v".repeat(257))])).is_err());
+        let many: BTreeMap<String, String> = (0..17).map(|i| (format!("l{i}"), "x".to_string())).collect();
+        assert!(check_labels(&many).is_err());
+    }
+}
+
 /// The longest grouping key a rule may set (the SDK refuses longer ones).
 pub const MAX_GROUP_KEY: usize = 512;
 
@@ -97,6 +120,31 @@ pub struct RuleMeta {
     /// Only for `form: "window"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
+    /// `labels` of `rule({...})` / `window({...})`: groups carry them and
+    /// notification channels route by them ([`check_labels`] bounds them).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Why a rule's labels are refused, if they are: at most 16; names a letter
+/// or `_`, then letters, digits or `_`, at most 64, not starting with `__`;
+/// texts of 1 to 256 characters. The SDK checks the same; the host does not
+/// rely on code that ran in the sandbox.
+pub fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    if labels.len() > 16 {
+        return Err("at most 16 labels".into());
+    }
+    for (name, value) in labels {
+        let mut chars = name.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if !first_ok || name.len() > 64 || name.starts_with("__") || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("{name:?} is not a label name"));
+        }
+        if value.is_empty() || value.chars().count() > 256 {
+            return Err(format!("label {name}: expected a text of 1 to 256 characters"));
+        }
+    }
+    Ok(())
 }
 
 impl RuleMeta {

@@ -28,7 +28,12 @@ pub fn load(engine: &Arc<RuleEngine>, version: &RuleVersion, wasm: &[u8]) -> Res
 }
 
 fn reference(version: &RuleVersion) -> RuleRef {
-    RuleRef { id: rule_id(&version.tenant, &version.rule), name: version.rule.clone(), version: version.version }
+    RuleRef {
+        id: rule_id(&version.tenant, &version.rule),
+        name: version.rule.clone(),
+        version: version.version,
+        labels: version.meta.labels.clone(),
+    }
 }
 
 /// At start: every tenant's active, enabled versions. A version that does not

@@ -571,7 +571,7 @@ mod tests {
         let tenant = TenantId::trusted("t");
         let engine = crate::rules::RuleEngine::new(crate::rules::Limits::default()).unwrap();
         let (_, loaded) = crate::rules::compile::compile(&engine, WINDOW).unwrap();
-        let rule = crate::signals::RuleRef { id: "r_w".into(), name: "auth-concurrency".into(), version: 1 };
+        let rule = crate::signals::RuleRef { id: "r_w".into(), name: "auth-concurrency".into(), version: 1, ..Default::default() };
         // Three auth spans starting now, in three traces.
         let now_ns = crate::model::time::now_ms() * 1_000_000;
         let json = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "auth"}}]},

@@ -461,7 +461,7 @@ mod tests {
         let windows = Windows::new(engine.clone(), signals, Arc::new(Counters::default()), crate::events::EventHub::new(), limits);
         for (tenant, source) in rules {
             let (_, loaded) = crate::rules::compile::compile(&engine, source).unwrap();
-            let rule = RuleRef { id: format!("r_{tenant}"), name: "window".into(), version: 1 };
+            let rule = RuleRef { id: format!("r_{tenant}"), name: "window".into(), version: 1, ..Default::default() };
             windows.set_rules(&TenantId::trusted(tenant), vec![(rule, loaded)], 0);
         }
         Harness { windows, _dir: dir }
@@ -606,7 +606,7 @@ mod tests {
     const LOOPING: &str = r#"export default window({ length: "10s", grace: "0s", check(spans) { while (true) {} } });"#;
 
     fn rule(tenant: &str, index: usize) -> RuleRef {
-        RuleRef { id: format!("r_{tenant}_{index}"), name: format!("window-{index}"), version: 1 }
+        RuleRef { id: format!("r_{tenant}_{index}"), name: format!("window-{index}"), version: 1, ..Default::default() }
     }
 
     #[test]

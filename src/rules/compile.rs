@@ -74,11 +74,23 @@ pub fn compile(engine: &Arc<RuleEngine>, source_text: &str) -> Result<(CompiledR
     })?;
     let wasm = generate(engine, &prepared)?;
     let (module, imports) = engine.load_module(&wasm).map_err(|error| CompileError::Internal(format!("{error:#}")))?;
-    let placeholder = RuleMeta { form: String::new(), name: None, severity: "medium".into(), description: None, window: None };
+    let placeholder = RuleMeta {
+        form: String::new(),
+        name: None,
+        severity: "medium".into(),
+        description: None,
+        window: None,
+        labels: Default::default(),
+    };
     let loaded = Arc::new(LoadedRule { module, imports, meta: placeholder, prepared: Some(prepared.clone()) });
     let mut trial = Sandbox::new(engine.clone(), vec![loaded.clone()]);
     let meta = trial.describe(0).map_err(definition_error)?;
     drop(trial);
+    crate::model::rule::check_labels(&meta.labels).map_err(|message| CompileError::Definition {
+        message: format!("labels: {message}"),
+        line: None,
+        column: None,
+    })?;
     // The module is already compiled and validated: only the metadata changes.
     let loaded = Arc::new(LoadedRule {
         module: loaded.module.clone(),

@@ -169,6 +169,7 @@ impl Signals {
             group.attributes = latest.attributes.clone();
             group.severity = latest.severity;
             group.rule_version = occurrence.rule_version;
+            group.labels = latest.labels.clone();
             group.sampled_unix_ms = at;
             if let Err(position) = group.versions.binary_search(&occurrence.rule_version) {
                 group.versions.insert(position, occurrence.rule_version);

@@ -36,7 +36,7 @@ fn open(dir: &std::path::Path) -> Signals {
 }
 
 fn rule(id: &str) -> RuleRef {
-    RuleRef { id: id.into(), name: format!("{id}-name"), version: 1 }
+    RuleRef { id: id.into(), name: format!("{id}-name"), version: 1, ..Default::default() }
 }
 
 /// Records one violation of `rule_id` naming span 1 of trace `n`.

@@ -32,7 +32,7 @@ fn witness_copies_are_deduplicated_and_bounded() {
     assert_eq!(witnesses_of(&small, &variants, &mut budget).len(), 1);
     // One rule naming the 60 KB span in many violations stores at most the budget.
     let runs = vec![(
-        RuleRef { id: "r_1".into(), name: "big".into(), version: 1 },
+        RuleRef { id: "r_1".into(), name: "big".into(), version: 1, ..Default::default() },
         (0..100).map(|index| violation(&format!("v{index}"), "0000000000000001")).collect::<Vec<_>>(),
     )];
     let dir = tempfile::tempdir().unwrap();
@@ -54,7 +54,7 @@ fn witness_copies_are_deduplicated_and_bounded() {
 fn an_acknowledgement_racing_a_clear_is_never_lost() {
     let dir = tempfile::tempdir().unwrap();
     let signals = Arc::new(Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap());
-    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
+    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1, ..Default::default() };
     let first = trace(&[("payment.charge_card", 1)]);
     let amended = trace(&[("payment.charge_card", 1), ("payment.fraud_check", 2)]);
     let (mut acknowledged_first, mut cleared_first) = (0, 0);
@@ -102,7 +102,7 @@ fn dedup_clear_and_pagination() {
     let signals = Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap();
     let tenant = TenantId::trusted("t_a");
     let other = TenantId::trusted("t_b");
-    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
+    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1, ..Default::default() };
     let first = trace(&[("payment.charge_card", 1)]);
     let runs = vec![(rule.clone(), vec![violation("charge without fraud check", "0000000000000001")])];
     let recorded = signals.record(&tenant, &first, &otlp(&first), &runs, false).unwrap();
@@ -152,7 +152,7 @@ fn violations_group_count_exactly_regress_and_page() {
     let dir = tempfile::tempdir().unwrap();
     let signals = Arc::new(Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap());
     let tenant = TenantId::trusted("t_a");
-    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
+    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1, ..Default::default() };
     let charge = |trace_byte: u8| {
         let mut trace = trace(&[("payment.charge_card", 1)]);
         trace.trace_id[15] = trace_byte;
@@ -223,7 +223,7 @@ fn violations_group_count_exactly_regress_and_page() {
 fn signals_from_before_grouping_migrate_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = TenantId::trusted("t_a");
-    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 3 };
+    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 3, ..Default::default() };
     let first = trace(&[("payment.charge_card", 1)]);
     let runs = vec![(rule.clone(), vec![violation("charge without fraud check", "0000000000000001")])];
     let id = {
@@ -269,7 +269,7 @@ fn a_flood_keeps_snapshots_of_samples_only() {
     let dir = tempfile::tempdir().unwrap();
     let signals = Signals::open(Arc::new(Store::open(dir.path()).unwrap())).unwrap();
     let tenant = TenantId::trusted("t_a");
-    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1 };
+    let rule = RuleRef { id: "r_1".into(), name: "fraud".into(), version: 1, ..Default::default() };
     let runs = vec![(rule, vec![violation("charge without fraud check", "0000000000000001")])];
     let traces: Vec<Trace> = (0..21u8)
         .map(|n| {

@@ -9,11 +9,14 @@ use crate::model::trace::{Span, attributes_json};
 use serde::{Deserialize, Serialize};
 
 /// The rule version a violation came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleRef {
     pub id: String,
     pub name: String,
     pub version: u32,
+    /// The version's labels (`rule({labels})`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -171,6 +174,9 @@ pub struct Signal {
     /// How often the group fired again after it was resolved.
     #[serde(default)]
     pub regressions: u32,
+    /// The labels of the rule version of the group's latest sample.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// The group's latest trace in the tenant's own trace backend (its
     /// trace-link template), filled in by the API when one signal is read; not stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,6 +270,7 @@ impl Signal {
             versions: vec![rule.version],
             regressions: 0,
             samples: Vec::new(),
+            labels: rule.labels.clone(),
             trace_url: None,
             pinned: Vec::new(),
             assignee: None,

@@ -298,7 +298,14 @@ pub(crate) mod contract {
     use super::*;
 
     fn meta(name: &str) -> RuleMeta {
-        RuleMeta { form: "rule".into(), name: Some(name.into()), severity: "high".into(), description: None, window: None }
+        RuleMeta {
+            form: "rule".into(),
+            name: Some(name.into()),
+            severity: "high".into(),
+            description: None,
+            window: None,
+            labels: Default::default(),
+        }
     }
 
     fn push(store: &dyn RuleStore, tenant: &str, rule: &str, wasm: &[u8]) -> Result<u32> {

@@ -116,6 +116,7 @@ fn wants(hook: &Webhook, signal: &Signal) -> bool {
         && (hook.rules.is_empty() || hook.rules.iter().any(|rule| rule == &signal.rule_id || rule == &signal.rule_name))
         && (hook.services.is_empty()
             || signal.witnesses.iter().any(|witness| witness.service.as_ref().is_some_and(|service| hook.services.contains(service))))
+        && hook.labels.iter().all(|(name, value)| signal.labels.get(name) == Some(value))
 }
 
 /// An error with its causes, `: `-separated (hyper's client errors say little at the top).
@@ -309,6 +310,7 @@ impl Webhooks {
         if spec.rules.len() > 100 || spec.services.len() > 100 || spec.rules.iter().chain(&spec.services).any(|item| item.len() > 256) {
             return invalid("rules and services: at most 100 each, each at most 256 bytes");
         }
+        crate::model::rule::check_labels(&spec.labels).map_err(|message| WebhookError::Invalid(format!("labels: {message}")))?;
         for (field, minutes) in [("throttle_minutes", spec.throttle_minutes), ("repeat_minutes", spec.repeat_minutes)] {
             if minutes.is_some_and(|minutes| !(1..=MAX_INTERVAL_MINUTES).contains(&minutes)) {
                 return Err(WebhookError::Invalid(format!("{field} must be between 1 and {MAX_INTERVAL_MINUTES}")));
@@ -341,6 +343,7 @@ impl Webhooks {
             severities: spec.severities,
             rules: spec.rules,
             services: spec.services,
+            labels: spec.labels,
             rate: spec.rate,
             routing_key: spec.routing_key,
             throttle_minutes: spec.throttle_minutes,

@@ -248,6 +248,9 @@ fn pagerduty(event: &Event<'_>, routing_key: &str) -> Value {
             "rule": signal.rule_name, "rule_id": signal.rule_id, "group": signal.id, "trace_id": signal.trace_id,
             "occurrences": signal.occurrences, "status": signal.status.as_str(), "event": event.kind,
         });
+        if !signal.labels.is_empty() {
+            details["labels"] = json!(signal.labels);
+        }
         if let Some(rate) = &event.rate {
             details["rate"] = rate.clone();
         }
@@ -292,6 +295,12 @@ fn alertmanager(event: &Event<'_>) -> Value {
     }
     if event.kind == "signal.test" {
         labels["fluo_test"] = json!("true");
+    }
+    // The rule's own labels, for Alertmanager's routing; FLUO's names win.
+    for (name, value) in &signal.labels {
+        if labels.get(name).is_none() {
+            labels[name] = json!(value);
+        }
     }
     let mut annotations = json!({
         "summary": signal.message,
@@ -371,6 +380,14 @@ mod tests {
         let resolved = group("false_positive");
         let done = body(ChannelKind::Alertmanager, &event("signal.status_changed", &resolved), None);
         assert!(done[0]["endsAt"].as_str().unwrap() <= rfc3339(now_ms()).as_str());
+
+        // The rule's labels route in Alertmanager; FLUO's own names win.
+        let mut labelled = group("open");
+        labelled.labels = [("team", "payments"), ("severity", "page-everyone")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+        let alert = body(ChannelKind::Alertmanager, &event("signal.created", &labelled), None);
+        assert_eq!((alert[0]["labels"]["team"].as_str(), alert[0]["labels"]["severity"].as_str()), (Some("payments"), Some("critical")));
+        let page = body(ChannelKind::Pagerduty, &event("signal.created", &labelled), Some("R0UT1NG"));
+        assert_eq!(page["payload"]["custom_details"]["labels"]["team"], "payments");
     }
 
     #[test]

@@ -218,7 +218,7 @@ fn reminders_look_at_open_groups_past_the_stores_page_size() {
             attributes: None,
             group: None,
         };
-        let rule = RuleRef { id: "r".into(), name: "r".into(), version: 1 };
+        let rule = RuleRef { id: "r".into(), name: "r".into(), version: 1, ..Default::default() };
         signals.record(&tenant, &trace, b"", &[(rule, vec![violation])], false).unwrap();
     }
     let open = remind::open_groups(&signals, &tenant);

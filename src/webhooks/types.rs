@@ -37,6 +37,10 @@ pub struct WebhookSpec {
     /// Only groups whose witness spans include one of these services; empty or absent: all.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Only groups whose rule has every one of these labels with this text
+    /// (`rule({labels})`); empty or absent: all. At most 16.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// Also `signal.rate_exceeded` when a group has more than `count`
     /// occurrences within `minutes` (once per window, never while snoozed).
     #[serde(default)]
@@ -83,6 +87,9 @@ pub struct Webhook {
     /// Witness services; empty: every service.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Rule labels a group must have; empty: any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// Also notify when a group's occurrences exceed this rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
@@ -112,6 +119,7 @@ impl Webhook {
             severities: self.severities.clone(),
             rules: self.rules.clone(),
             services: self.services.clone(),
+            labels: self.labels.clone(),
             rate: self.rate,
             has_routing_key: self.routing_key.is_some(),
             throttle_minutes: self.throttle_minutes,
@@ -147,6 +155,8 @@ pub struct WebhookInfo {
     pub rules: Vec<String>,
     /// Witness services; empty: every service.
     pub services: Vec<String>,
+    /// Rule labels a group must have; empty: any.
+    pub labels: BTreeMap<String, String>,
     /// Also notified when a group's occurrences exceed this rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,

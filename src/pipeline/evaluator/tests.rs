@@ -39,7 +39,9 @@ fn fixture(workers: usize, lanes: usize) -> Fixture {
 
 fn set_rule(fixture: &Fixture, tenant: &TenantId, source: &str) {
     let (_, loaded) = crate::rules::compile::compile(&fixture.engine, source).unwrap();
-    fixture.evaluator.set_rules(tenant, vec![(RuleRef { id: "r_1".into(), name: "rule".into(), version: 1 }, loaded)]);
+    fixture
+        .evaluator
+        .set_rules(tenant, vec![(RuleRef { id: "r_1".into(), name: "rule".into(), version: 1, ..Default::default() }, loaded)]);
 }
 
 /// A closed part of trace `trace` with the spans `span_ids`, all named `a`.
