@@ -94,26 +94,26 @@ impl Services {
         }
         // Each tenant's new signals go into that tenant's delivery queue.
         // Webhooks hear of lifecycle events and crossed rate thresholds, never of single occurrences.
-        fn webhook_event(kind: crate::events::EventKind) -> Option<&'static str> {
+        fn webhook_event(kind: crate::events::EventKind, signal: &crate::signals::Signal) -> Option<&'static str> {
             use crate::events::EventKind;
             match kind {
                 EventKind::Created => Some("signal.created"),
                 EventKind::Regressed => Some("signal.regressed"),
-                EventKind::StatusChanged => Some("signal.status_changed"),
+                EventKind::StatusChanged => Some(status_event(signal)),
                 EventKind::SnoozeEnded => Some("signal.snooze_ended"),
                 EventKind::Counted | EventKind::Updated => None,
             }
         }
         let for_stage = webhooks.clone();
         events.add_stager(move |tenant, kind, signal| {
-            if let Some(kind) = webhook_event(kind) {
+            if let Some(kind) = webhook_event(kind, signal) {
                 for_stage.stage(tenant, signal, kind);
             }
         });
         let (for_sink, announcing) = (webhooks.clone(), signals.clone());
         events.add_sink(move |tenant, event| {
             use crate::events::EventKind;
-            if let Some(kind) = webhook_event(event.kind) {
+            if let Some(kind) = webhook_event(event.kind, &event.signal) {
                 for_sink.dispatch(tenant, &event.signal, kind);
             }
             let announced = match event.kind {
@@ -144,7 +144,7 @@ impl Services {
                     Announcement::Created => "signal.created",
                     Announcement::Regressed => "signal.regressed",
                     Announcement::SnoozeEnded => "signal.snooze_ended",
-                    Announcement::Cleared => "signal.status_changed",
+                    Announcement::Cleared => status_event(&signal),
                 };
                 webhooks.dispatch(&tenant, &signal, event);
                 signals.announced(&tenant, &signal.id, what).context("record a group announcement")?;
@@ -349,6 +349,12 @@ async fn periodically(
             tracing::error!(%error, "{what} failed");
         }
     }
+}
+
+/// The notification of a status change: `signal.resolved` when the group is
+/// now resolved (by someone, or cleared by FLUO), else `signal.status_changed`.
+fn status_event(signal: &crate::signals::Signal) -> &'static str {
+    if signal.status == crate::signals::Status::Resolved { "signal.resolved" } else { "signal.status_changed" }
 }
 
 /// Once a second: moves the span log's checkpoint, so that its old segments go

@@ -53,11 +53,11 @@ fn violations_group_and_notifications_follow_the_group() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["type"], "signal.created");
     assert!(received.recv_timeout(Duration::from_millis(1500)).is_err(), "occurrences are not announced");
 
-    // Resolved (announced as a status change), then it fires again: a regression, announced once.
+    // Resolved (announced as `signal.resolved`), then it fires again: a regression, announced once.
     assert_eq!(server.api("POST", &format!("/api/v1/signals/{id}/status"), Some(&admin), Some(&json!({"status": "resolved"}))).0, 200);
     let (_, body) = received.recv_timeout(Duration::from_secs(20)).expect("the status change is announced");
     let payload: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((payload["type"].as_str(), payload["signal"]["status"].as_str()), (Some("signal.status_changed"), Some("resolved")));
+    assert_eq!((payload["type"].as_str(), payload["signal"]["status"].as_str()), (Some("signal.resolved"), Some("resolved")));
     send_charge(&server, &admin, 0x76);
     let group = wait_for("reopened", &|group| group["status"] == "open");
     assert_eq!((group["occurrences"].as_u64(), group["regressions"].as_u64()), (Some(6), Some(1)), "{group}");
@@ -258,7 +258,7 @@ fn own_keys_snoozes_rates_and_series_notify_per_event() {
     assert_eq!(server.api("POST", &format!("/api/v1/signals/{id}/status"), Some(&admin), Some(&json!({"status": "resolved"}))).0, 200);
     let (status, refused) = snooze(json!({"for_minutes": 5}));
     assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("invalid_transition")), "{refused}");
-    assert_eq!(types(&drain(&received, Duration::from_millis(1500))), ["signal.status_changed"]);
+    assert_eq!(types(&drain(&received, Duration::from_millis(1500))), ["signal.resolved"]);
 }
 
 #[test]

@@ -41,7 +41,7 @@ pub enum ChannelKind {
 
 /// One event about one group, as every channel kind is told of it.
 pub struct Event<'a> {
-    /// `signal.created`, `signal.regressed`, `signal.status_changed`,
+    /// `signal.created`, `signal.regressed`, `signal.status_changed`, `signal.resolved`,
     /// `signal.snooze_ended`, `signal.rate_exceeded`, `signal.reminder` or `signal.test`.
     pub kind: &'a str,
     pub signal: &'a Signal,
@@ -66,6 +66,7 @@ impl Event<'_> {
         let what = match self.kind {
             "signal.created" => "new",
             "signal.regressed" => "regressed",
+            "signal.resolved" => "resolved",
             "signal.snooze_ended" => "snooze ended",
             "signal.rate_exceeded" => "rate exceeded",
             "signal.reminder" => "still open",

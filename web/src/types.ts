@@ -149,6 +149,8 @@ export interface WebhookInfo {
   severities: Severity[];
   rules: string[];
   services: string[];
+  /** Rule labels a group must have (absent: any). */
+  labels?: Record<string, string>;
   has_routing_key: boolean;
   throttle_minutes?: number;
   repeat_minutes?: number;

@@ -444,6 +444,7 @@ export function settingsPage(ctx: Ctx): () => void {
                         'div',
                         { class: 'muted small' },
                         `Severities: ${w.severities.length ? w.severities.join(', ') : 'all'} · Rules: ${w.rules.length ? w.rules.map(ruleName).join(', ') : 'all'} · Services: ${w.services.length ? w.services.join(', ') : 'all'}` +
+                          (w.labels && Object.keys(w.labels).length ? ` · Labels: ${Object.entries(w.labels).map(([k, v]) => `${k}=${v}`).join(', ')}` : '') +
                           (w.throttle_minutes ? ` · at most once per ${w.throttle_minutes} min per group` : '') +
                           (w.repeat_minutes ? ` · reminders every ${w.repeat_minutes} min` : '') +
                           (w.header_names.length ? ` · headers: ${w.header_names.join(', ')}` : '') +
@@ -470,6 +471,7 @@ export function settingsPage(ctx: Ctx): () => void {
     const routingKey = h('input', { id: 'nh-routing-key', type: 'password', maxlength: 128, autocomplete: 'off' });
     const routingField = h('div', { class: 'field', hidden: true }, h('label', { for: 'nh-routing-key' }, 'PagerDuty routing key'), routingKey, h('span', { class: 'hint' }, 'The integration key of an Events API v2 integration; stored, never shown again.'));
     const services = h('input', { id: 'nh-services', type: 'text', placeholder: 'payments, checkout', autocomplete: 'off' });
+    const labels = h('input', { id: 'nh-labels', type: 'text', placeholder: 'team=payments, tier=1', autocomplete: 'off', spellcheck: 'false' });
     const throttle = h('input', { id: 'nh-throttle', type: 'number', min: 1, max: 10080, placeholder: 'none' });
     const repeat = h('input', { id: 'nh-repeat', type: 'number', min: 1, max: 10080, placeholder: 'none' });
     const headers = h('textarea', { id: 'nh-headers', rows: 2, placeholder: 'x-api-key: …', autocomplete: 'off', spellcheck: 'false' });
@@ -493,6 +495,7 @@ export function settingsPage(ctx: Ctx): () => void {
       routingField,
       h('fieldset', null, h('legend', null, 'Severities (none checked: all)'), sev.el),
       h('div', { class: 'field' }, h('label', { for: 'nh-services' }, 'Services'), services, h('span', { class: 'hint' }, 'Comma-separated; empty: every service.')),
+      h('div', { class: 'field' }, h('label', { for: 'nh-labels' }, 'Rule labels'), labels, h('span', { class: 'hint' }, 'name=text, comma-separated: only groups whose rule has all of them (rule({labels})); empty: any rule.')),
       h('div', { class: 'field' }, h('label', { for: 'nh-throttle' }, 'Throttle (minutes)'), throttle, h('span', { class: 'hint' }, 'At most one "fires" notification per group in this time; status changes always go.')),
       h('div', { class: 'field' }, h('label', { for: 'nh-repeat' }, 'Remind every (minutes)'), repeat, h('span', { class: 'hint' }, 'While a group stays open. Alertmanager: keep it below 180.')),
       h('div', { class: 'field' }, h('label', { for: 'nh-headers' }, 'Request headers'), headers, h('span', { class: 'hint' }, 'One "name: value" per line (an API key, a bearer token); stored, never shown again.')),
@@ -513,6 +516,16 @@ export function settingsPage(ctx: Ctx): () => void {
           severities: sev.values(),
           rules: rules.filter((r) => names.includes(r.name)).map((r) => r.id),
           services: services.value.split(',').map((s) => s.trim()).filter(Boolean),
+          labels: Object.fromEntries(
+            labels.value
+              .split(',')
+              .map((pair) => pair.trim())
+              .filter(Boolean)
+              .map((pair) => {
+                const at = pair.indexOf('=');
+                return at < 0 ? [pair, ''] : [pair.slice(0, at).trim(), pair.slice(at + 1).trim()];
+              }),
+          ),
           routing_key: k === 'pagerduty' ? routingKey.value.trim() : undefined,
           throttle_minutes: minutes(throttle),
           repeat_minutes: minutes(repeat),
