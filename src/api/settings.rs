@@ -96,6 +96,9 @@ pub async fn put(
     }
     let settings = TenantSettings { trace_link_template: template, trace_retention_minutes: update.trace_retention_minutes };
     let info = blocking(move || {
+        // One change at a time, so that what is applied is what was stored last.
+        static APPLYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = APPLYING.lock().unwrap_or_else(|poison| poison.into_inner());
         state.auth.set_settings(&tenant, &settings)?;
         let age = settings.trace_retention_minutes.map(|minutes| Duration::from_secs(u64::from(minutes) * 60));
         state.recent.set_tenant_retention(&tenant, age);
