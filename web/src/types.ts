@@ -111,6 +111,8 @@ export interface Signal {
   updated_at: string; attributes?: unknown; witnesses: Witness[];
   resolution?: { reason: string; note: string; at: string } | null;
   history?: StatusChange[]; window?: WindowDetails | null;
+  /** The rule's labels (`rule({labels})`), as of the group's latest sample. */
+  labels?: Record<string, string>;
   /** The group: how many violations it holds, when the latest was, which rule versions fired. */
   fingerprint?: string; occurrences?: number; last_seen_at?: string; last_seen_unix_ms?: number;
   versions?: number[]; regressions?: number; samples?: string[];

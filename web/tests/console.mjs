@@ -266,8 +266,10 @@ async function main() {
       await page.getByText('Backtest of the text in the editor').waitFor({ timeout: 30_000 });
       const stat = async (label) => Number(await page.locator('.stat').filter({ has: page.getByText(label, { exact: true }) }).locator('.stat-value').innerText());
       const evaluated = await stat('Evaluated');
-      // Retained: the background's 8 traces (no card charge) and the 2 checkout traces.
-      assert.equal(evaluated, 10, 'the 8 background and 2 checkout traces');
+      // Retained: the background's traces (no card charge) and the 2 checkout traces; every one is run.
+      const retained = (await apiAs(page, 'GET', '/traces?limit=500')).body.items.length;
+      assert.equal(evaluated, retained, `every retained trace is evaluated (${retained})`);
+      assert.ok(evaluated >= 10, `the 8 background and 2 checkout traces at least: ${evaluated}`);
       assert.equal(await stat('With violations'), 1, 'the checkout without a fraud check');
       assert.equal(await stat('Held'), 1, 'the checkout with a fraud check');
       assert.equal(await stat('When failed'), evaluated - 2, 'no card charge: the rule does not apply');
@@ -381,6 +383,8 @@ async function main() {
       await dialog.getByLabel('PagerDuty routing key').waitFor({ state: 'hidden' });
       await dialog.getByLabel('Name').fill('ops receiver');
       await dialog.getByLabel('URL').fill(WEBHOOK_URL);
+      // Only groups of rules labelled team=payments (the template's label) reach it.
+      await dialog.getByLabel('Rule labels').fill('team=payments');
       await dialog.getByRole('button', { name: 'Add channel' }).click();
       const secret = dialog.locator('.secret-value');
       await secret.waitFor();
@@ -389,6 +393,7 @@ async function main() {
       const hook = page.locator('.hook-list li').filter({ hasText: WEBHOOK_URL });
       await hook.waitFor();
       await hook.getByText('ops receiver').waitFor();
+      await hook.getByText('Labels: team=payments').waitFor();
       await hook.getByRole('button', { name: 'Send test' }).click();
       await page.getByText('Test delivered to ops receiver').waitFor();
       const sent = await sendTraces({ traces: [checkoutTrace({ fraudCheck: false })] });
@@ -412,6 +417,8 @@ async function main() {
       try {
         await tab.goto(`${BASE}/signals/${signalId}`);
         await tab.getByRole('heading', { name: 'Work this signal' }).waitFor({ timeout: TIMEOUT });
+        // The group carries its rule's labels.
+        await tab.locator('#rule-labels').getByText('team=payments').waitFor();
         assert.ok(new URL(tab.url()).pathname === `/signals/${signalId}`, `the new tab stayed on the signal, not ${tab.url()}`);
       } finally {
         await tab.close();

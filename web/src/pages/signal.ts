@@ -83,6 +83,9 @@ export function signalPage(ctx: Ctx): () => void {
         { class: 'card' },
         keyVal([
           ['Rule', [h('a', { href: `/rules/${encodeURIComponent(s.rule_id)}?version=${s.rule_version}` }, `${s.rule_name} v${s.rule_version}`), h('span', { class: 'muted small' }, ' (source of that version)')]],
+          ...(s.labels && Object.keys(s.labels).length
+            ? ([['Labels', h('span', { id: 'rule-labels' }, Object.entries(s.labels).map(([name, value]) => h('code', { class: 'tag' }, `${name}=${value}`)))]] as [string, HTMLElement][])
+            : []),
           ['Occurrences', h('span', { id: 'occurrence-count' }, `${n}${s.versions && s.versions.length ? ` · from version${s.versions.length > 1 ? 's' : ''} ${s.versions.join(', ')}` : ''}${s.regressions ? ` · ${s.regressions} regression${s.regressions === 1 ? '' : 's'}` : ''}`)],
           ['First seen', h('time', { datetime: s.created_at }, fmtDate(s.created_at))],
           ['Last seen', h('time', { datetime: s.last_seen_at ?? s.created_at }, fmtDate(s.last_seen_at ?? s.created_at))],
