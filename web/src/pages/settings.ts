@@ -516,29 +516,11 @@ export function settingsPage(ctx: Ctx): () => void {
           severities: sev.values(),
           rules: rules.filter((r) => names.includes(r.name)).map((r) => r.id),
           services: services.value.split(',').map((s) => s.trim()).filter(Boolean),
-          labels: Object.fromEntries(
-            labels.value
-              .split(',')
-              .map((pair) => pair.trim())
-              .filter(Boolean)
-              .map((pair) => {
-                const at = pair.indexOf('=');
-                return at < 0 ? [pair, ''] : [pair.slice(0, at).trim(), pair.slice(at + 1).trim()];
-              }),
-          ),
+          labels: pairs(labels.value, ',', '='),
           routing_key: k === 'pagerduty' ? routingKey.value.trim() : undefined,
           throttle_minutes: minutes(throttle),
           repeat_minutes: minutes(repeat),
-          headers: Object.fromEntries(
-            headers.value
-              .split('\n')
-              .map((line) => line.trim())
-              .filter(Boolean)
-              .map((line) => {
-                const at = line.indexOf(':');
-                return at < 0 ? [line, ''] : [line.slice(0, at).trim(), line.slice(at + 1).trim()];
-              }),
-          ),
+          headers: pairs(headers.value, '\n', ':'),
         });
         mount(body, secretBox('signing secret', w.secret), h('p', { class: 'muted small' }, 'Verify x-fluo-signature = sha256=HMAC(secret, "{x-fluo-timestamp}.{body}").'), h('div', { class: 'dialog-actions' }, h('button', { type: 'button', class: 'btn btn-primary', onclick: () => d.close() }, 'Done')));
         body.querySelector<HTMLElement>('.secret-value')?.focus();
@@ -599,4 +581,18 @@ export function openKeyDialog(onCreated: (k: KeyCreated) => void, preset: { name
   });
   body.appendChild(form);
   const d = openDialog('Create API key', body);
+}
+
+/** `name<kv>value` items separated by `items` (a name without `kv` gets an empty value, which the server refuses with its reason). */
+function pairs(text: string, items: string, kv: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split(items)
+      .map((item) => item.trim())
+      .filter(Boolean)
+      .map((item) => {
+        const at = item.indexOf(kv);
+        return at < 0 ? [item, ''] : [item.slice(0, at).trim(), item.slice(at + 1).trim()];
+      }),
+  );
 }
