@@ -151,14 +151,14 @@ fn rules_apply_plans_applies_and_prunes_through_the_api() {
     assert_eq!(output.status.code(), Some(0), "in sync: {}", text(&output));
     assert!(text(&output).contains("unchanged  no-bypass"), "{}", text(&output));
 
-    // A changed file is a new version; --prune deletes what has no file (admin key).
+    // A changed file is a new version; --prune deletes what has no file (a write key).
     let file = dir.join("no-bypass.js");
     std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("'high'", "'critical'")).unwrap();
     let output = run(&["rules", "apply", "--dry-run", "--prune"], &writer);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output).contains("update     no-bypass  (new version 2)"), "{}", text(&output));
     assert!(text(&output).contains("delete     legacy"), "{}", text(&output));
-    let output = run(&["rules", "apply", "--prune"], &admin);
+    let output = run(&["rules", "apply", "--prune"], &writer);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert_eq!(names(), ["no-bypass", "payment-needs-fraud-check"]);
     let (_, listed) = server.api("GET", "/api/v1/rules", Some(&admin), None);

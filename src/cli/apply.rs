@@ -132,7 +132,7 @@ async fn apply(args: ApplyArgs) -> Result<u8, Stop> {
     let key = std::env::var(KEY_VARIABLE)
         .ok()
         .filter(|key| !key.is_empty())
-        .ok_or_else(|| Stop(3, format!("set {KEY_VARIABLE} to an API key with the write scope (admin for --prune)")))?;
+        .ok_or_else(|| Stop(3, format!("set {KEY_VARIABLE} to an API key with the write scope (a read key cannot change rules)")))?;
     let mut files = Vec::new();
     let entries = std::fs::read_dir(&args.dir).map_err(|error| Stop(3, format!("{}: {error}", args.dir.display())))?;
     for path in entries.filter_map(|entry| entry.ok().map(|entry| entry.path())) {
