@@ -127,8 +127,7 @@ impl RuleInfo {
 /// The version a rule's summary describes: the active one, or the latest
 /// while the rule has only drafts.
 fn shown_version(state: &ApiState, tenant: &TenantId, rule: &RuleState) -> Result<RuleVersion, ApiError> {
-    let number = if rule.active_version == 0 { rule.latest_version } else { rule.active_version };
-    Ok(find_version(state, tenant, rule, number)?.0)
+    Ok(find_version(state, tenant, rule, rule.shown_version())?.0)
 }
 
 /// The tenant's occurrences per rule over the last 24 hours (from counters, not a scan).
@@ -335,8 +334,7 @@ pub async fn list(State(state): State<ApiState>, Read(tenant): Read) -> Result<R
         let store = &state.store;
         let mut items = Vec::new();
         for rule in store.rules.list(tenant.as_str())? {
-            let number = if rule.active_version == 0 { rule.latest_version } else { rule.active_version };
-            if let Some((shown, _)) = store.rules.version(tenant.as_str(), &rule.name, number)? {
+            if let Some((shown, _)) = store.rules.version(tenant.as_str(), &rule.name, rule.shown_version())? {
                 items.push(RuleInfo::of(&rule, &shown).with_stats(&state, &tenant, &last_day));
             }
         }

@@ -8,7 +8,7 @@
 //! another name than its file's); 3 the directory, a file or the key is
 //! missing; 4 the API refused a request or could not be reached.
 
-use super::suite::rule_name;
+use super::suite::{rule_files, rule_name};
 use clap::Args;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -134,14 +134,10 @@ async fn apply(args: ApplyArgs) -> Result<u8, Stop> {
         .filter(|key| !key.is_empty())
         .ok_or_else(|| Stop(3, format!("set {KEY_VARIABLE} to an API key with the write scope (a read key cannot change rules)")))?;
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(&args.dir).map_err(|error| Stop(3, format!("{}: {error}", args.dir.display())))?;
-    for path in entries.filter_map(|entry| entry.ok().map(|entry| entry.path())) {
-        if path.is_file() && path.extension().is_some_and(|ext| ext == "js") {
-            let source = std::fs::read_to_string(&path).map_err(|error| Stop(3, format!("{}: {error}", path.display())))?;
-            files.push((rule_name(&path), path, source));
-        }
+    for path in rule_files(&args.dir).map_err(|error| Stop(3, format!("{}: {error}", args.dir.display())))? {
+        let source = std::fs::read_to_string(&path).map_err(|error| Stop(3, format!("{}: {error}", path.display())))?;
+        files.push((rule_name(&path), path, source));
     }
-    files.sort_by(|a, b| a.0.cmp(&b.0));
     let client = crate::webhooks::tls::client(true, args.ca_file.as_deref()).map_err(|error| Stop(3, error))?;
     let api = Api { client, base: args.api.trim_end_matches('/').to_string(), key };
 

@@ -143,23 +143,30 @@ pub(super) fn read_traces(json: bool, paths: &[PathBuf]) -> Result<Vec<(String, 
     let mut traces = Vec::new();
     for path in paths {
         let file = path.display().to_string();
-        let invalid = |message: String| fail(json, 3, ErrorBody::new("trace_file", message).in_file(&file));
-        let bytes = std::fs::read(path).map_err(|error| invalid(format!("cannot read the trace file: {error}")))?;
-        let request = otlp::from_json(&bytes).map_err(|error| {
-            let body = ErrorBody::new("trace_file", format!("not an OTLP/JSON ExportTraceServiceRequest: {error}")).in_file(&file);
-            fail(json, 3, ErrorBody { line: Some(error.line() as u32), column: Some(error.column() as u32), ..body })
+        let grouped = trace_file(path).map_err(|(message, position)| {
+            let body = ErrorBody::new("trace_file", message).in_file(&file);
+            fail(json, 3, ErrorBody { line: position.map(|(line, _)| line), column: position.map(|(_, column)| column), ..body })
         })?;
-        let converted = otlp::convert(request);
-        if converted.rejected_total() > 0 {
-            return Err(invalid(format!("invalid spans: {}", converted.rejection_message())));
-        }
-        let grouped = Trace::group(converted.spans);
         if grouped.is_empty() {
             traces.push((file.clone(), Trace::new([0; 16], Vec::new())));
         }
         traces.extend(grouped.into_iter().map(|trace| (file.clone(), trace)));
     }
     Ok(traces)
+}
+
+/// The traces of one OTLP/JSON file, grouped by trace id; or why not, with
+/// the line and column of a JSON error.
+pub(super) fn trace_file(path: &std::path::Path) -> Result<Vec<Trace>, (String, Option<(u32, u32)>)> {
+    let bytes = std::fs::read(path).map_err(|error| (format!("cannot read the trace file: {error}"), None))?;
+    let request = otlp::from_json(&bytes).map_err(|error| {
+        (format!("not an OTLP/JSON ExportTraceServiceRequest: {error}"), Some((error.line() as u32, error.column() as u32)))
+    })?;
+    let converted = otlp::convert(request);
+    if converted.rejected_total() > 0 {
+        return Err((format!("invalid spans: {}", converted.rejection_message()), None));
+    }
+    Ok(Trace::group(converted.spans))
 }
 
 /// Where and why a rule does not compile.

@@ -98,7 +98,7 @@ fn worse(a: u8, b: u8) -> u8 {
 }
 
 /// The rule files of `dir`, by name.
-fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub(super) fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "js"))
@@ -254,18 +254,14 @@ fn run_case(
     }
 }
 
-/// [`read_traces`] without printing: its message, for the case's report.
+/// [`super::trace_file`] labelled for the case's report; its failure as text.
 fn read_traces_quietly(path: &Path) -> Result<Vec<(String, crate::model::trace::Trace)>, String> {
-    let bytes = std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    let request = crate::model::otlp::from_json(&bytes).map_err(|error| {
-        format!("{}:{}:{}: not an OTLP/JSON ExportTraceServiceRequest: {error}", path.display(), error.line(), error.column())
-    })?;
-    let converted = crate::model::otlp::convert(request);
-    if converted.rejected_total() > 0 {
-        return Err(format!("{}: invalid spans: {}", path.display(), converted.rejection_message()));
-    }
     let label = path.display().to_string();
-    Ok(crate::model::trace::Trace::group(converted.spans).into_iter().map(|trace| (label.clone(), trace)).collect())
+    match super::trace_file(path) {
+        Ok(traces) => Ok(traces.into_iter().map(|trace| (label.clone(), trace)).collect()),
+        Err((message, Some((line, column)))) => Err(format!("{label}:{line}:{column}: {message}")),
+        Err((message, None)) => Err(format!("{label}: {message}")),
+    }
 }
 
 fn print_suite(report: &SuiteReport) {

@@ -35,6 +35,14 @@ pub struct RuleState {
     pub draft_version: Option<u32>,
 }
 
+impl RuleState {
+    /// The version a summary of the rule describes: the active one, or the
+    /// latest while the rule has only drafts.
+    pub fn shown_version(&self) -> u32 {
+        if self.active_version == 0 { self.latest_version } else { self.active_version }
+    }
+}
+
 /// One immutable rule version.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RuleVersion {

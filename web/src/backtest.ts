@@ -29,7 +29,7 @@ export function backtestReport(r: BacktestReport, what: string, activeVersion?: 
       detail.hidden = false;
       mount(host, loading());
       try {
-        const doc = await api.get<unknown>(`/traces/${enc(res.trace_id)}`);
+        const doc = await api.get<unknown>(`/traces/${encodeURIComponent(res.trace_id)}`);
         mount(host, waterfall(parseOtlp(doc), { witnesses: res.violations.flatMap((v) => v.span_ids), label: `Backtested trace ${res.trace_id}`, compact: true }));
         btn.setAttribute('aria-expanded', 'true');
         btn.textContent = 'Hide';
@@ -98,8 +98,4 @@ export function verdictOf(r: TraceResult): Verdict {
 
 export function verdictBadge(v: Verdict): HTMLElement {
   return h('span', { class: `badge verdict verdict-${v}`, title: VERDICT_HINT[v] }, VERDICT_LABEL[v]);
-}
-
-function enc(s: string): string {
-  return encodeURIComponent(s);
 }
